@@ -1,0 +1,10 @@
+export type * from "../generated/types.ts";
+export { validateConfig, type Validated } from "./config.ts";
+export { schemaProblems, type DocumentKind } from "./schema.ts";
+export { closest, editDistance } from "./suggest.ts";
+export { semanticProblems, type SemanticOptions } from "./semantic.ts";
+export { OCI_VERSION, OCI_VERSION_MIN, SUPPORTED_OCI_MAJOR } from "./version.ts";
+export { defaultSpec, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, type DefaultSpecOptions } from "./defaults.ts";
+export { parseJson, JsonSyntaxError } from "./json.ts";
+export { formatProblem, pointerToken, type Problem } from "./problem.ts";
+export * from "./linux-names.ts";

@@ -1,0 +1,10 @@
+/** A failure the user can act on: printed as is, exit status 1 (or the given one), no stack trace. */
+export class CliError extends Error {
+  override name = "CliError";
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}

@@ -1,0 +1,99 @@
+// runc's global flags. Engines put them before the subcommand
+// (`runc --root R --log L --log-format json create …`), which oclif cannot parse, so they are
+// taken off argv here and the rest goes to the command.
+
+export interface GlobalOptions {
+  root: string;
+  log?: string;
+  logFormat: "text" | "json";
+  debug: boolean;
+  systemdCgroup: boolean;
+  rootless: "true" | "false" | "auto";
+  criu?: string;
+}
+
+export const DEFAULT_ROOT = "/run/tsrun";
+
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+export interface PreParsed {
+  globals: GlobalOptions;
+  /** --version / -v was given before any command. */
+  version: boolean;
+  /** --help / -h was given before any command. */
+  help: boolean;
+  /** The command id and its own argv, when one was given. */
+  command?: string;
+  rest: string[];
+}
+
+const VALUED = new Set(["root", "log", "log-format", "criu", "rootless"]);
+
+export function preParse(argv: readonly string[]): PreParsed {
+  const globals: GlobalOptions = { root: DEFAULT_ROOT, logFormat: "text", debug: false, systemdCgroup: false, rootless: "auto" };
+  let version = false;
+  let help = false;
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "--") {
+      i++;
+      break;
+    }
+    if (!arg.startsWith("-") || arg === "-") break;
+    // urfave/cli (runc) accepts long flags with one dash as well as two.
+    const body = arg.replace(/^--?/, "");
+    const eq = body.indexOf("=");
+    const name = eq < 0 ? body : body.slice(0, eq);
+    let value: string | undefined = eq < 0 ? undefined : body.slice(eq + 1);
+    if (VALUED.has(name) && value === undefined) {
+      const next = argv[i + 1];
+      if (name === "rootless" && (next === undefined || !["true", "false", "auto"].includes(next))) value = "true";
+      else {
+        if (next === undefined) throw new UsageError(`flag needs an argument: ${arg}`);
+        value = next;
+        i++;
+      }
+    }
+    switch (name) {
+      case "root":
+        if (value === "") throw new UsageError("--root must not be empty");
+        globals.root = value!;
+        break;
+      case "log":
+        globals.log = value!;
+        break;
+      case "log-format":
+        if (value !== "text" && value !== "json") throw new UsageError(`invalid log format ${JSON.stringify(value)}: use "text" or "json"`);
+        globals.logFormat = value;
+        break;
+      case "criu":
+        globals.criu = value!;
+        break;
+      case "rootless":
+        if (value !== "true" && value !== "false" && value !== "auto") throw new UsageError(`invalid --rootless value ${JSON.stringify(value)}: use "true", "false" or "auto"`);
+        globals.rootless = value;
+        break;
+      case "debug":
+        globals.debug = value === undefined || value === "true";
+        break;
+      case "systemd-cgroup":
+        globals.systemdCgroup = value === undefined || value === "true";
+        break;
+      case "version":
+      case "v":
+        version = true;
+        break;
+      case "help":
+      case "h":
+        help = true;
+        break;
+      default:
+        throw new UsageError(`flag provided but not defined: ${arg}`);
+    }
+  }
+  const command = argv[i];
+  return command === undefined ? { globals, version, help, rest: [] } : { globals, version, help, command, rest: argv.slice(i + 1) };
+}

@@ -1,0 +1,28 @@
+// Errors and log lines as runc writes them: with --log, logrus lines to that file (JSON lines
+// {"level","msg","time"} with --log-format json: containerd's shim reads the last error line);
+// the human message always goes to stderr.
+import { appendFileSync } from "node:fs";
+import type { GlobalOptions } from "./globals.ts";
+
+export type Level = "debug" | "info" | "warning" | "error";
+
+export function logLine(globals: Pick<GlobalOptions, "log" | "logFormat" | "debug">, level: Level, msg: string): void {
+  if (level === "debug" && !globals.debug) return;
+  if (!globals.log) {
+    if (level !== "error") process.stderr.write(`${level}: ${msg}\n`);
+    return;
+  }
+  const time = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+  const line = globals.logFormat === "json" ? JSON.stringify({ level, msg, time }) : `time="${time}" level=${level} msg=${JSON.stringify(msg)}`;
+  try {
+    appendFileSync(globals.log, line + "\n", { mode: 0o600 });
+  } catch (e) {
+    process.stderr.write(`tsrun: cannot write log ${globals.log}: ${(e as Error).message}\n`);
+  }
+}
+
+/** Reports a failed command: one error line in the log, the full text on stderr. */
+export function reportError(globals: Pick<GlobalOptions, "log" | "logFormat" | "debug">, message: string): void {
+  logLine(globals, "error", message);
+  process.stderr.write(message.startsWith("tsrun") ? `${message}\n` : `tsrun: ${message}\n`);
+}

@@ -1,0 +1,96 @@
+// tsrun's entry point. Global flags first (runc's order), then a table lookup that imports only
+// the command being run; oclif is loaded only for help and for commands off the start path.
+import { UsageError, preParse, type PreParsed } from "./globals.ts";
+import { parseArgv, type Context } from "./def.ts";
+import { CliError } from "./errors.ts";
+import { reportError } from "./log.ts";
+import { COMMANDS } from "./registry.ts";
+import { versionText } from "../version.ts";
+
+const wantsHelp = (argv: readonly string[]): boolean => {
+  for (const a of argv) {
+    if (a === "--") return false;
+    if (a === "--help" || a === "-h" || a === "-help") return true;
+  }
+  return false;
+};
+
+async function dispatch(pre: PreParsed, ctx: Context): Promise<number> {
+  if (pre.version) {
+    ctx.stdout(versionText());
+    return 0;
+  }
+  const id = pre.command;
+  if (id === undefined || id === "help") {
+    const topic = pre.rest[0];
+    if (id === "help" && topic !== undefined && COMMANDS[topic]) {
+      const { showCommandHelp } = await import("./oclif.ts");
+      await showCommandHelp(topic, await COMMANDS[topic].load(), ctx);
+      return 0;
+    }
+    if (id === "help" && topic !== undefined) throw new UsageError(`no help topic for "${topic}"`);
+    ctx.stdout((await import("./help.ts")).rootHelp());
+    return 0;
+  }
+  const entry = COMMANDS[id];
+  if (!entry) {
+    const { closest } = await import("@tsrun/ocispec/src/suggest.ts");
+    const guess = closest(id, Object.keys(COMMANDS));
+    throw new UsageError(`unknown command "${id}"${guess ? ` (did you mean "${guess}"?)` : ""}; run "tsrun --help" for the list`);
+  }
+  const def = await entry.load();
+  if (pre.help || wantsHelp(pre.rest)) {
+    const { showCommandHelp } = await import("./oclif.ts");
+    await showCommandHelp(id, def, ctx);
+    return 0;
+  }
+  if (entry.hot) {
+    let parsed;
+    try {
+      parsed = parseArgv(def, pre.rest);
+    } catch (e) {
+      if (e instanceof UsageError) throw new UsageError(`${id}: ${e.message}; run "tsrun ${id} --help"`);
+      throw e;
+    }
+    return def.run(ctx, parsed.flags as never, parsed.args);
+  }
+  const { runWithOclif } = await import("./oclif.ts");
+  return runWithOclif(id, def, pre.rest, ctx);
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  let pre: PreParsed | undefined;
+  try {
+    pre = preParse(argv);
+    const ctx: Context = { globals: pre.globals, stdout: (t) => void process.stdout.write(t) };
+    return await dispatch(pre, ctx);
+  } catch (e) {
+    const globals = pre?.globals ?? { logFormat: "text" as const, debug: false };
+    if (e instanceof CliError) {
+      reportError(globals, e.message);
+      return e.exitCode;
+    }
+    if (e instanceof UsageError) {
+      reportError(globals, e.message);
+      return 1;
+    }
+    // oclif's parse errors carry their exit code; their message is meant for the user.
+    const oclif = (e as { oclif?: { exit?: number } }).oclif;
+    if (oclif) {
+      reportError(globals, (e as Error).message.split("\n")[0]!);
+      return oclif.exit ?? 1;
+    }
+    reportError(globals, `internal error: ${(e as Error).message ?? String(e)}${globals.debug ? `\n${(e as Error).stack ?? ""}` : " (run with --debug for details)"}`);
+    return 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e) => {
+    process.stderr.write(`tsrun: internal error: ${String(e)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,32 @@
+// The runtime-spec features document (features.md, features-linux.md). Built from the same
+// tables the validator uses; each field says what this build of tsrun really does, and grows as
+// the runtime does.
+import type { Features } from "@tsrun/ocispec/src/index.ts";
+import { CAPABILITIES, HOOK_NAMES, MOUNT_OPTIONS, NAMESPACE_TYPES } from "@tsrun/ocispec/src/linux-names.ts";
+import { OCI_VERSION, OCI_VERSION_MIN } from "@tsrun/ocispec/src/version.ts";
+import { COMMIT, VERSION } from "./version.ts";
+
+export function features(): Features {
+  return {
+    ociVersionMin: OCI_VERSION_MIN,
+    ociVersionMax: OCI_VERSION,
+    hooks: [...HOOK_NAMES],
+    mountOptions: Object.keys(MOUNT_OPTIONS).sort(),
+    linux: {
+      namespaces: [...NAMESPACE_TYPES].sort(),
+      capabilities: [...CAPABILITIES],
+      // Not implemented yet: said so rather than claimed.
+      cgroup: { v1: false, v2: false, systemd: false, systemdUser: false, rdma: false },
+      seccomp: { enabled: false },
+      apparmor: { enabled: false },
+      selinux: { enabled: false },
+      intelRdt: { enabled: false },
+      mountExtensions: { idmap: { enabled: false } },
+    },
+    annotations: {
+      "org.opencontainers.tsrun.version": VERSION,
+      "org.opencontainers.tsrun.commit": COMMIT,
+      "org.opencontainers.tsrun.bun": Bun.version,
+    },
+  };
+}
