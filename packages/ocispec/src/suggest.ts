@@ -17,9 +17,13 @@ export function editDistance(a: string, b: string): number {
 
 /** The closest candidate to `value`, when it is close enough to be a likely typo. */
 export function closest(value: string, candidates: readonly string[]): string | undefined {
+  const lower = value.toLowerCase();
+  if (lower.length >= 3) {
+    const prefixed = candidates.filter((c) => c.toLowerCase().startsWith(lower));
+    if (prefixed.length === 1) return prefixed[0];
+  }
   let best: string | undefined;
   let bestD = Infinity;
-  const lower = value.toLowerCase();
   for (const c of candidates) {
     const d = c.toLowerCase() === lower ? 0 : editDistance(lower, c.toLowerCase());
     if (d < bestD) [best, bestD] = [c, d];

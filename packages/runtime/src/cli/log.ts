@@ -3,13 +3,14 @@
 // the human message always goes to stderr.
 import { appendFileSync } from "node:fs";
 import type { GlobalOptions } from "./globals.ts";
+import { writeAll } from "./output.ts";
 
 export type Level = "debug" | "info" | "warning" | "error";
 
 export function logLine(globals: Pick<GlobalOptions, "log" | "logFormat" | "debug">, level: Level, msg: string): void {
   if (level === "debug" && !globals.debug) return;
   if (!globals.log) {
-    if (level !== "error") process.stderr.write(`${level}: ${msg}\n`);
+    if (level !== "error") writeAll(2, `${level}: ${msg}\n`);
     return;
   }
   const time = new Date().toISOString().replace(/\.\d+Z$/, "Z");
@@ -24,5 +25,5 @@ export function logLine(globals: Pick<GlobalOptions, "log" | "logFormat" | "debu
 /** Reports a failed command: one error line in the log, the full text on stderr. */
 export function reportError(globals: Pick<GlobalOptions, "log" | "logFormat" | "debug">, message: string): void {
   logLine(globals, "error", message);
-  process.stderr.write(message.startsWith("tsrun") ? `${message}\n` : `tsrun: ${message}\n`);
+  writeAll(2, message.startsWith("tsrun") ? `${message}\n` : `tsrun: ${message}\n`);
 }

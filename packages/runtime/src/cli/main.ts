@@ -4,6 +4,7 @@ import { UsageError, preParse, type PreParsed } from "./globals.ts";
 import { parseArgv, type Context } from "./def.ts";
 import { CliError } from "./errors.ts";
 import { reportError } from "./log.ts";
+import { writeAll } from "./output.ts";
 import { COMMANDS } from "./registry.ts";
 import { versionText } from "../version.ts";
 
@@ -62,7 +63,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   let pre: PreParsed | undefined;
   try {
     pre = preParse(argv);
-    const ctx: Context = { globals: pre.globals, stdout: (t) => void process.stdout.write(t) };
+    const ctx: Context = { globals: pre.globals, stdout: (t) => writeAll(1, t) };
     return await dispatch(pre, ctx);
   } catch (e) {
     const globals = pre?.globals ?? { logFormat: "text" as const, debug: false };

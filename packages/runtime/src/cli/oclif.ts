@@ -48,7 +48,7 @@ async function config(): Promise<Config> {
 
 export async function runWithOclif(id: string, def: CommandDef, argv: string[], ctx: Context): Promise<number> {
   const exit = { code: 0 };
-  const C = commandClass(id, def, ctx, exit);
+  const C = commandClass(id, def, ctx, exit) as unknown as { run(argv: string[], config: Config): Promise<unknown> };
   await C.run(argv, await config());
   return exit.code;
 }

@@ -1,0 +1,18 @@
+import { writeSync } from "node:fs";
+
+/**
+ * Writes all of `text` to a file descriptor synchronously. Cheaper at start-up than
+ * process.stdout (whose stream set-up costs milliseconds in Bun) and never loses output on exit.
+ */
+export function writeAll(fd: number, text: string): void {
+  let buf = Buffer.from(text);
+  while (buf.length > 0) {
+    try {
+      const n = writeSync(fd, buf);
+      buf = buf.subarray(n);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EAGAIN") throw e;
+      Bun.sleepSync(1);
+    }
+  }
+}

@@ -1,0 +1,45 @@
+// Shared by the benchmark scripts: run commands alternately, report medians and ratios.
+export interface Variant {
+  name: string;
+  /** Called before each run; returns the argv to run (so each run can get a fresh directory). */
+  argv: (i: number) => string[];
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export function which(cmd: string): string | undefined {
+  const r = Bun.spawnSync(["sh", "-c", `command -v ${cmd}`]);
+  const p = r.stdout.toString().trim();
+  return r.success && p ? p : undefined;
+}
+
+/** Runs every variant `rounds` times, interleaved so that machine noise hits all alike. */
+export function measure(variants: Variant[], rounds: number, warmup = 3): Map<string, number[]> {
+  const times = new Map<string, number[]>(variants.map((v) => [v.name, []]));
+  for (let r = -warmup; r < rounds; r++) {
+    for (const v of variants) {
+      const argv = v.argv(r + warmup);
+      const t0 = performance.now();
+      const res = Bun.spawnSync(argv, { stdout: "ignore", stderr: "pipe" });
+      const dt = performance.now() - t0;
+      if (!res.success) throw new Error(`${v.name}: ${argv.join(" ")} failed: ${res.stderr.toString().trim()}`);
+      if (r >= 0) times.get(v.name)!.push(dt);
+    }
+  }
+  return times;
+}
+
+export function report(title: string, times: Map<string, number[]>, baseline: string): void {
+  const base = median(times.get(baseline)!);
+  console.log(`\n${title}`);
+  console.log(`${"variant".padEnd(28)} ${"median ms".padStart(10)} ${"p90 ms".padStart(8)} ${"× " + baseline}`);
+  for (const [name, xs] of times) {
+    const s = [...xs].sort((a, b) => a - b);
+    const p90 = s[Math.floor(s.length * 0.9)]!;
+    console.log(`${name.padEnd(28)} ${median(xs).toFixed(2).padStart(10)} ${p90.toFixed(2).padStart(8)} ${(median(xs) / base).toFixed(2)}`);
+  }
+}

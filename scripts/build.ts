@@ -1,0 +1,29 @@
+// Compiles the CLI into one self-contained binary: dist/tsrun. Run `bun scripts/gen.ts` first
+// (`bun run build` does both).
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+const root = join(import.meta.dir, "..");
+const dist = join(root, "dist");
+mkdirSync(dist, { recursive: true });
+
+function commit(): string {
+  const r = Bun.spawnSync(["git", "rev-parse", "--short=12", "HEAD"], { cwd: root, stderr: "ignore" });
+  const sha = r.success ? r.stdout.toString().trim() : "";
+  if (!sha) return "unknown";
+  const dirty = Bun.spawnSync(["git", "status", "--porcelain", "--untracked-files=no"], { cwd: root }).stdout.toString().trim();
+  return dirty ? `${sha}-dirty` : sha;
+}
+
+const binaries = [{ entry: "packages/runtime/src/cli/main.ts", out: "tsrun" }];
+const sha = commit();
+for (const b of binaries) {
+  const outfile = join(dist, b.out);
+  const args = ["build", "--compile", "--bytecode", "--minify", "--sourcemap=none", `--define`, `TSRUN_COMMIT=${JSON.stringify(sha)}`, join(root, b.entry), "--outfile", outfile];
+  const r = Bun.spawnSync([process.execPath, ...args], { cwd: root, stdout: "inherit", stderr: "inherit" });
+  if (!r.success) {
+    console.error(`build: bun build failed for ${b.entry}`);
+    process.exit(1);
+  }
+  console.error(`build: ${outfile}`);
+}

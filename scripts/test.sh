@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Every test: set-up, code generation, the compiled binary, then `bun test`. Ends with
+# "N passed, M failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || exit 1
+BUN=node_modules/.bin/bun
+$BUN scripts/gen.ts || exit 1
+$BUN scripts/build.ts || exit 1
+mkdir -p .tmp
+$BUN test "$@" 2>&1 | tee .tmp/test.log
+status=${PIPESTATUS[0]}
+pass=$(grep -Eo '^ *[0-9]+ pass$' .tmp/test.log | tail -1 | grep -Eo '[0-9]+' || echo 0)
+fail=$(grep -Eo '^ *[0-9]+ fail$' .tmp/test.log | tail -1 | grep -Eo '[0-9]+' || echo 0)
+skip=$(grep -Eo '^ *[0-9]+ skip$' .tmp/test.log | tail -1 | grep -Eo '[0-9]+' || echo 0)
+if [ "$status" -ne 0 ] && [ "$fail" -eq 0 ]; then fail=1; fi
+if [ "$pass" -eq 0 ] && [ "$fail" -eq 0 ]; then echo "no test ran" >&2; fail=1; fi
+line="$pass passed, $fail failed"
+[ "$skip" -gt 0 ] && line="$line, $skip skipped"
+echo "$line"
+[ "$fail" -eq 0 ] && [ "$status" -eq 0 ]
