@@ -12,8 +12,13 @@ export type Validated<T> = { ok: true; value: T } | { ok: false; problems: Probl
  */
 export function validateConfig(value: unknown, opts: SemanticOptions = {}): Validated<Spec> {
   const problems = [...schemaProblems("config", value)];
-  const known = new Set(problems.map((p) => p.pointer));
-  for (const p of semanticProblems(value, opts)) if (!known.has(p.pointer)) problems.push(p);
+  // Where both find fault with one value, the semantic check's message is the more specific one
+  // ("must be an absolute path" rather than "does not match ^/").
+  for (const p of semanticProblems(value, opts)) {
+    const i = problems.findIndex((q) => q.pointer === p.pointer);
+    if (i >= 0) problems[i] = p;
+    else problems.push(p);
+  }
   if (problems.length === 0) return { ok: true, value: value as Spec };
   return { ok: false, problems };
 }

@@ -251,6 +251,8 @@ export function imageSemanticProblems(kind: ImageDocumentKind, value: unknown, o
   return out;
 }
 
+const MEDIA_TYPE = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$/;
+const URI = /^[A-Za-z][A-Za-z0-9+.-]*:[A-Za-z0-9\-._~:/?#[\]@!$&'()*+,;=%]*$/;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const DATE_TIME =
   /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:[Zz]|[+-](\d{2}):(\d{2}))$/;
@@ -304,6 +306,17 @@ class Checker {
       this.add(pointer, `digest algorithm ${JSON.stringify(algorithm)} is not registered by the image-spec`, `use sha256 (or sha512)`);
   }
 
+  mediaType(pointer: string, v: unknown): void {
+    if (!str(v) || MEDIA_TYPE.test(v)) return;
+    const params = v.indexOf(";");
+    this.add(
+      pointer,
+      `${JSON.stringify(v)} is not a media type: RFC 6838 wants type/subtype, each starting with a letter or digit and using only letters, digits and ! # $ & ^ _ . + -`,
+      params > 0 && MEDIA_TYPE.test(v.slice(0, params).trim()) ? `drop the parameters: "${v.slice(0, params).trim()}"` : undefined,
+      true,
+    );
+  }
+
   dateTime(pointer: string, v: unknown): void {
     if (!str(v)) return;
     const m = DATE_TIME.exec(v);
@@ -351,11 +364,19 @@ class Checker {
   }
 
   descriptor(pointer: string, d: Obj): void {
+    this.mediaType(ptr(pointer, "mediaType"), d.mediaType);
+    this.mediaType(ptr(pointer, "artifactType"), d.artifactType);
     this.digest(ptr(pointer, "digest"), d.digest);
+    arr(d.urls).forEach((u, i) => {
+      if (str(u) && !URI.test(u))
+        this.add(ptr(pointer, "urls", i), `${JSON.stringify(u)} is not an absolute URI`, /\s/.test(u) ? "percent-encode spaces and other characters URIs do not allow" : `give a full URL such as "https://example.com/blob"`, true);
+    });
     this.annotations(ptr(pointer, "annotations"), d.annotations);
     if (isObj(d.platform)) this.platform(ptr(pointer, "platform"), d.platform);
     const data = d.data;
-    if (str(data) && BASE64.test(data)) {
+    if (str(data) && !BASE64.test(data))
+      this.add(ptr(pointer, "data"), "is not standard base64 (RFC 4648 section 4, with = padding)", /[-_]/.test(data) ? "use + and / rather than the URL-safe - and _" : undefined, true);
+    else if (str(data)) {
       const bytes = Buffer.from(data, "base64");
       if (typeof d.size === "number" && Number.isInteger(d.size) && d.size >= 0 && bytes.length !== d.size)
         this.add(ptr(pointer, "data"), `embedded data decodes to ${bytes.length} bytes, but size says ${d.size}`);
@@ -375,8 +396,10 @@ class Checker {
   }
 
   manifest(m: Obj): void {
+    this.mediaType("/mediaType", m.mediaType);
+    this.mediaType("/artifactType", m.artifactType);
     const mt = m.mediaType;
-    if (str(mt) && !MANIFEST_TYPES.includes(mt)) {
+    if (str(mt) && MEDIA_TYPE.test(mt) && !MANIFEST_TYPES.includes(mt)) {
       if (INDEX_TYPES.includes(mt))
         this.add("/mediaType", `${JSON.stringify(mt)} is the media type of an image index, not of a manifest`, "validate this document as an image index");
       else this.add("/mediaType", `a manifest's own mediaType must be "${mediaTypes.imageManifest}", found ${JSON.stringify(mt)}`, "or leave mediaType out");
@@ -399,13 +422,10 @@ class Checker {
     arr(m.layers).forEach((l, i) => {
       if (!this.maybeDescriptor(`/layers/${i}`, l) || !str(l.mediaType)) return;
       if (isImage && !LAYER_FORMATS.has(l.mediaType)) {
-        const looksCompressed = /gzip|zstd|tar/.test(l.mediaType);
         this.add(
           `/layers/${i}/mediaType`,
           `${JSON.stringify(l.mediaType)} is not a layer media type, yet the config marks this manifest as a container image whose layers get unpacked`,
-          looksCompressed
-            ? `use "${mediaTypes.layerGzip}", "${mediaTypes.layerZstd}" or "${mediaTypes.layer}"`
-            : `if this manifest packages an artifact, set artifactType and give config an artifact-specific media type (or "${mediaTypes.empty}")`,
+          `use "${mediaTypes.layerGzip}", "${mediaTypes.layerZstd}" or "${mediaTypes.layer}"; if this manifest packages an artifact, set artifactType`,
         );
       }
     });
@@ -414,8 +434,10 @@ class Checker {
   }
 
   index(x: Obj): void {
+    this.mediaType("/mediaType", x.mediaType);
+    this.mediaType("/artifactType", x.artifactType);
     const mt = x.mediaType;
-    if (str(mt) && !INDEX_TYPES.includes(mt)) {
+    if (str(mt) && MEDIA_TYPE.test(mt) && !INDEX_TYPES.includes(mt)) {
       if (MANIFEST_TYPES.includes(mt))
         this.add("/mediaType", `${JSON.stringify(mt)} is the media type of an image manifest, not of an index`, "validate this document as an image manifest");
       else this.add("/mediaType", `an index's own mediaType must be "${mediaTypes.imageIndex}", found ${JSON.stringify(mt)}`, "or leave mediaType out");

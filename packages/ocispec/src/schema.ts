@@ -57,6 +57,16 @@ function typeName(t: unknown): string {
   return names.join(" or ");
 }
 
+/** What the schemas' patterns mean, for messages; others are quoted as they are. */
+const PATTERN_MEANINGS: Record<string, string> = {
+  "^/": "an absolute path",
+  "^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?(\\+[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?$": "a SemVer 2.0.0 version such as \"1.3.0\"",
+  "^RLIMIT_[A-Z_]+$": "a resource limit name such as RLIMIT_NOFILE",
+  "^CAP_[A-Z0-9_]+$": "a capability name such as CAP_KILL",
+  "^[rwm]*$": "made of the letters r, w and m",
+  "^[0-9]+[KMGTPE]?B$": "a page size such as 2MB or 1GB",
+};
+
 function problemOf(e: AjvError, doc: unknown): Problem {
   const at = e.instancePath;
   const p = e.params;
@@ -80,8 +90,11 @@ function problemOf(e: AjvError, doc: unknown): Problem {
     case "exclusiveMinimum":
     case "exclusiveMaximum":
       return { pointer: at, message: `must be ${p.comparison} ${p.limit}, found ${describe(valueAt(doc, at))}` };
-    case "pattern":
-      return { pointer: at, message: `${describe(valueAt(doc, at))} does not have the required form`, hint: `pattern ${p.pattern}` };
+    case "pattern": {
+      const known = PATTERN_MEANINGS[p.pattern as string];
+      const found = describe(valueAt(doc, at));
+      return known ? { pointer: at, message: `must be ${known}, found ${found}` } : { pointer: at, message: `${found} does not have the required form`, hint: `pattern ${p.pattern}` };
+    }
     case "minItems":
       return { pointer: at, message: `must have at least ${p.limit} item${p.limit === 1 ? "" : "s"}` };
     case "maxItems":
@@ -142,6 +155,8 @@ function translate(errors: AjvError[], doc: unknown): Problem[] {
       });
     }
   }
+  // An if/then/else failure repeats, vaguely, what its branch's own errors say.
+  for (const e of errors) if (e.keyword === "if") dropped.add(e);
   const out: Problem[] = [];
   const seen = new Set<string>();
   for (const p of [...errors.filter((e) => !dropped.has(e)).map((e) => problemOf(e, doc)), ...extra]) {
