@@ -181,7 +181,7 @@ export function validateImageDocument<K extends ImageDocumentKind>(
   value: unknown,
   opts: ImageValidationOptions = {},
 ): Validated<ImageDocumentTypes[K]> {
-  const problems = merge(schemaProblems(kind, value), imageSemanticProblems(kind, value, opts));
+  const problems = merge(schemaProblems(kind, value), findings(kind, value, opts));
   if (problems.length === 0) return { ok: true, value: value as ImageDocumentTypes[K] };
   return { ok: false, problems };
 }
@@ -191,8 +191,9 @@ interface Finding extends Problem {
   refines?: boolean;
 }
 
+const strip = ({ refines: _, ...p }: Finding): Problem => p;
+
 function merge(schema: Problem[], semantic: Finding[]): Problem[] {
-  const strip = ({ refines: _, ...p }: Finding): Problem => p;
   const refined = new Set(semantic.filter((f) => f.refines).map((f) => f.pointer));
   const schemaPointers = new Set(schema.map((p) => p.pointer));
   const out: Problem[] = [];
@@ -222,6 +223,10 @@ const ptr = (base: string, ...tokens: (string | number)[]) => base + tokens.map(
 
 /** The semantic problems alone (no schema check) of an image-spec document of `kind`. */
 export function imageSemanticProblems(kind: ImageDocumentKind, value: unknown, opts: ImageValidationOptions = {}): Problem[] {
+  return findings(kind, value, opts).map(strip);
+}
+
+function findings(kind: ImageDocumentKind, value: unknown, opts: ImageValidationOptions): Finding[] {
   const out: Finding[] = [];
   if (!isObj(value)) return out;
   const add: Add = (pointer, message, hint, refines) => {
@@ -388,7 +393,7 @@ class Checker {
     }
   }
 
-  /** Descriptors are checked only once the schema would accept their shape enough to look inside. */
+  /** Checks `d` as a descriptor when it is an object at all; says whether it was one. */
   maybeDescriptor(pointer: string, d: unknown): d is Obj {
     if (!isObj(d)) return false;
     this.descriptor(pointer, d);

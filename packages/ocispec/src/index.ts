@@ -8,3 +8,4 @@ export { defaultSpec, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, type Default
 export { parseJson, JsonSyntaxError } from "./json.ts";
 export { formatProblem, pointerToken, type Problem } from "./problem.ts";
 export * from "./linux-names.ts";
+export * from "./image.ts";

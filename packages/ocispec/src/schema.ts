@@ -119,42 +119,42 @@ function problemOf(e: AjvError, doc: unknown): Problem {
 }
 
 /**
- * ajv reports, for a failed anyOf/oneOf, the errors of every branch. Keep the branch that got
- * furthest (whose errors all lie below the alternative's own location, i.e. its type matched),
- * or else say which forms were allowed.
+ * ajv reports, for a failed anyOf/oneOf, the errors of every branch, just before the
+ * alternative's own error and at or below its location (their schemaPath may be a $ref's, so
+ * it cannot say which branch they came from). Keep the errors of branches that got past the
+ * location itself (whose type matched); when none did, say which forms were allowed.
  */
 function translate(errors: AjvError[], doc: unknown): Problem[] {
-  const alternatives = errors.filter((e) => e.keyword === "anyOf" || e.keyword === "oneOf");
   const dropped = new Set<AjvError>();
   const extra: Problem[] = [];
-  for (const alt of alternatives) {
-    if (dropped.has(alt)) continue;
-    const prefix = alt.schemaPath.replace(/\/(anyOf|oneOf)$/, `/${alt.keyword}/`);
-    const branches = new Map<string, AjvError[]>();
-    for (const e of errors) {
-      if (!e.schemaPath.startsWith(prefix)) continue;
-      const idx = e.schemaPath.slice(prefix.length).split("/")[0]!;
-      (branches.get(idx) ?? branches.set(idx, []).get(idx)!).push(e);
-      dropped.add(e);
-    }
+  errors.forEach((alt, index) => {
+    if ((alt.keyword !== "anyOf" && alt.keyword !== "oneOf") || dropped.has(alt)) return;
     dropped.add(alt);
     if (alt.keyword === "oneOf" && alt.params.passingSchemas) {
       extra.push({ pointer: alt.instancePath, message: "matches more than one allowed form" });
-      continue;
+      return;
     }
-    const deep = [...branches.values()].filter((errs) => errs.every((e) => e.instancePath.length > alt.instancePath.length || e.keyword === "required"));
-    const best = deep.sort((a, b) => a.length - b.length)[0];
-    if (best) {
-      for (const e of best) dropped.delete(e);
-    } else {
-      const forms = [...branches.values()].flatMap((errs) => errs.filter((e) => e.keyword === "type" || e.keyword === "const" || e.keyword === "enum"));
+    const at = alt.instancePath;
+    const branch: AjvError[] = [];
+    for (let i = index - 1; i >= 0; i--) {
+      const e = errors[i]!;
+      if (e.instancePath !== at && !e.instancePath.startsWith(at + "/")) break;
+      branch.push(e);
+    }
+    const deep = branch.filter((e) => e.instancePath !== at || e.keyword === "required");
+    for (const e of branch) if (!deep.includes(e)) dropped.add(e);
+    if (deep.length === 0) {
+      const forms = branch.filter((e) => e.keyword === "type" || e.keyword === "const" || e.keyword === "enum");
       const wanted = [...new Set(forms.map((e) => (e.keyword === "type" ? typeName(e.params.type) : JSON.stringify(e.params.allowedValue ?? e.params.allowedValues))))];
       extra.push({
-        pointer: alt.instancePath,
-        message: wanted.length ? `must be ${wanted.join(" or ")}, found ${describe(valueAt(doc, alt.instancePath))}` : "does not match any allowed form",
+        pointer: at,
+        message: wanted.length ? `must be ${wanted.join(" or ")}, found ${describe(valueAt(doc, at))}` : "does not match any allowed form",
       });
     }
-  }
+  });
+  // A value of the wrong type needs no second message about its allowed values.
+  const typeErrorAt = new Set(errors.filter((e) => e.keyword === "type" && !dropped.has(e)).map((e) => e.instancePath));
+  for (const e of errors) if ((e.keyword === "const" || e.keyword === "enum") && typeErrorAt.has(e.instancePath)) dropped.add(e);
   // An if/then/else failure repeats, vaguely, what its branch's own errors say.
   for (const e of errors) if (e.keyword === "if") dropped.add(e);
   const out: Problem[] = [];

@@ -174,3 +174,25 @@ describe("mediaTypes and layerFormat", () => {
     expect(layerFormat(mediaTypes.imageConfig)).toBeUndefined();
   });
 });
+
+describe("refined schema messages", () => {
+  const base = { digest: `sha256:${"e".repeat(64)}`, size: 1 };
+
+  test("a media type with parameters is told to drop them", () => {
+    const r = validateImageDocument("descriptor", { ...base, mediaType: "application/json; charset=utf-8" });
+    expect(r.ok ? [] : r.problems).toEqual([
+      expect.objectContaining({ pointer: "/mediaType", hint: 'drop the parameters: "application/json"' }),
+    ]);
+  });
+
+  test("URL-safe base64 in data is named", () => {
+    const r = validateImageDocument("descriptor", { ...base, mediaType: "text/plain", data: "-_8=" });
+    expect(r.ok ? [] : r.problems).toEqual([expect.objectContaining({ pointer: "/data", hint: "use + and / rather than the URL-safe - and _" })]);
+  });
+
+  test("imageSemanticProblems returns plain problems", () => {
+    const ps = imageSemanticProblems("ociLayout", { imageLayoutVersion: "2.0.0" });
+    expect(ps).toEqual([{ pointer: "/imageLayoutVersion", message: 'image layout version "2.0.0" is not supported', hint: 'this implementation reads layout version "1.0.0"' }]);
+    expect(imageSemanticProblems("descriptor", { ...base, mediaType: "nope" })[0]).not.toHaveProperty("refines");
+  });
+});
