@@ -1,0 +1,96 @@
+// The plan boundary: an InitPlan is a flat, ordered list of primitive steps that the C executor
+// (packages/runtime/native) carries out in the container's processes with raw syscalls.
+// TypeScript decides everything; C only executes. `wire.ts` encodes these ops into the
+// versioned binary form the executor reads.
+//
+// Paths marked `inRoot` are resolved inside the container's root filesystem (set by `setRoot`)
+// with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): symlinks in the rootfs can never lead
+// out of it. Missing parents are created (as directories, mode 0755) the same safe way.
+//
+// Processes: the executor starts as "stage 1" (a child of tsrun). `fork` starts "stage 2" with
+// CLONE_PARENT (so it is tsrun's child too, and becomes pid 1 of a new pid namespace when
+// asked) and stage 1 reports the new pid and exits. Everything after `fork` runs in stage 2.
+
+export type Op =
+  /** prctl(PR_SET_NAME): names the stage in ps and in error reports. */
+  | { op: "stage"; name: string }
+  /** open(path) and setns(fd, nstype); nstype is a CLONE_NEW* flag. */
+  | { op: "setns"; path: string; nstype: number }
+  /** unshare(flags). */
+  | { op: "unshare"; flags: number }
+  /**
+   * Tell tsrun that `code` was reached and wait for its go-ahead (it writes uid/gid maps, runs
+   * hooks, moves the process into cgroups … in between). An abort answer ends the executor.
+   */
+  | { op: "sync"; code: number }
+  /** clone(CLONE_PARENT | flags): stage 1 reports the child's pid to tsrun and exits. */
+  | { op: "fork"; flags: number }
+  /** open(path, O_WRONLY) and write data: timens_offsets, oom_score_adj, /proc/sys/…, attr/… */
+  | { op: "writeFile"; path: string; data: string; inRoot?: boolean }
+  /** Opens the container's root directory; later `inRoot` paths are resolved inside it. */
+  | { op: "setRoot"; path: string }
+  /**
+   * mount(2). With inRoot, `target` is relative to the root and made to exist first: a directory,
+   * or an empty file when `targetIsFile` (bind mounts of files).
+   */
+  | { op: "mount"; source: string | null; target: string; fstype: string | null; flags: number; data: string | null; inRoot?: boolean; targetIsFile?: boolean }
+  /** mount_setattr(2) on target (recursive when AT_RECURSIVE is wanted): the r* options. */
+  | { op: "mountSetattr"; target: string; attrSet: number; attrClr: number; propagation: number; recursive: boolean; inRoot?: boolean }
+  | { op: "mkdir"; path: string; mode: number; inRoot?: boolean }
+  /** mknod(2) then chown; with `bindFallback`, bind-mount the host's node when mknod is refused (user namespaces). */
+  | { op: "mknod"; path: string; mode: number; major: number; minor: number; uid: number; gid: number; inRoot?: boolean; bindFallback?: string }
+  | { op: "symlink"; target: string; path: string; inRoot?: boolean }
+  /** chdir(root), pivot_root(".", "."), umount2(".", MNT_DETACH), chdir("/"). */
+  | { op: "pivotRoot"; path: string }
+  /** --no-pivot: mount --move root onto /, chroot("."), chdir("/"). */
+  | { op: "chrootMove"; path: string }
+  /** After pivot: hide path (bind /dev/null over a file, a read-only empty tmpfs over a directory); missing paths are skipped. */
+  | { op: "maskPath"; path: string }
+  /** After pivot: bind path onto itself and remount it read-only; missing paths are skipped. */
+  | { op: "readonlyPath"; path: string }
+  /** remount "/" read-only (readonly root), keeping its other flags. */
+  | { op: "remountRootReadonly" }
+  | { op: "sethostname"; name: string }
+  | { op: "setdomainname"; name: string }
+  | { op: "setrlimit"; resource: number; soft: bigint; hard: bigint }
+  | { op: "prctl"; option: number; arg: bigint }
+  /** setgroups, setresgid, setresuid, keeping capabilities across the uid change (PR_SET_KEEPCAPS). */
+  | { op: "setUser"; uid: number; gid: number; groups: number[]; setgroups: boolean }
+  /** Capability sets as bit masks: drop from bounding what is not in `bounding`, then capset, then ambient raise. */
+  | { op: "caps"; bounding: bigint; effective: bigint; permitted: bigint; inheritable: bigint; ambient: bigint }
+  /** seccomp(SECCOMP_SET_MODE_FILTER, flags, program); the program is sock_filter records. */
+  | { op: "seccomp"; flags: number; program: Uint8Array }
+  | { op: "umask"; mask: number }
+  | { op: "chdir"; path: string }
+  | { op: "setsid" }
+  /**
+   * Allocate a pty in the container (/dev/ptmx), send the master to tsrun over the sync socket
+   * (SCM_RIGHTS), make the peer the controlling terminal and stdin/stdout/stderr.
+   */
+  | { op: "console"; rows: number; cols: number }
+  /** Open the exec fifo O_PATH now (it lives on the host, unreachable after pivot). */
+  | { op: "openFifo"; path: string }
+  /** Wait for `start`: open the fifo (via /proc/self/fd) for writing; blocks until it is read. */
+  | { op: "waitFifo" }
+  /** Close every fd from `first` up, except the sync socket (closed on exec) and the fifo. */
+  | { op: "closeFds"; first: number }
+  /** Run a hook in the current namespaces: path, args, env, the state JSON on stdin, a timeout. */
+  | { op: "hook"; path: string; args: string[]; env: string[]; stdin: string; timeoutMs: number }
+  /** execve(2); a relative path is searched in `path` (the container's PATH) like execvp. */
+  | { op: "exec"; file: string; argv: string[]; env: string[]; path: string };
+
+/** Sync codes: where the executor stops and waits for tsrun. */
+export const SYNC = {
+  /** Stage 1 has unshared the user namespace: write uid_map/gid_map for it. */
+  USERNS: 1,
+  /** Namespaces exist, before any mount: createRuntime/prestart hooks, cgroup placement. */
+  NAMESPACES: 2,
+  /** Mounts are done, before pivot_root. */
+  MOUNTS: 3,
+  /** Setup finished; about to wait on the exec fifo (the container is "created"). */
+  CREATED: 4,
+} as const;
+
+export interface InitPlan {
+  ops: Op[];
+}
