@@ -8,7 +8,7 @@ import { defaultSpec } from "../../packages/ocispec/src/defaults.ts";
 import { median } from "./lib.ts";
 
 const root = join(import.meta.dir, "../..");
-const file = process.argv[2] ?? join(root, "packages/ocispec/test/fixtures/runtime/good/full-linux.json");
+const file = process.argv[2] ?? join(root, "packages/ocispec/test/fixtures/runtime/good/config-full-linux.json");
 const raw = JSON.parse(readFileSync(file, "utf8"));
 const full = raw.doc ?? raw;
 const docs: [string, unknown][] = [

@@ -117,3 +117,14 @@ export const MOUNT_OPTIONS: Readonly<Record<string, MountOption>> = {
   tmpcopyup: { kind: "extension", name: "tmpcopyup" }, idmap: { kind: "extension", name: "idmap" },
   ridmap: { kind: "extension", name: "ridmap" },
 };
+
+/** clone(2)/unshare(2)/setns(2) flag of each namespace type. */
+export const CLONE_FLAGS: Readonly<Record<NamespaceType, number>> = {
+  mount: 0x00020000, cgroup: 0x02000000, uts: 0x04000000, ipc: 0x08000000, user: 0x10000000,
+  pid: 0x20000000, network: 0x40000000, time: 0x00000080,
+};
+
+/** The namespace's name under /proc/<pid>/ns/. */
+export const NS_PROC_NAMES: Readonly<Record<NamespaceType, string>> = {
+  mount: "mnt", cgroup: "cgroup", uts: "uts", ipc: "ipc", user: "user", pid: "pid", network: "net", time: "time",
+};

@@ -65,6 +65,9 @@ const PATTERN_MEANINGS: Record<string, string> = {
   "^CAP_[A-Z0-9_]+$": "a capability name such as CAP_KILL",
   "^[rwm]*$": "made of the letters r, w and m",
   "^[0-9]+[KMGTPE]?B$": "a page size such as 2MB or 1GB",
+  "^[0-9,:/\\s-]*$": "a CPU or node list such as 0-3,7",
+  "^MB:[^\\n]*$": "a memory bandwidth schema starting with MB:",
+  "^[^\\n]*$": "a single line",
 };
 
 function problemOf(e: AjvError, doc: unknown): Problem {

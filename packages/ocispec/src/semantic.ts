@@ -91,6 +91,10 @@ function checkProcess(process: unknown, opts: SemanticOptions, add: Add, absolut
   }
   if (!isObj(process)) return;
   absolute("/process/cwd", process.cwd, "the working directory");
+  if (isObj(process.user)) {
+    for (const k of ["uid", "gid"] as const)
+      if (process.user[k] === undefined) add(`/process/user/${k}`, `is required on Linux`, process.user.username !== undefined ? "username is only used on Windows" : undefined);
+  } else if (process.user === undefined && opts.forCreate) add("/process/user", "is required on Linux (uid and gid)");
   if (Array.isArray(process.args) && process.args.length === 0) add("/process/args", "must name at least the program to run");
   else if (process.args === undefined && process.commandLine === undefined && opts.forCreate) add("/process/args", "is required: the program to run");
   arr(process.env).forEach((e, i) => {
