@@ -20,7 +20,8 @@ export type Op =
   | { op: "unshare"; flags: number }
   /**
    * Tell tsrun that `code` was reached and wait for its go-ahead (it writes uid/gid maps, runs
-   * hooks, moves the process into cgroups … in between). An abort answer ends the executor.
+   * hooks, moves the process into cgroups … in between). An abort answer ends the executor. The
+   * answer may carry a payload (bytes after the status byte), kept for `hook` ops.
    */
   | { op: "sync"; code: number }
   /** clone(CLONE_PARENT | flags): stage 1 reports the child's pid to tsrun and exits. */
@@ -74,8 +75,12 @@ export type Op =
   | { op: "waitFifo" }
   /** Close every fd from `first` up, except the sync socket (closed on exec) and the fifo. */
   | { op: "closeFds"; first: number }
-  /** Run a hook in the current namespaces: path, args, env, the state JSON on stdin, a timeout. */
-  | { op: "hook"; path: string; args: string[]; env: string[]; stdin: string; timeoutMs: number }
+  /**
+   * Run a hook in the current namespaces: path, args, env, the state JSON on stdin, a timeout
+   * (0: none). `stdin: null` means the payload of tsrun's last sync answer: the state JSON,
+   * which holds the init's host pid, unknown when the plan was compiled.
+   */
+  | { op: "hook"; path: string; args: string[]; env: string[]; stdin: string | null; timeoutMs: number }
   /** execve(2); a relative path is searched in `path` (the container's PATH) like execvp. */
   | { op: "exec"; file: string; argv: string[]; env: string[]; path: string };
 

@@ -1,0 +1,275 @@
+// config.json → InitPlan. Pure: everything it needs from the host comes in `PlanInput`, so it is
+// unit-tested without root and the same config always gives the same plan.
+import type { Hook, LinuxDevice, Mount, Spec } from "@tsrun/ocispec/src/index.ts";
+import { CAPABILITIES, CLONE_FLAGS, MS, RLIMITS, type NamespaceType } from "@tsrun/ocispec/src/linux-names.ts";
+import { isBind, parseMountOptions } from "./mounts.ts";
+import { SYNC, type InitPlan, type Op } from "./ops.ts";
+
+/** Where the host's cgroups for this container are, for `type: cgroup` mounts. */
+export type CgroupMountSource =
+  | { kind: "v1"; controllers: { name: string; hostPath: string }[] }
+  | { kind: "v2"; hostPath: string };
+
+export interface PlanInput {
+  spec: Spec;
+  /** Absolute bundle directory: relative bind sources are resolved against it, as runc does. */
+  bundle: string;
+  /** Absolute host path of the root filesystem. */
+  rootfs: string;
+  /** Host path of the exec fifo that `start` opens. */
+  execFifo: string;
+  /** Extra fds passed at 3…3+n-1 (--preserve-fds). */
+  preserveFds: number;
+  noPivot: boolean;
+  cgroups?: CgroupMountSource;
+  /** What a host path is, for bind mounts (a file target must be a file). Injected to keep this pure. */
+  hostPathKind: (path: string) => "file" | "dir" | "missing" | "other";
+}
+
+export class PlanError extends Error {
+  override name = "PlanError";
+  constructor(
+    readonly pointer: string,
+    message: string,
+  ) {
+    super(`${pointer}: ${message}`);
+  }
+}
+
+export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const PR_SET_NO_NEW_PRIVS = 38;
+const S_IFCHR = 0o020000;
+const S_IFBLK = 0o060000;
+const S_IFIFO = 0o010000;
+
+/** The devices every container gets when /dev is a fresh tmpfs (as runc). */
+const DEFAULT_DEVICES: LinuxDevice[] = [
+  { path: "/dev/null", type: "c", major: 1, minor: 3, fileMode: 0o666 },
+  { path: "/dev/zero", type: "c", major: 1, minor: 5, fileMode: 0o666 },
+  { path: "/dev/full", type: "c", major: 1, minor: 7, fileMode: 0o666 },
+  { path: "/dev/random", type: "c", major: 1, minor: 8, fileMode: 0o666 },
+  { path: "/dev/urandom", type: "c", major: 1, minor: 9, fileMode: 0o666 },
+  { path: "/dev/tty", type: "c", major: 5, minor: 0, fileMode: 0o666 },
+];
+const DEV_SYMLINKS: [string, string][] = [
+  ["/proc/self/fd", "/dev/fd"],
+  ["/proc/self/fd/0", "/dev/stdin"],
+  ["/proc/self/fd/1", "/dev/stdout"],
+  ["/proc/self/fd/2", "/dev/stderr"],
+];
+
+/** A container path as the executor's `inRoot` resolution wants it: relative, normalised. */
+export function inRootPath(p: string): string {
+  const parts: string[] = [];
+  for (const seg of p.split("/")) {
+    if (seg === "" || seg === ".") continue;
+    if (seg === "..") parts.pop();
+    else parts.push(seg);
+  }
+  return parts.length ? parts.join("/") : ".";
+}
+
+function capMask(names: readonly string[] | undefined): bigint {
+  let m = 0n;
+  for (const n of names ?? []) {
+    const bit = (CAPABILITIES as readonly string[]).indexOf(n);
+    if (bit >= 0) m |= 1n << BigInt(bit);
+  }
+  return m;
+}
+
+function namespaces(spec: Spec): { fresh: Set<NamespaceType>; joined: { type: NamespaceType; path: string }[] } {
+  const fresh = new Set<NamespaceType>();
+  const joined: { type: NamespaceType; path: string }[] = [];
+  for (const ns of spec.linux?.namespaces ?? []) {
+    if (ns.path) joined.push({ type: ns.type, path: ns.path });
+    else fresh.add(ns.type);
+  }
+  // Join the user namespace first: it decides what the others may do.
+  joined.sort((a, b) => (a.type === "user" ? -1 : b.type === "user" ? 1 : 0));
+  return { fresh, joined };
+}
+
+function hookOps(hooks: Hook[] | undefined): Op[] {
+  return (hooks ?? []).map((h) => ({ op: "hook", path: h.path, args: h.args ?? [h.path], env: h.env ?? [], stdin: null, timeoutMs: (h.timeout ?? 0) * 1000 }));
+}
+
+export function compilePlan(input: PlanInput): InitPlan {
+  const { spec } = input;
+  const proc = spec.process;
+  if (!proc) throw new PlanError("/process", "is required to create a container");
+  const args = proc.args ?? [];
+  if (args.length === 0) throw new PlanError("/process/args", "must name the program to run");
+  if (spec.linux?.seccomp) throw new PlanError("/linux/seccomp", "seccomp is not implemented in this version of tsrun (see `tsrun features`)");
+  if (proc.apparmorProfile) throw new PlanError("/process/apparmorProfile", "AppArmor is not enabled on this host");
+  if (proc.selinuxLabel) throw new PlanError("/process/selinuxLabel", "SELinux is not enabled on this host");
+
+  const { fresh, joined } = namespaces(spec);
+  if (!fresh.has("mount")) throw new PlanError("/linux/namespaces", "tsrun needs a new mount namespace to set up the root filesystem");
+  const ops: Op[] = [{ op: "stage", name: "tsrun:[1:CHILD]" }];
+
+  // Stage 1: join, create the user and time namespaces (their set-up needs tsrun or must precede
+  // the first process in them), then fork stage 2 into the rest.
+  for (const j of joined) ops.push({ op: "setns", path: j.path, nstype: CLONE_FLAGS[j.type] });
+  if (fresh.has("user")) {
+    ops.push({ op: "unshare", flags: CLONE_FLAGS.user }, { op: "sync", code: SYNC.USERNS });
+    ops.push({ op: "setUser", uid: 0, gid: 0, groups: [], setgroups: false });
+  }
+  if (fresh.has("time")) {
+    ops.push({ op: "unshare", flags: CLONE_FLAGS.time });
+    const offsets = spec.linux?.timeOffsets ?? {};
+    const lines = Object.entries(offsets)
+      .filter(([clock]) => clock === "monotonic" || clock === "boottime")
+      .map(([clock, o]) => `${clock} ${o?.secs ?? 0} ${o?.nanosecs ?? 0}\n`);
+    if (lines.length) ops.push({ op: "writeFile", path: "/proc/self/timens_offsets", data: lines.join("") });
+  }
+  ops.push({ op: "sync", code: SYNC.NAMESPACES });
+  let forkFlags = 0;
+  for (const t of ["pid", "mount", "uts", "ipc", "network", "cgroup"] as const) if (fresh.has(t)) forkFlags |= CLONE_FLAGS[t];
+  ops.push({ op: "fork", flags: forkFlags });
+
+  // Stage 2: the container's init.
+  ops.push({ op: "stage", name: "tsrun:[2:INIT]" });
+  ops.push({ op: "openFifo", path: input.execFifo });
+  ops.push(...rootfsOps(input, fresh.has("user")));
+  ops.push({ op: "sync", code: SYNC.MOUNTS });
+  ops.push(...hookOps(spec.hooks?.createContainer));
+  ops.push(input.noPivot ? { op: "chrootMove", path: input.rootfs } : { op: "pivotRoot", path: input.rootfs });
+  const propagation = spec.linux?.rootfsPropagation;
+  if (propagation) ops.push({ op: "mount", source: null, target: "/", fstype: null, flags: propagationFlag(propagation), data: null });
+
+  for (const [key, value] of Object.entries(spec.linux?.sysctl ?? {})) ops.push({ op: "writeFile", path: `/proc/sys/${key.replace(/\./g, "/")}`, data: value });
+  for (const p of spec.linux?.readonlyPaths ?? []) ops.push({ op: "readonlyPath", path: p });
+  for (const p of spec.linux?.maskedPaths ?? []) ops.push({ op: "maskPath", path: p });
+  if (spec.root?.readonly) ops.push({ op: "remountRootReadonly" });
+  if (spec.hostname !== undefined && fresh.has("uts")) ops.push({ op: "sethostname", name: spec.hostname });
+  if (spec.domainname !== undefined && fresh.has("uts")) ops.push({ op: "setdomainname", name: spec.domainname });
+
+  if (proc.terminal) ops.push({ op: "console", rows: proc.consoleSize?.height ?? 0, cols: proc.consoleSize?.width ?? 0 });
+  else ops.push({ op: "setsid" });
+  if (proc.oomScoreAdj !== undefined) ops.push({ op: "writeFile", path: "/proc/self/oom_score_adj", data: String(proc.oomScoreAdj) });
+  for (const r of proc.rlimits ?? []) {
+    const resource = RLIMITS[r.type];
+    if (resource === undefined) throw new PlanError("/process/rlimits", `unknown resource limit ${r.type}`);
+    ops.push({ op: "setrlimit", resource, soft: BigInt(r.soft), hard: BigInt(r.hard) });
+  }
+  if (proc.noNewPrivileges) ops.push({ op: "prctl", option: PR_SET_NO_NEW_PRIVS, arg: 1n });
+  ops.push({ op: "closeFds", first: 3 + input.preserveFds });
+  const user = proc.user ?? { uid: 0, gid: 0 };
+  ops.push({ op: "setUser", uid: user.uid ?? 0, gid: user.gid ?? 0, groups: user.additionalGids ?? [], setgroups: true });
+  const caps = proc.capabilities ?? {};
+  ops.push({
+    op: "caps",
+    bounding: capMask(caps.bounding),
+    effective: capMask(caps.effective),
+    permitted: capMask(caps.permitted),
+    inheritable: capMask(caps.inheritable),
+    ambient: capMask(caps.ambient),
+  });
+  ops.push({ op: "umask", mask: user.umask ?? 0o022 });
+  ops.push({ op: "chdir", path: proc.cwd });
+  ops.push({ op: "sync", code: SYNC.CREATED });
+  ops.push({ op: "waitFifo" });
+  ops.push(...hookOps(spec.hooks?.startContainer));
+  const env = proc.env ?? [];
+  const pathVar = env.findLast((e) => e.startsWith("PATH="))?.slice(5) ?? DEFAULT_PATH;
+  ops.push({ op: "exec", file: args[0]!, argv: args, env, path: pathVar });
+  return { ops };
+}
+
+function propagationFlag(p: string): number {
+  const rec = p.startsWith("r") ? MS.REC : 0;
+  const base = p.replace(/^r/, "");
+  const f = base === "shared" ? MS.SHARED : base === "slave" ? MS.SLAVE : base === "private" ? MS.PRIVATE : MS.UNBINDABLE;
+  return f | rec;
+}
+
+function rootfsOps(input: PlanInput, userns: boolean): Op[] {
+  const { spec } = input;
+  const ops: Op[] = [];
+  // Keep the host's mount events from propagating in, and make the rootfs a mount point of its
+  // own so that pivot_root accepts it.
+  const rootProp = spec.linux?.rootfsPropagation;
+  ops.push({ op: "mount", source: null, target: "/", fstype: null, flags: rootProp ? propagationFlag(rootProp) | MS.REC : MS.SLAVE | MS.REC, data: null });
+  ops.push({ op: "mount", source: input.rootfs, target: input.rootfs, fstype: null, flags: MS.BIND | MS.REC, data: null });
+  ops.push({ op: "setRoot", path: input.rootfs });
+
+  let devIsTmpfs = false;
+  let hasDevpts = false;
+  (spec.mounts ?? []).forEach((m, i) => {
+    const dest = inRootPath(m.destination);
+    if (dest === "dev" && m.type === "tmpfs") devIsTmpfs = true;
+    if (dest === "dev/pts" && m.type === "devpts") hasDevpts = true;
+    ops.push(...mountOps(input, m, i));
+  });
+
+  if (devIsTmpfs) {
+    for (const d of DEFAULT_DEVICES) ops.push(deviceOp(d, userns));
+    for (const [target, path] of DEV_SYMLINKS) ops.push({ op: "symlink", target, path: inRootPath(path), inRoot: true });
+    if (hasDevpts) ops.push({ op: "symlink", target: "pts/ptmx", path: "dev/ptmx", inRoot: true });
+  }
+  for (const d of spec.linux?.devices ?? []) ops.push(deviceOp(d, userns));
+  const cwd = spec.process?.cwd;
+  if (cwd && inRootPath(cwd) !== ".") ops.push({ op: "mkdir", path: inRootPath(cwd), mode: 0o755, inRoot: true });
+  return ops;
+}
+
+function deviceOp(d: LinuxDevice, userns: boolean): Op {
+  const kind = d.type === "b" ? S_IFBLK : d.type === "p" ? S_IFIFO : S_IFCHR;
+  const op: Op = {
+    op: "mknod",
+    path: inRootPath(d.path),
+    mode: kind | ((d.fileMode ?? 0o666) & 0o7777),
+    major: d.major ?? 0,
+    minor: d.minor ?? 0,
+    uid: d.uid ?? 0,
+    gid: d.gid ?? 0,
+    inRoot: true,
+  };
+  // In a user namespace mknod is refused: bind the host's node instead, as runc does.
+  if (userns && d.type !== "p") op.bindFallback = d.path;
+  return op;
+}
+
+function mountOps(input: PlanInput, m: Mount, index: number): Op[] {
+  const parsed = parseMountOptions(m.options);
+  const target = inRootPath(m.destination);
+  const ops: Op[] = [];
+  const data = parsed.data.length ? parsed.data.join(",") : null;
+  if (m.uidMappings || m.gidMappings || parsed.extensions.includes("idmap") || parsed.extensions.includes("ridmap"))
+    throw new PlanError(`/mounts/${index}`, "idmapped mounts are not implemented in this version of tsrun");
+
+  if (isBind(m.type, parsed)) {
+    const source = m.source ?? "";
+    const abs = source.startsWith("/") ? source : `${input.bundle}/${source}`;
+    const kind = input.hostPathKind(abs);
+    if (kind === "missing") throw new PlanError(`/mounts/${index}/source`, `bind source ${abs} does not exist`);
+    ops.push({ op: "mount", source: abs, target, fstype: null, flags: parsed.flags | MS.BIND, data, inRoot: true, targetIsFile: kind !== "dir" });
+  } else if (m.type === "cgroup" && input.cgroups) {
+    ops.push(...cgroupMountOps(input.cgroups, target, parsed.flags));
+  } else {
+    ops.push({ op: "mount", source: m.source ?? m.type ?? "none", target, fstype: m.type ?? "none", flags: parsed.flags, data, inRoot: true });
+  }
+  for (const p of parsed.propagation) ops.push({ op: "mount", source: null, target, fstype: null, flags: p, data: null, inRoot: true });
+  if (parsed.attrSet || parsed.attrClr) ops.push({ op: "mountSetattr", target, attrSet: parsed.attrSet, attrClr: parsed.attrClr, propagation: 0, recursive: true, inRoot: true });
+  return ops;
+}
+
+/**
+ * /sys/fs/cgroup in the container: on cgroup v2 the container's own cgroup bound there; on v1 a
+ * tmpfs holding each controller's container cgroup, bound, with links for co-mounted controllers
+ * (cpu → cpu,cpuacct), then the tmpfs made read-only when the mount asked for it.
+ */
+function cgroupMountOps(src: CgroupMountSource, target: string, flags: number): Op[] {
+  const bindFlags = MS.BIND | MS.REC | (flags & (MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.RELATIME));
+  if (src.kind === "v2") return [{ op: "mount", source: src.hostPath, target, fstype: null, flags: bindFlags, data: null, inRoot: true }];
+  const base = MS.NOSUID | MS.NODEV | MS.NOEXEC;
+  const ops: Op[] = [{ op: "mount", source: "tmpfs", target, fstype: "tmpfs", flags: base, data: "mode=755", inRoot: true }];
+  for (const c of src.controllers) {
+    ops.push({ op: "mount", source: c.hostPath, target: `${target}/${c.name}`, fstype: null, flags: bindFlags, data: null, inRoot: true });
+    const parts = c.name.split(",");
+    if (parts.length > 1) for (const p of parts) ops.push({ op: "symlink", target: c.name, path: `${target}/${p}`, inRoot: true });
+  }
+  if (flags & MS.RDONLY) ops.push({ op: "mount", source: null, target, fstype: null, flags: MS.REMOUNT | base | MS.RDONLY, data: null, inRoot: true });
+  return ops;
+}

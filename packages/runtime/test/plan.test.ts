@@ -1,0 +1,174 @@
+import { describe, expect, test } from "bun:test";
+import { defaultSpec } from "@tsrun/ocispec/src/defaults.ts";
+import { MS } from "@tsrun/ocispec/src/linux-names.ts";
+import { compilePlan, inRootPath, PlanError, type PlanInput } from "../src/plan/compile.ts";
+import { parseMountOptions } from "../src/plan/mounts.ts";
+import { SYNC, type Op } from "../src/plan/ops.ts";
+
+type Json = any;
+const input = (patch: (s: Json) => void = () => {}, extra: Partial<PlanInput> = {}): PlanInput => {
+  const spec: Json = JSON.parse(JSON.stringify(defaultSpec()));
+  spec.process.terminal = false;
+  patch(spec);
+  return {
+    spec,
+    bundle: "/b",
+    rootfs: "/b/rootfs",
+    execFifo: "/run/tsrun/c1/exec.fifo",
+    preserveFds: 0,
+    noPivot: false,
+    cgroups: { kind: "v1", controllers: [{ name: "memory", hostPath: "/sys/fs/cgroup/memory/c1" }, { name: "cpu,cpuacct", hostPath: "/sys/fs/cgroup/cpu,cpuacct/c1" }] },
+    hostPathKind: (p) => (p.endsWith(".txt") ? "file" : p.includes("missing") ? "missing" : "dir"),
+    ...extra,
+  };
+};
+const names = (ops: Op[]) => ops.map((o) => o.op);
+const find = <K extends Op["op"]>(ops: Op[], k: K) => ops.filter((o): o is Extract<Op, { op: K }> => o.op === k);
+
+describe("compilePlan", () => {
+  test("the default spec: stage 1 syncs and forks into the new namespaces; stage 2 sets up and execs", () => {
+    const { ops } = compilePlan(input());
+    const fork = ops.findIndex((o) => o.op === "fork");
+    expect(names(ops.slice(0, fork + 1))).toEqual(["stage", "sync", "fork"]);
+    expect(find(ops, "fork")[0]!.flags).toBe(0x20000000 | 0x20000 | 0x04000000 | 0x08000000 | 0x40000000);
+    expect(ops.at(-1)).toEqual({ op: "exec", file: "sh", argv: ["sh"], env: expect.any(Array), path: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" });
+    const order = ["openFifo", "setRoot", "pivotRoot", "closeFds", "setUser", "caps", "chdir", "waitFifo", "exec"];
+    const idx = order.map((k) => names(ops).lastIndexOf(k));
+    expect(idx).toEqual([...idx].sort((a, b) => a - b));
+    const syncs = find(ops, "sync").map((s) => s.code);
+    expect(syncs).toEqual([SYNC.NAMESPACES, SYNC.MOUNTS, SYNC.CREATED]);
+    expect(find(ops, "maskPath").map((m) => m.path)).toContain("/proc/kcore");
+    expect(find(ops, "readonlyPath").map((m) => m.path)).toContain("/proc/sys");
+    expect(names(ops)).toContain("remountRootReadonly");
+    expect(find(ops, "sethostname")[0]!.name).toBe("tsrun");
+    expect(find(ops, "setrlimit")[0]).toEqual({ op: "setrlimit", resource: 7, soft: 1024n, hard: 1024n });
+    expect(find(ops, "caps")[0]!.bounding).toBe((1n << 29n) | (1n << 5n) | (1n << 10n));
+    expect(find(ops, "prctl")[0]).toEqual({ op: "prctl", option: 38, arg: 1n });
+  });
+
+  test("mounts are made inside the root, in order, with flags and data", () => {
+    const { ops } = compilePlan(input());
+    const mounts = find(ops, "mount").filter((m) => m.inRoot);
+    expect(mounts[0]).toEqual({ op: "mount", source: "proc", target: "proc", fstype: "proc", flags: 0, data: null, inRoot: true });
+    const dev = mounts.find((m) => m.target === "dev")!;
+    expect(dev.fstype).toBe("tmpfs");
+    expect(dev.flags).toBe(MS.NOSUID | MS.STRICTATIME);
+    expect(dev.data).toBe("mode=755,size=65536k");
+    expect(mounts.find((m) => m.target === "sys")!.flags & MS.RDONLY).toBeTruthy();
+  });
+
+  test("/dev gets the default devices and links; cgroup v1 controllers are bound under a tmpfs", () => {
+    const { ops } = compilePlan(input());
+    expect(find(ops, "mknod").map((m) => m.path)).toEqual(["dev/null", "dev/zero", "dev/full", "dev/random", "dev/urandom", "dev/tty"]);
+    expect(find(ops, "mknod")[0]!.mode).toBe(0o020666);
+    expect(find(ops, "symlink").map((s) => `${s.path}->${s.target}`)).toEqual(expect.arrayContaining(["dev/fd->/proc/self/fd", "dev/ptmx->pts/ptmx", "sys/fs/cgroup/cpu->cpu,cpuacct"]));
+    const cg = find(ops, "mount").filter((m) => m.target.startsWith("sys/fs/cgroup"));
+    expect(cg.map((m) => m.target)).toEqual(["sys/fs/cgroup", "sys/fs/cgroup/memory", "sys/fs/cgroup/cpu,cpuacct", "sys/fs/cgroup"]);
+    expect(cg[1]!.source).toBe("/sys/fs/cgroup/memory/c1");
+    expect(cg[3]!.flags & MS.REMOUNT && cg[3]!.flags & MS.RDONLY).toBeTruthy();
+  });
+
+  test("bind mounts: relative sources from the bundle, files as files, propagation and r* options", () => {
+    const { ops } = compilePlan(
+      input((s) =>
+        s.mounts.push(
+          { destination: "/data", type: "bind", source: "vol", options: ["rbind", "ro", "rprivate", "rnosuid"] },
+          { destination: "/etc/x.txt", source: "/host/x.txt", options: ["bind"] },
+        ),
+      ),
+    );
+    const data = find(ops, "mount").filter((m) => m.target === "data");
+    expect(data[0]).toMatchObject({ source: "/b/vol", flags: MS.BIND | MS.REC | MS.RDONLY, targetIsFile: false });
+    expect(data[1]).toMatchObject({ source: null, flags: MS.PRIVATE | MS.REC });
+    expect(find(ops, "mountSetattr")[0]).toMatchObject({ target: "data", attrSet: 0x2, recursive: true });
+    expect(find(ops, "mount").find((m) => m.target === "etc/x.txt")).toMatchObject({ targetIsFile: true });
+    expect(() => compilePlan(input((s) => s.mounts.push({ destination: "/d", type: "bind", source: "/missing" })))).toThrow(/does not exist/);
+  });
+
+  test("user namespace: unshared in stage 1, mapped by tsrun at SYNC.USERNS, devices bound from the host", () => {
+    const { ops } = compilePlan(input((s) => s.linux.namespaces.push({ type: "user" })));
+    expect(names(ops.slice(0, 5))).toEqual(["stage", "unshare", "sync", "setUser", "sync"]);
+    expect(find(ops, "sync")[0]!.code).toBe(SYNC.USERNS);
+    expect(find(ops, "mknod")[0]!.bindFallback).toBe("/dev/null");
+  });
+
+  test("joined namespaces are entered in stage 1, user first; time namespace offsets", () => {
+    const { ops } = compilePlan(
+      input((s) => {
+        s.linux.namespaces = s.linux.namespaces.filter((n: Json) => n.type !== "network");
+        s.linux.namespaces.push({ type: "network", path: "/var/run/netns/x" }, { type: "user", path: "/proc/9/ns/user" }, { type: "time" });
+        s.linux.timeOffsets = { monotonic: { secs: 10, nanosecs: 5 } };
+      }),
+    );
+    expect(find(ops, "setns").map((s) => s.path)).toEqual(["/proc/9/ns/user", "/var/run/netns/x"]);
+    expect(find(ops, "writeFile")[0]).toEqual({ op: "writeFile", path: "/proc/self/timens_offsets", data: "monotonic 10 5\n" });
+    expect(find(ops, "fork")[0]!.flags & 0x40000000).toBe(0);
+  });
+
+  test("hooks in the container get the state from tsrun's sync answer", () => {
+    const { ops } = compilePlan(input((s) => (s.hooks = { createContainer: [{ path: "/bin/h", timeout: 2 }], startContainer: [{ path: "/bin/s", args: ["s", "x"] }] })));
+    const hooks = find(ops, "hook");
+    expect(hooks).toEqual([
+      { op: "hook", path: "/bin/h", args: ["/bin/h"], env: [], stdin: null, timeoutMs: 2000 },
+      { op: "hook", path: "/bin/s", args: ["s", "x"], env: [], stdin: null, timeoutMs: 0 },
+    ]);
+    expect(names(ops).indexOf("hook")).toBeLessThan(names(ops).indexOf("pivotRoot"));
+    expect(names(ops).lastIndexOf("hook")).toBeGreaterThan(names(ops).indexOf("waitFifo"));
+  });
+
+  test("terminal, preserved fds, --no-pivot, user, sysctl", () => {
+    const { ops } = compilePlan(
+      input(
+        (s) => {
+          s.process.terminal = true;
+          s.process.consoleSize = { height: 24, width: 80 };
+          s.process.user = { uid: 1000, gid: 100, additionalGids: [5], umask: 0o077 };
+          s.linux.sysctl = { "net.ipv4.ip_forward": "1" };
+        },
+        { preserveFds: 2, noPivot: true },
+      ),
+    );
+    expect(find(ops, "console")[0]).toEqual({ op: "console", rows: 24, cols: 80 });
+    expect(names(ops)).not.toContain("setsid");
+    expect(find(ops, "closeFds")[0]!.first).toBe(5);
+    expect(names(ops)).toContain("chrootMove");
+    expect(find(ops, "setUser").at(-1)).toEqual({ op: "setUser", uid: 1000, gid: 100, groups: [5], setgroups: true });
+    expect(find(ops, "umask")[0]!.mask).toBe(0o077);
+    expect(find(ops, "writeFile").find((w) => w.path === "/proc/sys/net/ipv4/ip_forward")!.data).toBe("1");
+  });
+
+  test("what is not implemented yet is refused by name, never ignored", () => {
+    const cases: [(s: Json) => void, string][] = [
+      [(s) => (s.linux.seccomp = { defaultAction: "SCMP_ACT_ALLOW" }), "/linux/seccomp"],
+      [(s) => (s.process.apparmorProfile = "p"), "/process/apparmorProfile"],
+      [(s) => (s.linux.namespaces = s.linux.namespaces.filter((n: Json) => n.type !== "mount")), "/linux/namespaces"],
+      [(s) => (s.mounts[0].options = ["idmap"]), "/mounts/0"],
+    ];
+    for (const [patch, pointer] of cases) {
+      try {
+        compilePlan(input(patch));
+        throw new Error("compiled");
+      } catch (e) {
+        expect(e).toBeInstanceOf(PlanError);
+        expect((e as PlanError).pointer).toBe(pointer);
+      }
+    }
+  });
+});
+
+test("inRootPath normalises and cannot climb out", () => {
+  expect(inRootPath("/a/./b//c/")).toBe("a/b/c");
+  expect(inRootPath("/../../etc")).toBe("etc");
+  expect(inRootPath("/")).toBe(".");
+  expect(inRootPath("rel/x")).toBe("rel/x");
+});
+
+test("parseMountOptions", () => {
+  const p = parseMountOptions(["nosuid", "ro", "rw", "mode=755", "rshared", "rro", "relatime", "strictatime", "tmpcopyup"]);
+  expect(p.flags).toBe(MS.NOSUID | MS.STRICTATIME);
+  expect(p.cleared & MS.RDONLY).toBeTruthy();
+  expect(p.data).toEqual(["mode=755"]);
+  expect(p.propagation).toEqual([MS.SHARED | MS.REC]);
+  expect(p.attrSet).toBe(1);
+  expect(p.extensions).toEqual(["tmpcopyup"]);
+});
