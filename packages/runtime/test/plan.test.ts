@@ -33,7 +33,7 @@ describe("compilePlan", () => {
     expect(find(ops, "fork")[0]!.flags).toBe(0x20000000 | 0x20000 | 0x04000000 | 0x08000000 | 0x40000000);
     expect(ops.at(-1)).toEqual({ op: "exec", file: "sh", argv: ["sh"], env: expect.any(Array), path: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" });
     const order = ["openFifo", "setRoot", "pivotRoot", "closeFds", "setUser", "caps", "chdir", "waitFifo", "exec"];
-    const idx = order.map((k) => names(ops).lastIndexOf(k));
+    const idx = order.map((k) => names(ops).lastIndexOf(k as Op["op"]));
     expect(idx).toEqual([...idx].sort((a, b) => a - b));
     const syncs = find(ops, "sync").map((s) => s.code);
     expect(syncs).toEqual([SYNC.NAMESPACES, SYNC.MOUNTS, SYNC.CREATED]);
