@@ -1,0 +1,135 @@
+// Container state on disk: <root>/<id>/state.json (atomic write + rename), the exec fifo, and a
+// per-container lock (flock on the directory) held by whoever changes the container.
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import type { Spec } from "@tsrun/ocispec/src/index.ts";
+import { ContainerError } from "./errors.ts";
+
+/** What tsrun remembers about a container between commands. */
+export interface ContainerRecord {
+  ociVersion: string;
+  id: string;
+  /** Host pid of the container's init; 0 until it exists. */
+  pid: number;
+  /** Start time of the init (field 22 of /proc/<pid>/stat): tells a reused pid from ours. */
+  pidStartTime: number;
+  bundle: string;
+  rootfs: string;
+  /** RFC 3339 time of creation. */
+  created: string;
+  owner: string;
+  /** "creating" until set-up has finished, then "created"; the rest is read from the process. */
+  phase: "creating" | "created" | "started";
+  annotations?: Record<string, string>;
+  /** The cgroup manager's serialised paths, for kill --all and delete. */
+  cgroup?: unknown;
+  /** The config the container was created from (hooks, namespaces … for later commands). */
+  config: Spec;
+}
+
+const ID = /^[\w+\-.]+$/;
+
+export function checkId(id: string): void {
+  if (!ID.test(id) || id === "." || id === ".." || id.length > 1024)
+    throw new ContainerError(`invalid container id ${JSON.stringify(id)}: use letters, digits and _ + - .`);
+}
+
+export class Store {
+  constructor(readonly root: string) {}
+
+  dir(id: string): string {
+    return join(this.root, id);
+  }
+  statePath(id: string): string {
+    return join(this.root, id, "state.json");
+  }
+  fifoPath(id: string): string {
+    return join(this.root, id, "exec.fifo");
+  }
+
+  /**
+   * Creates the container's directory: mkdir is atomic, so of concurrent creates of one id
+   * exactly one gets here and the others fail with "already exists".
+   */
+  claim(id: string): string {
+    checkId(id);
+    mkdirSync(this.root, { recursive: true, mode: 0o711 });
+    const dir = this.dir(id);
+    try {
+      mkdirSync(dir, { mode: 0o711 });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "EEXIST") throw new ContainerError(`container with id exists: ${id}`);
+      throw new ContainerError(`cannot create state directory ${dir}: ${(e as NodeJS.ErrnoException).code}`);
+    }
+    return dir;
+  }
+
+  exists(id: string): boolean {
+    return existsSync(this.dir(id));
+  }
+
+  /** Writes state.json so that a reader sees the old or the new file, never half of one. */
+  write(rec: ContainerRecord): void {
+    const file = this.statePath(rec.id);
+    const tmp = `${file}.${process.pid}.tmp`;
+    const fd = openSync(tmp, "w", 0o600);
+    try {
+      writeSync(fd, JSON.stringify(rec));
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+  }
+
+  /** The record, or a ContainerError saying that the container does not exist or is unreadable. */
+  read(id: string): ContainerRecord {
+    checkId(id);
+    let text: string;
+    try {
+      text = readFileSync(this.statePath(id), "utf8");
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "ENOENT" && !this.exists(id)) throw new NotFound(id);
+      throw new CorruptState(id, code === "ENOENT" ? "state.json is missing" : `cannot read state.json: ${code}`);
+    }
+    try {
+      const rec = JSON.parse(text) as ContainerRecord;
+      if (rec.id !== id || typeof rec.pid !== "number" || typeof rec.config !== "object") throw new Error("fields missing");
+      return rec;
+    } catch (e) {
+      throw new CorruptState(id, `state.json is corrupt (${(e as Error).message})`);
+    }
+  }
+
+  ids(): string[] {
+    try {
+      return readdirSync(this.root, { withFileTypes: true })
+        .filter((d) => d.isDirectory() && ID.test(d.name))
+        .map((d) => d.name)
+        .sort();
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw e;
+    }
+  }
+
+  remove(id: string): void {
+    rmSync(this.dir(id), { recursive: true, force: true });
+  }
+}
+
+export class NotFound extends ContainerError {
+  constructor(id: string) {
+    super(`container does not exist: ${id}`);
+  }
+}
+
+export class CorruptState extends ContainerError {
+  constructor(
+    readonly id: string,
+    detail: string,
+  ) {
+    super(`container ${id}: ${detail}; \`tsrun delete --force ${id}\` removes it`);
+  }
+}

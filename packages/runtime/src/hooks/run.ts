@@ -1,0 +1,34 @@
+// Hooks that run in the runtime's namespaces (prestart, createRuntime, poststart, poststop):
+// the state JSON on stdin, args and env as configured, killed at their timeout.
+import type { Hook } from "@tsrun/ocispec/src/index.ts";
+
+export class HookError extends Error {
+  override name = "HookError";
+}
+
+export function runHook(kind: string, index: number, hook: Hook, state: string): void {
+  const argv = hook.args && hook.args.length > 0 ? hook.args : [hook.path];
+  const timeout = hook.timeout ? hook.timeout * 1000 : undefined;
+  let r;
+  try {
+    r = Bun.spawnSync({
+      cmd: [hook.path, ...argv.slice(1)],
+      argv0: argv[0],
+      env: Object.fromEntries((hook.env ?? []).map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)])),
+      stdin: Buffer.from(state),
+      stdout: "pipe",
+      stderr: "pipe",
+      ...(timeout ? { timeout, killSignal: "SIGKILL" as const } : {}),
+    });
+  } catch (e) {
+    throw new HookError(`${kind} hook #${index} (${hook.path}) could not run: ${(e as Error).message}`);
+  }
+  const out = (r.stderr.toString() || r.stdout.toString()).trim().slice(0, 500);
+  if (r.exitedDueToTimeout) throw new HookError(`${kind} hook #${index} (${hook.path}) timed out after ${hook.timeout}s`);
+  if (!r.success)
+    throw new HookError(`${kind} hook #${index} (${hook.path}) failed: ${r.signalCode ? `killed by ${r.signalCode}` : `exit status ${r.exitCode}`}${out ? `: ${out}` : ""}`);
+}
+
+export function runHooks(kind: string, hooks: Hook[] | undefined, state: string): void {
+  (hooks ?? []).forEach((h, i) => runHook(kind, i, h, state));
+}
