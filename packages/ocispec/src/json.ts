@@ -21,14 +21,14 @@ const ERROR_TEXT: Record<number, string> = {
 };
 
 /**
- * JSON.parse, and on failure a second, slower pass with a tolerant parser that tells where the
- * first error is (Bun's JSON.parse does not say).
+ * JSON.parse, and on failure a second, slower pass with a tolerant parser (loaded only then)
+ * that tells where the first error is: Bun's JSON.parse does not say.
  */
-export async function parseJson(text: string, file: string): Promise<unknown> {
+export function parseJson(text: string, file: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    const { parse } = await import("jsonc-parser");
+    const { parse } = require("jsonc-parser") as typeof import("jsonc-parser");
     const errors: { error: number; offset: number; length: number }[] = [];
     parse(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
     const first = errors[0];

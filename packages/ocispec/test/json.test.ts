@@ -1,9 +1,9 @@
 import { expect, test } from "bun:test";
 import { parseJson, JsonSyntaxError } from "../src/json.ts";
 
-const fail = async (text: string) => {
+const fail = (text: string) => {
   try {
-    await parseJson(text, "c.json");
+    parseJson(text, "c.json");
   } catch (e) {
     expect(e).toBeInstanceOf(JsonSyntaxError);
     return e as JsonSyntaxError;
@@ -12,17 +12,17 @@ const fail = async (text: string) => {
 };
 
 test("valid JSON parses", async () => {
-  expect(await parseJson('{"a": [1, 2]}', "x")).toEqual({ a: [1, 2] });
+  expect(parseJson('{"a": [1, 2]}', "x")).toEqual({ a: [1, 2] });
 });
 
 test("errors carry line and column", async () => {
-  const e = await fail('{\n  "a": 1,\n  "b": tru\n}');
+  const e = fail('{\n  "a": 1,\n  "b": tru\n}');
   expect([e.line, e.column]).toEqual([3, 8]);
   expect(e.message).toStartWith("c.json:3:8: invalid JSON");
-  const t = await fail('{"a": 1,}');
+  const t = fail('{"a": 1,}');
   expect(t.line).toBe(1);
   expect(t.detail).toContain("expected");
-  expect((await fail("// comment\n{}")).detail).toContain("comments");
-  expect((await fail("")).detail).toBeTruthy();
-  expect((await fail('{"a": "unterminated')).line).toBe(1);
+  expect((fail("// comment\n{}")).detail).toContain("comments");
+  expect((fail("")).detail).toBeTruthy();
+  expect((fail('{"a": "unterminated')).line).toBe(1);
 });

@@ -3,6 +3,7 @@
 import { UsageError, preParse, type PreParsed } from "./globals.ts";
 import { parseArgv, type Context } from "./def.ts";
 import { CliError } from "./errors.ts";
+import { TsrunError } from "../errors.ts";
 import { reportError } from "./log.ts";
 import { writeAll } from "./output.ts";
 import { COMMANDS } from "./registry.ts";
@@ -70,6 +71,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (e instanceof CliError) {
       reportError(globals, e.message);
       return e.exitCode;
+    }
+    if (e instanceof TsrunError) {
+      reportError(globals, e.message);
+      return 1;
     }
     if (e instanceof UsageError) {
       reportError(globals, e.message);

@@ -8,8 +8,21 @@ export interface CommandEntry {
   load: () => Promise<CommandDef>;
 }
 
+const entry = (summary: string, hot: boolean, load: () => Promise<{ default: unknown }>): CommandEntry => ({
+  summary,
+  hot,
+  load: async () => (await load()).default as CommandDef,
+});
+
 export const COMMANDS: Record<string, CommandEntry> = {
-  spec: { summary: "create a new specification file (config.json)", hot: true, load: async () => (await import("./commands/spec.ts")).default as CommandDef },
-  validate: { summary: "check a bundle's config.json and list every problem", hot: false, load: async () => (await import("./commands/validate.ts")).default as CommandDef },
-  features: { summary: "show the enabled features", hot: false, load: async () => (await import("./commands/features.ts")).default as CommandDef },
+  create: entry("create a container (its program waits for `tsrun start`)", true, () => import("./commands/create.ts")),
+  start: entry("start a created container: run its program", true, () => import("./commands/start.ts")),
+  state: entry("output the state of a container", true, () => import("./commands/state.ts")),
+  kill: entry("send a signal to a container's init (or all its processes)", true, () => import("./commands/kill.ts")),
+  delete: entry("delete a container and everything it holds", true, () => import("./commands/delete.ts")),
+  run: entry("create and start a container, and wait for it unless --detach", true, () => import("./commands/run.ts")),
+  list: entry("list the containers of this root", true, () => import("./commands/list.ts")),
+  spec: entry("create a new specification file (config.json)", true, () => import("./commands/spec.ts")),
+  validate: entry("check a bundle's config.json and list every problem", false, () => import("./commands/validate.ts")),
+  features: entry("show the enabled features", false, () => import("./commands/features.ts")),
 };

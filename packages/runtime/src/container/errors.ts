@@ -1,4 +1,6 @@
-/** A container operation that failed for a reason the user can act on; exit status 1. */
-export class ContainerError extends Error {
+import { TsrunError } from "../errors.ts";
+
+/** A container operation that failed for a reason the user can act on. */
+export class ContainerError extends TsrunError {
   override name = "ContainerError";
 }

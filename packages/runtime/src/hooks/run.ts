@@ -1,8 +1,9 @@
 // Hooks that run in the runtime's namespaces (prestart, createRuntime, poststart, poststop):
 // the state JSON on stdin, args and env as configured, killed at their timeout.
 import type { Hook } from "@tsrun/ocispec/src/index.ts";
+import { TsrunError } from "../errors.ts";
 
-export class HookError extends Error {
+export class HookError extends TsrunError {
   override name = "HookError";
 }
 

@@ -28,7 +28,7 @@ export default defineCommand({
     }
     let doc: unknown;
     try {
-      doc = await parseJson(text, file);
+      doc = parseJson(text, file);
     } catch (e) {
       if (e instanceof JsonSyntaxError) throw new CliError(e.message);
       throw e;

@@ -1,0 +1,11 @@
+// cgroups: where a container's cgroups are, creating and removing them, moving processes in,
+// listing, freezing and signalling them. v1, v2 and hybrid hosts, cgroupfs driver only.
+
+export { CgroupError, SystemdCgroupUnsupportedError } from "./errors.ts";
+export { detect, hostFromMountinfo, parseMountinfo, parseProcCgroup } from "./detect.ts";
+export type { CgroupHost, CgroupMode, Hierarchy, MountinfoCgroup, ProcCgroups, V1Hierarchy } from "./detect.ts";
+export { hierarchiesFor, resolveCgroupPaths, UNIFIED } from "./paths.ts";
+export type { Hierarchies, ResolveInput } from "./paths.ts";
+export { cgroupManager, cgroupManagerFromJSON, DESTROY_TIMEOUT_MS } from "./manager.ts";
+export type { CgroupManager, CgroupManagerOptions, CgroupManagerState, DestroyOptions } from "./manager.ts";
+export { FREEZE_TIMEOUT_MS } from "./freezer.ts";

@@ -1,0 +1,240 @@
+// create: validate, claim the id, make the cgroup, compile the plan, run the executor and
+// answer its sync points (id maps, hooks, console), record the init. Any failure — or tsrun
+// being killed — leaves nothing that `delete --force` cannot remove: the state directory is
+// claimed first, the cgroup is recorded before it is made, and the executor dies with its sync
+// socket.
+import { closeSync, openSync, readFileSync, realpathSync, statSync, writeFileSync, renameSync } from "node:fs";
+import { resolve } from "node:path";
+import type { Spec } from "@tsrun/ocispec/src/index.ts";
+import { validateConfig } from "@tsrun/ocispec/src/config.ts";
+import { parseJson, JsonSyntaxError } from "@tsrun/ocispec/src/json.ts";
+import { formatProblem } from "@tsrun/ocispec/src/problem.ts";
+import { OCI_VERSION } from "@tsrun/ocispec/src/version.ts";
+import { compilePlan, PlanError, type CgroupMountSource } from "../plan/compile.ts";
+import { SYNC, type Op } from "../plan/ops.ts";
+import { encodePlan } from "../plan/wire.ts";
+import { runHooks } from "../hooks/run.ts";
+import { cgroupManager, type CgroupManager } from "../cgroups/index.ts";
+import * as linux from "../linux/index.ts";
+import { ContainerError } from "./errors.ts";
+import { procStat } from "./proc.ts";
+import { stateDocument } from "./status.ts";
+import type { ContainerRecord, Store } from "./store.ts";
+import { destroyContainer, lockContainer, saveCgroupRecord } from "./cleanup.ts";
+
+export interface CreateOptions {
+  id: string;
+  bundle: string;
+  pidFile?: string;
+  consoleSocket?: string;
+  noPivot?: boolean;
+  noNewKeyring?: boolean;
+  preserveFds?: number;
+  systemdCgroup?: boolean;
+  /** For `run` in the foreground: keep the pty master instead of sending it to a socket. */
+  keepConsole?: boolean;
+}
+
+export interface Created {
+  rec: ContainerRecord;
+  /** The pty master when the container has a terminal and no console socket was given. */
+  console?: number;
+}
+
+/** How long tsrun waits for any one step of the executor before giving up on it. */
+const STEP_TIMEOUT_MS = 60_000;
+
+export function loadConfig(bundle: string): Spec {
+  const file = resolve(bundle, "config.json");
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new ContainerError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseJson(text, file);
+  } catch (e) {
+    if (e instanceof JsonSyntaxError) throw new ContainerError(e.message);
+    throw e;
+  }
+  const v = validateConfig(doc, { bundle, forCreate: true });
+  if (!v.ok) {
+    const n = v.problems.length;
+    throw new ContainerError(`invalid ${file} (${n} problem${n === 1 ? "" : "s"}): ${v.problems.map(formatProblem).join("; ")}`);
+  }
+  return v.value;
+}
+
+function describeOp(op: Op | undefined): string {
+  if (!op) return "unknown step";
+  switch (op.op) {
+    case "mount":
+      return `mount ${op.source ?? "(none)"} on ${op.inRoot ? "/" + op.target.replace(/^\.$/, "") : op.target}${op.fstype ? ` (type ${op.fstype})` : ""}`;
+    case "setns":
+      return `join namespace ${op.path}`;
+    case "exec":
+      return `exec ${op.file}`;
+    case "chdir":
+      return `chdir to cwd ${op.path}`;
+    case "hook":
+      return `createContainer/startContainer hook ${op.path}`;
+    case "mknod":
+      return `mknod ${"/" + op.path}`;
+    case "writeFile":
+      return `write ${op.path}`;
+    case "pivotRoot":
+    case "chrootMove":
+    case "setRoot":
+      return `${op.op} ${op.path}`;
+    case "setUser":
+      return `set user ${op.uid}:${op.gid}`;
+    default:
+      return op.op;
+  }
+}
+
+function cgroupSource(cg: CgroupManager): CgroupMountSource | undefined {
+  const paths = cg.paths();
+  if (paths[""] !== undefined && Object.keys(paths).length === 1) return { kind: "v2", hostPath: paths[""]! };
+  const controllers = Object.entries(paths)
+    .filter(([name]) => name !== "" && !name.startsWith("name="))
+    .map(([name, hostPath]) => ({ name, hostPath }));
+  return controllers.length ? { kind: "v1", controllers } : undefined;
+}
+
+function writeIdMaps(pid: number, spec: Spec): void {
+  const fmt = (maps: { containerID: number; hostID: number; size: number }[] | undefined) => (maps ?? []).map((m) => `${m.containerID} ${m.hostID} ${m.size}\n`).join("");
+  writeFileSync(`/proc/${pid}/uid_map`, fmt(spec.linux?.uidMappings));
+  writeFileSync(`/proc/${pid}/gid_map`, fmt(spec.linux?.gidMappings));
+}
+
+function writePidFile(path: string, pid: number): void {
+  const abs = resolve(path);
+  const tmp = `${abs}.${process.pid}.tmp`;
+  writeFileSync(tmp, String(pid), { mode: 0o644 });
+  renameSync(tmp, abs);
+}
+
+export function createContainer(store: Store, opts: CreateOptions): Created {
+  const bundle = resolve(opts.bundle);
+  try {
+    if (!statSync(bundle).isDirectory()) throw new ContainerError(`bundle ${bundle} is not a directory`);
+  } catch (e) {
+    if (e instanceof ContainerError) throw e;
+    throw new ContainerError(`cannot use bundle ${bundle}: ${(e as NodeJS.ErrnoException).code}`);
+  }
+  const spec = loadConfig(bundle);
+  if (spec.process?.terminal && !opts.consoleSocket && !opts.keepConsole)
+    throw new ContainerError("cannot allocate tty if tsrun will detach without setting console socket");
+  if (!spec.process?.terminal && opts.consoleSocket) throw new ContainerError("cannot use console socket if tsrun will not detach or allocate tty");
+  const rootfs = realpathSync(resolve(bundle, spec.root!.path));
+
+  store.claim(opts.id);
+  const lock = lockContainer(store, opts.id);
+  const rec: ContainerRecord = {
+    ociVersion: OCI_VERSION,
+    id: opts.id,
+    pid: 0,
+    pidStartTime: 0,
+    bundle,
+    rootfs,
+    created: new Date().toISOString(),
+    owner: "",
+    phase: "creating",
+    ...(spec.annotations ? { annotations: spec.annotations } : {}),
+    config: spec,
+  };
+  let sync: linux.SyncChannel | undefined;
+  let stage1 = 0;
+  let consoleFd: number | undefined;
+  try {
+    store.write(rec);
+    linux.mkfifo(store.fifoPath(opts.id), 0o622);
+    const cg = cgroupManager({ id: opts.id, cgroupsPath: spec.linux?.cgroupsPath, systemd: opts.systemdCgroup ?? false });
+    rec.cgroup = cg.toJSON();
+    saveCgroupRecord(store, opts.id, rec.cgroup);
+    store.write(rec);
+    cg.create();
+
+    let plan;
+    try {
+      plan = compilePlan({
+        spec,
+        bundle,
+        rootfs,
+        execFifo: store.fifoPath(opts.id),
+        preserveFds: opts.preserveFds ?? 0,
+        noPivot: opts.noPivot ?? false,
+        cgroups: cgroupSource(cg),
+        hostPathKind: (p) => {
+          try {
+            const st = statSync(p);
+            return st.isDirectory() ? "dir" : st.isFile() ? "file" : "other";
+          } catch {
+            return "missing";
+          }
+        },
+      });
+    } catch (e) {
+      if (e instanceof PlanError) throw new ContainerError(`container ${opts.id}: ${e.message}`);
+      throw e;
+    }
+    const preserved = Array.from({ length: opts.preserveFds ?? 0 }, (_, i) => 3 + i);
+    const spawned = linux.spawnExecutor(encodePlan(plan.ops), { stdio: [0, 1, 2], preserveFds: preserved });
+    stage1 = spawned.pid;
+    sync = spawned.sync;
+    cg.addProcess(stage1);
+
+    const state = (status: "creating" | "created") => JSON.stringify(stateDocument(rec, status));
+    for (;;) {
+      const msg = sync.recv(STEP_TIMEOUT_MS);
+      if (msg.type === "sync") {
+        if (msg.code === SYNC.USERNS) writeIdMaps(stage1, spec);
+        if (msg.code === SYNC.MOUNTS) {
+          runHooks("prestart", spec.hooks?.prestart, state("creating"));
+          runHooks("createRuntime", spec.hooks?.createRuntime, state("creating"));
+          sync.answer(true, new TextEncoder().encode(state("creating")));
+          continue;
+        }
+        if (msg.code === SYNC.CREATED) {
+          rec.phase = "created";
+          store.write(rec);
+          if (opts.pidFile) writePidFile(opts.pidFile, rec.pid);
+          sync.answer(true, new TextEncoder().encode(state("created")));
+          break;
+        }
+        sync.answer(true);
+      } else if (msg.type === "pid") {
+        rec.pid = msg.pid;
+        rec.pidStartTime = procStat(msg.pid)?.startTime ?? 0;
+        store.write(rec);
+        linux.waitpid(stage1, 0);
+        stage1 = 0;
+      } else if (msg.type === "fd") {
+        if (opts.consoleSocket) {
+          linux.sendFd(opts.consoleSocket, msg.fd, "/dev/ptmx");
+          linux.close(msg.fd);
+        } else consoleFd = msg.fd;
+      } else if (msg.type === "error") {
+        throw new ContainerError(`container ${opts.id}: ${describeOp(plan.ops[msg.op])} failed: ${linux.errnoName(msg.errno)}: ${linux.strerror(msg.errno)}${msg.text ? ` (${msg.text})` : ""}`);
+      } else if (msg.type === "eof" || msg.type === "exec") {
+        throw new ContainerError(`container ${opts.id}: the container's init exited during set-up`);
+      }
+    }
+    sync.close();
+    closeSync(lock);
+    return consoleFd === undefined ? { rec } : { rec, console: consoleFd };
+  } catch (e) {
+    sync?.close();
+    if (stage1) {
+      linux.kill(stage1, 9);
+      linux.waitpid(stage1, 0);
+    }
+    if (consoleFd !== undefined) linux.close(consoleFd);
+    destroyContainer(store, opts.id, rec);
+    closeSync(lock);
+    throw e;
+  }
+}

@@ -1,0 +1,122 @@
+// start, kill, delete, state and list: each takes the container's lock when it changes it and
+// reads the status from the live process.
+import { closeSync, constants, openSync, readSync, unlinkSync } from "node:fs";
+import { parseSignal } from "@tsrun/ocispec/src/linux-names.ts";
+import { cgroupManagerFromJSON } from "../cgroups/index.ts";
+import { runHooks } from "../hooks/run.ts";
+import * as linux from "../linux/index.ts";
+import { destroyContainer, isLocked, lockContainer, waitGone } from "./cleanup.ts";
+import { ContainerError } from "./errors.ts";
+import { isAlive } from "./proc.ts";
+import { stateDocument, statusOf, type Status } from "./status.ts";
+import { CorruptState, NotFound, type ContainerRecord, type Store } from "./store.ts";
+
+export function status(store: Store, rec: ContainerRecord): Status {
+  return statusOf(store, rec, () => isLocked(store, rec.id));
+}
+
+export function containerState(store: Store, id: string): ReturnType<typeof stateDocument> {
+  const rec = store.read(id);
+  return stateDocument(rec, status(store, rec));
+}
+
+export function listContainers(store: Store): ReturnType<typeof stateDocument>[] {
+  const out: ReturnType<typeof stateDocument>[] = [];
+  for (const id of store.ids()) {
+    try {
+      const rec = store.read(id);
+      out.push(stateDocument(rec, status(store, rec)));
+    } catch (e) {
+      if (!(e instanceof NotFound) && !(e instanceof CorruptState)) throw e;
+    }
+  }
+  return out;
+}
+
+/** Lets the init run the user's program: reads the exec fifo the init is blocked on. */
+export function startContainer(store: Store, id: string): void {
+  const lock = lockContainer(store, id);
+  try {
+    const rec = store.read(id);
+    const st = status(store, rec);
+    if (st === "stopped") throw new ContainerError("cannot start a container that has stopped");
+    if (st === "running") throw new ContainerError("cannot start an already running container");
+    if (st !== "created") throw new ContainerError(`cannot start a container in the ${st} state`);
+    const fifo = store.fifoPath(id);
+    const fd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      const buf = Buffer.alloc(1);
+      for (let delay = 0; ; delay = Math.min(delay + 1, 10)) {
+        let n = 0;
+        try {
+          n = readSync(fd, buf, 0, 1, null);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== "EAGAIN") throw e;
+        }
+        if (n === 1) break;
+        if (!isAlive(rec.pid, rec.pidStartTime)) throw new ContainerError(`container ${id}: the init exited before it could start`);
+        Bun.sleepSync(delay);
+      }
+    } finally {
+      closeSync(fd);
+    }
+    unlinkSync(fifo);
+    rec.phase = "started";
+    store.write(rec);
+    try {
+      runHooks("poststart", rec.config.hooks?.poststart, JSON.stringify(stateDocument(rec, "running")));
+    } catch (e) {
+      // runtime.md: a failing poststart hook is a warning; the container keeps running.
+      process.stderr.write(`tsrun: warning: ${(e as Error).message}\n`);
+    }
+  } finally {
+    closeSync(lock);
+  }
+}
+
+export function killContainer(store: Store, id: string, signal: string, all: boolean): void {
+  const sig = parseSignal(signal);
+  if (sig === undefined) throw new ContainerError(`unknown signal ${JSON.stringify(signal)}`);
+  const rec = store.read(id);
+  const st = status(store, rec);
+  if (st === "stopped" || st === "creating") throw new ContainerError("container not running");
+  if (all && rec.cgroup !== undefined) {
+    cgroupManagerFromJSON(rec.cgroup).killAll(sig);
+    return;
+  }
+  if (!linux.killVerified(rec.pid, rec.pidStartTime, sig)) throw new ContainerError("container not running");
+}
+
+export function deleteContainer(store: Store, id: string, force: boolean): void {
+  if (!store.exists(id)) {
+    if (force) return;
+    throw new NotFound(id);
+  }
+  let rec: ContainerRecord | undefined;
+  try {
+    rec = store.read(id);
+  } catch (e) {
+    if (!(e instanceof CorruptState) || !force) throw e;
+  }
+  const lock = lockContainer(store, id);
+  try {
+    if (rec) {
+      const st = status(store, rec);
+      if (st !== "stopped" && st !== "created" && !force) throw new ContainerError(`cannot delete container ${id} that is not stopped: ${st}`);
+      if (st !== "stopped") {
+        linux.killVerified(rec.pid, rec.pidStartTime, 9);
+        waitGone(rec.pid, rec.pidStartTime);
+      }
+    }
+    destroyContainer(store, id, rec);
+    if (rec?.phase === "started" || rec?.phase === "created") {
+      try {
+        runHooks("poststop", rec.config.hooks?.poststop, JSON.stringify(stateDocument(rec, "stopped")));
+      } catch (e) {
+        process.stderr.write(`tsrun: warning: ${(e as Error).message}\n`);
+      }
+    }
+  } finally {
+    closeSync(lock);
+  }
+}
