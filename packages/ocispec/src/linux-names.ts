@@ -45,7 +45,7 @@ export function parseSignal(text: string): number | undefined {
   const s = text.trim();
   if (/^[0-9]+$/.test(s)) {
     const n = Number(s);
-    return n >= 1 && n <= SIGRTMAX ? n : undefined;
+    return n >= 0 && n <= SIGRTMAX ? n : undefined; // 0: only checks that the process exists
   }
   const name = s.toUpperCase().replace(/^SIG/, "");
   const fixed = SIGNALS[name];

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll } from "bun:test";
@@ -13,9 +13,31 @@ export interface Run {
   stderr: string;
 }
 
+let seq = 0;
+
+/**
+ * Runs the binary with stdout and stderr going to files, not pipes: a detached container
+ * inherits them (as with runc), and a pipe would stay open as long as the container runs.
+ */
 export function tsrun(args: string[], opts: { cwd?: string; stdin?: string } = {}): Run {
-  const r = Bun.spawnSync([TSRUN, ...args], { cwd: opts.cwd, stdin: opts.stdin === undefined ? "ignore" : Buffer.from(opts.stdin), stdout: "pipe", stderr: "pipe" });
-  return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+  const base = join(outDir(), `${process.pid}-${seq++}`);
+  const out = openSync(`${base}.out`, "w+");
+  const err = openSync(`${base}.err`, "w+");
+  try {
+    const r = Bun.spawnSync([TSRUN, ...args], { cwd: opts.cwd, stdin: opts.stdin === undefined ? "ignore" : Buffer.from(opts.stdin), stdout: out, stderr: err });
+    return { code: r.exitCode ?? -1, stdout: readFileSync(`${base}.out`, "utf8"), stderr: readFileSync(`${base}.err`, "utf8") };
+  } finally {
+    closeSync(out);
+    closeSync(err);
+    rmSync(`${base}.out`, { force: true });
+    rmSync(`${base}.err`, { force: true });
+  }
+}
+
+let outputs: string | undefined;
+function outDir(): string {
+  if (!outputs) outputs = mkdtempSync(join(tmpdir(), "tsrun-out-"));
+  return outputs;
 }
 
 /** A temporary directory removed after the file's tests. */

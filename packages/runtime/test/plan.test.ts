@@ -44,6 +44,8 @@ describe("compilePlan", () => {
     expect(find(ops, "setrlimit")[0]).toEqual({ op: "setrlimit", resource: 7, soft: 1024n, hard: 1024n });
     expect(find(ops, "caps")[0]!.bounding).toBe((1n << 29n) | (1n << 5n) | (1n << 10n));
     expect(find(ops, "prctl")[0]).toEqual({ op: "prctl", option: 38, arg: 1n });
+    expect(find(ops, "prctl")[1]).toEqual({ op: "prctl", option: 4, arg: 0n });
+    expect(names(ops).indexOf("prctl", names(ops).indexOf("setUser", 6))).toBeGreaterThan(names(ops).lastIndexOf("setUser"));
   });
 
   test("mounts are made inside the root, in order, with flags and data", () => {

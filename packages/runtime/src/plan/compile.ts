@@ -38,6 +38,7 @@ export class PlanError extends Error {
 
 export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const PR_SET_NO_NEW_PRIVS = 38;
+const PR_SET_DUMPABLE = 4;
 const S_IFCHR = 0o020000;
 const S_IFBLK = 0o060000;
 const S_IFIFO = 0o010000;
@@ -158,14 +159,22 @@ export function compilePlan(input: PlanInput): InitPlan {
   const user = proc.user ?? { uid: 0, gid: 0 };
   ops.push({ op: "setUser", uid: user.uid ?? 0, gid: user.gid ?? 0, groups: user.additionalGids ?? [], setgroups: true });
   const caps = proc.capabilities ?? {};
+  const permitted = capMask(caps.permitted);
+  const inheritable = capMask(caps.inheritable);
   ops.push({
     op: "caps",
     bounding: capMask(caps.bounding),
     effective: capMask(caps.effective),
-    permitted: capMask(caps.permitted),
-    inheritable: capMask(caps.inheritable),
-    ambient: capMask(caps.ambient),
+    permitted,
+    inheritable,
+    // The kernel raises an ambient capability only when it is permitted and inheritable; runc
+    // treats the rest as best effort (its default spec lists ambient caps but no inheritable
+    // ones), so those are left out rather than failing the container.
+    ambient: capMask(caps.ambient) & permitted & inheritable,
   });
+  // Changing uid makes a process dumpable again (to fs.suid_dumpable): keep it closed to
+  // ptrace and /proc until the exec of the user's program resets it.
+  ops.push({ op: "prctl", option: PR_SET_DUMPABLE, arg: 0n });
   ops.push({ op: "umask", mask: user.umask ?? 0o022 });
   ops.push({ op: "chdir", path: proc.cwd });
   ops.push({ op: "sync", code: SYNC.CREATED });
