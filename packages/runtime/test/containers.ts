@@ -1,6 +1,6 @@
 // Shared by the integration tests: busybox bundles, a private --root, and the "nothing left
 // behind" check (no state dir, no cgroup dir, no mount, no process).
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync, cpSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync, cpSync } from "node:fs";
 import { join } from "node:path";
 import { defaultSpec } from "@tsrun/ocispec/src/defaults.ts";
 import { repo, tempDir, tsrun, type Run } from "./helpers.ts";
@@ -28,6 +28,8 @@ export interface Env {
 
 export function testEnv(): Env {
   const dir = tempDir("tsrun-it-");
+  // A user namespace's root (an unprivileged host uid) must be able to reach the bundles.
+  chmodSync(dir, 0o755);
   const root = join(dir, "state");
   return {
     dir,

@@ -29,7 +29,7 @@ describe("compilePlan", () => {
   test("the default spec: stage 1 syncs and forks into the new namespaces; stage 2 sets up and execs", () => {
     const { ops } = compilePlan(input());
     const fork = ops.findIndex((o) => o.op === "fork");
-    expect(names(ops.slice(0, fork + 1))).toEqual(["stage", "sync", "fork"]);
+    expect(names(ops.slice(0, fork + 1))).toEqual(["stage", "openFifo", "sync", "fork"]);
     expect(find(ops, "fork")[0]!.flags).toBe(0x20000000 | 0x20000 | 0x04000000 | 0x08000000 | 0x40000000);
     expect(ops.at(-1)).toEqual({ op: "exec", file: "sh", argv: ["sh"], env: expect.any(Array), path: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" });
     const order = ["openFifo", "setRoot", "pivotRoot", "closeFds", "setUser", "caps", "chdir", "waitFifo", "exec"];
@@ -89,7 +89,7 @@ describe("compilePlan", () => {
 
   test("user namespace: unshared in stage 1, mapped by tsrun at SYNC.USERNS, devices bound from the host", () => {
     const { ops } = compilePlan(input((s) => s.linux.namespaces.push({ type: "user" })));
-    expect(names(ops.slice(0, 5))).toEqual(["stage", "unshare", "sync", "setUser", "sync"]);
+    expect(names(ops.slice(0, 6))).toEqual(["stage", "openFifo", "unshare", "sync", "setUser", "sync"]);
     expect(find(ops, "sync")[0]!.code).toBe(SYNC.USERNS);
     expect(find(ops, "mknod")[0]!.bindFallback).toBe("/dev/null");
   });

@@ -107,7 +107,9 @@ export function compilePlan(input: PlanInput): InitPlan {
 
   const { fresh, joined } = namespaces(spec);
   if (!fresh.has("mount")) throw new PlanError("/linux/namespaces", "tsrun needs a new mount namespace to set up the root filesystem");
-  const ops: Op[] = [{ op: "stage", name: "tsrun:[1:CHILD]" }];
+  // The exec fifo is opened before any namespace is entered: it lives in tsrun's state
+  // directory, which a user namespace's root may not be allowed to reach.
+  const ops: Op[] = [{ op: "stage", name: "tsrun:[1:CHILD]" }, { op: "openFifo", path: input.execFifo }];
 
   // Stage 1: join, create the user and time namespaces (their set-up needs tsrun or must precede
   // the first process in them), then fork stage 2 into the rest.
@@ -131,7 +133,6 @@ export function compilePlan(input: PlanInput): InitPlan {
 
   // Stage 2: the container's init.
   ops.push({ op: "stage", name: "tsrun:[2:INIT]" });
-  ops.push({ op: "openFifo", path: input.execFifo });
   ops.push(...rootfsOps(input, fresh.has("user")));
   ops.push({ op: "sync", code: SYNC.MOUNTS });
   ops.push(...hookOps(spec.hooks?.createContainer));

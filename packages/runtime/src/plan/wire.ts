@@ -18,8 +18,11 @@ export const PLAN_VERSION = 1;
 type OpName = Op["op"];
 type Field = "s" | "n" | "u" | "q" | "v" | "w" | "b";
 
+/** The field names of op K (the compiler checks the table below against ops.ts with it). */
+type FieldOf<K extends OpName> = Exclude<keyof Extract<Op, { op: K }>, "op">;
+
 /** Code and fields (name, type) of each op, in wire order. */
-export const OP_WIRE: { readonly [K in OpName]: { code: number; fields: readonly (readonly [string, Field])[] } } = {
+export const OP_WIRE: { readonly [K in OpName]: { code: number; fields: readonly (readonly [FieldOf<K>, Field])[] } } = {
   stage: { code: 1, fields: [["name", "s"]] },
   setns: { code: 2, fields: [["path", "s"], ["nstype", "u"]] },
   unshare: { code: 3, fields: [["flags", "u"]] },

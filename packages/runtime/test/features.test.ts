@@ -1,0 +1,216 @@
+// What a container sees from inside: namespaces, mounts, devices, process set-up, hooks.
+// Each test runs a busybox shell script in a real container and reads what it printed.
+import { describe, expect, test } from "bun:test";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { leftovers, testEnv } from "./containers.ts";
+
+const env = testEnv();
+let n = 0;
+
+/** Runs `script` in a fresh container made from the default spec plus `patch`; returns stdout. */
+function inside(script: string, patch: (s: any) => void = () => {}): { out: string; err: string; code: number; bundle: string } {
+  const id = `feat${n++}`;
+  const bundle = env.bundle(id, (s) => {
+    s.process.args = ["sh", "-c", script];
+    patch(s);
+  });
+  const r = env.tsrun(["run", "--bundle", bundle, id]);
+  expect(leftovers(env, id, bundle)).toEqual([]);
+  return { out: r.stdout, err: r.stderr, code: r.code, bundle };
+}
+
+describe("namespaces", () => {
+  test("the program is pid 1 of its own pid namespace, with its own hostname, domainname, ipc, net", () => {
+    const host = (ns: string) => readFileSync(`/proc/self/ns/${ns}`, "utf8").toString;
+    void host;
+    const r = inside("echo $$; hostname; cat /proc/sys/kernel/domainname; ls /sys/class/net | tr '\\n' ' '; readlink /proc/self/ns/net /proc/self/ns/ipc /proc/self/ns/uts /proc/self/ns/mnt /proc/self/ns/pid", (s) => (s.domainname = "example.org"));
+    const lines = r.out.trim().split("\n");
+    expect(lines[0]).toBe("1");
+    expect(lines[1]).toBe("tsrun");
+    expect(lines[2]).toBe("example.org");
+    expect(lines[3]!.trim()).toBe("lo");
+    const { readlinkSync } = require("node:fs");
+    for (const [i, ns] of ["net", "ipc", "uts", "mnt", "pid"].entries()) expect(lines[4 + i]).not.toBe(readlinkSync(`/proc/self/ns/${ns}`));
+  });
+
+  test("a namespace given by path is joined", async () => {
+    const holder = Bun.spawn(["unshare", "--net", "sleep", "30"]);
+    try {
+      let ns = "";
+      for (let i = 0; i < 100 && (ns === "" || ns === require("node:fs").readlinkSync("/proc/self/ns/net")); i++) {
+        await Bun.sleep(5);
+        ns = require("node:fs").readlinkSync(`/proc/${holder.pid}/ns/net`);
+      }
+      const r = inside("readlink /proc/self/ns/net", (s) => {
+        s.linux.namespaces = s.linux.namespaces.filter((x: any) => x.type !== "network");
+        s.linux.namespaces.push({ type: "network", path: `/proc/${holder.pid}/ns/net` });
+      });
+      expect(r.out.trim()).toBe(ns);
+    } finally {
+      holder.kill(9);
+    }
+  });
+
+  test("user namespace with mappings: root inside is an unprivileged uid outside", () => {
+    const r = inside("id -u; cat /proc/self/uid_map /proc/self/gid_map", (s) => {
+      s.linux.namespaces.push({ type: "user" });
+      s.linux.uidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+      s.linux.gidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+      s.root.readonly = false;
+      s.mounts = s.mounts.filter((m: any) => m.type !== "cgroup" && m.type !== "sysfs");
+      Bun.spawnSync(["chown", "-R", "100000:100000", join(env.dir, `feat${n - 1}`, "rootfs")]);
+    });
+    expect(r.err).toBe("");
+    const lines = r.out.trim().split("\n").map((l) => l.trim().split(/\s+/).join(" "));
+    expect(lines).toEqual(["0", "0 100000 65536", "0 100000 65536"]);
+  });
+
+  test("time namespace offsets", () => {
+    const r = inside("cut -d. -f1 /proc/uptime", (s) => {
+      s.linux.namespaces.push({ type: "time" });
+      s.linux.timeOffsets = { boottime: { secs: 86400 * 365, nanosecs: 0 } };
+    });
+    expect(Number(r.out.trim())).toBeGreaterThan(86400 * 365);
+  });
+});
+
+describe("root filesystem", () => {
+  test("mounts, masked and read-only paths, read-only root, /dev", () => {
+    const r = inside(
+      [
+        "grep -c ' /proc proc ' /proc/self/mounts",
+        "cat /etc/group | wc -c",
+        "stat -c %t,%T /etc/group",
+        "ls -A /root | wc -l",
+        "(echo 1 > /proc/sys/kernel/domainname) 2>/dev/null && echo writable || echo ro-sys",
+        "touch /x 2>/dev/null && echo writable || echo ro-root",
+        "echo $(ls /dev)",
+        "stat -c %t,%T /dev/null",
+        "readlink /dev/fd",
+        "readlink /dev/ptmx",
+        "ls /sys/fs/cgroup | grep -c memory",
+      ].join("; "),
+      (s) => {
+        s.linux.maskedPaths.push("/etc/group", "/root");
+        Bun.spawnSync(["touch", join(env.dir, `feat${n - 1}`, "rootfs/root/secret")]);
+      },
+    );
+    const lines = r.out.trim().split("\n");
+    expect(lines[0]).toBe("1");
+    expect(lines[1]).toBe("0");
+    expect(lines[2]).toBe("1,3"); // /dev/null bound over it
+    expect(lines[3]).toBe("0"); // an empty tmpfs over it
+    expect(lines[4]).toBe("ro-sys");
+    expect(lines[5]).toBe("ro-root");
+    for (const d of ["null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue", "fd", "stdin", "stdout", "stderr", "ptmx"]) expect(lines[6]!.split(" ")).toContain(d);
+    expect(lines[7]).toBe("1,3");
+    expect(lines.slice(8, 10)).toEqual(["/proc/self/fd", "pts/ptmx"]);
+    expect(Number(lines[10])).toBeGreaterThanOrEqual(1);
+  });
+
+  test("bind mounts (file and directory, ro and rw), tmpfs options, linux.devices, --no-pivot", () => {
+    const hostDir = join(env.dir, "shared");
+    require("node:fs").mkdirSync(hostDir);
+    require("node:fs").writeFileSync(join(hostDir, "f.txt"), "from host\n");
+    const r = inside(
+      "cat /data/f.txt; echo new > /rw/out.txt; touch /data/x 2>/dev/null || echo ro-bind; cat /file.txt; grep ' /scratch ' /proc/self/mounts | grep -o 'size=[0-9]*k'; stat -c '%F %t,%T %a' /dev/fuse",
+      (s) => {
+        s.mounts.push(
+          { destination: "/data", type: "bind", source: hostDir, options: ["rbind", "ro"] },
+          { destination: "/rw", type: "bind", source: hostDir, options: ["bind"] },
+          { destination: "/file.txt", type: "bind", source: join(hostDir, "f.txt"), options: ["bind", "ro"] },
+          { destination: "/scratch", type: "tmpfs", source: "tmpfs", options: ["size=1024k"] },
+        );
+        s.linux.devices = [{ path: "/dev/fuse", type: "c", major: 10, minor: 229, fileMode: 0o600 }];
+      },
+    );
+    expect(r.out.trim().split("\n")).toEqual(["from host", "ro-bind", "from host", "size=1024k", "character special file a,e5 600"]);
+    expect(readFileSync(join(hostDir, "out.txt"), "utf8")).toBe("new\n");
+    const np = join(env.dir, "np");
+    void np;
+  });
+
+  test("--no-pivot", () => {
+    const id = "nopivot";
+    const b = env.bundle(id, (s) => (s.process.args = ["sh", "-c", "cat /etc/passwd | head -1"]));
+    const r = env.tsrun(["run", "--no-pivot", "--bundle", b, id]);
+    expect(r.stdout).toBe("root:x:0:0:root:/root:/bin/sh\n");
+    expect(r.code).toBe(0);
+  });
+});
+
+describe("process", () => {
+  test("user, groups, umask, cwd, env, rlimits, capabilities, noNewPrivileges, oomScoreAdj", () => {
+    const r = inside("id -u; id -g; id -G; umask; pwd; echo $FOO; ulimit -n; ulimit -Hn; grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status | tr -s '\\t ' ' '; cat /proc/self/oom_score_adj", (s) => {
+      s.process.user = { uid: 1000, gid: 1001, additionalGids: [5, 7], umask: 0o027 };
+      s.process.cwd = "/home/u";
+      s.process.env.push("FOO=bar baz");
+      s.process.rlimits = [{ type: "RLIMIT_NOFILE", soft: 512, hard: 600 }];
+      // A non-root program keeps a capability across exec only as an ambient one (as with runc).
+      s.process.capabilities = { bounding: ["CAP_KILL", "CAP_CHOWN"], effective: ["CAP_KILL"], permitted: ["CAP_KILL"], inheritable: ["CAP_KILL"], ambient: ["CAP_KILL"] };
+      s.process.oomScoreAdj = 500;
+    });
+    expect(r.err).toBe("");
+    expect(r.out.trim().split("\n")).toEqual(["1000", "1001", "1001 5 7", "0027", "/home/u", "bar baz", "512", "600", "CapEff: 0000000000000020", "CapBnd: 0000000000000021", "NoNewPrivs: 1", "500"]);
+  });
+
+  test("--preserve-fds passes fds 3… to the container", () => {
+    const id = "pfd";
+    const b = env.bundle(id, (s) => (s.process.args = ["sh", "-c", "cat <&3; ls /proc/self/fd | tr '\\n' ' '"]));
+    const file = join(env.dir, "pfd.txt");
+    require("node:fs").writeFileSync(file, "preserved\n");
+    const fd = require("node:fs").openSync(file, "r");
+    const { TSRUN } = require("./helpers.ts");
+    const p = Bun.spawnSync([TSRUN, "--root", env.root, "run", "--preserve-fds", "1", "--bundle", b, id], { stdio: ["ignore", "pipe", "pipe", fd] as any });
+    expect(p.stderr.toString()).toBe("");
+    const out = p.stdout.toString().split("\n");
+    expect(out[0]).toBe("preserved");
+    expect(out[1]!.trim().split(" ")).toEqual(["0", "1", "2", "3", "4"]);
+  });
+});
+
+describe("hooks", () => {
+  test("every hook runs at its moment with the state on stdin", () => {
+    const logDir = join(env.dir, "hooklog");
+    require("node:fs").mkdirSync(logDir);
+    const log = join(logDir, "hooks.log");
+    // startContainer hooks run after pivot_root: their paths are the container's, and they see
+    // the log through a bind mount at the same path.
+    const hook = (name: string) => ({ path: "/bin/sh", args: ["sh", "-c", `{ printf '${name} '; cat; echo; } >> ${log}`] });
+    const id = "hooks";
+    const b = env.bundle(id, (s) => {
+      s.process.args = ["sh", "-c", "echo ran"];
+      s.mounts.push({ destination: logDir, type: "bind", source: logDir, options: ["bind"] });
+      s.hooks = Object.fromEntries(["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"].map((k) => [k, [hook(k)]]));
+    });
+    const r = env.tsrun(["run", "--bundle", b, id]);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("ran\n");
+    const lines = readFileSync(log, "utf8").trim().split("\n");
+    const seen = lines.map((l) => [l.slice(0, l.indexOf(" ")), JSON.parse(l.slice(l.indexOf(" ") + 1))] as const);
+    expect(seen.map(([k]) => k)).toEqual(["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]);
+    const pid = seen[0]![1].pid;
+    expect(pid).toBeGreaterThan(1);
+    for (const [k, st] of seen) {
+      expect(st.id).toBe(id);
+      expect(st.bundle).toBe(b);
+      if (k !== "poststop") expect(st.pid).toBe(pid);
+    }
+    expect(seen.map(([, st]) => st.status)).toEqual(["creating", "creating", "creating", "created", "running", "stopped"]);
+  });
+
+  test("a failing prestart hook fails create and leaves nothing; a hook timeout is enforced", () => {
+    for (const [id, h] of [
+      ["hookfail", { path: "/bin/sh", args: ["sh", "-c", "echo nope >&2; exit 3"] }],
+      ["hooktime", { path: "/bin/sleep", args: ["sleep", "5"], timeout: 1 }],
+    ] as const) {
+      const b = env.bundle(id, (s) => (s.hooks = { prestart: [h] }));
+      const r = env.tsrun(["create", "--bundle", b, id]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("prestart hook");
+      expect(leftovers(env, id, b)).toEqual([]);
+    }
+    expect(existsSync(join(env.root, "hookfail"))).toBe(false);
+  });
+});
