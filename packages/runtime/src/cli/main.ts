@@ -8,6 +8,7 @@ import { reportError } from "./log.ts";
 import { writeAll } from "./output.ts";
 import { COMMANDS } from "./registry.ts";
 import { versionText } from "../version.ts";
+import { trace } from "../trace.ts";
 
 const wantsHelp = (argv: readonly string[]): boolean => {
   for (const a of argv) {
@@ -41,6 +42,7 @@ async function dispatch(pre: PreParsed, ctx: Context): Promise<number> {
     throw new UsageError(`unknown command "${id}"${guess ? ` (did you mean "${guess}"?)` : ""}; run "tsrun --help" for the list`);
   }
   const def = await entry.load();
+  trace(`loaded ${id}`);
   if (pre.help || wantsHelp(pre.rest)) {
     const { showCommandHelp } = await import("./oclif.ts");
     await showCommandHelp(id, def, ctx);
@@ -61,6 +63,7 @@ async function dispatch(pre: PreParsed, ctx: Context): Promise<number> {
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
+  trace("main");
   let pre: PreParsed | undefined;
   try {
     pre = preParse(argv);

@@ -21,6 +21,7 @@ import { procStat } from "./proc.ts";
 import { stateDocument } from "./status.ts";
 import type { ContainerRecord, Store } from "./store.ts";
 import { destroyContainer, lockContainer, saveCgroupRecord } from "./cleanup.ts";
+import { trace } from "../trace.ts";
 
 export interface CreateOptions {
   id: string;
@@ -125,7 +126,9 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
     if (e instanceof ContainerError) throw e;
     throw new ContainerError(`cannot use bundle ${bundle}: ${(e as NodeJS.ErrnoException).code}`);
   }
+  trace("create: start");
   const spec = loadConfig(bundle);
+  trace("create: config validated");
   if (spec.process?.terminal && !opts.consoleSocket && !opts.keepConsole)
     throw new ContainerError("cannot allocate tty if tsrun will detach without setting console socket");
   if (!spec.process?.terminal && opts.consoleSocket) throw new ContainerError("cannot use console socket if tsrun will not detach or allocate tty");
@@ -157,6 +160,7 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
     saveCgroupRecord(store, opts.id, rec.cgroup);
     store.write(rec);
     cg.create();
+    trace("create: cgroup made");
 
     let plan;
     try {
@@ -182,14 +186,18 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
       throw e;
     }
     const preserved = Array.from({ length: opts.preserveFds ?? 0 }, (_, i) => 3 + i);
+    trace("create: plan compiled");
     const spawned = linux.spawnExecutor(encodePlan(plan.ops), { stdio: [0, 1, 2], preserveFds: preserved });
     stage1 = spawned.pid;
     sync = spawned.sync;
+    trace("create: executor spawned");
     cg.addProcess(stage1);
+    trace("create: in cgroup");
 
     const state = (status: "creating" | "created") => JSON.stringify(stateDocument(rec, status));
     for (;;) {
       const msg = sync.recv(STEP_TIMEOUT_MS);
+      trace(`create: message ${msg.type}${msg.type === "sync" ? ` ${msg.code}` : ""}`);
       if (msg.type === "sync") {
         if (msg.code === SYNC.USERNS) writeIdMaps(stage1, spec);
         if (msg.code === SYNC.MOUNTS) {

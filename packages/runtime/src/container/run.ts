@@ -5,6 +5,7 @@ import * as linux from "../linux/index.ts";
 import { createContainer, type CreateOptions } from "./create.ts";
 import { deleteContainer, startContainer } from "./lifecycle.ts";
 import type { Store } from "./store.ts";
+import { trace } from "../trace.ts";
 
 export interface RunOptions extends CreateOptions {
   detach?: boolean;
@@ -22,6 +23,7 @@ export async function runContainer(store: Store, opts: RunOptions): Promise<numb
     deleteContainer(store, opts.id, true);
     throw e;
   }
+  trace("run: started");
   if (opts.detach) return 0;
 
   const handlers = FORWARDED.map((name) => {
@@ -37,7 +39,9 @@ export async function runContainer(store: Store, opts: RunOptions): Promise<numb
     handlers.forEach((off) => off());
     relay?.stop();
   }
+  trace("run: exited");
   if (!opts.keep) deleteContainer(store, opts.id, true);
+  trace("run: deleted");
   return code;
 }
 

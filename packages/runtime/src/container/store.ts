@@ -1,6 +1,6 @@
 // Container state on disk: <root>/<id>/state.json (atomic write + rename), the exec fifo, and a
 // per-container lock (flock on the directory) held by whoever changes the container.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type { Spec } from "@tsrun/ocispec/src/index.ts";
 import { ContainerError } from "./errors.ts";
@@ -74,8 +74,9 @@ export class Store {
     const tmp = `${file}.${process.pid}.tmp`;
     const fd = openSync(tmp, "w", 0o600);
     try {
+      // No fsync: the state lives on a tmpfs (/run) in practice, and what matters is that a
+      // reader never sees half a file, which the rename gives.
       writeSync(fd, JSON.stringify(rec));
-      fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
