@@ -2,6 +2,7 @@
 // (`bun run build` does both).
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { buildNative } from "./build-native.ts";
 
 const root = join(import.meta.dir, "..");
 const dist = join(root, "dist");
@@ -14,6 +15,9 @@ function commit(): string {
   const dirty = Bun.spawnSync(["git", "status", "--porcelain", "--untracked-files=no"], { cwd: root }).stdout.toString().trim();
   return dirty ? `${sha}-dirty` : sha;
 }
+
+// The C half of the plan boundary is embedded in the binary: build it first.
+buildNative();
 
 const binaries = [{ entry: "packages/runtime/src/cli/main.ts", out: "tsrun" }];
 const sha = commit();

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(runc crun busybox-static jq)
+# gcc and libc6-dev build the C executor (static, so libc.a is needed).
+APT_PACKAGES=(gcc libc6-dev runc crun busybox-static jq)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
 BUN=node_modules/.bin/bun
 $BUN scripts/gen.ts || exit 1
+$BUN scripts/build-native.ts || exit 1
 $BUN scripts/build.ts || exit 1
 mkdir -p .tmp
 $BUN test "$@" 2>&1 | tee .tmp/test.log

@@ -1,4 +1,5 @@
 // JSON documents from files: parse errors carry line and column, never a stack trace.
+import { parse as tolerantParse } from "jsonc-parser";
 
 export class JsonSyntaxError extends Error {
   constructor(
@@ -21,16 +22,15 @@ const ERROR_TEXT: Record<number, string> = {
 };
 
 /**
- * JSON.parse, and on failure a second, slower pass with a tolerant parser (loaded only then)
- * that tells where the first error is: Bun's JSON.parse does not say.
+ * JSON.parse, and on failure a second, slower pass with a tolerant parser that tells where the
+ * first error is: Bun's JSON.parse does not say.
  */
 export function parseJson(text: string, file: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    const { parse } = require("jsonc-parser") as typeof import("jsonc-parser");
     const errors: { error: number; offset: number; length: number }[] = [];
-    parse(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
+    tolerantParse(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
     const first = errors[0];
     const offset = first ? first.offset : text.length;
     const before = text.slice(0, offset);

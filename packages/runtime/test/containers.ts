@@ -9,7 +9,7 @@ let rootfsTemplate: string | undefined;
 
 /** A busybox root filesystem made once per test file from Debian's busybox-static. */
 export function busyboxRootfs(base: string): string {
-  if (!rootfsTemplate) {
+  if (!rootfsTemplate || !existsSync(rootfsTemplate)) {
     rootfsTemplate = join(base, "rootfs-template");
     const r = Bun.spawnSync(["bash", join(repo, "scripts/make-rootfs.sh"), rootfsTemplate], { stderr: "pipe" });
     if (!r.success) throw new Error(`make-rootfs failed: ${r.stderr}`);

@@ -32,7 +32,7 @@ describe("compilePlan", () => {
     expect(names(ops.slice(0, fork + 1))).toEqual(["stage", "openFifo", "sync", "fork"]);
     expect(find(ops, "fork")[0]!.flags).toBe(0x20000000 | 0x20000 | 0x04000000 | 0x08000000 | 0x40000000);
     expect(ops.at(-1)).toEqual({ op: "exec", file: "sh", argv: ["sh"], env: expect.any(Array), path: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" });
-    const order = ["openFifo", "setRoot", "pivotRoot", "closeFds", "setUser", "caps", "chdir", "waitFifo", "exec"];
+    const order = ["openFifo", "setRoot", "pivotRoot", "closeFds", "setUser", "caps", "chdir", "resolveExec", "sync", "waitFifo", "exec"];
     const idx = order.map((k) => names(ops).lastIndexOf(k as Op["op"]));
     expect(idx).toEqual([...idx].sort((a, b) => a - b));
     const syncs = find(ops, "sync").map((s) => s.code);
@@ -130,7 +130,7 @@ describe("compilePlan", () => {
         { preserveFds: 2, noPivot: true },
       ),
     );
-    expect(find(ops, "console")[0]).toEqual({ op: "console", rows: 24, cols: 80 });
+    expect(find(ops, "console")[0]).toEqual({ op: "console", rows: 24, cols: 80, devConsole: true });
     expect(names(ops)).not.toContain("setsid");
     expect(find(ops, "closeFds")[0]!.first).toBe(5);
     expect(names(ops)).toContain("chrootMove");

@@ -147,7 +147,7 @@ export function compilePlan(input: PlanInput): InitPlan {
   if (spec.hostname !== undefined && fresh.has("uts")) ops.push({ op: "sethostname", name: spec.hostname });
   if (spec.domainname !== undefined && fresh.has("uts")) ops.push({ op: "setdomainname", name: spec.domainname });
 
-  if (proc.terminal) ops.push({ op: "console", rows: proc.consoleSize?.height ?? 0, cols: proc.consoleSize?.width ?? 0 });
+  if (proc.terminal) ops.push({ op: "console", rows: proc.consoleSize?.height ?? 0, cols: proc.consoleSize?.width ?? 0, devConsole: true });
   else ops.push({ op: "setsid" });
   if (proc.oomScoreAdj !== undefined) ops.push({ op: "writeFile", path: "/proc/self/oom_score_adj", data: String(proc.oomScoreAdj) });
   for (const r of proc.rlimits ?? []) {
@@ -178,6 +178,8 @@ export function compilePlan(input: PlanInput): InitPlan {
   ops.push({ op: "prctl", option: PR_SET_DUMPABLE, arg: 0n });
   ops.push({ op: "umask", mask: user.umask ?? 0o022 });
   ops.push({ op: "chdir", path: proc.cwd });
+  // Find the program now, as runc does: after `start` nobody is left to hear that it is missing.
+  ops.push({ op: "resolveExec" });
   ops.push({ op: "sync", code: SYNC.CREATED });
   ops.push({ op: "waitFifo" });
   ops.push(...hookOps(spec.hooks?.startContainer));

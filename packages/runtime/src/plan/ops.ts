@@ -68,7 +68,7 @@ export type Op =
    * Allocate a pty in the container (/dev/ptmx), send the master to tsrun over the sync socket
    * (SCM_RIGHTS), make the peer the controlling terminal and stdin/stdout/stderr.
    */
-  | { op: "console"; rows: number; cols: number }
+  | { op: "console"; rows: number; cols: number; /** also bind the peer onto /dev/console (create; not exec) */ devConsole?: boolean }
   /** Open the exec fifo O_PATH now (it lives on the host, unreachable after pivot). */
   | { op: "openFifo"; path: string }
   /** Wait for `start`: open the fifo (via /proc/self/fd) for writing; blocks until it is read. */
@@ -81,6 +81,12 @@ export type Op =
    * which holds the init's host pid, unknown when the plan was compiled.
    */
   | { op: "hook"; path: string; args: string[]; env: string[]; stdin: string | null; timeoutMs: number }
+  /**
+   * Find the plan's `exec` program now (PATH search, exists, executable, as the current user in
+   * the current root), like runc's LookPath before "created": a missing program fails `create`,
+   * not a later `start`. Failure is reported with the `exec` op's index; `exec` then uses the path found.
+   */
+  | { op: "resolveExec" }
   /** execve(2); a relative path is searched in `path` (the container's PATH) like execvp. */
   | { op: "exec"; file: string; argv: string[]; env: string[]; path: string };
 

@@ -59,12 +59,13 @@ export const OP_WIRE: { readonly [K in OpName]: { code: number; fields: readonly
   umask: { code: 25, fields: [["mask", "u"]] },
   chdir: { code: 26, fields: [["path", "s"]] },
   setsid: { code: 27, fields: [] },
-  console: { code: 28, fields: [["rows", "u"], ["cols", "u"]] },
+  console: { code: 28, fields: [["rows", "u"], ["cols", "u"], ["devConsole", "u"]] },
   openFifo: { code: 29, fields: [["path", "s"]] },
   waitFifo: { code: 30, fields: [] },
   closeFds: { code: 31, fields: [["first", "u"]] },
   hook: { code: 32, fields: [["path", "s"], ["args", "v"], ["env", "v"], ["stdin", "n"], ["timeoutMs", "u"]] },
   exec: { code: 33, fields: [["file", "s"], ["argv", "v"], ["env", "v"], ["path", "s"]] },
+  resolveExec: { code: 34, fields: [] },
 };
 
 const U32_MAX = 0xffffffff;

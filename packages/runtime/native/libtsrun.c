@@ -1,0 +1,236 @@
+/* libtsrun.so: the few things tsrun's multithreaded Bun process cannot do safely through plain
+ * bun:ffi calls into libc. Above all tsrun_spawn: start the executor (executor.c) without ever
+ * running Bun code, or anything that takes a lock, in the child. Errors come back as -errno. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "wire.h"
+
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+#define CLOSE_RANGE_CLOEXEC_ (1U << 2)
+#define MAX_PRESERVE 1024
+#define STACK_SIZE (256 * 1024)
+
+static int fail_close(int fd)
+{
+	int e = errno;
+	close(fd);
+	return -e;
+}
+
+/*
+ * A memfd holding `len` bytes of `buf`, sealed against any change (F_SEAL_SEAL|SHRINK|GROW|
+ * WRITE), CLOEXEC. `exec` asks for an executable memfd (MFD_EXEC, needed where vm.memfd_noexec
+ * is set; kernels before 6.3 do not know the flag and get the old behaviour).
+ */
+int tsrun_memfd(const char *name, const void *buf, size_t len, int exec)
+{
+	unsigned int flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
+	int fd = memfd_create(name, flags | (exec ? MFD_EXEC : 0));
+	if (fd < 0 && errno == EINVAL && exec)
+		fd = memfd_create(name, flags);
+	if (fd < 0)
+		return -errno;
+	for (size_t off = 0; off < len;) {
+		ssize_t n = write(fd, (const char *)buf + off, len - off);
+		if (n < 0 && errno != EINTR)
+			return fail_close(fd);
+		off += n > 0 ? (size_t)n : 0;
+	}
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0)
+		return fail_close(fd);
+	return fd;
+}
+
+struct spawn {
+	int exe_fd;
+	int src[3 + MAX_PRESERVE + 2]; /* what becomes fd 0, 1, 2, 3 ... in the child; -1: /dev/null */
+	int nfds;
+	char *argv[4];
+	volatile int err; /* set by the child when it fails (shared memory: CLONE_VM) */
+};
+
+/*
+ * The child shares the parent's memory (CLONE_VM, like posix_spawn) while the parent thread is
+ * suspended (CLONE_VFORK), and has its own stack and its own copies of the fd and signal
+ * handler tables. It makes plain syscalls only: no Bun code, no malloc, no lock.
+ */
+static int child(void *arg)
+{
+	struct spawn *s = arg;
+	int tmp[3 + MAX_PRESERVE + 2], hi = s->nfds, exe;
+	/* Every signal is blocked (since before clone); every handler goes back to SIG_DFL before
+	 * any is unblocked, so no handler of Bun's can ever run here. A zeroed kernel sigaction is
+	 * SIG_DFL, no flags, empty mask. */
+	uint64_t dfl[4] = { 0 }, none = 0;
+	for (int sig = 1; sig <= 64; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			syscall(SYS_rt_sigaction, sig, dfl, NULL, 8);
+	/* Move every source above all targets and sources first, then dup2 each into place: a
+	 * source may sit on another's target. dup2 clears CLOEXEC on the targets. */
+	for (int i = 0; i < s->nfds; i++)
+		hi = s->src[i] > hi ? s->src[i] : hi;
+	hi = s->exe_fd > hi ? s->exe_fd : hi;
+	if ((exe = fcntl(s->exe_fd, F_DUPFD_CLOEXEC, hi + 1)) < 0)
+		goto fail;
+	for (int i = 0; i < s->nfds; i++)
+		if ((tmp[i] = s->src[i] >= 0 ? fcntl(s->src[i], F_DUPFD_CLOEXEC, hi + 1)
+					     : (int)syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDWR | O_CLOEXEC)) < 0)
+			goto fail;
+	for (int i = 0; i < s->nfds; i++)
+		if (dup2(tmp[i], i) < 0)
+			goto fail;
+	/* every other fd of tsrun's is closed by execveat (the exe memfd serves until then) */
+	if (syscall(SYS_close_range, s->nfds, ~0U, CLOSE_RANGE_CLOEXEC_) < 0)
+		goto fail;
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, 8);
+	char *envp[] = { NULL };
+	syscall(SYS_execveat, exe, "", s->argv, envp, AT_EMPTY_PATH);
+fail:
+	s->err = errno;
+	_exit(127);
+}
+
+/*
+ * Starts the executor from the memfd exe_fd with fds: 0-2 = stdio[0..2] (-1: /dev/null),
+ * 3..3+n-1 = preserve[0..n-1], then the plan fd and the sync socket (their numbers go in
+ * argv). Returns the child's pid, or -errno (the child is reaped then).
+ */
+int tsrun_spawn(int exe_fd, int plan_fd, int sync_fd, const int *stdio, const int *preserve, int npreserve)
+{
+	struct spawn s = { .exe_fd = exe_fd, .nfds = 5 + npreserve };
+	char plan_arg[16], sync_arg[16];
+	uint64_t all = ~0ULL, old;
+	if (npreserve < 0 || npreserve > MAX_PRESERVE)
+		return -EINVAL;
+	for (int i = 0; i < 3; i++)
+		s.src[i] = stdio ? stdio[i] : i;
+	for (int i = 0; i < npreserve; i++)
+		s.src[3 + i] = preserve[i];
+	s.src[3 + npreserve] = plan_fd;
+	s.src[4 + npreserve] = sync_fd;
+	snprintf(plan_arg, sizeof plan_arg, "%d", 3 + npreserve);
+	snprintf(sync_arg, sizeof sync_arg, "%d", 4 + npreserve);
+	s.argv[0] = "tsrun-exec", s.argv[1] = plan_arg, s.argv[2] = sync_arg, s.argv[3] = NULL;
+
+	char *stack = mmap(NULL, STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (stack == MAP_FAILED)
+		return -errno;
+	/* Block everything, glibc's internal signals too (hence the raw syscall): the child starts
+	 * with all blocked and has no chance to run a handler before it resets them. */
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, 8);
+	pid_t pid = clone(child, stack + STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD, &s);
+	int err = errno;
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, 8);
+	munmap(stack, STACK_SIZE);
+	if (pid < 0)
+		return -err;
+	if (s.err) {
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		return -s.err;
+	}
+	return pid;
+}
+
+/*
+ * Receives one datagram from the sync socket within timeout_ms: its length, 0 at EOF,
+ * -ETIMEDOUT, or -errno. An fd passed along (SCM_RIGHTS) lands in *fd, CLOEXEC; else -1.
+ */
+int tsrun_recv(int sock, int timeout_ms, void *buf, int len, int *fd)
+{
+	union { struct cmsghdr h; char b[CMSG_SPACE(4 * sizeof(int))]; } ctl;
+	struct iovec iov = { buf, (size_t)len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof ctl.b };
+	struct pollfd p = { sock, POLLIN, 0 };
+	struct timespec now, end;
+	ssize_t n;
+	int r;
+	*fd = -1;
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += timeout_ms / 1000;
+	end.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	do { /* restart after a signal with what is left of the timeout */
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long left = (end.tv_sec - now.tv_sec) * 1000 + (end.tv_nsec - now.tv_nsec) / 1000000;
+		r = poll(&p, 1, left > 0 ? (int)left : 0);
+	} while (r < 0 && errno == EINTR);
+	if (r <= 0)
+		return r == 0 ? -ETIMEDOUT : -errno;
+	while ((n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT)) < 0 && errno == EINTR)
+		;
+	if (n < 0)
+		return -errno;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+			int f;
+			memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
+			if (*fd < 0)
+				*fd = f;
+			else
+				close(f); /* the protocol passes one fd per message */
+		}
+	}
+	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+		if (*fd >= 0)
+			close(*fd);
+		*fd = -1;
+		return -EMSGSIZE;
+	}
+	return (int)n;
+}
+
+/* Connects to the unix stream socket at path and sends fd with `name` as the data, as runc does
+ * for --console-socket (the pty master, named by the path it was opened as: /dev/ptmx). */
+int tsrun_send_fd(const char *path, int fd, const char *name)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } ctl = { 0 };
+	size_t nlen = strlen(name);
+	struct iovec iov = { (void *)(nlen ? name : "\0"), nlen ? nlen : 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof ctl.b };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	ssize_t n;
+	if (strlen(path) >= sizeof sa.sun_path)
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof fd);
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -errno;
+	if (connect(s, (struct sockaddr *)&sa, sizeof sa) < 0)
+		return fail_close(s);
+	while ((n = sendmsg(s, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+		;
+	if (n < 0)
+		return fail_close(s);
+	close(s);
+	return 0;
+}
+
+/* The wire version this library was built with, checked against a plan before a spawn. */
+unsigned int tsrun_wire_version(void)
+{
+	return PLAN_VERSION;
+}

@@ -1,0 +1,72 @@
+/* The wire format shared by the executor (executor.c), the spawn library (libtsrun.c) and the
+ * TypeScript encoder (src/plan/wire.ts, whose unit test checks these numbers against this file).
+ *
+ * Plan (little endian, tsrun -> executor, in a sealed memfd):
+ *   u32 magic 'TSRP' | u32 version | u32 op count | u32 total bytes
+ *   then per op: u32 code | u32 payload bytes | payload
+ * Payload fields, in the order of the fields in ops.ts, typed by the op's format string:
+ *   s str (u32 length, bytes, NUL)   n nullable str (a str, or u32 0xffffffff)
+ *   u u32 (numbers; booleans 0/1)    q u64 (bigints)
+ *   v string array (u32 count, strs) w u32 array (u32 count, u32s)   b bytes (u32 length, bytes)
+ */
+#ifndef TSRUN_WIRE_H
+#define TSRUN_WIRE_H
+
+#define PLAN_MAGIC 0x50525354u /* "TSRP" read as a little-endian u32 */
+#define PLAN_VERSION 1u
+
+/* name, code, format: the fields of ops.ts in order */
+#define OPS(X)                                                                              \
+	X(STAGE, 1, "s")                  /* name */                                        \
+	X(SETNS, 2, "su")                 /* path nstype */                                 \
+	X(UNSHARE, 3, "u")                /* flags */                                       \
+	X(SYNC, 4, "u")                   /* code */                                        \
+	X(FORK, 5, "u")                   /* flags */                                       \
+	X(WRITE_FILE, 6, "ssu")           /* path data inRoot */                            \
+	X(SET_ROOT, 7, "s")               /* path */                                        \
+	X(MOUNT, 8, "nsnunuu")            /* source target fstype flags data inRoot targetIsFile */ \
+	X(MOUNT_SETATTR, 9, "suuuuu")     /* target attrSet attrClr propagation recursive inRoot */ \
+	X(MKDIR, 10, "suu")               /* path mode inRoot */                            \
+	X(MKNOD, 11, "suuuuuun")          /* path mode major minor uid gid inRoot bindFallback */ \
+	X(SYMLINK, 12, "ssu")             /* target path inRoot */                          \
+	X(PIVOT_ROOT, 13, "s")            /* path */                                        \
+	X(CHROOT_MOVE, 14, "s")           /* path */                                        \
+	X(MASK_PATH, 15, "s")             /* path */                                        \
+	X(READONLY_PATH, 16, "s")         /* path */                                        \
+	X(REMOUNT_ROOT_READONLY, 17, "")                                                    \
+	X(SETHOSTNAME, 18, "s")           /* name */                                        \
+	X(SETDOMAINNAME, 19, "s")         /* name */                                        \
+	X(SETRLIMIT, 20, "uqq")           /* resource soft hard */                          \
+	X(PRCTL, 21, "uq")                /* option arg */                                  \
+	X(SET_USER, 22, "uuwu")           /* uid gid groups setgroups */                    \
+	X(CAPS, 23, "qqqqq")              /* bounding effective permitted inheritable ambient */ \
+	X(SECCOMP, 24, "ub")              /* flags program */                               \
+	X(UMASK, 25, "u")                 /* mask */                                        \
+	X(CHDIR, 26, "s")                 /* path */                                        \
+	X(SETSID, 27, "")                                                                   \
+	X(CONSOLE, 28, "uuu")             /* rows cols devConsole */                        \
+	X(OPEN_FIFO, 29, "s")             /* path */                                        \
+	X(WAIT_FIFO, 30, "")                                                                \
+	X(CLOSE_FDS, 31, "u")             /* first */                                       \
+	X(HOOK, 32, "svvnu")              /* path args env stdin (null: sync payload) timeoutMs */ \
+	X(EXEC, 33, "svvs")               /* file argv env path */                          \
+	X(RESOLVE_EXEC, 34, "")
+
+#define OP_ENUM(name, code, format) OP_##name = code,
+enum op_code { OPS(OP_ENUM) OP_LAST = 34 };
+
+/* Messages executor -> tsrun: one SOCK_SEQPACKET datagram each, u32 type first.
+ * The answer to MSG_SYNC is one datagram tsrun -> executor: a status byte (0 = go on, anything
+ * else = abort), then an optional payload that `hook` ops with a null stdin get on stdin. */
+enum msg_type {
+	MSG_SYNC = 1,  /* u32 code */
+	MSG_PID = 2,   /* i32 pid of stage 2, in tsrun's pid namespace */
+	MSG_ERROR = 3, /* u32 op index (0xffffffff: the plan itself), i32 errno, text NUL */
+	MSG_FD = 4,    /* u32 kind: 1 console (text: the peer's path), 2 seccomp listener; text NUL; the fd in SCM_RIGHTS */
+	MSG_EXEC = 5,  /* nothing: execve comes next */
+};
+
+#define ERROR_OP_PLAN 0xffffffffu
+#define MSG_MAX 1024 /* the largest datagram the executor sends */
+
+#endif

@@ -1,0 +1,257 @@
+// libc through bun:ffi, for what tsrun does in its own (parent) process: waiting, signals,
+// pidfds, locks, mounts, sockets. Opened on first use. Failures throw SysError with the errno.
+// Nothing here forks: starting a process goes through native.ts (C, no Bun code in the child).
+import { dlopen, FFIType, read, type Pointer } from "bun:ffi";
+import { readFileSync } from "node:fs";
+import { errnoName } from "./errno.ts";
+import { PR, WNOHANG } from "./constants.ts";
+
+const { i32, u32, i64_fast, u64, ptr, cstring } = FFIType;
+
+function open() {
+  return dlopen("libc.so.6", {
+    __errno_location: { args: [], returns: ptr },
+    strerror: { args: [i32], returns: cstring },
+    close: { args: [i32], returns: i32 },
+    send: { args: [i32, ptr, u64, i32], returns: i64_fast },
+    waitpid: { args: [i32, ptr, i32], returns: i32 },
+    kill: { args: [i32, i32], returns: i32 },
+    syscall: { args: [i64_fast, i64_fast, i64_fast, i64_fast, i64_fast], returns: i64_fast },
+    poll: { args: [ptr, u64, i32], returns: i32 },
+    flock: { args: [i32, i32], returns: i32 },
+    fcntl: { args: [i32, i32, i64_fast], returns: i32 },
+    mount: { args: [ptr, ptr, ptr, u64, ptr], returns: i32 },
+    umount2: { args: [ptr, i32], returns: i32 },
+    mkfifo: { args: [ptr, u32], returns: i32 },
+    chmod: { args: [ptr, u32], returns: i32 },
+    socketpair: { args: [i32, i32, i32, ptr], returns: i32 },
+    pipe2: { args: [ptr, i32], returns: i32 },
+    prctl: { args: [i32, u64, u64, u64, u64], returns: i32 },
+  });
+}
+
+let lib: ReturnType<typeof open>["symbols"] | undefined;
+function libc(): ReturnType<typeof open>["symbols"] {
+  return (lib ??= open().symbols);
+}
+
+const SYS_pidfd_send_signal = 424; // the same number on every architecture (new-style table)
+const SYS_pidfd_open = 434;
+
+/** errno of the last failed libc call on this thread (read through __errno_location). */
+export function getErrno(): number {
+  return read.i32(libc().__errno_location() as Pointer, 0);
+}
+
+export function strerror(errno: number): string {
+  return String(libc().strerror(errno));
+}
+
+/** A failed system call: `mount /x: EPERM (Operation not permitted)`. */
+export class SysError extends Error {
+  readonly code: string;
+  constructor(
+    readonly call: string,
+    readonly errno: number,
+    readonly what = "",
+  ) {
+    super(`${call}${what ? ` ${what}` : ""}: ${errnoName(errno)} (${strerror(errno)})`);
+    this.name = "SysError";
+    this.code = errnoName(errno);
+  }
+}
+
+const EINTR = 4;
+const EAGAIN = 11;
+const ESRCH = 3;
+
+function check(r: number, call: string, what?: string): number {
+  if (r < 0) throw new SysError(call, getErrno(), what);
+  return r;
+}
+
+/** A NUL-terminated C string, or null. */
+function cstr(s: string | null | undefined): Buffer | null {
+  return s === null || s === undefined ? null : Buffer.from(`${s}\0`);
+}
+
+export interface WaitStatus {
+  /** The reaped child; 0 with WNOHANG while it runs; -1 on failure (see errno, e.g. ECHILD). */
+  pid: number;
+  /** The raw wait status. */
+  status: number;
+  exited: boolean;
+  /** Exit code when exited, else -1. */
+  code: number;
+  signaled: boolean;
+  /** Terminating signal when signaled, else 0. */
+  signal: number;
+  /** errno when pid is -1, else 0. */
+  errno: number;
+}
+
+function decodeStatus(pid: number, s: number, errno = 0): WaitStatus {
+  const sig = s & 0x7f;
+  const exited = pid > 0 && sig === 0;
+  const signaled = pid > 0 && sig !== 0 && sig !== 0x7f;
+  return { pid, status: s, exited, code: exited ? (s >> 8) & 0xff : -1, signaled, signal: signaled ? sig : 0, errno };
+}
+
+/** waitpid(2), retrying EINTR. Never throws: a failure (ECHILD …) is pid -1 with its errno. */
+export function waitpid(pid: number, flags = 0): WaitStatus {
+  const st = new Int32Array(1);
+  for (;;) {
+    const r = libc().waitpid(pid, st, flags);
+    if (r >= 0) return decodeStatus(r, r > 0 ? st[0]! : 0);
+    const e = getErrno();
+    if (e !== EINTR) return decodeStatus(-1, 0, e);
+  }
+}
+
+/** Waits for a child to exit, up to timeoutMs; null on timeout (the child is left alone). */
+export function waitpidTimeout(pid: number, timeoutMs: number): WaitStatus | null {
+  const done = waitpid(pid, WNOHANG);
+  if (done.pid !== 0) return done;
+  const pidfd = pidfdOpen(pid);
+  try {
+    if (!pollIn(pidfd, timeoutMs)) return null;
+  } finally {
+    close(pidfd);
+  }
+  return waitpid(pid, WNOHANG);
+}
+
+/** poll(2) for POLLIN on one fd; true when readable (or hung up), false on timeout. */
+export function pollIn(fd: number, timeoutMs: number): boolean {
+  const p = new Int32Array([fd, 1 /* POLLIN, revents 0 */]);
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const left = timeoutMs < 0 ? -1 : Math.max(0, end - Date.now());
+    const r = libc().poll(p, 1, left);
+    if (r >= 0) return r > 0;
+    const e = getErrno();
+    if (e !== EINTR) throw new SysError("poll", e);
+  }
+}
+
+/** kill(2); false when there is no such process (ESRCH). */
+export function kill(pid: number, signal: number): boolean {
+  if (libc().kill(pid, signal) === 0) return true;
+  const e = getErrno();
+  if (e === ESRCH) return false;
+  throw new SysError("kill", e, `${pid} signal ${signal}`);
+}
+
+/** The start time (field 22 of /proc/<pid>/stat, clock ticks since boot) and state, or undefined. */
+function procStart(pid: number): { startTime: number; state: string } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, "latin1");
+  } catch {
+    return undefined;
+  }
+  const rest = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  return { state: rest[0] ?? "", startTime: Number(rest[19]) };
+}
+
+/**
+ * Signals `pid` only if it is still the process that started at `startTime` (a pid may have
+ * been reused): the pidfd is taken first, then the start time checked, then the signal goes
+ * through the pidfd, so no other process can be hit. False when it is gone or a zombie.
+ */
+export function killVerified(pid: number, startTime: number, signal: number): boolean {
+  if (pid <= 0) return false;
+  let pidfd: number;
+  try {
+    pidfd = pidfdOpen(pid);
+  } catch (e) {
+    if (e instanceof SysError && e.errno === ESRCH) return false;
+    throw e;
+  }
+  try {
+    const st = procStart(pid);
+    if (!st || st.startTime !== startTime || st.state === "Z" || st.state === "X") return false;
+    const r = Number(libc().syscall(SYS_pidfd_send_signal, pidfd, signal, 0, 0));
+    if (r === 0) return true;
+    const e = getErrno();
+    if (e === ESRCH) return false;
+    throw new SysError("pidfd_send_signal", e, `${pid} signal ${signal}`);
+  } finally {
+    close(pidfd);
+  }
+}
+
+export function pidfdOpen(pid: number, flags = 0): number {
+  const r = libc().syscall(SYS_pidfd_open, pid, flags, 0, 0);
+  return check(Number(r), "pidfd_open", String(pid));
+}
+
+export function pidfdSendSignal(pidfd: number, signal: number): void {
+  check(Number(libc().syscall(SYS_pidfd_send_signal, pidfd, signal, 0, 0)), "pidfd_send_signal", `signal ${signal}`);
+}
+
+/** flock(2). With LOCK_NB, false when someone else holds the lock. */
+export function flock(fd: number, op: number): boolean {
+  for (;;) {
+    if (libc().flock(fd, op) === 0) return true;
+    const e = getErrno();
+    if (e === EAGAIN) return false;
+    if (e !== EINTR) throw new SysError("flock", e);
+  }
+}
+
+export function fcntl(fd: number, cmd: number, arg = 0): number {
+  return check(libc().fcntl(fd, cmd, arg), "fcntl", `fd ${fd} cmd ${cmd}`);
+}
+
+export function close(fd: number): void {
+  check(libc().close(fd), "close", `fd ${fd}`);
+}
+
+/** send(2) with MSG_NOSIGNAL; returns false when the peer is gone (EPIPE, ECONNRESET). */
+export function sendBytes(fd: number, data: Uint8Array): boolean {
+  for (;;) {
+    const r = libc().send(fd, data, data.length, 0x4000 /* MSG_NOSIGNAL */);
+    if (r >= 0) return true;
+    const e = getErrno();
+    if (e === 32 || e === 104) return false;
+    if (e !== EINTR) throw new SysError("send", e, `fd ${fd}`);
+  }
+}
+
+export function mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null = null): void {
+  check(libc().mount(cstr(source), cstr(target), cstr(fstype), flags, cstr(data)), "mount", `${source ?? "none"} on ${target}`);
+}
+
+export function umount2(target: string, flags = 0): void {
+  check(libc().umount2(cstr(target), flags), "umount2", target);
+}
+
+/** mkfifo(2) with exactly `mode` (chmod after: changing the umask would race other threads). */
+export function mkfifo(path: string, mode: number): void {
+  const p = cstr(path);
+  check(libc().mkfifo(p, mode), "mkfifo", path);
+  check(libc().chmod(p, mode), "chmod", path);
+}
+
+export function socketpair(domain: number, type: number, protocol = 0): [number, number] {
+  const sv = new Int32Array(2);
+  check(libc().socketpair(domain, type, protocol, sv), "socketpair");
+  return [sv[0]!, sv[1]!];
+}
+
+/** pipe2(2): [read end, write end]. */
+export function pipe(flags = 0): [number, number] {
+  const fds = new Int32Array(2);
+  check(libc().pipe2(fds, flags), "pipe2");
+  return [fds[0]!, fds[1]!];
+}
+
+export function prctl(option: number, arg2 = 0, arg3 = 0, arg4 = 0, arg5 = 0): number {
+  return check(libc().prctl(option, arg2, arg3, arg4, arg5), "prctl", String(option));
+}
+
+/** The shim's reaper duty: orphaned descendants are reparented to this process. */
+export function setChildSubreaper(): void {
+  prctl(PR.SET_CHILD_SUBREAPER, 1);
+}

@@ -1,0 +1,190 @@
+// The plan encoder (pure): layout, every op round-trips through a decoder written from the
+// format description, and the tables agree with the C side's wire.h.
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Op } from "../src/plan/ops.ts";
+import { encodePlan, OP_WIRE, PLAN_MAGIC, PLAN_VERSION, PlanEncodeError } from "../src/plan/wire.ts";
+
+/** One of every op, every optional field set, odd values (unicode, empty, max). */
+const EVERY_OP: Op[] = [
+  { op: "stage", name: "tsrun:init" },
+  { op: "setns", path: "/proc/42/ns/net", nstype: 0x40000000 },
+  { op: "unshare", flags: 0x10000000 },
+  { op: "sync", code: 4 },
+  { op: "fork", flags: 0x20000000 | 0x00020000 },
+  { op: "writeFile", path: "/proc/self/oom_score_adj", data: "-999", inRoot: true },
+  { op: "setRoot", path: "/run/bundle/rootfs" },
+  { op: "mount", source: null, target: "/dev/shm", fstype: "tmpfs", flags: 0x2 | 0x4 | 0x8, data: null, inRoot: true, targetIsFile: false },
+  { op: "mount", source: "/etc/hosts", target: "/etc/hosts", fstype: null, flags: 0x1000 | 0x1, data: "", inRoot: true, targetIsFile: true },
+  { op: "mountSetattr", target: "/", attrSet: 1, attrClr: 0x70, propagation: 0x80000, recursive: true, inRoot: false },
+  { op: "mkdir", path: "/dev/pts", mode: 0o755, inRoot: true },
+  { op: "mknod", path: "/dev/null", mode: 0o20666, major: 1, minor: 3, uid: 0, gid: 0, inRoot: true, bindFallback: "/dev/null" },
+  { op: "mknod", path: "/dev/fuse", mode: 0o20666, major: 10, minor: 229, uid: 4294967295, gid: 0, inRoot: true },
+  { op: "symlink", target: "/proc/self/fd", path: "/dev/fd", inRoot: true },
+  { op: "pivotRoot", path: "/rootfs" },
+  { op: "chrootMove", path: "/rootfs" },
+  { op: "maskPath", path: "/proc/kcore" },
+  { op: "readonlyPath", path: "/proc/sys" },
+  { op: "remountRootReadonly" },
+  { op: "sethostname", name: "höst-ñame" },
+  { op: "setdomainname", name: "" },
+  { op: "setrlimit", resource: 7, soft: 1024n, hard: (1n << 64n) - 1n },
+  { op: "prctl", option: 38, arg: 1n },
+  { op: "setUser", uid: 1000, gid: 1000, groups: [1000, 4294967294, 0], setgroups: true },
+  { op: "caps", bounding: (1n << 41n) - 1n, effective: 0n, permitted: 1n << 40n, inheritable: 5n, ambient: 0n },
+  { op: "seccomp", flags: 8, program: new Uint8Array([6, 0, 0, 0, 0, 0, 0xff, 0x7f]) },
+  { op: "umask", mask: 0o22 },
+  { op: "chdir", path: "/home/über" },
+  { op: "setsid" },
+  { op: "console", rows: 24, cols: 80, devConsole: true },
+  { op: "openFifo", path: "/run/tsrun/x/exec.fifo" },
+  { op: "waitFifo" },
+  { op: "closeFds", first: 3 },
+  { op: "hook", path: "/usr/bin/hook", args: ["hook", "--flag", ""], env: [], stdin: null, timeoutMs: 5000 },
+  { op: "hook", path: "/usr/bin/hook", args: [], env: ["A=1"], stdin: '{"ociVersion":"1.3.0"}', timeoutMs: 0 },
+  { op: "resolveExec" },
+  { op: "exec", file: "sh", argv: ["sh", "-c", "echo 🐧"], env: ["PATH=/bin", "TERM=xterm"], path: "/usr/bin:/bin" },
+];
+
+/** A decoder written from the format description (the C decoder's twin), for round trips. */
+function decode(plan: Uint8Array): Op[] {
+  const v = new DataView(plan.buffer, plan.byteOffset, plan.byteLength);
+  const utf8 = new TextDecoder("utf-8", { fatal: true });
+  let at = 0;
+  const u32 = () => ((at += 4), v.getUint32(at - 4, true));
+  const str = (nullable: boolean): string | null => {
+    const n = u32();
+    if (nullable && n === 0xffffffff) return null;
+    const s = utf8.decode(plan.subarray(at, at + n));
+    expect(plan[at + n]).toBe(0);
+    at += n + 1;
+    return s;
+  };
+  expect(u32()).toBe(PLAN_MAGIC);
+  expect(u32()).toBe(PLAN_VERSION);
+  const count = u32();
+  expect(u32()).toBe(plan.length);
+  const byCode = new Map(Object.entries(OP_WIRE).map(([name, w]) => [w.code, { name, ...w }]));
+  const ops: Op[] = [];
+  for (let i = 0; i < count; i++) {
+    const spec = byCode.get(u32())!;
+    const len = u32();
+    const end = at + len;
+    const op: Record<string, unknown> = { op: spec.name };
+    for (const [name, type] of spec.fields) {
+      if (type === "s" || type === "n") op[name] = str(type === "n");
+      else if (type === "u") op[name] = u32();
+      else if (type === "q") op[name] = ((at += 8), v.getBigUint64(at - 8, true));
+      else if (type === "v") op[name] = Array.from({ length: u32() }, () => str(false));
+      else if (type === "w") op[name] = Array.from({ length: u32() }, () => u32());
+      else if (type === "b") {
+        const n = u32();
+        op[name] = plan.slice(at, at + n);
+        at += n;
+      }
+    }
+    expect(at).toBe(end);
+    ops.push(op as unknown as Op);
+  }
+  expect(at).toBe(plan.length);
+  return ops;
+}
+
+/** What the wire keeps of an op: booleans become 0/1, an absent optional its zero. */
+function normalized(op: Op): Record<string, unknown> {
+  const out: Record<string, unknown> = { op: op.op };
+  const rec = op as unknown as Record<string, unknown>;
+  for (const [name, type] of OP_WIRE[op.op].fields) {
+    const v = rec[name];
+    out[name] = type === "u" && (typeof v === "boolean" || v === undefined) ? Number(v ?? 0) : type === "n" ? (v ?? null) : v;
+  }
+  return out;
+}
+
+describe("encodePlan", () => {
+  test("header: magic, version, op count, total length, little endian", () => {
+    const plan = encodePlan([{ op: "setsid" }, { op: "umask", mask: 0o22 }]);
+    const v = new DataView(plan.buffer);
+    expect(Array.from(plan.subarray(0, 4))).toEqual([0x54, 0x53, 0x52, 0x50]); // "TSRP"
+    expect(v.getUint32(4, true)).toBe(1);
+    expect(v.getUint32(8, true)).toBe(2);
+    expect(v.getUint32(12, true)).toBe(plan.length);
+    // setsid: code 27, no payload; umask: code 25, 4 bytes
+    expect(Array.from(plan.subarray(16))).toEqual([27, 0, 0, 0, 0, 0, 0, 0, 25, 0, 0, 0, 4, 0, 0, 0, 0o22, 0, 0, 0]);
+  });
+
+  test("strings are length-prefixed and NUL-terminated UTF-8; null is 0xffffffff; arrays count-prefixed", () => {
+    const plan = encodePlan([{ op: "hook", path: "é", args: ["a", ""], env: [], stdin: null, timeoutMs: 7 }]);
+    expect(Array.from(plan.subarray(24))).toEqual([
+      2, 0, 0, 0, 0xc3, 0xa9, 0, // path
+      2, 0, 0, 0, 1, 0, 0, 0, 0x61, 0, 0, 0, 0, 0, 0, // args: 2 strings
+      0, 0, 0, 0, // env: none
+      0xff, 0xff, 0xff, 0xff, // stdin: null
+      7, 0, 0, 0, // timeoutMs
+    ]);
+  });
+
+  test("every op round-trips", () => {
+    // the sample covers every op of the vocabulary
+    expect(new Set<string>(EVERY_OP.map((o) => o.op))).toEqual(new Set(Object.keys(OP_WIRE)));
+    const decoded = decode(encodePlan(EVERY_OP));
+    expect(decoded).toEqual(EVERY_OP.map(normalized) as unknown as Op[]);
+  });
+
+  test("the encoded sample has no field the wire table forgets", () => {
+    for (const op of EVERY_OP) {
+      const wire = new Set(OP_WIRE[op.op].fields.map(([n]) => n as string));
+      for (const k of Object.keys(op)) if (k !== "op") expect(wire.has(k) ? k : `${op.op}.${k} missing from OP_WIRE`).toBe(k);
+    }
+  });
+
+  test("values the wire cannot carry are refused with the op index and field", () => {
+    const bad: [Op, RegExp][] = [
+      [{ op: "chdir", path: "a\0b" }, /op 1 field path: contains a NUL byte/],
+      [{ op: "umask", mask: -1 }, /op 1 field mask: expected an integer/],
+      [{ op: "umask", mask: 2 ** 32 }, /field mask/],
+      [{ op: "umask", mask: 1.5 }, /field mask/],
+      [{ op: "setrlimit", resource: 7, soft: -1n, hard: 0n }, /field soft: expected a bigint/],
+      [{ op: "setrlimit", resource: 7, soft: 1n << 64n, hard: 0n }, /field soft/],
+      [{ op: "prctl", option: 38, arg: 1 as unknown as bigint }, /field arg: expected a bigint/],
+      [{ op: "exec", file: "sh", argv: ["sh", "x\0"], env: [], path: "" }, /field argv\[1\]: contains a NUL byte/],
+      [{ op: "setUser", uid: 0, gid: 0, groups: [-5], setgroups: true }, /field groups\[0\]/],
+      [{ op: "nope" } as unknown as Op, /op 1 field op: unknown op "nope"/],
+    ];
+    for (const [op, msg] of bad) {
+      expect(() => encodePlan([{ op: "setsid" }, op])).toThrow(PlanEncodeError);
+      expect(() => encodePlan([{ op: "setsid" }, op])).toThrow(msg);
+    }
+  });
+
+  test("large plans grow the buffer (a big environment, a long seccomp program)", () => {
+    const env = Array.from({ length: 5000 }, (_, i) => `VAR_${i}=${"x".repeat(i % 100)}`);
+    const program = new Uint8Array(8 * 4000).fill(7);
+    const ops: Op[] = [{ op: "seccomp", flags: 0, program }, { op: "exec", file: "/bin/true", argv: ["true"], env, path: "" }];
+    expect(decode(encodePlan(ops))).toEqual(ops.map(normalized) as unknown as Op[]);
+  });
+});
+
+describe("wire.h agrees with wire.ts", () => {
+  const header = readFileSync(join(import.meta.dir, "../native/wire.h"), "utf8");
+
+  test("magic and version", () => {
+    expect(Number(header.match(/#define PLAN_MAGIC (0x[0-9a-f]+)u/)?.[1])).toBe(PLAN_MAGIC);
+    expect(Number(header.match(/#define PLAN_VERSION (\d+)u/)?.[1])).toBe(PLAN_VERSION);
+  });
+
+  test("op codes and field formats", () => {
+    const rows = [...header.matchAll(/^\s*X\(([A-Z_]+), (\d+), "([a-z]*)"\)/gm)];
+    const codes: Record<string, number> = Object.fromEntries(rows.map((m) => [m[1]!, Number(m[2])]));
+    const formats = Object.fromEntries(rows.map((m) => [m[1]!, m[3]!]));
+    codes.OP_LAST = Number(header.match(/OP_LAST = (\d+)/)?.[1]);
+    const cName = (op: string) => op.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
+    for (const [op, w] of Object.entries(OP_WIRE)) {
+      expect([op, codes[cName(op)]]).toEqual([op, w.code]);
+      expect([op, formats[cName(op)]]).toEqual([op, w.fields.map(([, t]) => t).join("")]);
+    }
+    expect(codes.OP_LAST).toBe(Math.max(...Object.values(OP_WIRE).map((w) => w.code)));
+    expect(Object.keys(formats).length).toBe(Object.keys(OP_WIRE).length);
+  });
+});
