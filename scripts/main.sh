@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # The main job, from a fresh Debian machine with Node: set up, build tsrun, make a bundle from a
-# locally built busybox root filesystem, and check it. (Running the container comes with the
-# runtime core.)
+# locally built busybox root filesystem (no network), check it and run a container from it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -11,9 +10,13 @@ bundle=${1:-.tmp/demo-bundle}
 rm -rf "$bundle"
 mkdir -p "$bundle"
 bash scripts/make-rootfs.sh "$bundle/rootfs"
-echo "+ dist/tsrun --version"
-dist/tsrun --version
-echo "+ dist/tsrun spec --bundle $bundle"
-dist/tsrun spec --bundle "$bundle"
-echo "+ dist/tsrun validate --bundle $bundle"
-dist/tsrun validate --bundle "$bundle"
+run() { echo "+ $*"; "$@"; }
+run dist/tsrun --version
+run dist/tsrun spec --bundle "$bundle"
+# The starter config runs an interactive shell on a terminal; make it a one-shot command here.
+jq '.process.terminal = false
+  | .process.args = ["sh", "-c", "echo \"hello from $(hostname), pid $$ in its own namespaces\"; id; ls /; cat /proc/self/cgroup | head -3"]' \
+  "$bundle/config.json" >"$bundle/config.json.new"
+mv "$bundle/config.json.new" "$bundle/config.json"
+run dist/tsrun validate --bundle "$bundle"
+run dist/tsrun --root .tmp/state run --bundle "$bundle" demo

@@ -9,12 +9,19 @@ $BUN scripts/gen.ts || exit 1
 $BUN scripts/build-native.ts || exit 1
 $BUN scripts/build.ts || exit 1
 mkdir -p .tmp
+typecheck=0
+if ! node_modules/.bin/tsc --noEmit -p .; then
+  echo "typecheck: tsc --noEmit failed" >&2
+  typecheck=1
+fi
 $BUN test "$@" 2>&1 | tee .tmp/test.log
 status=${PIPESTATUS[0]}
 pass=$(grep -Eo '^ *[0-9]+ pass$' .tmp/test.log | tail -1 | grep -Eo '[0-9]+' || echo 0)
 fail=$(grep -Eo '^ *[0-9]+ fail$' .tmp/test.log | tail -1 | grep -Eo '[0-9]+' || echo 0)
 skip=$(grep -Eo '^ *[0-9]+ skip$' .tmp/test.log | tail -1 | grep -Eo '[0-9]+' || echo 0)
 if [ "$status" -ne 0 ] && [ "$fail" -eq 0 ]; then fail=1; fi
+# The strict typecheck counts as one test.
+if [ "$typecheck" -eq 0 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); status=1; fi
 if [ "$pass" -eq 0 ] && [ "$fail" -eq 0 ]; then echo "no test ran" >&2; fail=1; fi
 line="$pass passed, $fail failed"
 [ "$skip" -gt 0 ] && line="$line, $skip skipped"
