@@ -859,6 +859,20 @@ static void op_exec(const struct op *o)
 
 /* ---------------------------------------------------------------- the op loop */
 
+/*
+ * chdir, then make sure the result is inside the container: a cwd reached through a leaked
+ * fd (/proc/self/fd/N, the CVE-2024-21626 class) has no path from the new root, and getcwd
+ * says so (ENOENT, or a path that does not start with '/').
+ */
+static void op_chdir(const char *path)
+{
+	char buf[4096];
+	TRY(chdir(path), "chdir %s", path);
+	errno = 0;
+	if (!getcwd(buf, sizeof buf) || buf[0] != '/')
+		fail(errno ? errno : ENOENT, "cwd %s is outside the container", path);
+}
+
 static void run(uint32_t code, const struct op *o)
 {
 	const char *s = o->s[0];
@@ -904,7 +918,7 @@ static void run(uint32_t code, const struct op *o)
 	case OP_CAPS: op_caps(o); break;
 	case OP_SECCOMP: op_seccomp(o); break;
 	case OP_UMASK: umask(o->u[0]); break;
-	case OP_CHDIR: TRY(chdir(s), "chdir %s", s); break;
+	case OP_CHDIR: op_chdir(s); break;
 	case OP_SETSID: TRY(setsid(), "setsid"); break;
 	case OP_CONSOLE: op_console(o->u[0], o->u[1], o->u[2]); break;
 	case OP_OPEN_FIFO: TRY(fifo_fd = open(s, O_PATH | O_CLOEXEC), "open the exec fifo %s", s); break;

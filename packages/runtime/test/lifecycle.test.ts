@@ -120,6 +120,90 @@ describe("run", () => {
   });
 });
 
+describe("terminals", () => {
+  // A stand-in for an engine's console socket: receives the pty master (SCM_RIGHTS), prints the
+  // name that came with it, then everything the container writes to its terminal.
+  const RECEIVER = `
+import array, os, socket, sys
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind(sys.argv[1]); srv.listen(1)
+print("listening", flush=True)
+conn, _ = srv.accept()
+fds = array.array("i")
+msg, anc, _, _ = conn.recvmsg(1024, socket.CMSG_LEN(4))
+for level, kind, data in anc:
+    fds.frombytes(data[: len(data) - (len(data) % 4)])
+print("name", msg.decode(), flush=True)
+master = fds[0]
+out = b""
+while True:
+    try:
+        b = os.read(master, 4096)
+    except OSError:
+        break
+    if not b:
+        break
+    out += b
+print("tty", out.decode().replace("\\r", ""), flush=True)
+`;
+
+  test("create --console-socket sends the pty master; the program runs on the terminal", async () => {
+    const sock = join(env.dir, "console.sock");
+    const rx = Bun.spawn(["python3", "-c", RECEIVER, sock], { stdout: "pipe", stderr: "pipe" });
+    const reader = rx.stdout.getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    expect(first).toContain("listening");
+    const b = env.bundle("tty", (s) => {
+      s.process.terminal = true;
+      s.process.consoleSize = { height: 30, width: 100 };
+      s.process.args = ["sh", "-c", "tty; stty size; test -t 0 && echo stdin-is-tty"];
+    });
+    const c = env.tsrun(["create", "--console-socket", sock, "--bundle", b, "tty"]);
+    expect(c.stderr).toBe("");
+    expect(c.code).toBe(0);
+    expect(env.tsrun(["start", "tty"]).code).toBe(0);
+    let text = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    await rx.exited;
+    expect(text).toContain("name /dev/ptmx");
+    expect(text).toContain("/dev/pts/0");
+    expect(text).toContain("30 100");
+    expect(text).toContain("stdin-is-tty");
+    expect(env.tsrun(["delete", "--force", "tty"]).code).toBe(0);
+    expect(leftovers(env, "tty", b)).toEqual([]);
+  });
+
+  test("run in the foreground relays the container's terminal both ways (under script(1) for a tty)", async () => {
+    const b = env.bundle("ttyfg", (s) => {
+      s.process.terminal = true;
+      s.process.args = ["sh"];
+    });
+    const cmd = `${TSRUN} --root ${env.root} run --bundle ${b} ttyfg`;
+    const p = Bun.spawn(["script", "-qec", cmd, "/dev/null"], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    await Bun.sleep(300);
+    p.stdin.write("echo typed-$((40+2)); tty; exit 5\n");
+    await p.stdin.flush();
+    const code = await p.exited;
+    const out = await new Response(p.stdout).text();
+    expect(out).toContain("typed-42");
+    expect(out).toContain("/dev/pts/0");
+    expect(code).toBe(5);
+    expect(leftovers(env, "ttyfg", b)).toEqual([]);
+  });
+
+  test("a terminal without a console socket is refused when detaching, as runc does", () => {
+    const b = env.bundle("ttyno", (s) => (s.process.terminal = true));
+    const r = env.tsrun(["create", "--bundle", b, "ttyno"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("console socket");
+    expect(leftovers(env, "ttyno", b)).toEqual([]);
+  });
+});
+
 describe("bad input and faults leave nothing behind", () => {
   test("an invalid config", () => {
     const b = env.bundle("badcfg", (s) => (s.process.cwd = "relative"));
@@ -240,6 +324,22 @@ describe("security", () => {
     const b = env.bundle("fds", (s) => (s.process.args = ["sh", "-c", "ls /proc/self/fd | tr '\\n' ' '"]));
     const r = env.tsrun(["run", "--bundle", b, "fds"]);
     expect(r.stdout.trim().split(" ").sort()).toEqual(["0", "1", "2", "3"]); // 3 is ls's own directory
+  });
+
+  test("a cwd through a leaked fd cannot reach the host (CVE-2024-21626 class)", () => {
+    const id = "cwdleak";
+    const b = env.bundle(id, (s) => {
+      s.process.cwd = "/proc/self/fd/3";
+      s.process.args = ["sh", "-c", "pwd; ls"];
+    });
+    const hostDir = require("node:fs").openSync(env.dir, "r");
+    const { TSRUN: bin } = require("./helpers.ts");
+    const r = Bun.spawnSync([bin, "--root", env.root, "run", "--preserve-fds", "1", "--bundle", b, id], { stdio: ["ignore", "pipe", "pipe", hostDir] as any });
+    require("node:fs").closeSync(hostDir);
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stdout.toString()).toBe("");
+    expect(r.stderr.toString()).toContain(id);
+    expect(leftovers(env, id, b)).toEqual([]);
   });
 
   test("a symlink in the rootfs cannot send a mount outside it", () => {

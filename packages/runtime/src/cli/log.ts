@@ -3,7 +3,7 @@
 // the human message always goes to stderr.
 import { appendFileSync } from "node:fs";
 import type { GlobalOptions } from "./globals.ts";
-import { writeAll } from "./output.ts";
+import { writeAll } from "../io.ts";
 
 export type Level = "debug" | "info" | "warning" | "error";
 

@@ -5,7 +5,7 @@ import { parseArgv, type Context } from "./def.ts";
 import { CliError } from "./errors.ts";
 import { TsrunError } from "../errors.ts";
 import { reportError } from "./log.ts";
-import { writeAll } from "./output.ts";
+import { writeAll } from "../io.ts";
 import { COMMANDS } from "./registry.ts";
 import { versionText } from "../version.ts";
 import { trace } from "../trace.ts";

@@ -1,6 +1,7 @@
 // run: create + start, then (in the foreground) forward signals, relay the terminal, wait for
 // the init and return its exit status, and delete the container unless --keep.
-import { createReadStream, createWriteStream } from "node:fs";
+import { readSync, writeSync } from "node:fs";
+import { writeAll } from "../io.ts";
 import * as linux from "../linux/index.ts";
 import { createContainer, type CreateOptions } from "./create.ts";
 import { deleteContainer, startContainer } from "./lifecycle.ts";
@@ -31,13 +32,12 @@ export async function runContainer(store: Store, opts: RunOptions): Promise<numb
     process.on(name, h);
     return () => process.off(name, h);
   });
-  const relay = pty === undefined ? undefined : relayTerminal(pty);
   let code: number;
   try {
-    code = await waitExit(rec.pid);
+    code = await waitExit(rec.pid, pty);
   } finally {
     handlers.forEach((off) => off());
-    relay?.stop();
+    if (pty !== undefined) linux.close(pty);
   }
   trace("run: exited");
   if (!opts.keep) deleteContainer(store, opts.id, true);
@@ -45,32 +45,53 @@ export async function runContainer(store: Store, opts: RunOptions): Promise<numb
   return code;
 }
 
-/** Polls for the init's exit without blocking the event loop (signal handlers must run). */
-async function waitExit(pid: number): Promise<number> {
-  for (let delay = 1; ; delay = Math.min(delay * 2, 20)) {
-    const r = linux.waitpid(pid, linux.WNOHANG);
-    if (r.pid === pid) return r.exited ? r.code : 128 + r.signal;
-    if (r.pid < 0) return 255;
-    await Bun.sleep(delay);
+/**
+ * Waits for the init's exit without blocking the event loop for long (signal handlers must
+ * run), relaying the terminal meanwhile when the container has one: the pty's output to our
+ * stdout, our stdin (raw, when it is a terminal) to the pty.
+ */
+async function waitExit(pid: number, pty: number | undefined): Promise<number> {
+  const buf = Buffer.alloc(64 * 1024);
+  const rawTty = pty !== undefined && process.stdin.isTTY;
+  if (rawTty) process.stdin.setRawMode(true);
+  try {
+    for (let delay = 1; ; delay = Math.min(delay * 2, 20)) {
+      const r = linux.waitpid(pid, linux.WNOHANG);
+      if (r.pid === pid || r.pid < 0) {
+        if (pty !== undefined) pump(pty, buf, 0);
+        return r.pid < 0 ? 255 : r.exited ? r.code : 128 + r.signal;
+      }
+      if (pty === undefined) await Bun.sleep(delay);
+      else {
+        pump(pty, buf, 10);
+        await Bun.sleep(0);
+      }
+    }
+  } finally {
+    if (rawTty) process.stdin.setRawMode(false);
   }
 }
 
-function relayTerminal(master: number): { stop(): void } {
-  const stdinIsTty = process.stdin.isTTY;
-  if (stdinIsTty) process.stdin.setRawMode(true);
-  const out = createReadStream("", { fd: master, autoClose: false });
-  const inp = createWriteStream("", { fd: master, autoClose: false });
-  out.on("error", () => {});
-  inp.on("error", () => {});
-  out.pipe(process.stdout);
-  process.stdin.pipe(inp);
-  return {
-    stop() {
-      process.stdin.unpipe(inp);
-      process.stdin.pause();
-      if (stdinIsTty) process.stdin.setRawMode(false);
-      out.destroy();
-      linux.close(master);
-    },
-  };
+/** Moves what is ready between the pty and our stdio; waits up to `waitMs` for pty output. */
+function pump(pty: number, buf: Buffer, waitMs: number): void {
+  for (let wait = waitMs; linux.pollIn(pty, wait); wait = 0) {
+    let n = 0;
+    try {
+      n = readSync(pty, buf, 0, buf.length, null);
+    } catch {
+      return; // EIO: the terminal's last holder closed it
+    }
+    if (n <= 0) return;
+    writeAll(1, buf.subarray(0, n));
+  }
+  while (linux.pollIn(0, 0)) {
+    let n = 0;
+    try {
+      n = readSync(0, buf, 0, buf.length, null);
+    } catch {
+      return;
+    }
+    if (n <= 0) return;
+    writeSync(pty, buf, 0, n);
+  }
 }

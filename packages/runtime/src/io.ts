@@ -4,8 +4,8 @@ import { writeSync } from "node:fs";
  * Writes all of `text` to a file descriptor synchronously. Cheaper at start-up than
  * process.stdout (whose stream set-up costs milliseconds in Bun) and never loses output on exit.
  */
-export function writeAll(fd: number, text: string): void {
-  let buf = Buffer.from(text);
+export function writeAll(fd: number, data: string | Uint8Array): void {
+  let buf = typeof data === "string" ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   while (buf.length > 0) {
     try {
       const n = writeSync(fd, buf);
