@@ -158,3 +158,30 @@ function readProcFile(path: string): string {
     throw fsError("read", path, err);
   }
 }
+
+/**
+ * The cgroup.procs file of the cgroup tsrun itself is in, in one mounted hierarchy (undefined
+ * when there is none). Writing "0" there moves the writer to where it already is: a no-op that
+ * still takes the kernel's global cgroup migration lock. See `warmUpMigration` in container/.
+ */
+export function ownProcsFile(): string | undefined {
+  const host = detect();
+  const own = ownCgroups();
+  const join = (h: Hierarchy, path: string) => {
+    if (!path.startsWith(h.root)) return undefined;
+    const rel = path.slice(h.root.length).replace(/^\/+/, "");
+    return `${h.mountpoint}${rel ? `/${rel}` : ""}/cgroup.procs`;
+  };
+  if (host.unified && own.unified !== null) {
+    const f = join(host.unified, own.unified);
+    if (f) return f;
+  }
+  for (const [ctrl, h] of Object.entries(host.v1)) {
+    const path = own.v1[ctrl];
+    if (path !== undefined) {
+      const f = join(h, path);
+      if (f) return f;
+    }
+  }
+  return undefined;
+}

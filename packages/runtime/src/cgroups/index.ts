@@ -2,7 +2,7 @@
 // listing, freezing and signalling them. v1, v2 and hybrid hosts, cgroupfs driver only.
 
 export { CgroupError, SystemdCgroupUnsupportedError } from "./errors.ts";
-export { detect, hostFromMountinfo, parseMountinfo, parseProcCgroup } from "./detect.ts";
+export { detect, hostFromMountinfo, ownProcsFile, parseMountinfo, parseProcCgroup } from "./detect.ts";
 export type { CgroupHost, CgroupMode, Hierarchy, MountinfoCgroup, ProcCgroups, V1Hierarchy } from "./detect.ts";
 export { hierarchiesFor, resolveCgroupPaths, UNIFIED } from "./paths.ts";
 export type { Hierarchies, ResolveInput } from "./paths.ts";

@@ -14,7 +14,7 @@ import { compilePlan, PlanError, type CgroupMountSource } from "../plan/compile.
 import { SYNC, type Op } from "../plan/ops.ts";
 import { encodePlan } from "../plan/wire.ts";
 import { runHooks } from "../hooks/run.ts";
-import { cgroupManager, type CgroupManager } from "../cgroups/index.ts";
+import { cgroupManager, ownProcsFile, type CgroupManager } from "../cgroups/index.ts";
 import * as linux from "../linux/index.ts";
 import { ContainerError } from "./errors.ts";
 import { procStat } from "./proc.ts";
@@ -118,7 +118,34 @@ function writePidFile(path: string, pid: number): void {
   renameSync(tmp, abs);
 }
 
+/**
+ * Moving a process between cgroups takes a global kernel lock whose first taking after a quiet
+ * spell waits for an RCU grace period (about 10 ms here, for runc too). A throwaway executor
+ * that moves itself to the cgroup it is already in starts that wait now, in parallel with the
+ * rest of create, so that moving the container's init later is quick. Returns its pid to reap.
+ */
+function warmUpMigration(): number {
+  try {
+    const procs = ownProcsFile();
+    if (!procs) return 0;
+    const { pid, sync } = linux.spawnExecutor(encodePlan([{ op: "writeFile", path: procs, data: "0" }]), { stdio: [-1, -1, -1] });
+    sync.close();
+    return pid;
+  } catch {
+    return 0; // only an optimisation
+  }
+}
+
 export function createContainer(store: Store, opts: CreateOptions): Created {
+  const warmer = warmUpMigration();
+  try {
+    return create(store, opts);
+  } finally {
+    if (warmer) linux.waitpid(warmer, 0);
+  }
+}
+
+function create(store: Store, opts: CreateOptions): Created {
   const bundle = resolve(opts.bundle);
   try {
     if (!statSync(bundle).isDirectory()) throw new ContainerError(`bundle ${bundle} is not a directory`);
@@ -155,13 +182,12 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
   try {
     store.write(rec);
     linux.mkfifo(store.fifoPath(opts.id), 0o622);
+    trace("create: state and fifo");
     const cg = cgroupManager({ id: opts.id, cgroupsPath: spec.linux?.cgroupsPath, systemd: opts.systemdCgroup ?? false });
     rec.cgroup = cg.toJSON();
     saveCgroupRecord(store, opts.id, rec.cgroup);
     store.write(rec);
-    cg.create();
-    trace("create: cgroup made");
-
+    trace("create: cgroup recorded");
     let plan;
     try {
       plan = compilePlan({
@@ -185,12 +211,19 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
       if (e instanceof PlanError) throw new ContainerError(`container ${opts.id}: ${e.message}`);
       throw e;
     }
+    const encoded = encodePlan(plan.ops);
+    trace("create: plan encoded");
     const preserved = Array.from({ length: opts.preserveFds ?? 0 }, (_, i) => 3 + i);
     trace("create: plan compiled");
-    const spawned = linux.spawnExecutor(encodePlan(plan.ops), { stdio: [0, 1, 2], preserveFds: preserved });
+    const spawned = linux.spawnExecutor(encoded, { stdio: [0, 1, 2], preserveFds: preserved });
     stage1 = spawned.pid;
     sync = spawned.sync;
     trace("create: executor spawned");
+    // Made only now: mkdir in cgroupfs waits for the migration warm-up (it holds the cgroup
+    // lock), so everything that does not need the cgroup is done first. Stage 1 waits at its
+    // first sync point until it is in the cgroup.
+    cg.create();
+    trace("create: cgroup made");
     cg.addProcess(stage1);
     trace("create: in cgroup");
 
