@@ -654,9 +654,16 @@ static void op_wait_fifo(void)
 	while ((fifo_wfd = open(p, O_WRONLY | O_CLOEXEC)) < 0 && errno == EINTR)
 		;
 	TRY(fifo_wfd, "open the exec fifo %s", p);
-	TRY(write(fifo_wfd, "0", 1), "write the exec fifo");
 	close(fifo_fd);
 	fifo_fd = -1;
+}
+
+/* After the startContainer hooks: tell `tsrun start` that the program is about to run. */
+static void op_signal_fifo(void)
+{
+	if (fifo_wfd < 0)
+		fail(EBADF, "signalFifo before waitFifo");
+	TRY(write(fifo_wfd, "0", 1), "write the exec fifo");
 }
 
 static void op_close_fds(unsigned int first)
@@ -923,6 +930,7 @@ static void run(uint32_t code, const struct op *o)
 	case OP_CONSOLE: op_console(o->u[0], o->u[1], o->u[2]); break;
 	case OP_OPEN_FIFO: TRY(fifo_fd = open(s, O_PATH | O_CLOEXEC), "open the exec fifo %s", s); break;
 	case OP_WAIT_FIFO: op_wait_fifo(); break;
+	case OP_SIGNAL_FIFO: op_signal_fifo(); break;
 	case OP_CLOSE_FDS: op_close_fds(o->u[0]); break;
 	case OP_HOOK: op_hook(o); break;
 	case OP_EXEC: op_exec(o); break;

@@ -50,10 +50,11 @@
 	X(CLOSE_FDS, 31, "u")             /* first */                                       \
 	X(HOOK, 32, "svvnu")              /* path args env stdin (null: sync payload) timeoutMs */ \
 	X(EXEC, 33, "svvs")               /* file argv env path */                          \
-	X(RESOLVE_EXEC, 34, "")
+	X(RESOLVE_EXEC, 34, "")                                                             \
+	X(SIGNAL_FIFO, 35, "")
 
 #define OP_ENUM(name, code, format) OP_##name = code,
-enum op_code { OPS(OP_ENUM) OP_LAST = 34 };
+enum op_code { OPS(OP_ENUM) OP_LAST = 35 };
 
 /* Messages executor -> tsrun: one SOCK_SEQPACKET datagram each, u32 type first.
  * The answer to MSG_SYNC is one datagram tsrun -> executor: a status byte (0 = go on, anything

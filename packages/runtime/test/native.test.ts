@@ -289,6 +289,7 @@ describe.skipIf(!isRoot)("executor", () => {
       { op: "openFifo", path: fifo },
       { op: "sync", code: SYNC.CREATED },
       { op: "waitFifo" },
+      { op: "signalFifo" },
       { op: "exec", file: "/bin/sh", argv: ["sh", "-c", `echo started > ${marker}`], env: [], path: "" },
     ];
     const { pid, sync } = linux.spawnExecutor(encodePlan(ops), { stdio: [-1, -1, -1] });

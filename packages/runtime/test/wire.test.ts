@@ -44,6 +44,7 @@ const EVERY_OP: Op[] = [
   { op: "hook", path: "/usr/bin/hook", args: ["hook", "--flag", ""], env: [], stdin: null, timeoutMs: 5000 },
   { op: "hook", path: "/usr/bin/hook", args: [], env: ["A=1"], stdin: '{"ociVersion":"1.3.0"}', timeoutMs: 0 },
   { op: "resolveExec" },
+  { op: "signalFifo" },
   { op: "exec", file: "sh", argv: ["sh", "-c", "echo 🐧"], env: ["PATH=/bin", "TERM=xterm"], path: "/usr/bin:/bin" },
 ];
 

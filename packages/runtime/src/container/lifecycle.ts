@@ -45,18 +45,7 @@ export function startContainer(store: Store, id: string): void {
     const fifo = store.fifoPath(id);
     const fd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
     try {
-      const buf = Buffer.alloc(1);
-      for (let delay = 0; ; delay = Math.min(delay + 1, 10)) {
-        let n = 0;
-        try {
-          n = readSync(fd, buf, 0, 1, null);
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== "EAGAIN") throw e;
-        }
-        if (n === 1) break;
-        if (!isAlive(rec.pid, rec.pidStartTime)) throw new ContainerError(`container ${id}: the init exited before it could start`);
-        Bun.sleepSync(delay);
-      }
+      awaitExec(fd, rec);
     } finally {
       closeSync(fd);
     }
@@ -71,6 +60,29 @@ export function startContainer(store: Store, id: string): void {
     }
   } finally {
     closeSync(lock);
+  }
+}
+
+/**
+ * Reads the init's "0" from the exec fifo (written after the startContainer hooks), then waits
+ * for EOF: the write end is close-on-exec, so EOF means the program has been exec'd (or the
+ * init died, which the missing byte or the dead process tells).
+ */
+function awaitExec(fd: number, rec: ContainerRecord): void {
+  const buf = Buffer.alloc(1);
+  let ready = false;
+  for (;;) {
+    linux.pollIn(fd, 10);
+    let n = -1;
+    try {
+      n = readSync(fd, buf, 0, 1, null);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EAGAIN") throw e;
+    }
+    if (n === 1) ready = true;
+    else if (n === 0 && ready) return;
+    if (n !== 1 && !isAlive(rec.pid, rec.pidStartTime))
+      throw new ContainerError(`container ${rec.id}: the init exited before its program started (a startContainer hook or exec failed)`);
   }
 }
 

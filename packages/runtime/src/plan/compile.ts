@@ -183,6 +183,7 @@ export function compilePlan(input: PlanInput): InitPlan {
   ops.push({ op: "sync", code: SYNC.CREATED });
   ops.push({ op: "waitFifo" });
   ops.push(...hookOps(spec.hooks?.startContainer));
+  ops.push({ op: "signalFifo" });
   const env = proc.env ?? [];
   const pathVar = env.findLast((e) => e.startsWith("PATH="))?.slice(5) ?? DEFAULT_PATH;
   ops.push({ op: "exec", file: args[0]!, argv: args, env, path: pathVar });

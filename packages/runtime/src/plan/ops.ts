@@ -71,8 +71,13 @@ export type Op =
   | { op: "console"; rows: number; cols: number; /** also bind the peer onto /dev/console (create; not exec) */ devConsole?: boolean }
   /** Open the exec fifo O_PATH now (it lives on the host, unreachable after pivot). */
   | { op: "openFifo"; path: string }
-  /** Wait for `start`: open the fifo (via /proc/self/fd) for writing; blocks until it is read. */
+  /** Wait for `start`: open the fifo (via /proc/self/fd) for writing; blocks until it is opened for reading. */
   | { op: "waitFifo" }
+  /**
+   * Write the fifo's byte: `start` reads it, then waits for EOF, which comes when execve closes
+   * the write end (CLOEXEC): start returns once the program runs (startContainer hooks done).
+   */
+  | { op: "signalFifo" }
   /** Close every fd from `first` up, except the sync socket (closed on exec) and the fifo. */
   | { op: "closeFds"; first: number }
   /**

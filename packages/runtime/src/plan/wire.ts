@@ -66,6 +66,7 @@ export const OP_WIRE: { readonly [K in OpName]: { code: number; fields: readonly
   hook: { code: 32, fields: [["path", "s"], ["args", "v"], ["env", "v"], ["stdin", "n"], ["timeoutMs", "u"]] },
   exec: { code: 33, fields: [["file", "s"], ["argv", "v"], ["env", "v"], ["path", "s"]] },
   resolveExec: { code: 34, fields: [] },
+  signalFifo: { code: 35, fields: [] },
 };
 
 const U32_MAX = 0xffffffff;
