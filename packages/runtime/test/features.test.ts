@@ -170,6 +170,18 @@ describe("process", () => {
   });
 });
 
+test("socket activation: LISTEN_FDS for tsrun's own pid passes those fds first and tells the container", () => {
+  const id = "listen";
+  const b = env.bundle(id, (s) => (s.process.args = ["sh", "-c", "echo $LISTEN_FDS $LISTEN_PID; cat <&3; cat <&4"]));
+  require("node:fs").writeFileSync(join(env.dir, "la"), "from-listen-fd\n");
+  require("node:fs").writeFileSync(join(env.dir, "lb"), "from-preserved-fd\n");
+  const { TSRUN } = require("./helpers.ts");
+  const script = `exec env LISTEN_FDS=1 LISTEN_PID=$$ ${TSRUN} --root ${env.root} run --preserve-fds 1 --bundle ${b} ${id} 3<${join(env.dir, "la")} 4<${join(env.dir, "lb")}`;
+  const r = Bun.spawnSync(["sh", "-c", script]);
+  expect(r.stderr.toString()).toBe("");
+  expect(r.stdout.toString()).toBe("1 1\nfrom-listen-fd\nfrom-preserved-fd\n");
+});
+
 describe("hooks", () => {
   test("every hook runs at its moment with the state on stdin", () => {
     const logDir = join(env.dir, "hooklog");

@@ -96,6 +96,18 @@ function describeOp(op: Op | undefined): string {
   }
 }
 
+/**
+ * systemd socket activation, as runc does it: when tsrun itself was given LISTEN_FDS (for its
+ * own pid), those fds (3…) go to the container first, before any --preserve-fds, and the
+ * container is told with LISTEN_FDS=n and LISTEN_PID=1. Returns n.
+ */
+function socketActivation(spec: Spec): number {
+  const n = Number(process.env.LISTEN_FDS ?? "");
+  if (!Number.isInteger(n) || n <= 0 || process.env.LISTEN_PID !== String(process.pid) || !spec.process) return 0;
+  spec.process.env = [...(spec.process.env ?? []), `LISTEN_FDS=${n}`, "LISTEN_PID=1"];
+  return n;
+}
+
 function cgroupSource(cg: CgroupManager): CgroupMountSource | undefined {
   const paths = cg.paths();
   if (paths[""] !== undefined && Object.keys(paths).length === 1) return { kind: "v2", hostPath: paths[""]! };
@@ -155,6 +167,7 @@ function create(store: Store, opts: CreateOptions): Created {
   }
   trace("create: start");
   const spec = loadConfig(bundle);
+  const fdCount = socketActivation(spec) + (opts.preserveFds ?? 0);
   trace("create: config validated");
   if (spec.process?.terminal && !opts.consoleSocket && !opts.keepConsole)
     throw new ContainerError("cannot allocate tty if tsrun will detach without setting console socket");
@@ -195,7 +208,7 @@ function create(store: Store, opts: CreateOptions): Created {
         bundle,
         rootfs,
         execFifo: store.fifoPath(opts.id),
-        preserveFds: opts.preserveFds ?? 0,
+        preserveFds: fdCount,
         noPivot: opts.noPivot ?? false,
         cgroups: cgroupSource(cg),
         hostPathKind: (p) => {
@@ -213,7 +226,7 @@ function create(store: Store, opts: CreateOptions): Created {
     }
     const encoded = encodePlan(plan.ops);
     trace("create: plan encoded");
-    const preserved = Array.from({ length: opts.preserveFds ?? 0 }, (_, i) => 3 + i);
+    const preserved = Array.from({ length: fdCount }, (_, i) => 3 + i);
     trace("create: plan compiled");
     const spawned = linux.spawnExecutor(encoded, { stdio: [0, 1, 2], preserveFds: preserved });
     stage1 = spawned.pid;
