@@ -454,6 +454,29 @@ static void op_mount_setattr(const struct op *o)
 	close(fd);
 }
 
+/*
+ * An idmapped bind mount: a detached copy of the source tree (open_tree), given the user
+ * namespace's mapping and the flags (mount_setattr), then moved onto the target in the root.
+ */
+static void op_idmap_mount(const struct op *o)
+{
+	const char *src = o->s[0], *dst = o->s[1];
+	unsigned int rec = o->u[1] ? AT_RECURSIVE : 0;
+	struct mount_attr_ attr = { MOUNT_ATTR_IDMAP | o->u[2], 0, 0, o->u[0] };
+	struct target t;
+	int tree;
+	TRY(tree = (int)syscall(SYS_open_tree, AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | rec), "open_tree %s", src);
+	TRY(syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | rec, &attr, sizeof attr), "mount_setattr idmap %s", src);
+	const char *tp = target(&t, dst, o->u[3], o->u[4] ? MAKE_FILE : MAKE_DIR, o->u[4] ? 0644 : 0755);
+	if (t.fd >= 0)
+		TRY(syscall(SYS_move_mount, tree, "", t.fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH), "move_mount %s onto %s", src, dst);
+	else
+		TRY(syscall(SYS_move_mount, tree, "", AT_FDCWD, tp, MOVE_MOUNT_F_EMPTY_PATH), "move_mount %s onto %s", src, dst);
+	close(tree);
+	if (t.fd >= 0)
+		close(t.fd);
+}
+
 static void op_pivot_root(const char *path)
 {
 	int oldroot, newroot;
@@ -931,6 +954,7 @@ static void run(uint32_t code, const struct op *o)
 	case OP_OPEN_FIFO: TRY(fifo_fd = open(s, O_PATH | O_CLOEXEC), "open the exec fifo %s", s); break;
 	case OP_WAIT_FIFO: op_wait_fifo(); break;
 	case OP_SIGNAL_FIFO: op_signal_fifo(); break;
+	case OP_IDMAP_MOUNT: op_idmap_mount(o); break;
 	case OP_CLOSE_FDS: op_close_fds(o->u[0]); break;
 	case OP_HOOK: op_hook(o); break;
 	case OP_EXEC: op_exec(o); break;

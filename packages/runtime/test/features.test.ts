@@ -131,6 +131,21 @@ describe("root filesystem", () => {
     void np;
   });
 
+  test("idmapped bind mount: on-disk owners appear through the mount's mapping", () => {
+    const fs = require("node:fs");
+    const dir = join(env.dir, "idmapped");
+    fs.mkdirSync(dir);
+    fs.writeFileSync(join(dir, "rootfile"), "");
+    fs.writeFileSync(join(dir, "userfile"), "");
+    fs.chownSync(join(dir, "userfile"), 1000, 1000);
+    const r = inside("stat -c '%n %u %g' /data/rootfile /data/userfile", (s) =>
+      s.mounts.push({ destination: "/data", type: "bind", source: dir, options: ["rbind"], uidMappings: [{ containerID: 0, hostID: 5000, size: 2000 }], gidMappings: [{ containerID: 0, hostID: 7000, size: 2000 }] }),
+    );
+    expect(r.err).toBe("");
+    expect(r.out).toBe("/data/rootfile 5000 7000\n/data/userfile 6000 8000\n");
+    expect(fs.statSync(join(dir, "userfile")).uid).toBe(1000);
+  });
+
   test("--no-pivot", () => {
     const id = "nopivot";
     const b = env.bundle(id, (s) => (s.process.args = ["sh", "-c", "cat /etc/passwd | head -1"]));

@@ -158,6 +158,17 @@ describe("compilePlan", () => {
   });
 });
 
+test("idmapped bind mounts use the user namespace fd they were given", () => {
+  const { ops } = compilePlan(
+    input(
+      (s) => s.mounts.push({ destination: "/data", type: "bind", source: "/vol", options: ["rbind", "ro"], uidMappings: [{ containerID: 0, hostID: 1000, size: 10 }], gidMappings: [{ containerID: 0, hostID: 1000, size: 10 }] }),
+      { idmapFds: { 7: 9 } },
+    ),
+  );
+  expect(find(ops, "idmapMount")).toEqual([{ op: "idmapMount", source: "/vol", target: "data", usernsFd: 9, recursive: true, attrSet: 1, inRoot: true, targetIsFile: false }]);
+  expect(() => compilePlan(input((s) => s.mounts.push({ destination: "/d", type: "tmpfs", source: "tmpfs", options: ["idmap"] })))).toThrow(/only bind mounts/);
+});
+
 test("inRootPath normalises and cannot climb out", () => {
   expect(inRootPath("/a/./b//c/")).toBe("a/b/c");
   expect(inRootPath("/../../etc")).toBe("etc");

@@ -21,6 +21,7 @@ import { procStat } from "./proc.ts";
 import { stateDocument } from "./status.ts";
 import type { ContainerRecord, Store } from "./store.ts";
 import { destroyContainer, lockContainer, saveCgroupRecord } from "./cleanup.ts";
+import { idmapUserns } from "./idmap.ts";
 import { trace } from "../trace.ts";
 
 export interface CreateOptions {
@@ -192,6 +193,7 @@ function create(store: Store, opts: CreateOptions): Created {
   let sync: linux.SyncChannel | undefined;
   let stage1 = 0;
   let consoleFd: number | undefined;
+  const openedFds: number[] = [];
   try {
     store.write(rec);
     linux.mkfifo(store.fifoPath(opts.id), 0o622);
@@ -201,6 +203,17 @@ function create(store: Store, opts: CreateOptions): Created {
     saveCgroupRecord(store, opts.id, rec.cgroup);
     store.write(rec);
     trace("create: cgroup recorded");
+    // Idmapped mounts: one user namespace per mount, passed after the preserved fds.
+    const idmapFds: Record<number, number> = {};
+    const extraFds: number[] = [];
+    (spec.mounts ?? []).forEach((m, i) => {
+      if (!m.uidMappings || !m.gidMappings) return;
+      const fd = idmapUserns(m.uidMappings, m.gidMappings);
+      openedFds.push(fd);
+      idmapFds[i] = 3 + fdCount + extraFds.length;
+      extraFds.push(fd);
+    });
+
     let plan;
     try {
       plan = compilePlan({
@@ -209,6 +222,7 @@ function create(store: Store, opts: CreateOptions): Created {
         rootfs,
         execFifo: store.fifoPath(opts.id),
         preserveFds: fdCount,
+        idmapFds,
         noPivot: opts.noPivot ?? false,
         cgroups: cgroupSource(cg),
         hostPathKind: (p) => {
@@ -226,7 +240,7 @@ function create(store: Store, opts: CreateOptions): Created {
     }
     const encoded = encodePlan(plan.ops);
     trace("create: plan encoded");
-    const preserved = Array.from({ length: fdCount }, (_, i) => 3 + i);
+    const preserved = [...Array.from({ length: fdCount }, (_, i) => 3 + i), ...extraFds];
     trace("create: plan compiled");
     const spawned = linux.spawnExecutor(encoded, { stdio: [0, 1, 2], preserveFds: preserved });
     stage1 = spawned.pid;
@@ -278,6 +292,7 @@ function create(store: Store, opts: CreateOptions): Created {
       }
     }
     sync.close();
+    openedFds.forEach((fd) => linux.close(fd));
     closeSync(lock);
     return consoleFd === undefined ? { rec } : { rec, console: consoleFd };
   } catch (e) {
@@ -287,6 +302,7 @@ function create(store: Store, opts: CreateOptions): Created {
       linux.waitpid(stage1, 0);
     }
     if (consoleFd !== undefined) linux.close(consoleFd);
+    openedFds.forEach((fd) => linux.close(fd));
     destroyContainer(store, opts.id, rec);
     closeSync(lock);
     throw e;

@@ -22,6 +22,8 @@ export interface PlanInput {
   preserveFds: number;
   noPivot: boolean;
   cgroups?: CgroupMountSource;
+  /** For each idmapped mount (by index in `mounts`): the fd, in the executor, of a user namespace with its mapping. */
+  idmapFds?: Record<number, number>;
   /** What a host path is, for bind mounts (a file target must be a file). Injected to keep this pure. */
   hostPathKind: (path: string) => "file" | "dir" | "missing" | "other";
 }
@@ -249,14 +251,18 @@ function mountOps(input: PlanInput, m: Mount, index: number): Op[] {
   const target = inRootPath(m.destination);
   const ops: Op[] = [];
   const data = parsed.data.length ? parsed.data.join(",") : null;
-  if (m.uidMappings || m.gidMappings || parsed.extensions.includes("idmap") || parsed.extensions.includes("ridmap"))
-    throw new PlanError(`/mounts/${index}`, "idmapped mounts are not implemented in this version of tsrun");
-
-  if (isBind(m.type, parsed)) {
-    const source = m.source ?? "";
-    const abs = source.startsWith("/") ? source : `${input.bundle}/${source}`;
+  const idmapped = m.uidMappings !== undefined || m.gidMappings !== undefined || parsed.extensions.includes("idmap") || parsed.extensions.includes("ridmap");
+  if (idmapped) {
+    if (!isBind(m.type, parsed)) throw new PlanError(`/mounts/${index}`, "only bind mounts can be idmapped");
+    const fd = input.idmapFds?.[index];
+    if (fd === undefined || !m.uidMappings || !m.gidMappings) throw new PlanError(`/mounts/${index}`, "an idmapped mount needs uidMappings and gidMappings");
+    const abs = sourcePath(input, m, index);
+    const attr = (parsed.flags & MS.RDONLY ? 0x1 : 0) | (parsed.flags & MS.NOSUID ? 0x2 : 0) | (parsed.flags & MS.NODEV ? 0x4 : 0) | (parsed.flags & MS.NOEXEC ? 0x8 : 0);
+    const recursive = (parsed.flags & MS.REC) !== 0 || parsed.extensions.includes("ridmap");
+    ops.push({ op: "idmapMount", source: abs, target, usernsFd: fd, recursive, attrSet: attr, inRoot: true, targetIsFile: input.hostPathKind(abs) !== "dir" });
+  } else if (isBind(m.type, parsed)) {
+    const abs = sourcePath(input, m, index);
     const kind = input.hostPathKind(abs);
-    if (kind === "missing") throw new PlanError(`/mounts/${index}/source`, `bind source ${abs} does not exist`);
     ops.push({ op: "mount", source: abs, target, fstype: null, flags: parsed.flags | MS.BIND, data, inRoot: true, targetIsFile: kind !== "dir" });
   } else if (m.type === "cgroup" && input.cgroups) {
     ops.push(...cgroupMountOps(input.cgroups, target, parsed.flags));
@@ -266,6 +272,14 @@ function mountOps(input: PlanInput, m: Mount, index: number): Op[] {
   for (const p of parsed.propagation) ops.push({ op: "mount", source: null, target, fstype: null, flags: p, data: null, inRoot: true });
   if (parsed.attrSet || parsed.attrClr) ops.push({ op: "mountSetattr", target, attrSet: parsed.attrSet, attrClr: parsed.attrClr, propagation: 0, recursive: true, inRoot: true });
   return ops;
+}
+
+/** A bind mount's source on the host: relative to the bundle, and it must exist. */
+function sourcePath(input: PlanInput, m: Mount, index: number): string {
+  const source = m.source ?? "";
+  const abs = source.startsWith("/") ? source : `${input.bundle}/${source}`;
+  if (input.hostPathKind(abs) === "missing") throw new PlanError(`/mounts/${index}/source`, `bind source ${abs} does not exist`);
+  return abs;
 }
 
 /**

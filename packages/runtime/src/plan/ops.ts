@@ -78,6 +78,11 @@ export type Op =
    * the write end (CLOEXEC): start returns once the program runs (startContainer hooks done).
    */
   | { op: "signalFifo" }
+  /**
+   * An idmapped bind mount (open_tree, mount_setattr(MOUNT_ATTR_IDMAP | attrSet), move_mount):
+   * `usernsFd` is an fd the executor inherited (a user namespace holding the mount's mapping).
+   */
+  | { op: "idmapMount"; source: string; target: string; usernsFd: number; recursive: boolean; attrSet: number; inRoot?: boolean; targetIsFile?: boolean }
   /** Close every fd from `first` up, except the sync socket (closed on exec) and the fifo. */
   | { op: "closeFds"; first: number }
   /**

@@ -1,0 +1,36 @@
+// User namespaces that carry the mapping of an idmapped mount. A throwaway executor unshares a
+// user namespace and waits; tsrun writes the mapping, keeps an fd of the namespace and lets the
+// executor go. The fd is handed to the container's executor for mount_setattr(MOUNT_ATTR_IDMAP).
+import { openSync, writeFileSync } from "node:fs";
+import type { LinuxIDMapping } from "@tsrun/ocispec/src/index.ts";
+import { CLONE_FLAGS } from "@tsrun/ocispec/src/linux-names.ts";
+import { SYNC } from "../plan/ops.ts";
+import { encodePlan } from "../plan/wire.ts";
+import * as linux from "../linux/index.ts";
+import { ContainerError } from "./errors.ts";
+
+const fmt = (maps: LinuxIDMapping[]) => maps.map((m) => `${m.containerID} ${m.hostID} ${m.size}\n`).join("");
+
+export function idmapUserns(uid: LinuxIDMapping[], gid: LinuxIDMapping[]): number {
+  const plan = encodePlan([
+    { op: "unshare", flags: CLONE_FLAGS.user },
+    { op: "sync", code: SYNC.USERNS },
+    { op: "sync", code: SYNC.NAMESPACES },
+  ]);
+  const { pid, sync } = linux.spawnExecutor(plan, { stdio: [-1, -1, -1] });
+  try {
+    const first = sync.recv(10_000);
+    if (first.type !== "sync" || first.code !== SYNC.USERNS) throw new ContainerError(`idmapped mount: unexpected ${first.type} from the namespace helper`);
+    writeFileSync(`/proc/${pid}/uid_map`, fmt(uid));
+    writeFileSync(`/proc/${pid}/setgroups`, "deny");
+    writeFileSync(`/proc/${pid}/gid_map`, fmt(gid));
+    sync.answer(true);
+    const second = sync.recv(10_000);
+    if (second.type !== "sync") throw new ContainerError(`idmapped mount: unexpected ${second.type} from the namespace helper`);
+    return openSync(`/proc/${pid}/ns/user`, "r");
+  } finally {
+    sync.close();
+    linux.kill(pid, 9);
+    linux.waitpid(pid, 0);
+  }
+}
