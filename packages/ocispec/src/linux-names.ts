@@ -74,7 +74,7 @@ export const MS = {
 /** mount_setattr(2) attribute bits used by the recursive ("r"-prefixed) options. */
 export const MOUNT_ATTR = {
   RDONLY: 0x1, NOSUID: 0x2, NODEV: 0x4, NOEXEC: 0x8, RELATIME: 0x0, NOATIME: 0x10,
-  STRICTATIME: 0x20, NODIRATIME: 0x80, NOSYMFOLLOW: 0x200000, ATIME_MASK: 0x70,
+  STRICTATIME: 0x20, NODIRATIME: 0x80, IDMAP: 0x100000, NOSYMFOLLOW: 0x200000, ATIME_MASK: 0x70,
 } as const;
 
 export type MountOption =

@@ -34,30 +34,6 @@ static int fail_close(int fd)
 	return -e;
 }
 
-/*
- * A memfd holding `len` bytes of `buf`, sealed against any change (F_SEAL_SEAL|SHRINK|GROW|
- * WRITE), CLOEXEC. `exec` asks for an executable memfd (MFD_EXEC, needed where vm.memfd_noexec
- * is set; kernels before 6.3 do not know the flag and get the old behaviour).
- */
-int tsrun_memfd(const char *name, const void *buf, size_t len, int exec)
-{
-	unsigned int flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
-	int fd = memfd_create(name, flags | (exec ? MFD_EXEC : 0));
-	if (fd < 0 && errno == EINVAL && exec)
-		fd = memfd_create(name, flags);
-	if (fd < 0)
-		return -errno;
-	for (size_t off = 0; off < len;) {
-		ssize_t n = write(fd, (const char *)buf + off, len - off);
-		if (n < 0 && errno != EINTR)
-			return fail_close(fd);
-		off += n > 0 ? (size_t)n : 0;
-	}
-	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0)
-		return fail_close(fd);
-	return fd;
-}
-
 struct spawn {
 	int exe_fd;
 	int src[3 + MAX_PRESERVE + 2]; /* what becomes fd 0, 1, 2, 3 ... in the child; -1: /dev/null */

@@ -15,6 +15,7 @@ export {
   pidfdSendSignal,
   pipe,
   pollIn,
+  sealedMemfd,
   prctl,
   sendBytes,
   setChildSubreaper,
@@ -26,4 +27,4 @@ export {
   waitpidTimeout,
   type WaitStatus,
 } from "./libc.ts";
-export { executorFd, sealedMemfd, sendFd, spawnExecutor, SyncChannel, SyncTimeout, type Message, type SpawnOptions, type Spawned } from "./native.ts";
+export { executorFd, sendFd, spawnExecutor, SyncChannel, SyncTimeout, type Message, type SpawnOptions, type Spawned } from "./native.ts";

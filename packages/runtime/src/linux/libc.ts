@@ -2,7 +2,7 @@
 // pidfds, locks, mounts, sockets. Opened on first use. Failures throw SysError with the errno.
 // Nothing here forks: starting a process goes through native.ts (C, no Bun code in the child).
 import { dlopen, FFIType, read, type Pointer } from "bun:ffi";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeSync } from "node:fs";
 import { errnoName } from "./errno.ts";
 import { PR, WNOHANG } from "./constants.ts";
 
@@ -27,6 +27,7 @@ function open() {
     socketpair: { args: [i32, i32, i32, ptr], returns: i32 },
     pipe2: { args: [ptr, i32], returns: i32 },
     prctl: { args: [i32, u64, u64, u64, u64], returns: i32 },
+    memfd_create: { args: [ptr, u32], returns: i32 },
   });
 }
 
@@ -198,6 +199,33 @@ export function flock(fd: number, op: number): boolean {
     if (e === EAGAIN) return false;
     if (e !== EINTR) throw new SysError("flock", e);
   }
+}
+
+const MFD_CLOEXEC = 1;
+const MFD_ALLOW_SEALING = 2;
+const MFD_EXEC = 0x10;
+const F_ADD_SEALS = 1033;
+const EINVAL = 22;
+
+/**
+ * A CLOEXEC memfd holding `bytes`, sealed against any change (seal, shrink, grow, write).
+ * `executable` asks for MFD_EXEC (needed where vm.memfd_noexec is set; kernels before 6.3 do
+ * not know the flag and refuse it with EINVAL, then the plain kind is what they give anyway).
+ */
+export function sealedMemfd(name: string, bytes: Uint8Array, executable = false): number {
+  const cname = Buffer.from(`${name}\0`);
+  const base = MFD_CLOEXEC | MFD_ALLOW_SEALING;
+  let fd = libc().memfd_create(cname, base | (executable ? MFD_EXEC : 0));
+  if (fd < 0 && executable && getErrno() === EINVAL) fd = libc().memfd_create(cname, base);
+  if (fd < 0) throw new SysError("memfd_create", getErrno(), name);
+  try {
+    for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, bytes.length - off);
+    if (libc().fcntl(fd, F_ADD_SEALS, 0xf) < 0) throw new SysError("fcntl(F_ADD_SEALS)", getErrno(), name);
+  } catch (e) {
+    close(fd);
+    throw e;
+  }
+  return fd;
 }
 
 export function fcntl(fd: number, cmd: number, arg = 0): number {

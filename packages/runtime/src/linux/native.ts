@@ -7,13 +7,12 @@ import { readFileSync } from "node:fs";
 import libPath from "../../native/build/libtsrun.so" with { type: "file" };
 import exePath from "../../native/build/tsrun-exec" with { type: "file" };
 import { AF_UNIX, SOCK } from "./constants.ts";
-import { close, sendBytes, socketpair, SysError } from "./libc.ts";
+import { close, sealedMemfd, sendBytes, socketpair, SysError } from "./libc.ts";
 
-const { i32, u32, u64, ptr } = FFIType;
+const { i32, u32, ptr } = FFIType;
 
 function open() {
   return dlopen(libPath, {
-    tsrun_memfd: { args: [ptr, ptr, u64, i32], returns: i32 },
     tsrun_spawn: { args: [i32, i32, i32, ptr, ptr, i32], returns: i32 },
     tsrun_recv: { args: [i32, i32, ptr, i32, ptr], returns: i32 },
     tsrun_send_fd: { args: [ptr, i32, ptr], returns: i32 },
@@ -28,13 +27,6 @@ function native(): ReturnType<typeof open>["symbols"] {
 
 const ETIMEDOUT = 110;
 const EPROTO = 71;
-
-/** A sealed (read-only for good), CLOEXEC memfd holding `bytes`. */
-export function sealedMemfd(name: string, bytes: Uint8Array, executable = false): number {
-  const fd = native().tsrun_memfd(Buffer.from(`${name}\0`), bytes.length ? bytes : new Uint8Array(1), bytes.length, executable ? 1 : 0);
-  if (fd < 0) throw new SysError("memfd_create", -fd, name);
-  return fd;
-}
 
 let exeFd: number | undefined;
 /** The executor's sealed memfd, made once per process. */
