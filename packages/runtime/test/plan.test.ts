@@ -145,6 +145,8 @@ describe("compilePlan", () => {
       [(s) => (s.process.apparmorProfile = "p"), "/process/apparmorProfile"],
       [(s) => (s.linux.namespaces = s.linux.namespaces.filter((n: Json) => n.type !== "mount")), "/linux/namespaces"],
       [(s) => (s.mounts[0].options = ["idmap"]), "/mounts/0"],
+      [(s) => (s.linux.resources.memory = { limit: 1 << 20 }), "/linux/resources/memory/limit"],
+      [(s) => (s.linux.resources.cpu = { cpus: "0" }), "/linux/resources/cpu/cpus"],
     ];
     for (const [patch, pointer] of cases) {
       try {
@@ -167,6 +169,10 @@ test("idmapped bind mounts use the user namespace fd they were given", () => {
   );
   expect(find(ops, "idmapMount")).toEqual([{ op: "idmapMount", source: "/vol", target: "data", usernsFd: 9, recursive: true, attrSet: 1, inRoot: true, targetIsFile: false }]);
   expect(() => compilePlan(input((s) => s.mounts.push({ destination: "/d", type: "tmpfs", source: "tmpfs", options: ["idmap"] })))).toThrow(/only bind mounts/);
+});
+
+test("device rules alone, and empty resource sections, are accepted", () => {
+  expect(() => compilePlan(input((s) => (s.linux.resources = { devices: [{ allow: false, access: "rwm" }], memory: {}, pids: null })))).not.toThrow();
 });
 
 test("inRootPath normalises and cannot climb out", () => {

@@ -9,3 +9,4 @@ export type { Hierarchies, ResolveInput } from "./paths.ts";
 export { cgroupManager, cgroupManagerFromJSON, DESTROY_TIMEOUT_MS } from "./manager.ts";
 export type { CgroupManager, CgroupManagerOptions, CgroupManagerState, DestroyOptions } from "./manager.ts";
 export { FREEZE_TIMEOUT_MS } from "./freezer.ts";
+export { applyDevicesV1, DEFAULT_ALLOWED, ruleLine } from "./v1/devices.ts";

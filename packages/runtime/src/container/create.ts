@@ -5,7 +5,7 @@
 // socket.
 import { closeSync, openSync, readFileSync, realpathSync, statSync, writeFileSync, renameSync } from "node:fs";
 import { resolve } from "node:path";
-import type { Spec } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxDeviceCgroup, Spec } from "@tsrun/ocispec/src/index.ts";
 import { validateConfig } from "@tsrun/ocispec/src/config.ts";
 import { parseJson, JsonSyntaxError } from "@tsrun/ocispec/src/json.ts";
 import { formatProblem } from "@tsrun/ocispec/src/problem.ts";
@@ -14,7 +14,7 @@ import { compilePlan, PlanError, type CgroupMountSource } from "../plan/compile.
 import { SYNC, type Op } from "../plan/ops.ts";
 import { encodePlan } from "../plan/wire.ts";
 import { runHooks } from "../hooks/run.ts";
-import { cgroupManager, ownProcsFile, type CgroupManager } from "../cgroups/index.ts";
+import { applyDevicesV1, cgroupManager, DEFAULT_ALLOWED, ownProcsFile, type CgroupManager } from "../cgroups/index.ts";
 import * as linux from "../linux/index.ts";
 import { ContainerError } from "./errors.ts";
 import { procStat } from "./proc.ts";
@@ -107,6 +107,24 @@ function socketActivation(spec: Spec): number {
   if (!Number.isInteger(n) || n <= 0 || process.env.LISTEN_PID !== String(process.pid) || !spec.process) return 0;
   spec.process.env = [...(spec.process.env ?? []), `LISTEN_FDS=${n}`, "LISTEN_PID=1"];
   return n;
+}
+
+/**
+ * The device allow-list: nothing, then the config's rules, then what every container gets and
+ * the devices the config creates (as runc does it). cgroup v2 needs an eBPF program for this,
+ * which tsrun does not have yet: refused there rather than left open.
+ */
+function applyDeviceRules(cg: CgroupManager, spec: Spec): void {
+  const dir = cg.paths()["devices"];
+  const own = spec.linux?.resources?.devices ?? [];
+  if (dir === undefined) {
+    if (own.length) throw new ContainerError("/linux/resources/devices: device rules need the cgroup v1 devices controller; cgroup v2 device filtering (eBPF) is not implemented yet");
+    return;
+  }
+  const created: LinuxDeviceCgroup[] = [];
+  for (const d of spec.linux?.devices ?? [])
+    if (d.type !== "p") created.push({ allow: true, type: d.type === "b" ? "b" : "c", major: d.major ?? -1, minor: d.minor ?? -1, access: "rwm" });
+  applyDevicesV1(dir, [{ allow: false, access: "rwm" }, ...own, ...DEFAULT_ALLOWED, ...created]);
 }
 
 function cgroupSource(cg: CgroupManager): CgroupMountSource | undefined {
@@ -250,6 +268,7 @@ function create(store: Store, opts: CreateOptions): Created {
     // lock), so everything that does not need the cgroup is done first. Stage 1 waits at its
     // first sync point until it is in the cgroup.
     cg.create();
+    applyDeviceRules(cg, spec);
     trace("create: cgroup made");
     cg.addProcess(stage1);
     trace("create: in cgroup");
