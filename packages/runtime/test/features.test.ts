@@ -66,6 +66,39 @@ describe("namespaces", () => {
     expect(lines).toEqual(["0", "0 100000 65536", "0 100000 65536"]);
   });
 
+  test("a mount namespace joined by path is where the container's mounts go", async () => {
+    const holder = Bun.spawn(["unshare", "--mount", "--propagation", "private", "sleep", "30"]);
+    try {
+      const fs = require("node:fs");
+      for (let i = 0; i < 100 && fs.readlinkSync(`/proc/${holder.pid}/ns/mnt`) === fs.readlinkSync("/proc/self/ns/mnt"); i++) await Bun.sleep(5);
+      const ns = fs.readlinkSync(`/proc/${holder.pid}/ns/mnt`);
+      const r = inside("readlink /proc/self/ns/mnt", (s) => {
+        s.linux.namespaces = s.linux.namespaces.filter((x: any) => x.type !== "mount");
+        s.linux.namespaces.push({ type: "mount", path: `/proc/${holder.pid}/ns/mnt` });
+      });
+      expect(r.err).toBe("");
+      expect(r.out.trim()).toBe(ns);
+    } finally {
+      holder.kill(9);
+    }
+  });
+
+  test("no mount namespace at all is refused (the mounts would land on the host)", () => {
+    const r = inside("true", (s) => (s.linux.namespaces = s.linux.namespaces.filter((x: any) => x.type !== "mount")));
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("mount namespace");
+  });
+
+  test("rootfsPropagation shared, rshared, slave, private", () => {
+    for (const p of ["shared", "rshared", "slave", "private"]) {
+      const r = inside("awk '$5 == \"/\"' /proc/self/mountinfo", (s) => (s.linux.rootfsPropagation = p));
+      expect(r.err).toBe("");
+      expect(r.code).toBe(0);
+      if (p.includes("shared")) expect(r.out).toMatch(/ shared:\d+ /);
+      else expect(r.out).not.toMatch(/ shared:\d+ /);
+    }
+  });
+
   test("time namespace offsets", () => {
     const r = inside("cut -d. -f1 /proc/uptime", (s) => {
       s.linux.namespaces.push({ type: "time" });
@@ -241,6 +274,21 @@ describe("hooks", () => {
       if (k !== "poststop") expect(st.pid).toBe(pid);
     }
     expect(seen.map(([, st]) => st.status)).toEqual(["creating", "creating", "creating", "created", "running", "stopped"]);
+  });
+
+  test("a failing poststart hook is a warning and the next poststart hook still runs", () => {
+    const mark = join(env.dir, "second-poststart");
+    const id = "poststartfail";
+    const b = env.bundle(id, (s) => {
+      s.process.args = ["sleep", "5"];
+      s.hooks = { poststart: [{ path: "/bin/false" }, { path: "/bin/sh", args: ["sh", "-c", `touch ${mark}`] }] };
+    });
+    expect(env.tsrun(["create", "--bundle", b, id]).code).toBe(0);
+    const st = env.tsrun(["start", id]);
+    expect(st.code).toBe(0);
+    expect(st.stderr).toContain("warning: poststart hook #0");
+    expect(existsSync(mark)).toBe(true);
+    expect(env.tsrun(["delete", "--force", id]).code).toBe(0);
   });
 
   test("a failing prestart hook fails create and leaves nothing; a hook timeout is enforced", () => {

@@ -127,6 +127,16 @@ function applyDeviceRules(cg: CgroupManager, spec: Spec): void {
   applyDevicesV1(dir, [{ allow: false, access: "rwm" }, ...own, ...DEFAULT_ALLOWED, ...created]);
 }
 
+/** The mount point (from /proc/self/mountinfo) that `path` is on: the longest one above it. */
+function mountPointOf(path: string): string | undefined {
+  let best: string | undefined;
+  for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
+    const mp = line.split(" ")[4]?.replace(/\\040/g, " ");
+    if (mp && (path === mp || path.startsWith(mp === "/" ? "/" : `${mp}/`)) && (!best || mp.length > best.length)) best = mp;
+  }
+  return best;
+}
+
 function cgroupSource(cg: CgroupManager): CgroupMountSource | undefined {
   const paths = cg.paths();
   if (paths[""] !== undefined && Object.keys(paths).length === 1) return { kind: "v2", hostPath: paths[""]! };
@@ -241,6 +251,7 @@ function create(store: Store, opts: CreateOptions): Created {
         execFifo: store.fifoPath(opts.id),
         preserveFds: fdCount,
         idmapFds,
+        rootfsParentMount: mountPointOf(rootfs),
         noPivot: opts.noPivot ?? false,
         cgroups: cgroupSource(cg),
         hostPathKind: (p) => {

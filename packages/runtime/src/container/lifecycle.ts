@@ -3,7 +3,7 @@
 import { closeSync, constants, openSync, readSync, unlinkSync } from "node:fs";
 import { parseSignal } from "@tsrun/ocispec/src/linux-names.ts";
 import { cgroupManagerFromJSON } from "../cgroups/index.ts";
-import { runHooks } from "../hooks/run.ts";
+import { runHooksWarning } from "../hooks/run.ts";
 import * as linux from "../linux/index.ts";
 import { destroyContainer, isLocked, lockContainer, waitGone } from "./cleanup.ts";
 import { ContainerError } from "./errors.ts";
@@ -52,12 +52,9 @@ export function startContainer(store: Store, id: string): void {
     unlinkSync(fifo);
     rec.phase = "started";
     store.write(rec);
-    try {
-      runHooks("poststart", rec.config.hooks?.poststart, JSON.stringify(stateDocument(rec, "running")));
-    } catch (e) {
-      // runtime.md: a failing poststart hook is a warning; the container keeps running.
-      process.stderr.write(`tsrun: warning: ${(e as Error).message}\n`);
-    }
+    // runtime.md: a failing poststart hook is a warning; the container keeps running.
+    for (const w of runHooksWarning("poststart", rec.config.hooks?.poststart, JSON.stringify(stateDocument(rec, "running"))))
+      process.stderr.write(`tsrun: warning: ${w}\n`);
   } finally {
     closeSync(lock);
   }
@@ -122,11 +119,8 @@ export function deleteContainer(store: Store, id: string, force: boolean): void 
     }
     destroyContainer(store, id, rec);
     if (rec?.phase === "started" || rec?.phase === "created") {
-      try {
-        runHooks("poststop", rec.config.hooks?.poststop, JSON.stringify(stateDocument(rec, "stopped")));
-      } catch (e) {
-        process.stderr.write(`tsrun: warning: ${(e as Error).message}\n`);
-      }
+      for (const w of runHooksWarning("poststop", rec.config.hooks?.poststop, JSON.stringify(stateDocument(rec, "stopped"))))
+        process.stderr.write(`tsrun: warning: ${w}\n`);
     }
   } finally {
     closeSync(lock);

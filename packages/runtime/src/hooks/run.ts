@@ -33,3 +33,19 @@ export function runHook(kind: string, index: number, hook: Hook, state: string):
 export function runHooks(kind: string, hooks: Hook[] | undefined, state: string): void {
   (hooks ?? []).forEach((h, i) => runHook(kind, i, h, state));
 }
+
+/**
+ * poststart and poststop: a failing hook is a warning, and the hooks after it still run
+ * (runtime.md). Returns the warnings.
+ */
+export function runHooksWarning(kind: string, hooks: Hook[] | undefined, state: string): string[] {
+  const warnings: string[] = [];
+  (hooks ?? []).forEach((h, i) => {
+    try {
+      runHook(kind, i, h, state);
+    } catch (e) {
+      warnings.push((e as Error).message);
+    }
+  });
+  return warnings;
+}

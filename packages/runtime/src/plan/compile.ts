@@ -22,6 +22,8 @@ export interface PlanInput {
   preserveFds: number;
   noPivot: boolean;
   cgroups?: CgroupMountSource;
+  /** The mount point the rootfs lives on (host mountinfo): made private when "/" is shared, or pivot_root refuses. */
+  rootfsParentMount?: string;
   /** For each idmapped mount (by index in `mounts`): the fd, in the executor, of a user namespace with its mapping. */
   idmapFds?: Record<number, number>;
   /** What a host path is, for bind mounts (a file target must be a file). Injected to keep this pure. */
@@ -124,7 +126,10 @@ export function compilePlan(input: PlanInput): InitPlan {
   if (proc.selinuxLabel) throw new PlanError("/process/selinuxLabel", "SELinux is not enabled on this host");
 
   const { fresh, joined } = namespaces(spec);
-  if (!fresh.has("mount")) throw new PlanError("/linux/namespaces", "tsrun needs a new mount namespace to set up the root filesystem");
+  // Without a mount namespace of its own (new, or joined by path) the container's mounts would
+  // land in tsrun's: refused (runc goes ahead and leaves mounts behind on the host).
+  if (!fresh.has("mount") && !joined.some((j) => j.type === "mount"))
+    throw new PlanError("/linux/namespaces", "tsrun needs a mount namespace (new, or joined by path) to set up the root filesystem");
   // The exec fifo is opened before any namespace is entered: it lives in tsrun's state
   // directory, which a user namespace's root may not be allowed to reach.
   const ops: Op[] = [{ op: "stage", name: "tsrun:[1:CHILD]" }, { op: "openFifo", path: input.execFifo }];
@@ -222,6 +227,10 @@ function rootfsOps(input: PlanInput, userns: boolean): Op[] {
   // own so that pivot_root accepts it.
   const rootProp = spec.linux?.rootfsPropagation;
   ops.push({ op: "mount", source: null, target: "/", fstype: null, flags: rootProp ? propagationFlag(rootProp) | MS.REC : MS.SLAVE | MS.REC, data: null });
+  // pivot_root refuses a new root whose parent mount is shared: with "/" (r)shared, make the
+  // mount the rootfs sits on private (that one mount only), as runc does.
+  if (rootProp?.includes("shared") && input.rootfsParentMount)
+    ops.push({ op: "mount", source: null, target: input.rootfsParentMount, fstype: null, flags: MS.PRIVATE, data: null });
   ops.push({ op: "mount", source: input.rootfs, target: input.rootfs, fstype: null, flags: MS.BIND | MS.REC, data: null });
   ops.push({ op: "setRoot", path: input.rootfs });
 
