@@ -41,6 +41,8 @@ async function dispatch(pre: PreParsed, ctx: Context): Promise<number> {
     const guess = closest(id, Object.keys(COMMANDS));
     throw new UsageError(`unknown command "${id}"${guess ? ` (did you mean "${guess}"?)` : ""}; run "tsrun --help" for the list`);
   }
+  // create and run move a process between cgroups: start the kernel's slow part now.
+  if (id === "create" || id === "run") (await import("../container/warmup.ts")).startMigrationWarmUp();
   const def = await entry.load();
   trace(`loaded ${id}`);
   if (pre.help || wantsHelp(pre.rest)) {

@@ -14,7 +14,8 @@ import { compilePlan, PlanError, type CgroupMountSource } from "../plan/compile.
 import { SYNC, type Op } from "../plan/ops.ts";
 import { encodePlan } from "../plan/wire.ts";
 import { runHooks } from "../hooks/run.ts";
-import { applyDevicesV1, cgroupManager, DEFAULT_ALLOWED, ownProcsFile, type CgroupManager } from "../cgroups/index.ts";
+import { applyDevicesV1, cgroupManager, DEFAULT_ALLOWED, type CgroupManager } from "../cgroups/index.ts";
+import { startMigrationWarmUp } from "./warmup.ts";
 import * as linux from "../linux/index.ts";
 import { ContainerError } from "./errors.ts";
 import { procStat } from "./proc.ts";
@@ -159,34 +160,8 @@ function writePidFile(path: string, pid: number): void {
   renameSync(tmp, abs);
 }
 
-/**
- * Moving a process between cgroups takes a global kernel lock whose first taking after a quiet
- * spell waits for an RCU grace period (about 10 ms here, for runc too). A throwaway executor
- * that moves itself to the cgroup it is already in starts that wait now, in parallel with the
- * rest of create, so that moving the container's init later is quick. Returns its pid to reap.
- */
-function warmUpMigration(): number {
-  try {
-    const procs = ownProcsFile();
-    if (!procs) return 0;
-    const { pid, sync } = linux.spawnExecutor(encodePlan([{ op: "writeFile", path: procs, data: "0" }]), { stdio: [-1, -1, -1] });
-    sync.close();
-    return pid;
-  } catch {
-    return 0; // only an optimisation
-  }
-}
-
 export function createContainer(store: Store, opts: CreateOptions): Created {
-  const warmer = warmUpMigration();
-  try {
-    return create(store, opts);
-  } finally {
-    if (warmer) linux.waitpid(warmer, 0);
-  }
-}
-
-function create(store: Store, opts: CreateOptions): Created {
+  startMigrationWarmUp();
   const bundle = resolve(opts.bundle);
   try {
     if (!statSync(bundle).isDirectory()) throw new ContainerError(`bundle ${bundle} is not a directory`);
@@ -275,8 +250,8 @@ function create(store: Store, opts: CreateOptions): Created {
     stage1 = spawned.pid;
     sync = spawned.sync;
     trace("create: executor spawned");
-    // Made only now: mkdir in cgroupfs waits for the migration warm-up (it holds the cgroup
-    // lock), so everything that does not need the cgroup is done first. Stage 1 waits at its
+    // Made only now: mkdir in cgroupfs waits for the migration warm-up (see warmup.ts: it holds
+    // the cgroup lock), so everything that does not need the cgroup is done first. Stage 1 waits at its
     // first sync point until it is in the cgroup.
     cg.create();
     applyDeviceRules(cg, spec);
