@@ -5,6 +5,7 @@ import type { Features } from "@tsrun/ocispec/src/index.ts";
 import { CAPABILITIES, HOOK_NAMES, MOUNT_OPTIONS, NAMESPACE_TYPES } from "@tsrun/ocispec/src/linux-names.ts";
 import { OCI_VERSION, OCI_VERSION_MIN } from "@tsrun/ocispec/src/version.ts";
 import { COMMIT, VERSION } from "./version.ts";
+import { SECCOMP_FILTER_FLAG } from "./seccomp/index.ts";
 
 export function features(): Features {
   return {
@@ -18,7 +19,14 @@ export function features(): Features {
       // Containers are placed in cgroups on v1 and v2 hosts (device rules on v1 only; resource
       // limits are refused until they are implemented). Not implemented yet: said so.
       cgroup: { v1: true, v2: true, systemd: false, systemdUser: false, rdma: false },
-      seccomp: { enabled: false },
+      seccomp: {
+        enabled: true,
+        actions: ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
+        operators: ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT", "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"],
+        archs: ["SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32"],
+        knownFlags: Object.keys(SECCOMP_FILTER_FLAG),
+        supportedFlags: Object.keys(SECCOMP_FILTER_FLAG),
+      },
       apparmor: { enabled: false },
       selinux: { enabled: false },
       intelRdt: { enabled: false },

@@ -246,6 +246,37 @@ test("socket activation: LISTEN_FDS for tsrun's own pid passes those fds first a
   expect(r.stdout.toString()).toBe("1 1\nfrom-listen-fd\nfrom-preserved-fd\n");
 });
 
+describe("seccomp", () => {
+  test("a profile is enforced in the container, with and without no_new_privs", () => {
+    for (const nnp of [true, false]) {
+      const r = inside("mkdir /tmp/x 2>&1; echo mkdir=$?; grep Seccomp: /proc/self/status", (s) => {
+        s.root.readonly = false;
+        s.process.noNewPrivileges = nnp;
+        s.linux.seccomp = {
+          defaultAction: "SCMP_ACT_ALLOW",
+          architectures: ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+          syscalls: [{ names: ["mkdir", "mkdirat"], action: "SCMP_ACT_ERRNO", errnoRet: 13 }],
+        };
+      });
+      expect(r.err).toBe("");
+      expect(r.out).toContain("Permission denied");
+      expect(r.out).toContain("mkdir=1");
+      expect(r.out).toMatch(/Seccomp:\s+2/);
+    }
+  });
+
+  test("an allow-list profile (default ERRNO) runs a shell; what it leaves out is refused", () => {
+    const { syscallNames } = require("../src/seccomp/index.ts");
+    const allowed = syscallNames("x86_64").filter((n: string) => n !== "mkdir" && n !== "mkdirat");
+    const r = inside("mkdir /tmp/x 2>&1; echo done", (s) => {
+      s.linux.seccomp = { defaultAction: "SCMP_ACT_ERRNO", defaultErrnoRet: 38, syscalls: [{ names: allowed, action: "SCMP_ACT_ALLOW" }] };
+    });
+    expect(r.err).toBe("");
+    expect(r.out).toContain("Function not implemented");
+    expect(r.out).toContain("done");
+  });
+});
+
 describe("hooks", () => {
   test("every hook runs at its moment with the state on stdin", () => {
     const logDir = join(env.dir, "hooklog");

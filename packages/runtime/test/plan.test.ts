@@ -141,7 +141,6 @@ describe("compilePlan", () => {
 
   test("what is not implemented yet is refused by name, never ignored", () => {
     const cases: [(s: Json) => void, string][] = [
-      [(s) => (s.linux.seccomp = { defaultAction: "SCMP_ACT_ALLOW" }), "/linux/seccomp"],
       [(s) => (s.process.apparmorProfile = "p"), "/process/apparmorProfile"],
       [(s) => (s.linux.namespaces = s.linux.namespaces.filter((n: Json) => n.type !== "mount")), "/linux/namespaces"],
       [(s) => (s.mounts[0].options = ["idmap"]), "/mounts/0"],
@@ -169,6 +168,17 @@ test("idmapped bind mounts use the user namespace fd they were given", () => {
   );
   expect(find(ops, "idmapMount")).toEqual([{ op: "idmapMount", source: "/vol", target: "data", usernsFd: 9, recursive: true, attrSet: 1, inRoot: true, targetIsFile: false }]);
   expect(() => compilePlan(input((s) => s.mounts.push({ destination: "/d", type: "tmpfs", source: "tmpfs", options: ["idmap"] })))).toThrow(/only bind mounts/);
+});
+
+test("seccomp: loaded before the user change without no_new_privs, just before 'created' with it", () => {
+  const profile = { defaultAction: "SCMP_ACT_ALLOW", syscalls: [{ names: ["mkdir"], action: "SCMP_ACT_ERRNO" }] };
+  const withNnp = compilePlan(input((s) => (s.linux.seccomp = profile))).ops;
+  const i = names(withNnp).indexOf("seccomp");
+  expect(names(withNnp).slice(i - 1, i + 2)).toEqual(["resolveExec", "seccomp", "sync"]);
+  expect(find(withNnp, "seccomp")[0]!.program.length % 8).toBe(0);
+  const without = compilePlan(input((s) => ((s.linux.seccomp = profile), (s.process.noNewPrivileges = false)))).ops;
+  expect(names(without).indexOf("seccomp")).toBeLessThan(names(without).lastIndexOf("setUser"));
+  expect(() => compilePlan(input((s) => (s.linux.seccomp = { defaultAction: "SCMP_ACT_ALLOW", listenerPath: "/l", syscalls: [{ names: ["mkdir"], action: "SCMP_ACT_NOTIFY" }] })))).toThrow(/NOTIFY/);
 });
 
 test("device rules alone, and empty resource sections, are accepted", () => {

@@ -3,6 +3,7 @@
 import type { Hook, LinuxDevice, Mount, Spec } from "@tsrun/ocispec/src/index.ts";
 import { CAPABILITIES, CLONE_FLAGS, MS, RLIMITS, type NamespaceType } from "@tsrun/ocispec/src/linux-names.ts";
 import { isBind, parseMountOptions } from "./mounts.ts";
+import { compileSeccomp } from "../seccomp/index.ts";
 import { SYNC, type InitPlan, type Op } from "./ops.ts";
 
 /** Where the host's cgroups for this container are, for `type: cgroup` mounts. */
@@ -118,7 +119,9 @@ export function compilePlan(input: PlanInput): InitPlan {
   if (!proc) throw new PlanError("/process", "is required to create a container");
   const args = proc.args ?? [];
   if (args.length === 0) throw new PlanError("/process/args", "must name the program to run");
-  if (spec.linux?.seccomp) throw new PlanError("/linux/seccomp", "seccomp is not implemented in this version of tsrun (see `tsrun features`)");
+  // Compiled first: a profile tsrun cannot compile fails the create before anything is made.
+  const seccomp = spec.linux?.seccomp ? compileSeccomp(spec.linux.seccomp) : undefined;
+  const seccompOp: Op | undefined = seccomp && { op: "seccomp", flags: seccomp.flags, program: seccomp.program };
   const unapplied = unappliedResources(spec.linux?.resources);
   if (unapplied.length)
     throw new PlanError(unapplied[0]!, `resource limits are not implemented in this version of tsrun, only device rules (${unapplied.join(", ")}); they are refused rather than ignored`);
@@ -180,6 +183,9 @@ export function compilePlan(input: PlanInput): InitPlan {
   }
   if (proc.noNewPrivileges) ops.push({ op: "prctl", option: PR_SET_NO_NEW_PRIVS, arg: 1n });
   ops.push({ op: "closeFds", first: 3 + input.preserveFds });
+  // Without no_new_privs, loading a filter takes CAP_SYS_ADMIN: load it while the init still
+  // has it, before the user and capabilities change (as runc does).
+  if (seccompOp && !proc.noNewPrivileges) ops.push(seccompOp);
   const user = proc.user ?? { uid: 0, gid: 0 };
   ops.push({ op: "setUser", uid: user.uid ?? 0, gid: user.gid ?? 0, groups: user.additionalGids ?? [], setgroups: true });
   const caps = proc.capabilities ?? {};
@@ -203,6 +209,9 @@ export function compilePlan(input: PlanInput): InitPlan {
   ops.push({ op: "chdir", path: proc.cwd });
   // Find the program now, as runc does: after `start` nobody is left to hear that it is missing.
   ops.push({ op: "resolveExec" });
+  // With no_new_privs, as late as possible (fewer of the executor's own syscalls must pass the
+  // filter) but before "created", so that a filter the kernel refuses fails the create.
+  if (seccompOp && proc.noNewPrivileges) ops.push(seccompOp);
   ops.push({ op: "sync", code: SYNC.CREATED });
   ops.push({ op: "waitFifo" });
   ops.push(...hookOps(spec.hooks?.startContainer));
