@@ -52,10 +52,11 @@
 	X(EXEC, 33, "svvs")               /* file argv env path */                          \
 	X(RESOLVE_EXEC, 34, "")                                                             \
 	X(SIGNAL_FIFO, 35, "")                                                              \
-	X(IDMAP_MOUNT, 36, "ssuuuuu")     /* source target usernsFd recursive attrSet inRoot targetIsFile */
+	X(IDMAP_MOUNT, 36, "ssuuuuu")     /* source target usernsFd recursive attrSet inRoot targetIsFile */ \
+	X(SESSION_KEYRING, 37, "s")       /* name */
 
 #define OP_ENUM(name, code, format) OP_##name = code,
-enum op_code { OPS(OP_ENUM) OP_LAST = 36 };
+enum op_code { OPS(OP_ENUM) OP_LAST = 37 };
 
 /* Messages executor -> tsrun: one SOCK_SEQPACKET datagram each, u32 type first.
  * The answer to MSG_SYNC is one datagram tsrun -> executor: a status byte (0 = go on, anything

@@ -246,6 +246,23 @@ test("socket activation: LISTEN_FDS for tsrun's own pid passes those fds first a
   expect(r.stdout.toString()).toBe("1 1\nfrom-listen-fd\nfrom-preserved-fd\n");
 });
 
+test("the container gets a session keyring of its own (not with --no-new-keyring)", () => {
+  const b = env.bundle("keys", (s) => {
+    s.process.args = ["sh", "-c", "grep -c \"_ses.$(hostname)\" /proc/keys"];
+    s.linux.maskedPaths = s.linux.maskedPaths.filter((p: string) => p !== "/proc/keys");
+  });
+  const cfg = join(b, "config.json");
+  const withHost = (h: string) => {
+    const c = JSON.parse(readFileSync(cfg, "utf8"));
+    c.hostname = h;
+    require("node:fs").writeFileSync(cfg, JSON.stringify(c));
+  };
+  withHost("keyring-none");
+  expect(env.tsrun(["run", "--no-new-keyring", "--bundle", b, "keyring-none"]).stdout.trim()).toBe("0");
+  withHost("keyring-own");
+  expect(env.tsrun(["run", "--bundle", b, "keyring-own"]).stdout.trim()).toBe("1");
+});
+
 describe("seccomp", () => {
   test("a profile is enforced in the container, with and without no_new_privs", () => {
     for (const nnp of [true, false]) {

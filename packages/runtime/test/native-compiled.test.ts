@@ -42,7 +42,8 @@ const ns = Array.from({ length: n }, () => once([{ op: "fork", flags: 0x20000000
 console.log(JSON.stringify({ exe, plainMs: median(plain), nsMs: median(ns) }));
 `;
 
-describe.skipIf(!isRoot)("compiled binary", () => {
+describe("compiled binary", () => {
+  test("these tests need root", () => expect(isRoot).toBe(true));
   test(
     "embeds libtsrun.so and the executor, spawns from /$bunfs, and what a spawn costs",
     () => {

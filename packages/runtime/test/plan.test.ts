@@ -181,6 +181,14 @@ test("seccomp: loaded before the user change without no_new_privs, just before '
   expect(() => compilePlan(input((s) => (s.linux.seccomp = { defaultAction: "SCMP_ACT_ALLOW", listenerPath: "/l", syscalls: [{ names: ["mkdir"], action: "SCMP_ACT_NOTIFY" }] })))).toThrow(/NOTIFY/);
 });
 
+test("session keyring unless --no-new-keyring; AppArmor profile only where AppArmor is enabled", () => {
+  expect(find(compilePlan(input(() => {}, { id: "c9" })).ops, "sessionKeyring")).toEqual([{ op: "sessionKeyring", name: "_ses.c9" }]);
+  expect(find(compilePlan(input(() => {}, { noNewKeyring: true })).ops, "sessionKeyring")).toEqual([]);
+  const aa = compilePlan(input((s) => (s.process.apparmorProfile = "docker-default"), { apparmor: true })).ops;
+  expect(find(aa, "writeFile").at(-1)).toEqual({ op: "writeFile", path: "/proc/self/attr/apparmor/exec", data: "exec docker-default" });
+  expect(() => compilePlan(input((s) => (s.process.apparmorProfile = "p")))).toThrow(/AppArmor/);
+});
+
 test("device rules alone, and empty resource sections, are accepted", () => {
   expect(() => compilePlan(input((s) => (s.linux.resources = { devices: [{ allow: false, access: "rwm" }], memory: {}, pids: null })))).not.toThrow();
 });

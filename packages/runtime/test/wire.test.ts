@@ -45,6 +45,7 @@ const EVERY_OP: Op[] = [
   { op: "hook", path: "/usr/bin/hook", args: [], env: ["A=1"], stdin: '{"ociVersion":"1.3.0"}', timeoutMs: 0 },
   { op: "resolveExec" },
   { op: "signalFifo" },
+  { op: "sessionKeyring", name: "_ses.abc" },
   { op: "idmapMount", source: "/vol", target: "data", usernsFd: 5, recursive: true, attrSet: 1, inRoot: true, targetIsFile: false },
   { op: "exec", file: "sh", argv: ["sh", "-c", "echo 🐧"], env: ["PATH=/bin", "TERM=xterm"], path: "/usr/bin:/bin" },
 ];

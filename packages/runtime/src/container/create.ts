@@ -128,6 +128,14 @@ function applyDeviceRules(cg: CgroupManager, spec: Spec): void {
   applyDevicesV1(dir, [{ allow: false, access: "rwm" }, ...own, ...DEFAULT_ALLOWED, ...created]);
 }
 
+function apparmorEnabled(): boolean {
+  try {
+    return readFileSync("/sys/module/apparmor/parameters/enabled", "utf8").trim() === "Y";
+  } catch {
+    return false;
+  }
+}
+
 /** The mount point (from /proc/self/mountinfo) that `path` is on: the longest one above it. */
 function mountPointOf(path: string): string | undefined {
   let best: string | undefined;
@@ -227,6 +235,9 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
         preserveFds: fdCount,
         idmapFds,
         rootfsParentMount: mountPointOf(rootfs),
+        id: opts.id,
+        noNewKeyring: opts.noNewKeyring ?? false,
+        apparmor: apparmorEnabled(),
         noPivot: opts.noPivot ?? false,
         cgroups: cgroupSource(cg),
         hostPathKind: (p) => {

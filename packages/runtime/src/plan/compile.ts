@@ -23,6 +23,12 @@ export interface PlanInput {
   preserveFds: number;
   noPivot: boolean;
   cgroups?: CgroupMountSource;
+  /** The container id: names its session keyring. */
+  id?: string;
+  /** --no-new-keyring: keep the caller's session keyring. */
+  noNewKeyring?: boolean;
+  /** AppArmor is enabled on this host (/sys/module/apparmor/parameters/enabled). */
+  apparmor?: boolean;
   /** The mount point the rootfs lives on (host mountinfo): made private when "/" is shared, or pivot_root refuses. */
   rootfsParentMount?: string;
   /** For each idmapped mount (by index in `mounts`): the fd, in the executor, of a user namespace with its mapping. */
@@ -125,7 +131,7 @@ export function compilePlan(input: PlanInput): InitPlan {
   const unapplied = unappliedResources(spec.linux?.resources);
   if (unapplied.length)
     throw new PlanError(unapplied[0]!, `resource limits are not implemented in this version of tsrun, only device rules (${unapplied.join(", ")}); they are refused rather than ignored`);
-  if (proc.apparmorProfile) throw new PlanError("/process/apparmorProfile", "AppArmor is not enabled on this host");
+  if (proc.apparmorProfile && !input.apparmor) throw new PlanError("/process/apparmorProfile", "AppArmor is not enabled on this host");
   if (proc.selinuxLabel) throw new PlanError("/process/selinuxLabel", "SELinux is not enabled on this host");
 
   const { fresh, joined } = namespaces(spec);
@@ -173,6 +179,7 @@ export function compilePlan(input: PlanInput): InitPlan {
   if (spec.hostname !== undefined && fresh.has("uts")) ops.push({ op: "sethostname", name: spec.hostname });
   if (spec.domainname !== undefined && fresh.has("uts")) ops.push({ op: "setdomainname", name: spec.domainname });
 
+  if (!input.noNewKeyring) ops.push({ op: "sessionKeyring", name: `_ses.${input.id ?? "tsrun"}` });
   if (proc.terminal) ops.push({ op: "console", rows: proc.consoleSize?.height ?? 0, cols: proc.consoleSize?.width ?? 0, devConsole: true });
   else ops.push({ op: "setsid" });
   if (proc.oomScoreAdj !== undefined) ops.push({ op: "writeFile", path: "/proc/self/oom_score_adj", data: String(proc.oomScoreAdj) });
@@ -207,6 +214,8 @@ export function compilePlan(input: PlanInput): InitPlan {
   ops.push({ op: "prctl", option: PR_SET_DUMPABLE, arg: 0n });
   ops.push({ op: "umask", mask: user.umask ?? 0o022 });
   ops.push({ op: "chdir", path: proc.cwd });
+  // The AppArmor profile the program is exec'd into.
+  if (proc.apparmorProfile) ops.push({ op: "writeFile", path: "/proc/self/attr/apparmor/exec", data: `exec ${proc.apparmorProfile}` });
   // Find the program now, as runc does: after `start` nobody is left to hear that it is missing.
   ops.push({ op: "resolveExec" });
   // With no_new_privs, as late as possible (fewer of the executor's own syscalls must pass the

@@ -78,6 +78,8 @@ export type Op =
    * the write end (CLOEXEC): start returns once the program runs (startContainer hooks done).
    */
   | { op: "signalFifo" }
+  /** keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): a session keyring of the container's own. */
+  | { op: "sessionKeyring"; name: string }
   /**
    * An idmapped bind mount (open_tree, mount_setattr(MOUNT_ATTR_IDMAP | attrSet), move_mount):
    * `usernsFd` is an fd the executor inherited (a user namespace holding the mount's mapping).

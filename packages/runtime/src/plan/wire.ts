@@ -67,6 +67,7 @@ export const OP_WIRE: { readonly [K in OpName]: { code: number; fields: readonly
   exec: { code: 33, fields: [["file", "s"], ["argv", "v"], ["env", "v"], ["path", "s"]] },
   resolveExec: { code: 34, fields: [] },
   signalFifo: { code: 35, fields: [] },
+  sessionKeyring: { code: 37, fields: [["name", "s"]] },
   idmapMount: {
     code: 36,
     fields: [["source", "s"], ["target", "s"], ["usernsFd", "u"], ["recursive", "u"], ["attrSet", "u"], ["inRoot", "u"], ["targetIsFile", "u"]],
