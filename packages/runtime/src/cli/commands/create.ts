@@ -1,5 +1,5 @@
-import { defineCommand } from "../def.ts";
-import { createContainer } from "../../container/create.ts";
+import { defineCommand, type Context, type FlagValues } from "../def.ts";
+import { createContainer, type CreateOptions } from "../../container/create.ts";
 import { Store } from "../../container/store.ts";
 
 export const createFlags = {
@@ -11,6 +11,22 @@ export const createFlags = {
   "preserve-fds": { type: "integer", description: "pass this many additional fds (3 and up) to the container", default: 0, min: 0 },
 } as const;
 
+type CreateFlags = FlagValues<typeof createFlags>;
+
+/** The library's create options from the command line (shared by create and run). */
+export function createOptions(ctx: Context, flags: CreateFlags, id: string): CreateOptions {
+  return {
+    id,
+    bundle: flags.bundle ?? ".",
+    ...(flags["pid-file"] ? { pidFile: flags["pid-file"] } : {}),
+    ...(flags["console-socket"] ? { consoleSocket: flags["console-socket"] } : {}),
+    noPivot: flags["no-pivot"],
+    noNewKeyring: flags["no-new-keyring"],
+    preserveFds: flags["preserve-fds"],
+    systemdCgroup: ctx.globals.systemdCgroup,
+  };
+}
+
 export default defineCommand({
   summary: "create a container (its program waits for `tsrun start`)",
   description:
@@ -19,16 +35,7 @@ export default defineCommand({
   flags: createFlags,
   args: [{ name: "id", description: "the container id, unique on this root", required: true }],
   run(ctx, flags, args) {
-    createContainer(new Store(ctx.globals.root), {
-      id: args[0]!,
-      bundle: flags.bundle ?? ".",
-      ...(flags["pid-file"] ? { pidFile: flags["pid-file"] } : {}),
-      ...(flags["console-socket"] ? { consoleSocket: flags["console-socket"] } : {}),
-      noPivot: flags["no-pivot"],
-      noNewKeyring: flags["no-new-keyring"],
-      preserveFds: flags["preserve-fds"],
-      systemdCgroup: ctx.globals.systemdCgroup,
-    });
+    createContainer(new Store(ctx.globals.root), createOptions(ctx, flags, args[0]!));
     return 0;
   },
 });

@@ -1,5 +1,5 @@
 import { defineCommand } from "../def.ts";
-import { createFlags } from "./create.ts";
+import { createFlags, createOptions } from "./create.ts";
 import { runContainer } from "../../container/run.ts";
 import { Store } from "../../container/store.ts";
 
@@ -16,17 +16,6 @@ export default defineCommand({
   },
   args: [{ name: "id", description: "the container id, unique on this root", required: true }],
   run(ctx, flags, args) {
-    return runContainer(new Store(ctx.globals.root), {
-      id: args[0]!,
-      bundle: flags.bundle ?? ".",
-      ...(flags["pid-file"] ? { pidFile: flags["pid-file"] } : {}),
-      ...(flags["console-socket"] ? { consoleSocket: flags["console-socket"] } : {}),
-      noPivot: flags["no-pivot"],
-      noNewKeyring: flags["no-new-keyring"],
-      preserveFds: flags["preserve-fds"],
-      systemdCgroup: ctx.globals.systemdCgroup,
-      detach: flags.detach,
-      keep: flags.keep,
-    });
+    return runContainer(new Store(ctx.globals.root), { ...createOptions(ctx, flags, args[0]!), detach: flags.detach, keep: flags.keep });
   },
 });
