@@ -16,8 +16,8 @@ export function features(): Features {
     linux: {
       namespaces: [...NAMESPACE_TYPES].sort(),
       capabilities: [...CAPABILITIES],
-      // Containers are placed in cgroups on v1 and v2 hosts (device rules on v1 only; resource
-      // limits are refused until they are implemented). Not implemented yet: said so.
+      // Containers are placed in cgroups and limited on v1 and v2 hosts (device rules on v1
+      // only); systemd and rdma are not implemented: said so.
       cgroup: { v1: true, v2: true, systemd: false, systemdUser: false, rdma: false },
       seccomp: {
         enabled: true,

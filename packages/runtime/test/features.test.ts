@@ -263,6 +263,23 @@ test("the container gets a session keyring of its own (not with --no-new-keyring
   expect(env.tsrun(["run", "--bundle", b, "keyring-own"]).stdout.trim()).toBe("1");
 });
 
+describe("resources", () => {
+  test("memory, cpu and pids limits are in force inside the container", () => {
+    const r = inside(
+      "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.shares",
+      (s) => (s.linux.resources = { ...s.linux.resources, memory: { limit: 64 << 20 }, pids: { limit: 50 }, cpu: { quota: 50000, period: 100000, shares: 512 } }),
+    );
+    expect(r.err).toBe("");
+    expect(r.out.trim().split("\n")).toEqual([String(64 << 20), "50", "50000", "512"]);
+  });
+
+  test("a limit this host cannot apply refuses the create and leaves nothing", () => {
+    const r = inside("true", (s) => (s.linux.resources = { ...s.linux.resources, hugepageLimits: [{ pageSize: "2MB", limit: 1 << 30 }] }));
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("/linux/resources/hugepageLimits/0");
+  });
+});
+
 describe("seccomp", () => {
   test("a profile is enforced in the container, with and without no_new_privs", () => {
     for (const nnp of [true, false]) {

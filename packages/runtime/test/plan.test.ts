@@ -144,8 +144,6 @@ describe("compilePlan", () => {
       [(s) => (s.process.apparmorProfile = "p"), "/process/apparmorProfile"],
       [(s) => (s.linux.namespaces = s.linux.namespaces.filter((n: Json) => n.type !== "mount")), "/linux/namespaces"],
       [(s) => (s.mounts[0].options = ["idmap"]), "/mounts/0"],
-      [(s) => (s.linux.resources.memory = { limit: 1 << 20 }), "/linux/resources/memory/limit"],
-      [(s) => (s.linux.resources.cpu = { cpus: "0" }), "/linux/resources/cpu/cpus"],
     ];
     for (const [patch, pointer] of cases) {
       try {
@@ -187,10 +185,6 @@ test("session keyring unless --no-new-keyring; AppArmor profile only where AppAr
   const aa = compilePlan(input((s) => (s.process.apparmorProfile = "docker-default"), { apparmor: true })).ops;
   expect(find(aa, "writeFile").at(-1)).toEqual({ op: "writeFile", path: "/proc/self/attr/apparmor/exec", data: "exec docker-default" });
   expect(() => compilePlan(input((s) => (s.process.apparmorProfile = "p")))).toThrow(/AppArmor/);
-});
-
-test("device rules alone, and empty resource sections, are accepted", () => {
-  expect(() => compilePlan(input((s) => (s.linux.resources = { devices: [{ allow: false, access: "rwm" }], memory: {}, pids: null })))).not.toThrow();
 });
 
 test("inRootPath normalises and cannot climb out", () => {

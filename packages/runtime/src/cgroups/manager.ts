@@ -2,9 +2,9 @@
 // (hybrid: the v1 controllers do the work, the cgroup2 directory tracks the processes, which gives
 // cgroup.kill and a tree that tools reading only cgroup2 can follow; runc does the same).
 //
-// Per-controller work lives in one file per controller under v1/ and v2/ (today only what
-// creating needs: v1/cpuset.ts, v2/subtree.ts); resource limits will add an apply(dir, resources)
-// file per controller there, called from here, without changing the lifecycle below.
+// Per-controller work lives in one file per controller under v1/ and v2/: what creating needs
+// (v1/cpuset.ts, v2/subtree.ts) is called from here; resource limits (an apply(dir, resources)
+// per controller) are driven by resources.ts through paths() and mode, outside the lifecycle below.
 
 import { existsSync, mkdirSync, rmdirSync } from "node:fs";
 import { posix } from "node:path";

@@ -14,7 +14,7 @@ import { compilePlan, PlanError, type CgroupMountSource } from "../plan/compile.
 import { SYNC, type Op } from "../plan/ops.ts";
 import { encodePlan } from "../plan/wire.ts";
 import { runHooks } from "../hooks/run.ts";
-import { applyDevicesV1, cgroupManager, DEFAULT_ALLOWED, type CgroupManager } from "../cgroups/index.ts";
+import { applyDevicesV1, applyResources, cgroupManager, DEFAULT_ALLOWED, unsupportedResourceReasons, type CgroupManager } from "../cgroups/index.ts";
 import { startMigrationWarmUp } from "./warmup.ts";
 import * as linux from "../linux/index.ts";
 import { ContainerError } from "./errors.ts";
@@ -266,6 +266,14 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
     // first sync point until it is in the cgroup.
     cg.create();
     applyDeviceRules(cg, spec);
+    // Every limit is applied or the create refused: never a limit silently dropped. Judged
+    // once the cgroup exists (a hierarchy's root has no limit files to look at).
+    const resources = spec.linux?.resources;
+    if (resources) {
+      const unsupported = unsupportedResourceReasons(cg, resources);
+      if (unsupported.length) throw new ContainerError(`container ${opts.id}: ${unsupported.map((u) => `${u.pointer}: ${u.reason}`).join("; ")}`);
+      applyResources(cg, resources, { warn: (m) => process.stderr.write(`tsrun: warning: ${m}\n`) });
+    }
     trace("create: cgroup made");
     cg.addProcess(stage1);
     trace("create: in cgroup");

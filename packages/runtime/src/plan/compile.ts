@@ -106,19 +106,6 @@ function hookOps(hooks: Hook[] | undefined): Op[] {
   return (hooks ?? []).map((h) => ({ op: "hook", path: h.path, args: h.args ?? [h.path], env: h.env ?? [], stdin: null, timeoutMs: (h.timeout ?? 0) * 1000 }));
 }
 
-/** Pointers of the resource settings tsrun would have to apply but cannot yet (all but devices). */
-export function unappliedResources(resources: object | undefined): string[] {
-  const out: string[] = [];
-  const walk = (v: unknown, ptr: string) => {
-    if (v === null || v === undefined) return;
-    if (Array.isArray(v)) v.forEach((x, i) => walk(x, `${ptr}/${i}`));
-    else if (typeof v === "object") for (const [k, x] of Object.entries(v)) walk(x, `${ptr}/${k}`);
-    else out.push(ptr);
-  };
-  for (const [k, v] of Object.entries(resources ?? {})) if (k !== "devices") walk(v, `/linux/resources/${k}`);
-  return out;
-}
-
 export function compilePlan(input: PlanInput): InitPlan {
   const { spec } = input;
   const proc = spec.process;
@@ -128,9 +115,6 @@ export function compilePlan(input: PlanInput): InitPlan {
   // Compiled first: a profile tsrun cannot compile fails the create before anything is made.
   const seccomp = spec.linux?.seccomp ? compileSeccomp(spec.linux.seccomp) : undefined;
   const seccompOp: Op | undefined = seccomp && { op: "seccomp", flags: seccomp.flags, program: seccomp.program };
-  const unapplied = unappliedResources(spec.linux?.resources);
-  if (unapplied.length)
-    throw new PlanError(unapplied[0]!, `resource limits are not implemented in this version of tsrun, only device rules (${unapplied.join(", ")}); they are refused rather than ignored`);
   if (proc.apparmorProfile && !input.apparmor) throw new PlanError("/process/apparmorProfile", "AppArmor is not enabled on this host");
   if (proc.selinuxLabel) throw new PlanError("/process/selinuxLabel", "SELinux is not enabled on this host");
 

@@ -2,10 +2,16 @@
 // to move a task into it (ENOSPC) until both are set. So every level we create gets its parent's
 // values, top-down, like runc's fs driver (it copies rather than setting clone_children, which
 // would also copy cpu_exclusive-related constraints into new children).
+//
+// Resources: linux.resources.cpu.cpus and .mems replace those inherited values (cpusetV1).
 
+import { existsSync } from "node:fs";
 import { posix } from "node:path";
+import type { LinuxResources } from "@tsrun/ocispec/src/index.ts";
 import { readText, writeText } from "../fs.ts";
 import type { V1Hierarchy } from "../detect.ts";
+import { controller, type Requested } from "../controller.ts";
+import { given, RESOURCES } from "../values.ts";
 
 /**
  * Makes `dir` (and its ancestors up to the mount, as needed) usable. `firstCreated` is the
@@ -32,3 +38,24 @@ export function prepareCpuset(hier: V1Hierarchy, dir: string, firstCreated: stri
     }
   }
 }
+
+export const cpusetV1 = controller({
+  name: "cpuset",
+  requested(r: LinuxResources): Requested[] {
+    const c = r.cpu;
+    if (!given(c)) return [];
+    const out: Requested[] = [];
+    // An empty string is "not set" (runc's rule): an empty cpuset would refuse every task.
+    if (given(c.cpus) && c.cpus !== "") out.push({ pointer: `${RESOURCES}/cpu/cpus`, files: ["cpuset.cpus", "cpus"] });
+    if (given(c.mems) && c.mems !== "") out.push({ pointer: `${RESOURCES}/cpu/mems`, files: ["cpuset.mems", "mems"] });
+    return out;
+  },
+  apply(dir: string, r: LinuxResources): void {
+    const c = r.cpu;
+    if (!given(c)) return;
+    // A noprefix mount (old Android/cpuset-only set-ups) names the files "cpus" and "mems".
+    const prefix = existsSync(`${dir}/cpuset.cpus`) ? "cpuset." : "";
+    if (given(c.cpus) && c.cpus !== "") writeText(`${dir}/${prefix}cpus`, c.cpus);
+    if (given(c.mems) && c.mems !== "") writeText(`${dir}/${prefix}mems`, c.mems);
+  },
+});
