@@ -65,7 +65,9 @@ function thrown(f: () => void): CgroupError {
   throw new Error("did not throw");
 }
 
-describe.skipIf(!hybrid)("v1 controllers (hybrid host, default mode)", () => {
+test("these tests need root on a hybrid cgroup host", () => expect(hybrid).toBe(true));
+
+describe("v1 controllers (hybrid host, default mode)", () => {
   test("memory: limit, swap (memsw total), reservation, swappiness, OOM killer; kernel ignored with a warning", () => {
     const m = created();
     const warnings: string[] = [];
@@ -211,7 +213,7 @@ describe.skipIf(!hybrid)("v1 controllers (hybrid host, default mode)", () => {
   });
 });
 
-describe.skipIf(!hybrid)("v2 mode (the cgroup2 tree: only hugetlb here)", () => {
+describe("v2 mode (the cgroup2 tree: only hugetlb here)", () => {
   const r: LinuxResources = {
     memory: { limit: 64 * MiB, swap: 128 * MiB, swappiness: 10 },
     cpu: { shares: 1024, quota: 10000, period: 100000, cpus: "0" },
@@ -274,7 +276,7 @@ describe.skipIf(!hybrid)("v2 mode (the cgroup2 tree: only hugetlb here)", () => 
   });
 });
 
-test.skipIf(!isRoot)("applyResources before create() is refused", () => {
+test("applyResources before create() is refused", () => {
   const m = manager();
   expect(thrown(() => applyResources(m, { pids: { limit: 1 } })).code).toBe("ENOENT");
 });
