@@ -55,17 +55,16 @@ async function waitExit(pid: number, pty: number | undefined): Promise<number> {
   const rawTty = pty !== undefined && process.stdin.isTTY;
   if (rawTty) process.stdin.setRawMode(true);
   try {
-    for (let delay = 1; ; delay = Math.min(delay * 2, 20)) {
-      const r = linux.waitpid(pid, linux.WNOHANG);
-      if (r.pid === pid || r.pid < 0) {
+    for (;;) {
+      // Without a terminal, sleep on the process itself (pidfd) so that its exit is seen at
+      // once; with one, on the terminal's output. Then let the event loop run signal handlers.
+      const r = pty === undefined ? linux.waitpidTimeout(pid, 20) : linux.waitpid(pid, linux.WNOHANG);
+      if (r !== null && (r.pid === pid || r.pid < 0)) {
         if (pty !== undefined) pump(pty, buf, 0);
         return r.pid < 0 ? 255 : r.exited ? r.code : 128 + r.signal;
       }
-      if (pty === undefined) await Bun.sleep(delay);
-      else {
-        pump(pty, buf, 10);
-        await Bun.sleep(0);
-      }
+      if (pty !== undefined) pump(pty, buf, 10);
+      await Bun.sleep(0);
     }
   } finally {
     if (rawTty) process.stdin.setRawMode(false);
