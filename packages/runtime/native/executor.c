@@ -78,7 +78,6 @@ struct mount_attr_ { uint64_t attr_set, attr_clr, propagation, userns_fd; };
 
 static int sync_fd = -1;
 static int root_fd = -1;      /* setRoot: inRoot paths resolve below it */
-static const char *root_path; /* so that a mount onto the root reopens root_fd */
 static int fifo_fd = -1, fifo_wfd = -1;
 static uint32_t cur_op = ERROR_OP_PLAN;
 static int last_cap;
@@ -436,10 +435,6 @@ static void op_mount(const struct op *o)
 		TRY(mount(NULL, tp = retarget(&t), NULL, prop | (base & MS_REC), NULL), "mount: set propagation %#lx on %s", prop, dst);
 	if (t.fd >= 0)
 		close(t.fd);
-	/* the root was mounted over (bound onto itself for pivot_root): inRoot paths must resolve
-	 * in the new mount, not in the covered directory */
-	if (!inroot && root_path && !strcmp(dst, root_path))
-		reopen_root(root_path);
 }
 
 static void op_mount_setattr(const struct op *o)
@@ -925,8 +920,7 @@ static void run(uint32_t code, const struct op *o)
 		TRY(fd = open(s, O_PATH | O_DIRECTORY | O_CLOEXEC), "open the root %s", s);
 		if (root_fd >= 0)
 			close(root_fd);
-		root_fd = fd;
-		root_path = s;
+		root_fd = fd; /* the plan sets the root after binding it onto itself: no reopening */
 		break;
 	case OP_MOUNT: op_mount(o); break;
 	case OP_MOUNT_SETATTR: op_mount_setattr(o); break;

@@ -4,7 +4,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -15,7 +14,6 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "wire.h"
@@ -126,29 +124,16 @@ int tsrun_spawn(int exe_fd, int plan_fd, int sync_fd, const int *stdio, const in
 }
 
 /*
- * Receives one datagram from the sync socket within timeout_ms: its length, 0 at EOF,
- * -ETIMEDOUT, or -errno. An fd passed along (SCM_RIGHTS) lands in *fd, CLOEXEC; else -1.
+ * Receives one datagram from the sync socket without waiting (tsrun polls it first): its
+ * length, 0 at EOF, or -errno. An fd passed along (SCM_RIGHTS) lands in *fd, CLOEXEC; else -1.
  */
-int tsrun_recv(int sock, int timeout_ms, void *buf, int len, int *fd)
+int tsrun_recv(int sock, void *buf, int len, int *fd)
 {
 	union { struct cmsghdr h; char b[CMSG_SPACE(4 * sizeof(int))]; } ctl;
 	struct iovec iov = { buf, (size_t)len };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof ctl.b };
-	struct pollfd p = { sock, POLLIN, 0 };
-	struct timespec now, end;
 	ssize_t n;
-	int r;
 	*fd = -1;
-	clock_gettime(CLOCK_MONOTONIC, &end);
-	end.tv_sec += timeout_ms / 1000;
-	end.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	do { /* restart after a signal with what is left of the timeout */
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		long left = (end.tv_sec - now.tv_sec) * 1000 + (end.tv_nsec - now.tv_nsec) / 1000000;
-		r = poll(&p, 1, left > 0 ? (int)left : 0);
-	} while (r < 0 && errno == EINTR);
-	if (r <= 0)
-		return r == 0 ? -ETIMEDOUT : -errno;
 	while ((n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT)) < 0 && errno == EINTR)
 		;
 	if (n < 0)

@@ -7,14 +7,14 @@ import { readFileSync } from "node:fs";
 import libPath from "../../native/build/libtsrun.so" with { type: "file" };
 import exePath from "../../native/build/tsrun-exec" with { type: "file" };
 import { AF_UNIX, SOCK } from "./constants.ts";
-import { close, sealedMemfd, sendBytes, socketpair, SysError } from "./libc.ts";
+import { close, pollIn, sealedMemfd, sendBytes, socketpair, SysError } from "./libc.ts";
 
 const { i32, u32, ptr } = FFIType;
 
 function open() {
   return dlopen(libPath, {
     tsrun_spawn: { args: [i32, i32, i32, ptr, ptr, i32], returns: i32 },
-    tsrun_recv: { args: [i32, i32, ptr, i32, ptr], returns: i32 },
+    tsrun_recv: { args: [i32, ptr, i32, ptr], returns: i32 },
     tsrun_send_fd: { args: [ptr, i32, ptr], returns: i32 },
     tsrun_wire_version: { args: [], returns: u32 },
   });
@@ -25,7 +25,6 @@ function native(): ReturnType<typeof open>["symbols"] {
   return (lib ??= open().symbols);
 }
 
-const ETIMEDOUT = 110;
 const EPROTO = 71;
 
 let exeFd: number | undefined;
@@ -114,8 +113,8 @@ export class SyncChannel {
 
   /** The next message; {type:"eof"} once every executor stage has exited or exec'd. Throws SyncTimeout. */
   recv(timeoutMs: number): Message {
-    const n = native().tsrun_recv(this.fd, Math.max(0, Math.floor(timeoutMs)), this.buf, this.buf.length, this.fdOut);
-    if (n === -ETIMEDOUT) throw new SyncTimeout(timeoutMs);
+    if (!pollIn(this.fd, Math.max(0, Math.floor(timeoutMs)))) throw new SyncTimeout(timeoutMs);
+    const n = native().tsrun_recv(this.fd, this.buf, this.buf.length, this.fdOut);
     if (n < 0) throw new SysError("recvmsg", -n, "sync socket");
     if (n === 0) return { type: "eof" };
     const v = new DataView(this.buf.buffer, 0, n);
