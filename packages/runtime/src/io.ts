@@ -1,4 +1,4 @@
-import { writeSync } from "node:fs";
+import { renameSync, writeFileSync, writeSync } from "node:fs";
 
 /**
  * Writes all of `text` to a file descriptor synchronously. Cheaper at start-up than
@@ -15,4 +15,15 @@ export function writeAll(fd: number, data: string | Uint8Array): void {
       Bun.sleepSync(1);
     }
   }
+}
+
+/**
+ * Replaces `path` so that a reader sees the old file or the new one, never half of one: write a
+ * temporary file beside it, rename it over. No fsync: what matters is the rename's atomicity
+ * (state lives on tmpfs), not surviving a power cut.
+ */
+export function writeFileAtomic(path: string, data: string, mode = 0o600): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, data, { mode });
+  renameSync(tmp, path);
 }

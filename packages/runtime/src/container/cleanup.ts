@@ -1,5 +1,6 @@
 // Locking and teardown, shared by create (on failure) and delete.
-import { openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { openSync, readFileSync } from "node:fs";
+import { writeFileAtomic } from "../io.ts";
 import { join } from "node:path";
 import { cgroupManagerFromJSON } from "../cgroups/index.ts";
 import * as linux from "../linux/index.ts";
@@ -45,9 +46,7 @@ export function isLocked(store: Store, id: string): boolean {
  * finds the cgroup with it even when state.json is lost or corrupt.
  */
 export function saveCgroupRecord(store: Store, id: string, cgroup: unknown): void {
-  const file = join(store.dir(id), "cgroup.json");
-  writeFileSync(`${file}.tmp`, JSON.stringify(cgroup), { mode: 0o600 });
-  renameSync(`${file}.tmp`, file);
+  writeFileAtomic(join(store.dir(id), "cgroup.json"), JSON.stringify(cgroup));
 }
 
 function loadCgroupRecord(store: Store, id: string): unknown {

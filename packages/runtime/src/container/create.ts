@@ -3,7 +3,8 @@
 // being killed — leaves nothing that `delete --force` cannot remove: the state directory is
 // claimed first, the cgroup is recorded before it is made, and the executor dies with its sync
 // socket.
-import { closeSync, openSync, readFileSync, realpathSync, statSync, writeFileSync, renameSync } from "node:fs";
+import { closeSync, openSync, readFileSync, realpathSync, statSync, writeFileSync } from "node:fs";
+import { writeFileAtomic } from "../io.ts";
 import { resolve } from "node:path";
 import type { LinuxDeviceCgroup, Spec } from "@tsrun/ocispec/src/index.ts";
 import { validateConfig } from "@tsrun/ocispec/src/config.ts";
@@ -162,10 +163,7 @@ function writeIdMaps(pid: number, spec: Spec): void {
 }
 
 function writePidFile(path: string, pid: number): void {
-  const abs = resolve(path);
-  const tmp = `${abs}.${process.pid}.tmp`;
-  writeFileSync(tmp, String(pid), { mode: 0o644 });
-  renameSync(tmp, abs);
+  writeFileAtomic(resolve(path), String(pid), 0o644);
 }
 
 export function createContainer(store: Store, opts: CreateOptions): Created {

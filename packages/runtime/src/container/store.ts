@@ -1,9 +1,10 @@
 // Container state on disk: <root>/<id>/state.json (atomic write + rename), the exec fifo, and a
 // per-container lock (flock on the directory) held by whoever changes the container.
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Spec } from "@tsrun/ocispec/src/index.ts";
 import { ContainerError } from "./errors.ts";
+import { writeFileAtomic } from "../io.ts";
 
 /** What tsrun remembers about a container between commands. */
 export interface ContainerRecord {
@@ -70,17 +71,7 @@ export class Store {
 
   /** Writes state.json so that a reader sees the old or the new file, never half of one. */
   write(rec: ContainerRecord): void {
-    const file = this.statePath(rec.id);
-    const tmp = `${file}.${process.pid}.tmp`;
-    const fd = openSync(tmp, "w", 0o600);
-    try {
-      // No fsync: the state lives on a tmpfs (/run) in practice, and what matters is that a
-      // reader never sees half a file, which the rename gives.
-      writeSync(fd, JSON.stringify(rec));
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, file);
+    writeFileAtomic(this.statePath(rec.id), JSON.stringify(rec));
   }
 
   /** The record, or a ContainerError saying that the container does not exist or is unreadable. */
