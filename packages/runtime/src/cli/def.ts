@@ -2,7 +2,7 @@
 // fast argv parser used on the container start path and the oclif classes used for help and for
 // the commands that are not on that path.
 import type { GlobalOptions } from "./globals.ts";
-import { UsageError } from "./globals.ts";
+import { splitFlag, UsageError } from "./globals.ts";
 
 export type FlagDef =
   | { type: "boolean"; char?: string; description: string; hidden?: boolean }
@@ -65,13 +65,12 @@ export function parseArgv(def: CommandDef, argv: readonly string[]): { flags: Re
       args.push(arg);
       continue;
     }
-    const body = arg.replace(/^--?/, "");
-    const eq = body.indexOf("=");
-    const key = eq < 0 ? body : body.slice(0, eq);
+    const split = splitFlag(arg);
+    const key = split.name;
     const name = def.flags[key] ? key : byChar.get(key);
     const f = name === undefined ? undefined : def.flags[name];
     if (!f || name === undefined) throw new UsageError(`flag provided but not defined: ${arg.split("=")[0]}`);
-    let value: string | undefined = eq < 0 ? undefined : body.slice(eq + 1);
+    let value = split.value;
     if (f.type === "boolean") {
       if (value !== undefined && value !== "true" && value !== "false") throw new UsageError(`invalid boolean value ${JSON.stringify(value)} for --${name}`);
       flags[name] = value === undefined || value === "true";

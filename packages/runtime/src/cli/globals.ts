@@ -31,6 +31,16 @@ export interface PreParsed {
 
 const VALUED = new Set(["root", "log", "log-format", "criu", "rootless"]);
 
+/**
+ * "--name=value", "-name=value", "--name" → name and value (undefined without "="). urfave/cli
+ * (runc) accepts long flags with one dash as well as two.
+ */
+export function splitFlag(arg: string): { name: string; value: string | undefined } {
+  const body = arg.replace(/^--?/, "");
+  const eq = body.indexOf("=");
+  return eq < 0 ? { name: body, value: undefined } : { name: body.slice(0, eq), value: body.slice(eq + 1) };
+}
+
 export function preParse(argv: readonly string[]): PreParsed {
   const globals: GlobalOptions = { root: DEFAULT_ROOT, logFormat: "text", debug: false, systemdCgroup: false, rootless: "auto" };
   let version = false;
@@ -43,11 +53,9 @@ export function preParse(argv: readonly string[]): PreParsed {
       break;
     }
     if (!arg.startsWith("-") || arg === "-") break;
-    // urfave/cli (runc) accepts long flags with one dash as well as two.
-    const body = arg.replace(/^--?/, "");
-    const eq = body.indexOf("=");
-    const name = eq < 0 ? body : body.slice(0, eq);
-    let value: string | undefined = eq < 0 ? undefined : body.slice(eq + 1);
+    const split = splitFlag(arg);
+    const name = split.name;
+    let value = split.value;
     if (VALUED.has(name) && value === undefined) {
       const next = argv[i + 1];
       if (name === "rootless" && (next === undefined || !["true", "false", "auto"].includes(next))) value = "true";
