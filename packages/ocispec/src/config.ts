@@ -1,7 +1,8 @@
 // validateConfig: a config.json value in, the typed config or every problem out.
 import type { Spec } from "../generated/types.ts";
 import type { Problem } from "./problem.ts";
-import { schemaProblems } from "./schema.ts";
+import { config as configValidator } from "../generated/validators/config.js";
+import { problemsFrom } from "./schema.ts";
 import { semanticProblems, type SemanticOptions } from "./semantic.ts";
 
 export type Validated<T> = { ok: true; value: T } | { ok: false; problems: Problem[] };
@@ -11,7 +12,7 @@ export type Validated<T> = { ok: true; value: T } | { ok: false; problems: Probl
  * problem is returned at once: the schema's first, then the semantic ones at other places.
  */
 export function validateConfig(value: unknown, opts: SemanticOptions = {}): Validated<Spec> {
-  const problems = [...schemaProblems("config", value)];
+  const problems = [...problemsFrom(configValidator, value)];
   // Where both find fault with one value, the semantic check's message is the more specific one
   // ("must be an absolute path" rather than "does not match ^/").
   for (const p of semanticProblems(value, opts)) {

@@ -7,7 +7,15 @@ import { createHash } from "node:crypto";
 import type { Descriptor, ImageConfig, ImageIndex, ImageLayout, ImageManifest } from "../generated/types.ts";
 import type { Validated } from "./config.ts";
 import { pointerToken, type Problem } from "./problem.ts";
-import { schemaProblems } from "./schema.ts";
+import { descriptor } from "../generated/validators/descriptor.js";
+import { imageIndex } from "../generated/validators/imageIndex.js";
+import { imageManifest } from "../generated/validators/imageManifest.js";
+import { imageConfig } from "../generated/validators/imageConfig.js";
+import { ociLayout } from "../generated/validators/ociLayout.js";
+import type { Validator } from "../generated/validator.ts";
+import { problemsFrom } from "./schema.ts";
+
+const IMAGE_VALIDATORS: Record<ImageDocumentKind, Validator> = { descriptor, imageIndex, imageManifest, imageConfig, ociLayout };
 
 /** Media types of the OCI image-spec v1.1 and of Docker's image manifest v2 schema 2. */
 export const mediaTypes = {
@@ -181,7 +189,7 @@ export function validateImageDocument<K extends ImageDocumentKind>(
   value: unknown,
   opts: ImageValidationOptions = {},
 ): Validated<ImageDocumentTypes[K]> {
-  const problems = merge(schemaProblems(kind, value), findings(kind, value, opts));
+  const problems = merge(problemsFrom(IMAGE_VALIDATORS[kind], value), findings(kind, value, opts));
   if (problems.length === 0) return { ok: true, value: value as ImageDocumentTypes[K] };
   return { ok: false, problems };
 }

@@ -1,6 +1,7 @@
 export type * from "../generated/types.ts";
 export { validateConfig, type Validated } from "./config.ts";
-export { schemaProblems, type DocumentKind } from "./schema.ts";
+export { problemsFrom, type DocumentKind } from "./schema.ts";
+export { schemaProblems } from "./validators.ts";
 export { closest, editDistance } from "./suggest.ts";
 export { semanticProblems, type SemanticOptions } from "./semantic.ts";
 export { OCI_VERSION, OCI_VERSION_MIN, SUPPORTED_OCI_MAJOR } from "./version.ts";

@@ -1,7 +1,6 @@
 // Schema validation: runs the standalone validators generated from schemas/ and turns ajv's
 // errors into Problems that a person can act on (pointer, message, hint).
-import * as validators from "../generated/validators.js";
-import type { AjvError, Validator } from "../generated/validators.js";
+import type { AjvError, Validator } from "../generated/validator.ts";
 import { pointerToken, type Problem } from "./problem.ts";
 import { closest } from "./suggest.ts";
 
@@ -15,15 +14,8 @@ export type DocumentKind =
   | "imageConfig"
   | "ociLayout";
 
-function validatorFor(kind: DocumentKind): Validator {
-  const v = (validators as unknown as Record<string, Validator | undefined>)[kind];
-  if (!v) throw new Error(`no schema compiled for document kind "${kind}" (run \`bun run gen\`)`);
-  return v;
-}
-
-/** Every schema problem of `value` as a document of `kind`; empty when it conforms. */
-export function schemaProblems(kind: DocumentKind, value: unknown): Problem[] {
-  const validate = validatorFor(kind);
+/** Every problem `validate` (a generated validator) finds in `value`; empty when it conforms. */
+export function problemsFrom(validate: Validator, value: unknown): Problem[] {
   if (validate(value)) return [];
   return translate(validate.errors ?? [], value);
 }
@@ -114,6 +106,8 @@ function problemOf(e: AjvError, doc: unknown): Problem {
       return { pointer: at, message: `has an invalid property name ${JSON.stringify(p.propertyName)}` };
     case "additionalProperties":
       return { pointer: `${at}/${pointerToken(p.additionalProperty)}`, message: "is not allowed here" };
+    case "dependencies":
+      return { pointer: at, message: `must have ${JSON.stringify(p.missingProperty)} when it has ${JSON.stringify(p.property)}` };
     case "multipleOf":
       return { pointer: at, message: `must be a multiple of ${p.multipleOf}` };
     default:

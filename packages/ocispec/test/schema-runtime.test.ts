@@ -4,7 +4,7 @@
 import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { schemaProblems } from "../src/schema.ts";
+import { schemaProblems } from "../src/validators.ts";
 import type { Problem } from "../src/problem.ts";
 
 type Kind = "config" | "state" | "features";

@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { schemaProblems } from "../src/schema.ts";
+import { schemaProblems } from "../src/validators.ts";
 import { closest } from "../src/suggest.ts";
 import { formatProblem, pointerToken } from "../src/problem.ts";
 
