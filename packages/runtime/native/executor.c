@@ -44,6 +44,9 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#ifndef MOUNT_ATTR_IDMAP /* musl: the new mount API lives only in the kernel headers */
+#include <linux/mount.h>
+#endif
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
