@@ -209,8 +209,8 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
     trace("create: state and fifo");
     const cg = cgroupManager({ id: opts.id, cgroupsPath: spec.linux?.cgroupsPath, systemd: opts.systemdCgroup ?? false });
     rec.cgroup = cg.toJSON();
+    // Not in state.json yet: delete --force reads cgroup.json when state.json has no cgroup.
     saveCgroupRecord(store, opts.id, rec.cgroup);
-    store.write(rec);
     trace("create: cgroup recorded");
     // Idmapped mounts: one user namespace per mount, passed after the preserved fds.
     const idmapFds: Record<number, number> = {};

@@ -33,12 +33,16 @@ export function listContainers(store: Store): ReturnType<typeof stateDocument>[]
   return out;
 }
 
-/** Lets the init run the user's program: reads the exec fifo the init is blocked on. */
-export function startContainer(store: Store, id: string): void {
+/**
+ * Lets the init run the user's program: reads the exec fifo the init is blocked on. `created`
+ * is the record `run` has just made in this process: no need to read it back and look it up.
+ * Nothing is written: "running" is the fifo's absence (status.ts).
+ */
+export function startContainer(store: Store, id: string, created?: ContainerRecord): void {
   const lock = lockContainer(store, id);
   try {
-    const rec = store.read(id);
-    const st = status(store, rec);
+    const rec = created ?? store.read(id);
+    const st = created ? "created" : status(store, rec);
     if (st === "stopped") throw new ContainerError("cannot start a container that has stopped");
     if (st === "running") throw new ContainerError("cannot start an already running container");
     if (st !== "created") throw new ContainerError(`cannot start a container in the ${st} state`);
@@ -50,8 +54,6 @@ export function startContainer(store: Store, id: string): void {
       closeSync(fd);
     }
     unlinkSync(fifo);
-    rec.phase = "started";
-    store.write(rec);
     // runtime.md: a failing poststart hook is a warning; the container keeps running.
     for (const w of runHooksWarning("poststart", rec.config.hooks?.poststart, JSON.stringify(stateDocument(rec, "running"))))
       process.stderr.write(`tsrun: warning: ${w}\n`);
@@ -118,7 +120,7 @@ export function deleteContainer(store: Store, id: string, force: boolean): void 
       }
     }
     destroyContainer(store, id, rec);
-    if (rec?.phase === "started" || rec?.phase === "created") {
+    if (rec?.phase === "created") {
       for (const w of runHooksWarning("poststop", rec.config.hooks?.poststop, JSON.stringify(stateDocument(rec, "stopped"))))
         process.stderr.write(`tsrun: warning: ${w}\n`);
     }

@@ -19,7 +19,7 @@ const SIGNO: Record<(typeof FORWARDED)[number], number> = { SIGINT: 2, SIGTERM: 
 export async function runContainer(store: Store, opts: RunOptions): Promise<number> {
   const { rec, console: pty } = createContainer(store, { ...opts, keepConsole: !opts.detach });
   try {
-    startContainer(store, opts.id);
+    startContainer(store, opts.id, rec);
   } catch (e) {
     deleteContainer(store, opts.id, true);
     throw e;

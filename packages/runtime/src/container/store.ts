@@ -20,7 +20,7 @@ export interface ContainerRecord {
   created: string;
   owner: string;
   /** "creating" until set-up has finished, then "created"; the rest is read from the process. */
-  phase: "creating" | "created" | "started";
+  phase: "creating" | "created";
   annotations?: Record<string, string>;
   /** The cgroup manager's serialised paths, for kill --all and delete. */
   cgroup?: unknown;

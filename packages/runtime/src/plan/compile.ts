@@ -3,7 +3,6 @@
 import type { Hook, LinuxDevice, Mount, Spec } from "@tsrun/ocispec/src/index.ts";
 import { CAPABILITIES, CLONE_FLAGS, MS, RLIMITS, type NamespaceType } from "@tsrun/ocispec/src/linux-names.ts";
 import { isBind, parseMountOptions } from "./mounts.ts";
-import { compileSeccomp } from "../seccomp/index.ts";
 import { SYNC, type InitPlan, type Op } from "./ops.ts";
 
 /** Where the host's cgroups for this container are, for `type: cgroup` mounts. */
@@ -113,7 +112,8 @@ export function compilePlan(input: PlanInput): InitPlan {
   const args = proc.args ?? [];
   if (args.length === 0) throw new PlanError("/process/args", "must name the program to run");
   // Compiled first: a profile tsrun cannot compile fails the create before anything is made.
-  const seccomp = spec.linux?.seccomp ? compileSeccomp(spec.linux.seccomp) : undefined;
+  // Loaded only for a config that has a profile: the syscall tables are start-up cost otherwise.
+  const seccomp = spec.linux?.seccomp ? (require("../seccomp/index.ts") as typeof import("../seccomp/index.ts")).compileSeccomp(spec.linux.seccomp) : undefined;
   const seccompOp: Op | undefined = seccomp && { op: "seccomp", flags: seccomp.flags, program: seccomp.program };
   if (proc.apparmorProfile && !input.apparmor) throw new PlanError("/process/apparmorProfile", "AppArmor is not enabled on this host");
   if (proc.selinuxLabel) throw new PlanError("/process/selinuxLabel", "SELinux is not enabled on this host");
