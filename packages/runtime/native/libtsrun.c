@@ -81,6 +81,30 @@ fail:
 	_exit(127);
 }
 
+/* Clones the child of struct spawn; its pid, or -errno (the child is reaped then). */
+static int start(struct spawn *sp)
+{
+	uint64_t all = ~0ULL, old;
+	char *stack = mmap(NULL, STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (stack == MAP_FAILED)
+		return -errno;
+	/* Block everything, glibc's internal signals too (hence the raw syscall): the child starts
+	 * with all blocked and has no chance to run a handler before it resets them. */
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, 8);
+	pid_t pid = clone(child, stack + STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD, sp);
+	int err = errno;
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, 8);
+	munmap(stack, STACK_SIZE);
+	if (pid < 0)
+		return -err;
+	if (sp->err) {
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		return -sp->err;
+	}
+	return pid;
+}
+
 /*
  * Starts the executor from the memfd exe_fd with fds: 0-2 = stdio[0..2] (-1: /dev/null),
  * 3..3+n-1 = preserve[0..n-1], then the plan fd and the sync socket (their numbers go in
@@ -90,7 +114,6 @@ int tsrun_spawn(int exe_fd, int plan_fd, int sync_fd, const int *stdio, const in
 {
 	struct spawn s = { .exe_fd = exe_fd, .nfds = 5 + npreserve };
 	char plan_arg[16], sync_arg[16];
-	uint64_t all = ~0ULL, old;
 	if (npreserve < 0 || npreserve > MAX_PRESERVE)
 		return -EINVAL;
 	for (int i = 0; i < 3; i++)
@@ -102,25 +125,23 @@ int tsrun_spawn(int exe_fd, int plan_fd, int sync_fd, const int *stdio, const in
 	snprintf(plan_arg, sizeof plan_arg, "%d", 3 + npreserve);
 	snprintf(sync_arg, sizeof sync_arg, "%d", 4 + npreserve);
 	s.argv[0] = "tsrun-exec", s.argv[1] = plan_arg, s.argv[2] = sync_arg, s.argv[3] = NULL;
+	return start(&s);
+}
 
-	char *stack = mmap(NULL, STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-	if (stack == MAP_FAILED)
-		return -errno;
-	/* Block everything, glibc's internal signals too (hence the raw syscall): the child starts
-	 * with all blocked and has no chance to run a handler before it resets them. */
-	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, 8);
-	pid_t pid = clone(child, stack + STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD, &s);
-	int err = errno;
-	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, 8);
-	munmap(stack, STACK_SIZE);
-	if (pid < 0)
-		return -err;
-	if (s.err) {
-		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-			;
-		return -s.err;
-	}
-	return pid;
+/*
+ * Starts the executor as the cgroup warm-up of warmup.ts: it writes "0" to `procs` (moving
+ * itself to the cgroup it is in) and exits. Returns its pid, or -errno. Not waited for here:
+ * the write may sit in the kernel for a grace period, which is the point.
+ */
+int tsrun_spawn_warmup(int exe_fd, const char *procs)
+{
+	struct spawn s = { .exe_fd = exe_fd, .nfds = 3, .src = { -1, -1, -1 } };
+	static char path[256];
+	if (strlen(procs) >= sizeof path)
+		return -ENAMETOOLONG;
+	strcpy(path, procs);
+	s.argv[0] = "tsrun-exec", s.argv[1] = "--warm", s.argv[2] = path, s.argv[3] = NULL;
+	return start(&s);
 }
 
 /*

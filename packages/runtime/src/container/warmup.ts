@@ -4,6 +4,7 @@
 // the rest of `create`, so that moving the container's init later is quick. Only an
 // optimisation: any failure is ignored.
 import { ownProcsFile } from "../cgroups/detect.ts";
+import { spawnWarmup } from "../linux/index.ts";
 
 let started = false;
 
@@ -13,8 +14,9 @@ export function startMigrationWarmUp(): void {
   try {
     const procs = ownProcsFile();
     if (!procs) return;
-    Bun.spawn(["/bin/sh", "-c", 'echo 0 > "$0"', procs], { stdio: ["ignore", "ignore", "ignore"] }).unref();
+    // The executor, not /bin/sh through Bun.spawn: about 0.5 ms less of tsrun's own time.
+    spawnWarmup(procs);
   } catch {
-    // no /bin/sh, no cgroup: nothing gained, nothing lost
+    // no cgroup, no memfd: nothing gained, nothing lost
   }
 }

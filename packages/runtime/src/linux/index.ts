@@ -27,4 +27,4 @@ export {
   waitpidTimeout,
   type WaitStatus,
 } from "./libc.ts";
-export { executorFd, sendFd, spawnExecutor, SyncChannel, SyncTimeout, type Message, type SpawnOptions, type Spawned } from "./native.ts";
+export { executorFd, sendFd, spawnExecutor, spawnWarmup, SyncChannel, SyncTimeout, type Message, type SpawnOptions, type Spawned } from "./native.ts";

@@ -17,6 +17,7 @@ function open() {
     tsrun_recv: { args: [i32, ptr, i32, ptr], returns: i32 },
     tsrun_send_fd: { args: [ptr, i32, ptr], returns: i32 },
     tsrun_wire_version: { args: [], returns: u32 },
+    tsrun_spawn_warmup: { args: [i32, ptr], returns: i32 },
   });
 }
 
@@ -31,6 +32,17 @@ let exeFd: number | undefined;
 /** The executor's sealed memfd, made once per process. */
 export function executorFd(): number {
   return (exeFd ??= sealedMemfd("tsrun-exec", readFileSync(exePath), true));
+}
+
+/**
+ * Starts the executor writing "0" to a cgroup.procs file: a move of itself to the cgroup it is
+ * already in (see container/warmup.ts). Returns its pid; nobody waits for it (it may sit in
+ * the kernel for milliseconds, which is the point): tsrun's parent or init reaps it.
+ */
+export function spawnWarmup(procsFile: string): number {
+  const pid = native().tsrun_spawn_warmup(executorFd(), Buffer.from(`${procsFile}\0`));
+  if (pid < 0) throw new SysError("spawn", -pid, "tsrun-exec --warm");
+  return pid;
 }
 
 export interface SpawnOptions {
