@@ -445,7 +445,13 @@ describe("size", () => {
     for (const n of names) expect(c.verdict(n, [7])).toBe(ALLOW);
     expect(c.verdict(names[0]!, [0])).toBe(errno(100));
     expect(c.verdict(names[15]!, [8, 1n << 33n, 0, 0, 0, 0])).toBe(errno(101));
-    expect(run(c.program, { nr: 999 })).toBe(KILL_PROCESS);
+    // A number in a hole of the table keeps the default; one above every known syscall is
+    // ENOSYS (runc's stub), and -1 (no syscall) keeps the default too.
+    expect(run(c.program, { nr: 400 })).toBe(KILL_PROCESS);
+    expect(run(c.program, { nr: 999 })).toBe(errno(38));
+    expect(run(c.program, { nr: 0xffffffff })).toBe(KILL_PROCESS);
+    const allowAll = compile({ defaultAction: "SCMP_ACT_ALLOW", syscalls: [{ names: ["mkdir"], action: "SCMP_ACT_ERRNO" }] });
+    expect(run(allowAll.program, { nr: 999 })).toBe(ALLOW);
   });
 
   test("docker-like default profile for x86_64, x86 and x32", () => {

@@ -283,6 +283,24 @@ function groupRules(rules: { names: string[]; rule: Rule }[], arch: ArchInfo, de
 /** Longest run of `nr == N → ret` jumps sharing one `ret` (each jt must stay ≤ 255). */
 const CHAIN = 250;
 
+const ENOSYS = 38;
+
+/**
+ * The default action for a syscall no rule named (A holds its number). As runc does it: one
+ * newer than every syscall in tsrun's tables gets ENOSYS, as on an older kernel, so that a
+ * libc falls back to an older call instead of failing with the profile's errno (EPERM); nr -1
+ * (no syscall) keeps the default.
+ */
+function emitDefault(asm: Assembler, arch: ArchInfo, defaultRet: number): void {
+  if (defaultRet === SECCOMP_RET.ALLOW || defaultRet === SECCOMP_RET.LOG) return asm.ret(defaultRet);
+  const known = asm.label("known");
+  asm.jump(BPF.JGT, Math.max(...Object.values(arch.table)), null, known);
+  asm.jump(BPF.JEQ, 0xffffffff, known, null);
+  asm.ret(SECCOMP_RET.ERRNO | ENOSYS);
+  asm.place(known);
+  asm.ret(defaultRet);
+}
+
 /** One arch's section: A is not assumed; ends in returns only. */
 function emitSection(asm: Assembler, arch: ArchInfo, groups: Map<number, Rule[]>, defaultRet: number, x32: string | null): void {
   asm.load(SECCOMP_DATA.nr);
@@ -323,7 +341,7 @@ function emitSection(asm: Assembler, arch: ArchInfo, groups: Map<number, Rule[]>
   }
   const blocks = complex.map(([nr, rules]) => ({ nr, rules, label: asm.label(`nr${nr}`) }));
   for (const b of blocks) asm.jump(BPF.JEQ, b.nr, b.label, null);
-  asm.ret(defaultRet);
+  emitDefault(asm, arch, defaultRet);
   for (const b of blocks) {
     asm.place(b.label);
     for (const rule of b.rules) {
