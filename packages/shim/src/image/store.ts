@@ -189,6 +189,40 @@ export class ContentStore {
     return { digest, size: data.length };
   }
 
+  /**
+   * Stores a stream whose digest is not known in advance (e.g. a docker-archive layer.tar),
+   * computing its sha256 while writing; returns digest and size. As with ingest, the blob
+   * becomes visible under its name only when complete.
+   */
+  async putStream(source: ByteSource, opts: { what?: string } = {}): Promise<{ digest: string; size: number }> {
+    const hasher = new Bun.CryptoHasher("sha256");
+    const partial = join(this.ingestDir, `unknown-${process.pid}-${crypto.randomUUID()}`);
+    let size = 0;
+    const fd = openSync(partial, "w", 0o600);
+    try {
+      try {
+        for await (const c of chunks(source)) {
+          hasher.update(c);
+          let off = 0;
+          while (off < c.length) off += writeSync(fd, c, off, c.length - off);
+          size += c.length;
+        }
+      } finally {
+        closeSync(fd);
+      }
+      const digest = `sha256:${hasher.digest("hex")}`;
+      if (!this.has(digest)) {
+        mkdirSync(join(this.blobsDir, "sha256"), { recursive: true, mode: 0o700 });
+        renameSync(partial, this.blobPath(digest));
+      }
+      return { digest, size };
+    } catch (e) {
+      throw new Error(`${opts.what ?? "blob"}: ${e instanceof Error ? e.message : e}`, { cause: e });
+    } finally {
+      rmSync(partial, { force: true });
+    }
+  }
+
   /** Every stored blob's digest. */
   list(): string[] {
     const out: string[] = [];
