@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import {
-  ReferenceError,
+  ImageReferenceError,
   familiarReference,
   formatReference,
   isLoopbackDomain,
@@ -99,7 +99,7 @@ describe("parseReference says what is wrong", () => {
       } catch (e) {
         err = e;
       }
-      expect(err).toBeInstanceOf(ReferenceError);
+      expect(err).toBeInstanceOf(ImageReferenceError);
       expect((err as Error).message).toStartWith(`invalid image reference ${JSON.stringify(input)}: `);
       expect((err as Error).message).toMatch(want);
     });

@@ -20,8 +20,8 @@ const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 const DOMAIN_COMPONENT = /^(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])$/;
 const IPV6 = /^\[[0-9A-Fa-f:.]+(?:%[A-Za-z0-9._~-]+)?\]$/;
 
-export class ReferenceError extends Error {
-  override name = "ReferenceError";
+export class ImageReferenceError extends Error {
+  override name = "ImageReferenceError";
   constructor(
     readonly reference: string,
     reason: string,
@@ -89,24 +89,24 @@ function checkDomain(input: string, domain: string): void {
   let port: string | undefined;
   if (domain.startsWith("[")) {
     const close = domain.indexOf("]");
-    if (close < 0) throw new ReferenceError(input, `registry ${JSON.stringify(domain)} opens an IPv6 address with "[" but never closes it`);
+    if (close < 0) throw new ImageReferenceError(input, `registry ${JSON.stringify(domain)} opens an IPv6 address with "[" but never closes it`);
     host = domain.slice(0, close + 1);
     const rest = domain.slice(close + 1);
     if (rest !== "") {
-      if (!rest.startsWith(":")) throw new ReferenceError(input, `registry ${JSON.stringify(domain)}: only ":port" may follow an IPv6 address`);
+      if (!rest.startsWith(":")) throw new ImageReferenceError(input, `registry ${JSON.stringify(domain)}: only ":port" may follow an IPv6 address`);
       port = rest.slice(1);
     }
-    if (!IPV6.test(host)) throw new ReferenceError(input, `registry ${JSON.stringify(domain)}: ${host} is not an IPv6 address`);
+    if (!IPV6.test(host)) throw new ImageReferenceError(input, `registry ${JSON.stringify(domain)}: ${host} is not an IPv6 address`);
   } else {
     const colon = domain.indexOf(":");
     if (colon >= 0) {
       host = domain.slice(0, colon);
       port = domain.slice(colon + 1);
     }
-    if (host === "") throw new ReferenceError(input, `registry ${JSON.stringify(domain)} has no host name`);
+    if (host === "") throw new ImageReferenceError(input, `registry ${JSON.stringify(domain)} has no host name`);
     for (const part of host.split("."))
       if (!DOMAIN_COMPONENT.test(part))
-        throw new ReferenceError(
+        throw new ImageReferenceError(
           input,
           part === ""
             ? `registry host ${JSON.stringify(host)} has an empty label between dots`
@@ -115,17 +115,17 @@ function checkDomain(input: string, domain: string): void {
         );
   }
   if (port !== undefined && (!/^[0-9]+$/.test(port) || Number(port) < 1 || Number(port) > 65535))
-    throw new ReferenceError(input, `registry ${JSON.stringify(domain)}: port ${JSON.stringify(port)} is not a number from 1 to 65535`);
+    throw new ImageReferenceError(input, `registry ${JSON.stringify(domain)}: port ${JSON.stringify(port)} is not a number from 1 to 65535`);
 }
 
 function checkPath(input: string, path: string): void {
-  if (path === "") throw new ReferenceError(input, "the repository name is empty");
+  if (path === "") throw new ImageReferenceError(input, "the repository name is empty");
   for (const component of path.split("/")) {
-    if (component === "") throw new ReferenceError(input, `repository ${JSON.stringify(path)} has an empty path component (a doubled or trailing "/")`);
+    if (component === "") throw new ImageReferenceError(input, `repository ${JSON.stringify(path)} has an empty path component (a doubled or trailing "/")`);
     if (PATH_COMPONENT.test(component)) continue;
     if (PATH_COMPONENT.test(component.toLowerCase()))
-      throw new ReferenceError(input, `repository names must be lowercase, found ${JSON.stringify(component)}`, `write ${JSON.stringify(component.toLowerCase())}`);
-    throw new ReferenceError(
+      throw new ImageReferenceError(input, `repository names must be lowercase, found ${JSON.stringify(component)}`, `write ${JSON.stringify(component.toLowerCase())}`);
+    throw new ImageReferenceError(
       input,
       `repository path component ${JSON.stringify(component)} is not valid`,
       "components are lowercase letters and digits, separated by one \".\", one or two \"_\", or \"-\"s",
@@ -134,14 +134,14 @@ function checkPath(input: string, path: string): void {
 }
 
 /**
- * Parses and normalizes an image reference. Throws a ReferenceError saying what is wrong. The
+ * Parses and normalizes an image reference. Throws a ImageReferenceError saying what is wrong. The
  * first path component is a registry when it contains "." or ":", is "localhost", or has
  * uppercase letters (repository paths cannot); otherwise the image is on Docker Hub.
  */
 export function parseReference(input: string): ImageReference {
   if (typeof input !== "string") throw new TypeError(`an image reference must be a string, found ${input === null ? "null" : typeof input}`);
-  if (input === "") throw new ReferenceError(input, "it is empty");
-  if (/\s/.test(input)) throw new ReferenceError(input, "it contains whitespace");
+  if (input === "") throw new ImageReferenceError(input, "it is empty");
+  if (/\s/.test(input)) throw new ImageReferenceError(input, "it contains whitespace");
   let rest = input;
 
   let digest: string | undefined;
@@ -149,11 +149,11 @@ export function parseReference(input: string): ImageReference {
   if (at >= 0) {
     const d = rest.slice(at + 1);
     rest = rest.slice(0, at);
-    if (d === "") throw new ReferenceError(input, `nothing follows "@"`, `a digest looks like "sha256:<64 hex characters>"`);
+    if (d === "") throw new ImageReferenceError(input, `nothing follows "@"`, `a digest looks like "sha256:<64 hex characters>"`);
     try {
       parseDigest(d);
     } catch (e) {
-      throw new ReferenceError(input, (e as Error).message);
+      throw new ImageReferenceError(input, (e as Error).message);
     }
     digest = d;
   }
@@ -164,13 +164,13 @@ export function parseReference(input: string): ImageReference {
   if (colon > rest.lastIndexOf("/") && !(rest.startsWith("[") && !rest.includes("/") && colon < rest.indexOf("]"))) {
     tag = rest.slice(colon + 1);
     rest = rest.slice(0, colon);
-    if (tag === "") throw new ReferenceError(input, `the tag after ":" is empty`);
-    if (tag.length > MAX_TAG_LENGTH) throw new ReferenceError(input, `the tag is ${tag.length} characters long, at most ${MAX_TAG_LENGTH} are allowed`);
+    if (tag === "") throw new ImageReferenceError(input, `the tag after ":" is empty`);
+    if (tag.length > MAX_TAG_LENGTH) throw new ImageReferenceError(input, `the tag is ${tag.length} characters long, at most ${MAX_TAG_LENGTH} are allowed`);
     if (!TAG.test(tag))
-      throw new ReferenceError(input, `tag ${JSON.stringify(tag)} is not valid`, "tags are letters, digits, \"_\", \".\" and \"-\", not starting with \".\" or \"-\"");
+      throw new ImageReferenceError(input, `tag ${JSON.stringify(tag)} is not valid`, "tags are letters, digits, \"_\", \".\" and \"-\", not starting with \".\" or \"-\"");
   }
 
-  if (rest === "") throw new ReferenceError(input, "the repository name is empty");
+  if (rest === "") throw new ImageReferenceError(input, "the repository name is empty");
   let domain: string;
   let path: string;
   const slash = rest.indexOf("/");
@@ -180,7 +180,7 @@ export function parseReference(input: string): ImageReference {
     path = rest.slice(slash + 1);
     checkDomain(input, domain);
   } else {
-    if (slash < 0 && first.startsWith("[")) throw new ReferenceError(input, `${JSON.stringify(first)} looks like a registry but no repository follows it`);
+    if (slash < 0 && first.startsWith("[")) throw new ImageReferenceError(input, `${JSON.stringify(first)} looks like a registry but no repository follows it`);
     domain = DOCKER_HUB_DOMAIN;
     path = rest;
   }
@@ -190,9 +190,9 @@ export function parseReference(input: string): ImageReference {
   }
   checkPath(input, path);
   if (/^[a-f0-9]{64}$/.test(rest))
-    throw new ReferenceError(input, "a 64-character hexadecimal string is an image id, not a repository name", `to pin content, write "name@sha256:${rest}"`);
+    throw new ImageReferenceError(input, "a 64-character hexadecimal string is an image id, not a repository name", `to pin content, write "name@sha256:${rest}"`);
   const nameLength = domain.length + 1 + path.length;
-  if (nameLength > MAX_NAME_LENGTH) throw new ReferenceError(input, `the repository name is ${nameLength} characters long, at most ${MAX_NAME_LENGTH} are allowed`);
+  if (nameLength > MAX_NAME_LENGTH) throw new ImageReferenceError(input, `the repository name is ${nameLength} characters long, at most ${MAX_NAME_LENGTH} are allowed`);
 
   const ref: ImageReference = { domain, path };
   if (tag !== undefined) ref.tag = tag;
