@@ -19,7 +19,8 @@ function commit(): string {
 // The C half of the plan boundary is embedded in the binary: build it first.
 buildNative();
 
-const binaries = [{ entry: "packages/runtime/src/cli/main.ts", out: "tsrun" }];
+// The shim package's entry: the runtime's command line plus the image commands.
+const binaries = [{ entry: "packages/shim/src/cli/bin.ts", out: "tsrun" }];
 const sha = commit();
 for (const b of binaries) {
   const outfile = join(dist, b.out);

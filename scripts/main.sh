@@ -1,22 +1,37 @@
 #!/usr/bin/env bash
-# The main job, from a fresh Debian machine with Node: set up, build tsrun, make a bundle from a
-# locally built busybox root filesystem (no network), check it and run a container from it.
+# The main job, from a fresh Debian machine with Node: set up, build tsrun, build a small image
+# locally (busybox from Debian's busybox-static, no network), import it and run containers from
+# it; then the same from a hand-made bundle, the runc way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 node_modules/.bin/bun scripts/gen.ts
 node_modules/.bin/bun scripts/build.ts
-bundle=${1:-.tmp/demo-bundle}
-rm -rf "$bundle"
-mkdir -p "$bundle"
-bash scripts/make-rootfs.sh "$bundle/rootfs"
+demo=${1:-.tmp/demo}
+rm -rf "$demo"
+mkdir -p "$demo"
+export TSRUN_IMAGE_ROOT="$PWD/$demo/images"
 run() { echo "+ $*"; "$@"; }
 run dist/tsrun --version
+# An image, made here: an OCI layout tar with one busybox layer.
+run bash scripts/make-image.sh "$demo/busybox.tar" localhost/busybox:demo
+run dist/tsrun image import "$demo/busybox.tar"
+run dist/tsrun image ls
+# A container from the image: its layers are unpacked once and shared through an overlay mount.
+run dist/tsrun --root "$demo/state" run --image localhost/busybox:demo --rm demo1 -- \
+  sh -c 'echo "hello from $(hostname), pid $$ in its own namespaces"; id; ls /; grep ^Seccomp: /proc/self/status'
+# Change a container's files, commit them as a new image, run that.
+run dist/tsrun --root "$demo/state" run --image localhost/busybox:demo demo2 -- sh -c 'echo "committed by tsrun" > /etc/motd'
+run dist/tsrun --root "$demo/state" commit -m "add /etc/motd" demo2 localhost/busybox:motd
+run dist/tsrun bundle --remove "$TSRUN_IMAGE_ROOT/bundles/demo2"
+run dist/tsrun --root "$demo/state" run --image localhost/busybox:motd --rm demo3 -- cat /etc/motd
+# The runc way: tsrun spec, a root filesystem, tsrun run --bundle.
+bundle="$demo/bundle"
+mkdir -p "$bundle"
+bash scripts/make-rootfs.sh "$bundle/rootfs"
 run dist/tsrun spec --bundle "$bundle"
-# The starter config runs an interactive shell on a terminal; make it a one-shot command here.
-jq '.process.terminal = false
-  | .process.args = ["sh", "-c", "echo \"hello from $(hostname), pid $$ in its own namespaces\"; id; ls /; cat /proc/self/cgroup | head -3"]' \
+jq '.process.terminal = false | .process.args = ["sh", "-c", "echo hello from a hand-made bundle; cat /proc/self/cgroup | head -3"]' \
   "$bundle/config.json" >"$bundle/config.json.new"
 mv "$bundle/config.json.new" "$bundle/config.json"
 run dist/tsrun validate --bundle "$bundle"
-run dist/tsrun --root .tmp/state run --bundle "$bundle" demo
+run dist/tsrun --root "$demo/state" run --bundle "$bundle" demo4

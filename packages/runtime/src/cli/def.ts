@@ -6,7 +6,7 @@ import { splitFlag, UsageError } from "./globals.ts";
 
 export type FlagDef =
   | { type: "boolean"; char?: string; description: string; hidden?: boolean }
-  | { type: "string"; char?: string; description: string; default?: string; options?: readonly string[]; hidden?: boolean }
+  | { type: "string"; char?: string; description: string; default?: string; options?: readonly string[]; hidden?: boolean; multiple?: boolean }
   | { type: "integer"; char?: string; description: string; default?: number; min?: number; hidden?: boolean };
 
 export interface ArgDef {
@@ -16,7 +16,17 @@ export interface ArgDef {
 }
 
 export type FlagValues<F extends Record<string, FlagDef>> = {
-  [K in keyof F]: F[K] extends { type: "boolean" } ? boolean : F[K] extends { type: "integer" } ? (F[K] extends { default: number } ? number : number | undefined) : F[K] extends { default: string } ? string : string | undefined;
+  [K in keyof F]: F[K] extends { type: "boolean" }
+    ? boolean
+    : F[K] extends { type: "integer" }
+      ? F[K] extends { default: number }
+        ? number
+        : number | undefined
+      : F[K] extends { multiple: true }
+        ? string[]
+        : F[K] extends { default: string }
+          ? string
+          : string | undefined;
 };
 
 export interface Context {
@@ -48,6 +58,7 @@ export function parseArgv(def: CommandDef, argv: readonly string[]): { flags: Re
   const flags: Record<string, unknown> = {};
   for (const [name, f] of Object.entries(def.flags)) {
     if (f.type === "boolean") flags[name] = false;
+    else if (f.type === "string" && f.multiple) flags[name] = [];
     else if (f.default !== undefined) flags[name] = f.default;
   }
   const byChar = new Map<string, string>();
@@ -87,7 +98,8 @@ export function parseArgv(def: CommandDef, argv: readonly string[]): { flags: Re
       flags[name] = n;
     } else {
       if (f.options && !f.options.includes(value)) throw new UsageError(`invalid value ${JSON.stringify(value)} for --${name}: use one of ${f.options.join(", ")}`);
-      flags[name] = value;
+      if (f.multiple) (flags[name] as string[]).push(value);
+      else flags[name] = value;
     }
   }
   args.push(...argv.slice(i));

@@ -23,9 +23,10 @@ async function dispatch(pre: PreParsed, ctx: Context): Promise<number> {
     ctx.stdout(versionText());
     return 0;
   }
-  const id = pre.command;
+  let id = pre.command;
   if (id === undefined || id === "help") {
-    const topic = pre.rest[0];
+    const pair = `${pre.rest[0]} ${pre.rest[1]}`;
+    const topic = COMMANDS[pair] ? pair : pre.rest[0];
     if (id === "help" && topic !== undefined && COMMANDS[topic]) {
       const { showCommandHelp } = await import("./oclif.ts");
       await showCommandHelp(topic, await COMMANDS[topic].load(), ctx);
@@ -35,7 +36,22 @@ async function dispatch(pre: PreParsed, ctx: Context): Promise<number> {
     ctx.stdout((await import("./help.ts")).rootHelp());
     return 0;
   }
-  const entry = COMMANDS[id];
+  let rest = pre.rest;
+  let entry = COMMANDS[id];
+  // A topic's command ("image ls"): the first argument names it.
+  if (!entry && rest[0] !== undefined && COMMANDS[`${id} ${rest[0]}`]) {
+    id = `${id} ${rest[0]}`;
+    entry = COMMANDS[id];
+    rest = rest.slice(1);
+  }
+  if (!entry && Object.keys(COMMANDS).some((k) => k.startsWith(`${id} `))) {
+    const subs = Object.keys(COMMANDS).filter((k) => k.startsWith(`${id} `));
+    if (rest[0] === undefined || wantsHelp(rest)) {
+      ctx.stdout(`${subs.map((k) => `  tsrun ${k.padEnd(Math.max(...subs.map((x) => x.length)))}  ${COMMANDS[k]!.summary}`).join("\n")}\n`);
+      return rest[0] === undefined ? 1 : 0;
+    }
+    throw new UsageError(`unknown command "${id} ${rest[0]}"; the ${id} commands are: ${subs.map((k) => k.slice(id.length + 1)).join(", ")}`);
+  }
   if (!entry) {
     const { closest } = await import("@tsrun/ocispec/src/suggest.ts");
     const guess = closest(id, Object.keys(COMMANDS));
@@ -45,7 +61,7 @@ async function dispatch(pre: PreParsed, ctx: Context): Promise<number> {
   if (id === "create" || id === "run") (await import("../container/warmup.ts")).startMigrationWarmUp();
   const def = await entry.load();
   trace(`loaded ${id}`);
-  if (pre.help || wantsHelp(pre.rest)) {
+  if (pre.help || wantsHelp(rest)) {
     const { showCommandHelp } = await import("./oclif.ts");
     await showCommandHelp(id, def, ctx);
     return 0;
@@ -53,7 +69,7 @@ async function dispatch(pre: PreParsed, ctx: Context): Promise<number> {
   if (entry.hot) {
     let parsed;
     try {
-      parsed = parseArgv(def, pre.rest);
+      parsed = parseArgv(def, rest);
     } catch (e) {
       if (e instanceof UsageError) throw new UsageError(`${id}: ${e.message}; run "tsrun ${id} --help"`);
       throw e;
@@ -61,7 +77,7 @@ async function dispatch(pre: PreParsed, ctx: Context): Promise<number> {
     return def.run(ctx, parsed.flags as never, parsed.args);
   }
   const { runWithOclif } = await import("./oclif.ts");
-  return runWithOclif(id, def, pre.rest, ctx);
+  return runWithOclif(id, def, rest, ctx);
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
@@ -96,12 +112,15 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e) => {
-    process.stderr.write(`tsrun: internal error: ${String(e)}\n`);
-    process.exitCode = 1;
-  },
-);
+/** Runs tsrun's command line on this process's arguments and sets its exit code. */
+export function runCli(): void {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e) => {
+      process.stderr.write(`tsrun: internal error: ${String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -15,7 +15,9 @@ function oclifFlags(def: CommandDef): Record<string, unknown> {
         ? Flags.boolean({ ...common, allowNo: false })
         : f.type === "integer"
           ? Flags.integer({ ...common, ...(f.default !== undefined ? { default: f.default } : {}), ...(f.min !== undefined ? { min: f.min } : {}) })
-          : Flags.string({ ...common, ...(f.default !== undefined ? { default: f.default } : {}), ...(f.options ? { options: [...f.options] } : {}) });
+          : f.multiple
+            ? Flags.string({ ...common, multiple: true, default: [], ...(f.options ? { options: [...f.options] } : {}) })
+            : Flags.string({ ...common, ...(f.default !== undefined ? { default: f.default } : {}), ...(f.options ? { options: [...f.options] } : {}) });
     // The help renderer expects the cached form, which carries the name.
     out[name] = Object.assign(flag, { name });
   }

@@ -8,7 +8,7 @@ export interface CommandEntry {
   load: () => Promise<CommandDef>;
 }
 
-const entry = (summary: string, hot: boolean, load: () => Promise<{ default: unknown }>): CommandEntry => ({
+export const entry = (summary: string, hot: boolean, load: () => Promise<{ default: unknown }>): CommandEntry => ({
   summary,
   hot,
   load: async () => (await load()).default as CommandDef,
@@ -26,3 +26,11 @@ export const COMMANDS: Record<string, CommandEntry> = {
   validate: entry("check a bundle's config.json and list every problem", false, () => import("./commands/validate.ts")),
   features: entry("show the enabled features", false, () => import("./commands/features.ts")),
 };
+
+/**
+ * Adds commands from another package (the image commands of packages/shim), or replaces one
+ * (`run` with --image). Called by the binary's entry before the command line is parsed.
+ */
+export function registerCommands(extra: Record<string, CommandEntry>): void {
+  Object.assign(COMMANDS, extra);
+}

@@ -1,0 +1,66 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { defineCommand } from "@tsrun/runtime/src/cli/def.ts";
+import { status } from "@tsrun/runtime/src/container/lifecycle.ts";
+import { Store } from "@tsrun/runtime/src/container/store.ts";
+import { imageRootFlag, images, userErrors } from "./common.ts";
+
+export default defineCommand({
+  summary: "make a new image from a container's changes to its image",
+  description:
+    "Turns what container ID changed in its root filesystem (the upper dir of its overlay: new and changed files, and deletions as whiteouts) into a new layer on top of its image, and records the result as image REF. The container must have been made from a bundle of `tsrun bundle --image` or `tsrun run --image`; stop it first for a consistent layer (a running container is refused).",
+  examples: ["tsrun commit web1 localhost/web:patched", "tsrun commit -m 'add config' -a ops web1 localhost/web:2"],
+  flags: {
+    ...imageRootFlag,
+    author: { type: "string", char: "a", description: "author recorded in the image's history" },
+    message: { type: "string", char: "m", description: "comment recorded in the image's history" },
+    cmd: { type: "string", description: "new Cmd for the image, as a JSON array" },
+    entrypoint: { type: "string", description: "new Entrypoint for the image, as a JSON array" },
+    env: { type: "string", char: "e", description: "KEY=VALUE set in the image's Env; repeatable", multiple: true },
+  },
+  args: [
+    { name: "id", description: "the container", required: true },
+    { name: "ref", description: "reference for the new image", required: true },
+  ],
+  run(ctx, flags, args) {
+    return userErrors(async () => {
+      const svc = images(flags);
+      const id = args[0]!;
+      const store = new Store(ctx.globals.root);
+      let bundle: string;
+      if (store.exists(id)) {
+        const rec = store.read(id);
+        const st = status(store, rec);
+        if (st === "running" || st === "creating") throw new Error(`container ${id} is ${st}: stop it before committing its changes`);
+        bundle = rec.bundle;
+      } else {
+        // `run --image` without --rm deletes the container but keeps its bundle: commit that.
+        bundle = join(svc.root, "bundles", id);
+        if (!existsSync(bundle)) throw new Error(`container ${id} does not exist on ${ctx.globals.root}, and ${svc.root} has no bundle of that name`);
+      }
+      const json = (what: string, v: string | undefined): string[] | undefined => {
+        if (v === undefined) return undefined;
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(v);
+        } catch {
+          throw new Error(`--${what} must be a JSON array of strings, e.g. '["sh","-c","echo hi"]'`);
+        }
+        if (!Array.isArray(parsed) || !parsed.every((x) => typeof x === "string")) throw new Error(`--${what} must be a JSON array of strings`);
+        return parsed;
+      };
+      const cmd = json("cmd", flags.cmd);
+      const entrypoint = json("entrypoint", flags.entrypoint);
+      const changes = { ...(cmd ? { cmd } : {}), ...(entrypoint ? { entrypoint } : {}), ...(flags.env.length ? { env: flags.env } : {}) };
+      const s = await svc.commit({
+        bundle,
+        ref: args[1]!,
+        ...(flags.author !== undefined ? { author: flags.author } : {}),
+        ...(flags.message !== undefined ? { message: flags.message } : {}),
+        ...(Object.keys(changes).length ? { changes } : {}),
+      });
+      ctx.stdout(`${s.name} ${s.digest}\n`);
+      return 0;
+    });
+  },
+});

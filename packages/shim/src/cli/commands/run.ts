@@ -1,0 +1,38 @@
+// `run` with --image: the runtime's own `run` (same flags, same fast parser) when no image is
+// named; with one, a bundle is made from the image first (under the image store's
+// bundles/<ID>) and, with --rm, removed after the container is gone. The image code
+// is loaded only for --image: a plain `run` stays on the start path's budget.
+import { defineCommand } from "@tsrun/runtime/src/cli/def.ts";
+import { CliError } from "@tsrun/runtime/src/cli/errors.ts";
+import runtimeRun from "@tsrun/runtime/src/cli/commands/run.ts";
+import { bundleSpecOptions, imageSpecFlags } from "./flags.ts";
+
+export default defineCommand({
+  ...runtimeRun,
+  summary: "create and start a container (from a bundle, or from an image with --image), and wait for it unless --detach",
+  description: `${runtimeRun.description ?? ""} With --image REF the bundle is made from the image first (as \`tsrun bundle\` does, in the image store), ARGS after the id replace the image's Cmd, and --rm removes the container's root filesystem and bundle when it exits.`,
+  examples: [...(runtimeRun.examples ?? []), "tsrun run --image busybox --rm demo -- sh -c 'echo hello'", "tsrun run --image localhost/debian:12 --rm -t shell -- bash"],
+  flags: {
+    ...runtimeRun.flags,
+    image: { type: "string", description: "run the image REF: make its bundle first (flags below shape its config)" },
+    rm: { type: "boolean", description: "with --image: remove the container's bundle and root filesystem when it exits" },
+    "image-root": { type: "string", description: "with --image: image store directory (default /var/lib/tsrun, or $TSRUN_IMAGE_ROOT)" },
+    ...imageSpecFlags,
+  },
+  variadic: true,
+  async run(ctx, flags, args) {
+    const [id, ...cmd] = args as [string, ...string[]];
+    if (flags.image === undefined) {
+      const imageOnly = (["rm", "image-root", "env", "user", "workdir", "entrypoint", "tty", "hostname", "read-only"] as const).filter((f) =>
+        Array.isArray(flags[f]) ? (flags[f] as string[]).length > 0 : flags[f] !== undefined && flags[f] !== false,
+      );
+      if (imageOnly.length) throw new CliError(`--${imageOnly[0]} needs --image`);
+      if (cmd.length) throw new CliError(`unexpected argument: ${cmd[0]} (a command line after the id needs --image)`);
+      return runtimeRun.run(ctx, flags, [id]);
+    }
+    if (flags.bundle !== undefined) throw new CliError("--bundle and --image exclude each other");
+    if (flags.rm && flags.detach) throw new CliError("--rm cannot be used with --detach: nothing would be left to remove the bundle when the container exits");
+    const { runFromImage } = await import("./run-image.ts");
+    return runFromImage(ctx, { ...flags, image: flags.image }, id, cmd, bundleSpecOptions(flags));
+  },
+});

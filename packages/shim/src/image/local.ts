@@ -1,0 +1,198 @@
+// The image service over this machine's image store (default /var/lib/tsrun): the content store,
+// the snapshots, the image records and the containers' rootfs dirs. What the CLI's image
+// commands and the gRPC image service both call.
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { basename, join, resolve } from "node:path";
+import type { Descriptor, ImageConfig, ImageManifest } from "@tsrun/ocispec";
+import { commitImage } from "./commit.ts";
+import { contentStore, getImage, listImages, putImage, removeImage, type ImageRecord } from "./images.ts";
+import { importImage } from "./import.ts";
+import { formatReference, parseReference } from "./reference.ts";
+import { pull } from "./registry.ts";
+import { formatPlatform, hostPlatform, resolveImage, ImageResolveError, type ResolvedImage } from "./resolve.ts";
+import { containerDir, prepareRootfs, readRootfs, unmountRootfs } from "./rootfs.ts";
+import { hasSnapshot } from "./snapshots.ts";
+import { specFromImage } from "./spec.ts";
+import {
+  ImageNotFound,
+  type BundleRequest,
+  type BundleResult,
+  type CommitRequest,
+  type ImageDetails,
+  type ImageService,
+  type ImageSummary,
+  type PullRequest,
+} from "./service.ts";
+
+export const DEFAULT_IMAGE_ROOT = "/var/lib/tsrun";
+
+/** containers/<id>/bundle.json: which bundle a rootfs serves and which image manifest it came from. */
+interface BundleRecord {
+  bundle: string;
+  image: string;
+  manifest: Descriptor;
+}
+
+export class LocalImages implements ImageService {
+  constructor(readonly root: string = DEFAULT_IMAGE_ROOT) {}
+
+  /**
+   * The record a user's reference names: as written (names recorded by import may be short),
+   * else normalized as docker does ("busybox" → "docker.io/library/busybox:latest").
+   */
+  private find(ref: string): ImageRecord | undefined {
+    const exact = getImage(this.root, ref);
+    if (exact) return exact;
+    try {
+      return getImage(this.root, formatReference(parseReference(ref)));
+    } catch {
+      return undefined;
+    }
+  }
+
+  private resolve(ref: string): ResolvedImage {
+    const rec = this.find(ref);
+    if (!rec) throw new ImageNotFound(ref);
+    return resolveImage(this.root, rec.name, { store: contentStore(this.root) });
+  }
+
+  private summary(rec: ImageRecord): ImageSummary {
+    let size = 0;
+    let platform = formatPlatform(hostPlatform());
+    try {
+      const r = resolveImage(this.root, rec.name, { store: contentStore(this.root) });
+      size = r.manifest.config.size + r.manifest.layers.reduce((n, l) => n + l.size, 0);
+      if (r.manifestDescriptor.platform) platform = formatPlatform(r.manifestDescriptor.platform);
+    } catch (e) {
+      if (!(e instanceof ImageResolveError)) throw e;
+    }
+    return { name: rec.name, digest: rec.target.digest, mediaType: rec.target.mediaType, size, created: rec.created, platform };
+  }
+
+  async import(file: string, opts: { name?: string } = {}): Promise<ImageSummary[]> {
+    const imported = await importImage(this.root, resolve(file), opts.name !== undefined ? { name: opts.name } : {});
+    return imported.map((i) => this.summary(getImage(this.root, i.name)!));
+  }
+
+  async pull(req: PullRequest): Promise<ImageSummary> {
+    const store = contentStore(this.root);
+    const r = await pull(req.ref, {
+      store,
+      ...(req.platform ? { platform: req.platform } : {}),
+      ...(req.plainHttp !== undefined ? { plainHttp: req.plainHttp } : {}),
+      ...(req.credentials ? { credentials: req.credentials } : {}),
+    });
+    return this.summary(putImage(this.root, r.name, r.descriptor));
+  }
+
+  async list(): Promise<ImageSummary[]> {
+    return listImages(this.root).map((r) => this.summary(r));
+  }
+
+  async inspect(ref: string): Promise<ImageDetails> {
+    const rec = this.find(ref);
+    if (!rec) throw new ImageNotFound(ref);
+    const r = this.resolve(rec.name);
+    return {
+      ...this.summary(rec),
+      manifestDigest: r.manifestDescriptor.digest,
+      manifest: r.manifest,
+      configDigest: r.manifest.config.digest,
+      config: r.config,
+      layers: r.layers.map((l) => ({
+        digest: l.descriptor.digest,
+        mediaType: l.descriptor.mediaType,
+        size: l.descriptor.size,
+        diffId: l.diffId,
+        chainId: l.chainId,
+        unpacked: hasSnapshot(this.root, l.chainId),
+      })),
+    };
+  }
+
+  async remove(ref: string): Promise<void> {
+    const rec = this.find(ref);
+    if (!rec || !removeImage(this.root, rec.name)) throw new ImageNotFound(ref);
+  }
+
+  async bundle(req: BundleRequest): Promise<BundleResult> {
+    const dir = resolve(req.dir);
+    const id = req.id ?? basename(dir);
+    const r = this.resolve(req.image);
+    if (existsSync(dir) && readdirSync(dir).length > 0) throw new Error(`bundle directory ${dir} is not empty`);
+    const made = !existsSync(dir);
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    let mounted = false;
+    try {
+      const rootfs = await prepareRootfs(this.root, r.name, id, { target: join(dir, "rootfs") });
+      mounted = true;
+      const record: BundleRecord = { bundle: dir, image: r.name, manifest: r.manifestDescriptor };
+      writeFileSync(join(containerDir(this.root, id), "bundle.json"), JSON.stringify(record));
+      const config = specFromImage(r.config, {
+        rootfsDir: rootfs.target,
+        image: r.name,
+        id,
+        ...(req.args?.length ? { args: req.args } : {}),
+        ...(req.entrypoint ? { entrypoint: req.entrypoint } : {}),
+        ...(req.env ? { env: req.env } : {}),
+        ...(req.user !== undefined ? { user: req.user } : {}),
+        ...(req.cwd !== undefined ? { cwd: req.cwd } : {}),
+        ...(req.tty !== undefined ? { tty: req.tty } : {}),
+        ...(req.hostname !== undefined ? { hostname: req.hostname } : {}),
+        ...(req.readonlyRootfs !== undefined ? { readonlyRootfs: req.readonlyRootfs } : {}),
+        ...(req.seccomp !== undefined ? { seccomp: req.seccomp } : {}),
+      });
+      writeFileSync(join(dir, "config.json"), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o644 });
+      return { dir, rootfs: rootfs.target, config, mode: rootfs.mode };
+    } catch (e) {
+      if (mounted) unmountRootfs(this.root, id);
+      rmSync(join(dir, "config.json"), { force: true });
+      rmSync(join(dir, "rootfs"), { recursive: true, force: true });
+      if (made) rmSync(dir, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  /** The container (rootfs) id of a bundle made by `bundle`, found by its record. */
+  private bundleId(dir: string): { id: string; record: BundleRecord } {
+    const want = resolve(dir);
+    const containers = join(this.root, "containers");
+    for (const id of existsSync(containers) ? readdirSync(containers) : []) {
+      try {
+        const record = JSON.parse(readFileSync(join(containers, id, "bundle.json"), "utf8")) as BundleRecord;
+        if (record.bundle === want) return { id, record };
+      } catch {
+        // a rootfs without a bundle (or being made): not this one
+      }
+    }
+    throw new Error(`${want} is not a bundle made from an image of ${this.root} (tsrun bundle --image makes one)`);
+  }
+
+  async removeBundle(dir: string): Promise<void> {
+    const { id } = this.bundleId(dir);
+    unmountRootfs(this.root, id);
+    rmSync(resolve(dir), { recursive: true, force: true });
+  }
+
+  async commit(req: CommitRequest): Promise<ImageSummary> {
+    const { id, record } = this.bundleId(req.bundle);
+    const rootfs = readRootfs(this.root, id);
+    if (!rootfs) throw new Error(`bundle ${req.bundle}: its rootfs record is gone`);
+    if (rootfs.mode !== "overlay") throw new Error(`bundle ${req.bundle}: its rootfs is a copy (no overlayfs here), so there is no upper dir to commit`);
+    const store = contentStore(this.root);
+    const baseManifest = store.readJson(record.manifest.digest) as ImageManifest;
+    const baseConfig = store.readJson(baseManifest.config.digest) as ImageConfig;
+    const ref = formatReference(parseReference(req.ref));
+    const result = await commitImage({
+      store,
+      baseManifest,
+      baseConfig,
+      upperDir: join(containerDir(this.root, id), "upper"),
+      ...(req.author !== undefined ? { author: req.author } : {}),
+      ...(req.message !== undefined ? { message: req.message } : {}),
+      ...(req.changes ? { changes: req.changes } : {}),
+    });
+    return this.summary(putImage(this.root, ref, result.manifestDescriptor));
+  }
+}
+

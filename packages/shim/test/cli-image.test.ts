@@ -1,0 +1,135 @@
+// The image commands of the tsrun binary, end to end as root: an image built here (no network)
+// is imported, listed, inspected, run (with and without --rm), committed, bundled and removed;
+// bad input fails with one line and leaves nothing (no mount, no rootfs dir, no state).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { repo, tempDir, tsrun } from "@tsrun/runtime/test/helpers.ts";
+
+const work = tempDir("tsrun-cli-image-");
+const imageRoot = join(work, "images");
+const stateRoot = join(work, "state");
+const image = join(work, "busybox.tar");
+const ir = ["--image-root", imageRoot];
+const t = (args: string[]) => tsrun(["--root", stateRoot, ...args]);
+
+function mountsUnder(dir: string): string[] {
+  return readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .map((l) => l.split(" ")[4] ?? "")
+    .filter((mp) => mp.startsWith(dir));
+}
+
+beforeAll(() => {
+  const r = Bun.spawnSync(["bash", join(repo, "scripts/make-image.sh"), image, "localhost/busybox:1"], { stderr: "pipe" });
+  if (!r.success) throw new Error(`make-image.sh failed: ${r.stderr}`);
+});
+
+afterAll(() => {
+  for (const mp of mountsUnder(work).reverse()) Bun.spawnSync(["umount", "-l", mp]);
+});
+
+describe("tsrun image …", () => {
+  test("import, then ls in table, json and quiet form", () => {
+    const imp = t(["image", "import", ...ir, image]);
+    expect(imp.stderr).toBe("");
+    expect(imp.code).toBe(0);
+    expect(imp.stdout).toMatch(/^imported localhost\/busybox:1 sha256:[0-9a-f]{64}\n$/);
+    const table = t(["image", "ls", ...ir]);
+    expect(table.code).toBe(0);
+    expect(table.stdout.split("\n")[0]).toMatch(/^NAME\s+DIGEST\s+SIZE\s+PLATFORM\s+CREATED$/);
+    expect(table.stdout).toContain("localhost/busybox:1");
+    const json = JSON.parse(t(["image", "ls", ...ir, "--format", "json"]).stdout);
+    expect(json).toHaveLength(1);
+    expect(json[0]).toMatchObject({ name: "localhost/busybox:1", platform: "linux/amd64" });
+    expect(json[0].size).toBeGreaterThan(500_000);
+    expect(t(["image", "ls", ...ir, "-q"]).stdout).toBe("localhost/busybox:1\n");
+  });
+
+  test("inspect shows manifest, config and layers; an unknown image is one line, exit 1", () => {
+    const r = t(["image", "inspect", ...ir, "localhost/busybox:1"]);
+    expect(r.code).toBe(0);
+    const d = JSON.parse(r.stdout);
+    expect(d.config.config.Cmd).toEqual(["sh"]);
+    expect(d.layers).toHaveLength(1);
+    expect(d.layers[0].diffId).toMatch(/^sha256:/);
+    const bad = t(["image", "inspect", ...ir, "localhost/nope:1"]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr.trim()).toBe("tsrun: image localhost/nope:1 not found (see `tsrun image ls`)");
+  });
+
+  test("run --image --rm: the image's program with ARGS, Docker's seccomp profile; nothing left after", () => {
+    const r = t(["run", "--image", "localhost/busybox:1", ...ir, "--rm", "-e", "GREETING=hi", "-w", "/tmp", "r1", "--", "sh", "-c", 'echo "$GREETING from $(pwd)"; grep ^Seccomp: /proc/self/status; exit 3']);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("hi from /tmp\nSeccomp:\t2\n");
+    expect(r.code).toBe(3);
+    expect(readdirSync(join(imageRoot, "containers"))).toEqual([]);
+    expect(existsSync(join(imageRoot, "bundles", "r1"))).toBe(false);
+    expect(mountsUnder(imageRoot)).toEqual([]);
+    expect(existsSync(join(stateRoot, "r1"))).toBe(false);
+  });
+
+  test("run --image without --rm keeps the bundle; commit turns its changes into an image", () => {
+    const r = t(["run", "--image", "localhost/busybox:1", ...ir, "c1", "--", "sh", "-c", "echo changed > /etc/motd; rm /bin/vi"]);
+    expect(r.code).toBe(0);
+    const c = t(["commit", ...ir, "-m", "motd", "--cmd", '["cat","/etc/motd"]', "c1", "localhost/busybox:motd"]);
+    expect(c.stderr).toBe("");
+    expect(c.code).toBe(0);
+    expect(c.stdout).toMatch(/^localhost\/busybox:motd sha256:[0-9a-f]{64}\n$/);
+    // The new image runs its new Cmd and sees both changes, the deletion as a whiteout.
+    const r2 = t(["run", "--image", "localhost/busybox:motd", ...ir, "--rm", "c2"]);
+    expect(r2.stdout).toBe("changed\n");
+    const r3 = t(["run", "--image", "localhost/busybox:motd", ...ir, "--rm", "c3", "--", "ls", "/bin/vi"]);
+    expect(r3.code).not.toBe(0);
+    const d = JSON.parse(t(["image", "inspect", ...ir, "localhost/busybox:motd"]).stdout);
+    expect(d.layers).toHaveLength(2);
+    expect(d.config.history.at(-1).comment).toBe("motd");
+    expect(t(["bundle", ...ir, "--remove", join(imageRoot, "bundles", "c1")]).code).toBe(0);
+    expect(t(["image", "rm", ...ir, "localhost/busybox:motd"]).stdout).toBe("removed localhost/busybox:motd\n");
+    expect(mountsUnder(imageRoot)).toEqual([]);
+  });
+
+  test("bundle --image makes a bundle tsrun run --bundle runs; --remove takes it away", () => {
+    const dir = join(work, "b1");
+    const b = t(["bundle", ...ir, "--image", "localhost/busybox:1", "-u", "nobody", dir, "--", "id", "-u"]);
+    expect(b.stderr).toBe("");
+    expect(b.code).toBe(0);
+    const cfg = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+    expect(cfg.process.args).toEqual(["id", "-u"]);
+    expect(cfg.process.user.uid).toBe(65534);
+    expect(mountsUnder(dir)).toEqual([join(dir, "rootfs")]);
+    const r = t(["run", "--bundle", dir, "b1"]);
+    expect(r.stdout).toBe("65534\n");
+    expect(t(["bundle", ...ir, "--remove", dir]).code).toBe(0);
+    expect(existsSync(dir)).toBe(false);
+    expect(mountsUnder(dir)).toEqual([]);
+  });
+
+  test("bad input: one line, exit 1, nothing left", () => {
+    const cases: [string[], RegExp][] = [
+      [["run", "--image", "localhost/none:1", ...ir, "x1"], /^tsrun: image localhost\/none:1 not found/],
+      [["run", "--image", "localhost/busybox:1", ...ir, "--rm", "-d", "x2"], /--rm cannot be used with --detach/],
+      [["run", "-e", "A=1", "x3"], /--env needs --image/],
+      [["run", "--image", "localhost/busybox:1", ...ir, "-u", "nosuchuser", "x4"], /nosuchuser/],
+      [["run", "--image", "localhost/busybox:1", ...ir, "--rm", "x5", "--", "/no/such/program"], /\/no\/such\/program/],
+      [["image", "import", ...ir, join(work, "missing.tar")], /missing\.tar/],
+      [["image", "frobnicate"], /unknown command "image frobnicate"/],
+    ];
+    for (const [args, msg] of cases) {
+      const r = t(args);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(msg);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    }
+    expect(readdirSync(join(imageRoot, "containers"))).toEqual([]);
+    expect(existsSync(join(imageRoot, "bundles")) ? readdirSync(join(imageRoot, "bundles")) : []).toEqual([]);
+    expect(mountsUnder(imageRoot)).toEqual([]);
+    expect(existsSync(stateRoot) ? readdirSync(stateRoot) : []).toEqual([]);
+  });
+
+  test("image with no subcommand lists the image commands", () => {
+    const r = t(["image"]);
+    expect(r.stdout).toContain("tsrun image import");
+    expect(r.stdout).toContain("tsrun image pull");
+  });
+});
