@@ -14,15 +14,13 @@ import {
   type Platform,
 } from "@tsrun/ocispec";
 import { chainIds } from "./chainid.ts";
+import { formatPlatform, hostPlatform, platformMatches, type PlatformSpec } from "./platform.ts";
+
+export { formatPlatform, hostPlatform, parsePlatform, platformMatches, type PlatformSpec } from "./platform.ts";
 import { contentStore, getImage } from "./images.ts";
 import type { SnapshotLayer } from "./snapshots.ts";
 import type { ContentStore } from "./store.ts";
 
-export interface PlatformSpec {
-  os: string;
-  architecture: string;
-  variant?: string;
-}
 
 export interface ResolvedLayer extends SnapshotLayer {
   compression: "none" | "gzip" | "zstd";
@@ -43,37 +41,6 @@ export interface ResolvedImage {
 /** The image failed to resolve (missing, invalid, or not made for the platform). */
 export class ImageResolveError extends Error {
   override name = "ImageResolveError";
-}
-
-const GOARCH: Record<string, string> = { x64: "amd64", arm64: "arm64", arm: "arm", ia32: "386", ppc64: "ppc64le", s390x: "s390x", riscv64: "riscv64", loong64: "loong64", mips: "mips", mipsel: "mipsle" };
-
-/** The platform of this host, in Go's names (what images are labelled with). */
-export function hostPlatform(): PlatformSpec {
-  const architecture = GOARCH[process.arch] ?? process.arch;
-  return { os: "linux", architecture, ...(architecture === "arm64" ? { variant: "v8" } : {}) };
-}
-
-export function formatPlatform(p: { os?: string; architecture?: string; variant?: string | null }): string {
-  return `${p.os ?? "?"}/${p.architecture ?? "?"}${p.variant ? `/${p.variant}` : ""}`;
-}
-
-/** Parses "os/arch[/variant]". */
-export function parsePlatform(s: string): PlatformSpec {
-  const [os, architecture, variant, ...rest] = s.split("/");
-  if (!os || !architecture || rest.length > 0) throw new Error(`platform "${s}" is not os/architecture[/variant] (e.g. linux/amd64, linux/arm64/v8)`);
-  return { os, architecture, ...(variant ? { variant } : {}) };
-}
-
-/**
- * Whether an image labelled `have` runs on `want`. A missing variant on either side matches,
- * and arm64's default variant v8 equals no variant (how images are labelled in practice).
- */
-export function platformMatches(want: PlatformSpec, have: { os?: string; architecture?: string; variant?: string | null } | undefined): boolean {
-  if (!have || have.os !== want.os || have.architecture !== want.architecture) return false;
-  const norm = (v: string | null | undefined) => (want.architecture === "arm64" && v === "v8" ? undefined : v || undefined);
-  const a = norm(want.variant);
-  const b = norm(have.variant);
-  return a === undefined || b === undefined || a === b;
 }
 
 function validated<K extends keyof ImageDocumentTypes>(kind: K, value: unknown, what: string): ImageDocumentTypes[K] {

@@ -68,6 +68,22 @@ async function* chunks(source: ByteSource): AsyncIterable<Uint8Array> {
   yield* source as AsyncIterable<Uint8Array>;
 }
 
+/**
+ * Writes `source` to fd and through `hasher`; returns the bytes written. Stops once more than
+ * `limit` bytes came (the caller reports the size mismatch), so a lying source cannot fill the disk.
+ */
+async function copyHashed(source: ByteSource, fd: number, hasher: Bun.CryptoHasher, limit?: number): Promise<number> {
+  let n = 0;
+  for await (const c of chunks(source)) {
+    hasher.update(c);
+    let off = 0;
+    while (off < c.length) off += writeSync(fd, c, off, c.length - off);
+    n += c.length;
+    if (limit !== undefined && n > limit) break;
+  }
+  return n;
+}
+
 /** sha256 digest of bytes, in "sha256:<hex>" form. */
 export function sha256Digest(bytes: Uint8Array | string): string {
   return `sha256:${new Bun.CryptoHasher("sha256").update(bytes).digest("hex")}`;
@@ -162,13 +178,7 @@ export class ContentStore {
       fd = openSync(partial, "w", 0o600);
     }
     try {
-      for await (const c of chunks(source)) {
-        hasher.update(c);
-        let off = 0;
-        while (off < c.length) off += writeSync(fd, c, off, c.length - off);
-        written += c.length;
-        if (expected.size !== undefined && written > expected.size) break;
-      }
+      written += await copyHashed(source, fd, hasher, expected.size === undefined ? undefined : expected.size - written);
     } finally {
       closeSync(fd);
     }
@@ -201,12 +211,7 @@ export class ContentStore {
     const fd = openSync(partial, "w", 0o600);
     try {
       try {
-        for await (const c of chunks(source)) {
-          hasher.update(c);
-          let off = 0;
-          while (off < c.length) off += writeSync(fd, c, off, c.length - off);
-          size += c.length;
-        }
+        size = await copyHashed(source, fd, hasher);
       } finally {
         closeSync(fd);
       }
