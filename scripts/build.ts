@@ -26,7 +26,10 @@ for (const b of binaries) {
   const outfile = join(dist, b.out);
   // ESM with code splitting: a command's modules are loaded only when it runs (about 1 ms less
   // start-up than one bundle for every command).
-  const args = ["build", "--compile", "--bytecode", "--minify", "--format=esm", "--splitting", "--sourcemap=none", `--define`, `TSRUN_COMMIT=${JSON.stringify(sha)}`, join(root, b.entry), "--outfile", outfile];
+  // No .env or bunfig.toml from the working directory: engines run the runtime inside bundle
+  // directories that containers' images and users control, and those files would change
+  // tsrun's environment and Bun's behaviour.
+  const args = ["build", "--compile", "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig", "--bytecode", "--minify", "--format=esm", "--splitting", "--sourcemap=none", `--define`, `TSRUN_COMMIT=${JSON.stringify(sha)}`, join(root, b.entry), "--outfile", outfile];
   const r = Bun.spawnSync([process.execPath, ...args], { cwd: root, stdout: "inherit", stderr: "inherit" });
   if (!r.success) {
     console.error(`build: bun build failed for ${b.entry}`);

@@ -10,6 +10,17 @@ test("the compiled binary exists", () => {
   expect(existsSync(TSRUN)).toBe(true);
 });
 
+test("a .env or bunfig.toml in the working directory (a bundle, say) changes nothing", () => {
+  const dir = tempDir();
+  writeFileSync(join(dir, ".env"), "TSRUN_TRACE=1\n");
+  writeFileSync(join(dir, "bunfig.toml"), 'preload = ["./evil.ts"]\n');
+  writeFileSync(join(dir, "evil.ts"), 'console.log("evil");\n');
+  const r = tsrun(["--version"], { cwd: dir });
+  expect(r.code).toBe(0);
+  expect(r.stderr).toBe("");
+  expect(r.stdout).not.toContain("evil");
+});
+
 describe("--version", () => {
   test("prints runc's layout with the spec version", () => {
     for (const flag of ["--version", "-v"]) {
