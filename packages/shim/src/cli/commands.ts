@@ -11,5 +11,6 @@ export const IMAGE_COMMANDS: Record<string, CommandEntry> = {
   "image pull": entry("pull an image from an OCI distribution registry", false, () => import("./commands/image-pull.ts")),
   "image ls": entry("list the images of the image store", false, () => import("./commands/image-ls.ts")),
   "image inspect": entry("show an image's manifest, config and layers as JSON", false, () => import("./commands/image-inspect.ts")),
+  "image serve": entry("serve the image store over gRPC (tsrun.image.v1.Images)", false, () => import("./commands/image-serve.ts")),
   "image rm": entry("remove images (and the blobs and snapshots nothing else uses)", false, () => import("./commands/image-rm.ts")),
 };

@@ -1,0 +1,226 @@
+// Serves an ImageService as tsrun.image.v1.Images over gRPC, on a unix socket (what the shim
+// uses) or a loopback TCP port (for tools that cannot reach a socket file).
+import { randomBytes } from "node:crypto";
+import { chmod, lstat, mkdir, mkdtemp, rename, rm, unlink } from "node:fs/promises";
+import { createConnection } from "node:net";
+import { dirname, isAbsolute, join } from "node:path";
+import { Server, ServerCredentials, status, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import type { ImageService } from "../image/service.ts";
+import {
+  bundleRequestFromWire,
+  bundleResultToWire,
+  commitRequestFromWire,
+  detailsToWire,
+  pullRequestFromWire,
+  requiredField,
+  summaryToWire,
+} from "./convert.ts";
+import { errorToStatus } from "./errors.ts";
+import { imagesServiceDefinition, MAX_MESSAGE_BYTES, type ImagesRpcName, type ImagesRpcs } from "./proto.ts";
+
+export interface ImageServer {
+  /** Where it listens: "unix:///abs/path" or "host:port" (with the port chosen when 0 was asked). */
+  address: string;
+  /** Stops taking calls, lets calls in progress finish (for up to `graceMs`), removes the socket. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export interface ServeImagesOptions {
+  /** Told about calls that failed with INTERNAL (with the whole error, stack included) for the server's log. */
+  onInternalError?: (rpc: ImagesRpcName, err: unknown) => void;
+}
+
+type Handler<K extends ImagesRpcName> = (req: ImagesRpcs[K]["request"]) => Promise<ImagesRpcs[K]["response"]>;
+
+function handlers(service: ImageService): { [K in ImagesRpcName]: Handler<K> } {
+  return {
+    Import: async (req) => {
+      const opts = req.name !== undefined ? { name: req.name } : undefined;
+      const images = await service.import(requiredField("Import", "file", req.file), opts);
+      return { images: images.map(summaryToWire) };
+    },
+    Pull: async (req) => ({ image: summaryToWire(await service.pull(pullRequestFromWire(req))) }),
+    List: async () => ({ images: (await service.list()).map(summaryToWire) }),
+    Inspect: async (req) => ({ image: detailsToWire(await service.inspect(requiredField("Inspect", "ref", req.ref))) }),
+    Remove: async (req) => {
+      await service.remove(requiredField("Remove", "ref", req.ref));
+      return {};
+    },
+    Bundle: async (req) => bundleResultToWire(await service.bundle(bundleRequestFromWire(req))),
+    RemoveBundle: async (req) => {
+      await service.removeBundle(requiredField("RemoveBundle", "dir", req.dir));
+      return {};
+    },
+    Commit: async (req) => ({ image: summaryToWire(await service.commit(commitRequestFromWire(req))) }),
+  };
+}
+
+function implementation(service: ImageService, opts: ServeImagesOptions): UntypedServiceImplementation {
+  const impl: UntypedServiceImplementation = {};
+  const table = handlers(service);
+  for (const name of Object.keys(table) as ImagesRpcName[]) {
+    const handle = table[name] as Handler<ImagesRpcName>;
+    impl[name] = (call: ServerUnaryCall<ImagesRpcs[ImagesRpcName]["request"], unknown>, callback: sendUnaryData<unknown>) => {
+      handle(call.request).then(
+        (response) => callback(null, response),
+        (err: unknown) => {
+          const st = errorToStatus(err);
+          if (st.code === status.INTERNAL) opts.onInternalError?.(name, err);
+          callback(st, null);
+        },
+      );
+    };
+  }
+  return impl;
+}
+
+/**
+ * Serves `service` at `address`: "unix:///abs/path" (or "unix:/abs/path"), or a loopback
+ * "127.0.0.1:port", "[::1]:port", "localhost:port" (port 0: any free one). The service has no
+ * authentication of its own (it makes bundles and mounts as whoever runs it), so a unix socket
+ * is made mode 0600 and TCP is refused on anything but loopback.
+ */
+export async function serveImages(service: ImageService, address: string, opts: ServeImagesOptions = {}): Promise<ImageServer> {
+  const target = parseAddress(address);
+  const server = new Server({ "grpc.max_receive_message_length": MAX_MESSAGE_BYTES, "grpc.max_send_message_length": MAX_MESSAGE_BYTES });
+  server.addService(imagesServiceDefinition(), implementation(service, opts));
+
+  if (target.kind === "tcp") {
+    const port = await bind(server, `${target.host}:${target.port}`).catch((e: Error) => {
+      server.forceShutdown();
+      throw new Error(`image service: cannot listen on ${target.host}:${target.port}: ${e.message}`);
+    });
+    return { address: `${target.host}:${port}`, close: once((graceMs) => shutdown(server, graceMs)) };
+  }
+
+  const path = target.path;
+  const ino = await bindUnixSocket(server, path);
+  return {
+    address: `unix://${path}`,
+    close: once(async (graceMs) => {
+      await shutdown(server, graceMs);
+      // Only remove the socket if it is still ours: a server started after us on the same path
+      // (ours being considered stale) must keep its socket.
+      const st = await lstat(path).catch(() => undefined);
+      if (st !== undefined && st.isSocket() && st.ino === ino) await unlink(path).catch(() => {});
+    }),
+  };
+}
+
+/** Closing twice (a signal handler and a finally block, say) waits for the same close. */
+function once(close: (graceMs?: number) => Promise<void>): (graceMs?: number) => Promise<void> {
+  let closing: Promise<void> | undefined;
+  return (graceMs) => (closing ??= close(graceMs));
+}
+
+type Target = { kind: "unix"; path: string } | { kind: "tcp"; host: string; port: number };
+
+function parseAddress(address: string): Target {
+  if (address.startsWith("unix:")) {
+    const path = address.startsWith("unix://") ? address.slice("unix://".length) : address.slice("unix:".length);
+    if (!isAbsolute(path)) throw new TypeError(`invalid image service address ${JSON.stringify(address)}: a unix socket path must be absolute (unix:///run/tsrun/images.sock)`);
+    // sun_path holds 108 bytes with the terminating NUL.
+    if (Buffer.byteLength(path) > 107) throw new TypeError(`invalid image service address: socket path ${path} is ${Buffer.byteLength(path)} bytes long; unix sockets allow 107`);
+    return { kind: "unix", path };
+  }
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]+):(\d{1,5})$/.exec(address);
+  if (m === null) throw new TypeError(`invalid image service address ${JSON.stringify(address)}: expected unix:///path or host:port`);
+  const host = m[1]!;
+  const port = Number(m[2]);
+  if (port > 65535) throw new TypeError(`invalid image service address ${JSON.stringify(address)}: port ${port} is out of range`);
+  const bare = host.startsWith("[") ? host.slice(1, -1) : host;
+  if (!(bare === "localhost" || bare === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(bare)))
+    throw new TypeError(
+      `invalid image service address ${JSON.stringify(address)}: the image service has no authentication, so it only listens on loopback (127.0.0.1, [::1], localhost) or a unix socket`,
+    );
+  return { kind: "tcp", host, port };
+}
+
+function bind(server: Server, target: string): Promise<number> {
+  return new Promise((resolve, reject) =>
+    server.bindAsync(target, ServerCredentials.createInsecure(), (err, port) => (err !== null ? reject(err) : resolve(port))),
+  );
+}
+
+/**
+ * Binds the socket where nobody else can reach it yet, makes it 0600, then renames it into
+ * place: chmod after binding at the final path would leave a moment in which anyone allowed in
+ * the directory could connect (and stay connected), and changing the umask would affect every
+ * file the rest of the process creates meanwhile. Returns the socket's inode.
+ */
+async function bindUnixSocket(server: Server, path: string): Promise<number> {
+  await removeStaleSocket(path);
+  const dir = dirname(path);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  // mkdtemp makes the directory 0700. Its name is short so that the detour through it does not
+  // push a path that fits sun_path over the limit.
+  let privateDir: string;
+  try {
+    privateDir = await mkdtemp(join(dir, ".i"));
+  } catch (e) {
+    throw new Error(`image service: cannot create a private directory next to ${path}: ${(e as Error).message}`);
+  }
+  try {
+    const tmp = join(privateDir, randomBytes(2).toString("hex"));
+    if (Buffer.byteLength(tmp) > 107)
+      throw new TypeError(`invalid image service address: socket path ${path} is too long to be created safely (keep it under ${107 - (Buffer.byteLength(tmp) - Buffer.byteLength(path))} bytes)`);
+    try {
+      await bind(server, `unix://${tmp}`);
+    } catch (e) {
+      throw new Error(`image service: cannot listen on ${path}: ${(e as Error).message}`);
+    }
+    try {
+      await chmod(tmp, 0o600);
+      // Replaces a stale socket atomically (removeStaleSocket made sure nobody listens there).
+      await rename(tmp, path);
+      return (await lstat(path)).ino;
+    } catch (e) {
+      server.forceShutdown();
+      throw new Error(`image service: cannot put the socket in place at ${path}: ${(e as Error).message}`);
+    }
+  } finally {
+    await rm(privateDir, { recursive: true, force: true });
+  }
+}
+
+/** Clears the way for a socket at `path` if what is there is a socket nobody listens on. */
+async function removeStaleSocket(path: string): Promise<void> {
+  const st = await lstat(path).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === "ENOENT") return undefined;
+    throw e;
+  });
+  if (st === undefined) return;
+  if (!st.isSocket()) throw new Error(`image service: ${path} exists and is not a socket; refusing to replace it (remove it, or choose another address)`);
+  const probe = await probeSocket(path);
+  if (probe === "listening") throw new Error(`image service: another server is already listening on ${path}`);
+  if (probe !== "stale") throw new Error(`image service: cannot tell whether ${path} is in use (connecting failed with ${probe}); remove it if it is stale`);
+  await unlink(path).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== "ENOENT") throw new Error(`image service: cannot remove stale socket ${path}: ${e.message}`);
+  });
+}
+
+/** "listening", "stale" (a socket file nobody listens on), or the errno of a failed connect. */
+function probeSocket(path: string): Promise<string> {
+  return new Promise((resolve) => {
+    const conn = createConnection({ path });
+    conn.once("connect", () => {
+      conn.destroy();
+      resolve("listening");
+    });
+    conn.once("error", (e: NodeJS.ErrnoException) => resolve(e.code === "ECONNREFUSED" || e.code === "ENOENT" ? "stale" : (e.code ?? e.message)));
+  });
+}
+
+async function shutdown(server: Server, graceMs = 5000): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
