@@ -203,10 +203,18 @@ int tsrun_send_fd(const char *path, int fd, const char *name)
 		return -errno;
 	if (connect(s, (struct sockaddr *)&sa, sizeof sa) < 0)
 		return fail_close(s);
-	while ((n = sendmsg(s, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
-		;
-	if (n < 0)
-		return fail_close(s);
+	/* A stream socket may take a long payload (a seccomp agent's state JSON) in parts: the fd
+	 * goes with the first part only, as the runtime-spec asks. */
+	while (iov.iov_len) {
+		if ((n = sendmsg(s, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return fail_close(s);
+		iov.iov_base = (char *)iov.iov_base + n;
+		iov.iov_len -= (size_t)n;
+		mh.msg_control = NULL;
+		mh.msg_controllen = 0;
+	}
 	close(s);
 	return 0;
 }

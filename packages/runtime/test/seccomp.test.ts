@@ -13,6 +13,10 @@ const KILL_PROCESS = 0x80000000;
 const KILL_THREAD = 0;
 const TRAP = 0x00030000;
 const LOG = 0x7ffc0000;
+const USER_NOTIF = 0x7fc00000;
+const NEW_LISTENER = 8;
+const TSYNC_ESRCH = 16;
+const WAIT_KILLABLE_RECV = 32;
 const errno = (e: number): number => (0x00050000 | e) >>> 0;
 const trace = (e: number): number => (0x7ff00000 | e) >>> 0;
 const EPERM = 1;
@@ -184,10 +188,34 @@ describe("actions", () => {
   test("flags", () => {
     expect(compileSeccomp({ defaultAction: "SCMP_ACT_ALLOW", flags: ["SECCOMP_FILTER_FLAG_TSYNC"] }).flags).toBe(1);
     expect(compileSeccomp({ defaultAction: "SCMP_ACT_ALLOW", flags: ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"] }).flags).toBe(6);
-    expect(() => compileSeccomp({ defaultAction: "SCMP_ACT_ALLOW", flags: ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"] })).toThrow(
-      "/linux/seccomp/flags/0: \"SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV\" is not supported",
-    );
+    // Only meaningful with a listener (the kernel refuses it without one): dropped, like libseccomp.
+    expect(compileSeccomp({ defaultAction: "SCMP_ACT_ALLOW", flags: ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"] }).flags).toBe(0);
     expect(() => compileSeccomp({ defaultAction: "SCMP_ACT_ALLOW", flags: ["BOGUS" as never] })).toThrow(SeccompError);
+  });
+
+  test("SCMP_ACT_NOTIFY returns USER_NOTIF and asks the kernel for a listener", () => {
+    const profile: LinuxSeccomp = {
+      defaultAction: "SCMP_ACT_ERRNO",
+      listenerPath: "/run/agent.sock",
+      syscalls: [
+        { names: ["read", "write", "sendmsg", "exit_group"], action: "SCMP_ACT_ALLOW" },
+        { names: ["mkdir", "mkdirat"], action: "SCMP_ACT_NOTIFY" },
+        { names: ["chmod"], action: "SCMP_ACT_NOTIFY", args: [{ index: 1, value: 0o777, op: "SCMP_CMP_EQ" }] },
+      ],
+    };
+    const c = compile(profile);
+    expect(c.verdict("mkdir")).toBe(USER_NOTIF);
+    expect(c.verdict("mkdirat")).toBe(USER_NOTIF);
+    expect(c.verdict("chmod", [0, 0o777])).toBe(USER_NOTIF);
+    expect(c.verdict("chmod", [0, 0o755])).toBe(errno(EPERM));
+    expect(c.verdict("sendmsg")).toBe(ALLOW);
+    expect(c.verdict("getpid")).toBe(errno(EPERM));
+    expect(c.flags).toBe(NEW_LISTENER);
+    // TSYNC with a listener needs TSYNC_ESRCH, else the kernel says EINVAL.
+    expect(compileSeccomp({ ...profile, flags: ["SECCOMP_FILTER_FLAG_TSYNC"] }).flags).toBe(1 | NEW_LISTENER | TSYNC_ESRCH);
+    expect(compileSeccomp({ ...profile, flags: ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"] }).flags).toBe(NEW_LISTENER | WAIT_KILLABLE_RECV);
+    // No notifying rule: no listener, whatever listenerPath says (the spec: it is then ignored).
+    expect(compileSeccomp({ defaultAction: "SCMP_ACT_ALLOW", listenerPath: "/run/agent.sock", syscalls: [{ names: ["mkdir"], action: "SCMP_ACT_ERRNO" }] }).flags).toBe(0);
   });
 
   test("what cannot be compiled is a SeccompError naming the place", () => {
@@ -202,8 +230,9 @@ describe("actions", () => {
       expect(err).toBeInstanceOf(TsrunError);
       expect((err as Error).message).toContain(msg);
     };
-    bad({ defaultAction: "SCMP_ACT_ALLOW", syscalls: [{ names: ["read"], action: "SCMP_ACT_ERRNO" }, { names: ["ioctl"], action: "SCMP_ACT_NOTIFY" }] }, "/linux/seccomp/syscalls/1/action: SCMP_ACT_NOTIFY is not implemented yet");
-    bad({ defaultAction: "SCMP_ACT_NOTIFY" }, "/linux/seccomp/defaultAction: SCMP_ACT_NOTIFY is not implemented yet");
+    bad({ defaultAction: "SCMP_ACT_ALLOW", syscalls: [{ names: ["read"], action: "SCMP_ACT_ERRNO" }, { names: ["ioctl"], action: "SCMP_ACT_NOTIFY" }] }, "/linux/seccomp/listenerPath: is required when a rule uses SCMP_ACT_NOTIFY");
+    bad({ defaultAction: "SCMP_ACT_NOTIFY", listenerPath: "/run/agent.sock" }, "/linux/seccomp/defaultAction: SCMP_ACT_NOTIFY cannot be the default action");
+    bad({ defaultAction: "SCMP_ACT_ALLOW", listenerPath: "/run/agent.sock", syscalls: [{ names: ["mkdir", "sendmsg"], action: "SCMP_ACT_NOTIFY" }] }, "/linux/seccomp/syscalls/0/names/1: SCMP_ACT_NOTIFY cannot be used for sendmsg");
     bad({ defaultAction: "SCMP_ACT_BOGUS" as never }, "/linux/seccomp/defaultAction: unknown action");
     bad({ defaultAction: "SCMP_ACT_ALLOW", syscalls: [{ names: ["read"], action: "SCMP_ACT_ALLOW", errnoRet: 3 }] }, "/linux/seccomp/syscalls/0/errnoRet: only applies");
     bad({ defaultAction: "SCMP_ACT_ALLOW", defaultErrnoRet: 3 }, "/linux/seccomp/defaultErrnoRet: only applies");

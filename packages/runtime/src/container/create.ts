@@ -162,6 +162,26 @@ function writeIdMaps(pid: number, spec: Spec): void {
   writeFileSync(`/proc/${pid}/gid_map`, fmt(spec.linux?.gidMappings));
 }
 
+/**
+ * Hands the init's seccomp listener to the agent at linux.seccomp.listenerPath with the
+ * container process state (config-linux.md): one connection, one message, the fd in SCM_RIGHTS.
+ * The init's pid is known here: it is reported at the fork, before stage 2 runs any op.
+ */
+function sendSeccompListener(id: string, spec: Spec, fd: number, state: ReturnType<typeof stateDocument>): void {
+  const path = spec.linux?.seccomp?.listenerPath;
+  // The compiler asks for a listener only when it has a path to send it to.
+  if (!path) throw new ContainerError(`container ${id}: /linux/seccomp/listenerPath: the init made a seccomp listener but no agent socket is configured`);
+  const processState = { ociVersion: OCI_VERSION, fds: ["seccompFd"], pid: state.pid, metadata: spec.linux?.seccomp?.listenerMetadata ?? "", state };
+  try {
+    linux.sendFd(path, fd, JSON.stringify(processState));
+  } catch (e) {
+    if (!(e instanceof linux.SysError)) throw e;
+    throw new ContainerError(
+      `container ${id}: cannot send the seccomp listener to the agent at ${path} (/linux/seccomp/listenerPath): ${linux.errnoName(e.errno)}: ${linux.strerror(e.errno)}`,
+    );
+  }
+}
+
 function writePidFile(path: string, pid: number): void {
   writeFileAtomic(resolve(path), String(pid), 0o644);
 }
@@ -303,7 +323,13 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
         linux.waitpid(stage1, 0);
         stage1 = 0;
       } else if (msg.type === "fd") {
-        if (opts.consoleSocket) {
+        if (msg.kind === "seccomp") {
+          try {
+            sendSeccompListener(opts.id, spec, msg.fd, stateDocument(rec, "creating"));
+          } finally {
+            linux.close(msg.fd);
+          }
+        } else if (opts.consoleSocket) {
           linux.sendFd(opts.consoleSocket, msg.fd, "/dev/ptmx");
           linux.close(msg.fd);
         } else consoleFd = msg.fd;

@@ -17,6 +17,10 @@
 // 64-bit arguments are compared as two 32-bit words, high word first (unsigned, like libseccomp);
 // on the 32-bit ABIs (x86, x32) only the low word is compared. Names the arch does not know are
 // skipped (like libseccomp/runc) and reported.
+//
+// SCMP_ACT_NOTIFY returns SECCOMP_RET_USER_NOTIF and makes the filter a listener
+// (SECCOMP_FILTER_FLAG_NEW_LISTENER): the init sends the listener fd to tsrun, which passes it
+// on to the agent at listenerPath (container/create.ts).
 import type { LinuxSeccomp, LinuxSeccompArg, LinuxSyscall } from "@tsrun/ocispec/src/index.ts";
 import { TsrunError } from "../errors.ts";
 import { Assembler, BPF, BPF_MAXINSNS, encode, type Target } from "./bpf.ts";
@@ -40,12 +44,25 @@ export const SECCOMP_RET = {
   ALLOW: 0x7fff0000,
 } as const;
 
-/** SECCOMP_FILTER_FLAG_* the compiler accepts. */
+/** SECCOMP_FILTER_FLAG_* a profile may list. */
 export const SECCOMP_FILTER_FLAG = {
   SECCOMP_FILTER_FLAG_TSYNC: 1,
   SECCOMP_FILTER_FLAG_LOG: 2,
   SECCOMP_FILTER_FLAG_SPEC_ALLOW: 4,
+  /** Only meaningful with a listener: applied when a rule uses SCMP_ACT_NOTIFY (as libseccomp does). */
+  SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: 32,
 } as const;
+
+/** Flags the compiler sets itself; a profile cannot list them. */
+export const SECCOMP_FILTER_FLAG_NEW_LISTENER = 8;
+export const SECCOMP_FILTER_FLAG_TSYNC_ESRCH = 16;
+
+/**
+ * The syscall tsrun's init hands the listener fd to tsrun with, right after loading the filter:
+ * were it notified, it would wait for an agent that can only get the fd through it. (runc
+ * refuses `write` for the same reason: that is the call its init uses.)
+ */
+export const LISTENER_HANDOVER_SYSCALL = "sendmsg";
 
 export const AUDIT_ARCH_X86_64 = 0xc000003e;
 export const AUDIT_ARCH_I386 = 0x40000003;
@@ -91,7 +108,7 @@ const NATIVE: Record<string, ArchToken> = {
 export interface CompiledSeccomp {
   /** struct sock_filter[] (8 bytes each, little endian), for the executor's `seccomp` op. */
   program: Uint8Array;
-  /** SECCOMP_FILTER_FLAG_* bits for seccomp(2). */
+  /** SECCOMP_FILTER_FLAG_* bits for seccomp(2); with NEW_LISTENER the init sends tsrun the listener fd. */
   flags: number;
   /** Syscall names no arch of the filter knows (ignored), in profile order, once each. */
   skipped: string[];
@@ -137,7 +154,7 @@ function actionValue(pointer: string, action: string, errno: number | undefined,
     case "SCMP_ACT_ALLOW":
       return SECCOMP_RET.ALLOW;
     case "SCMP_ACT_NOTIFY":
-      return fail(pointer, "SCMP_ACT_NOTIFY is not implemented yet (no seccomp agent support)");
+      return SECCOMP_RET.USER_NOTIF;
     default:
       return fail(pointer, `unknown action ${JSON.stringify(action)}`);
   }
@@ -173,6 +190,10 @@ const MAX_CONDS = 32;
 function parseRule(i: number, s: LinuxSyscall): Rule {
   const at = `${P}/syscalls/${i}`;
   const ret = actionValue(`${at}/action`, s.action, s.errnoRet, `${at}/errnoRet`);
+  if (ret === SECCOMP_RET.USER_NOTIF) {
+    const j = (s.names as string[]).indexOf(LISTENER_HANDOVER_SYSCALL);
+    if (j >= 0) fail(`${at}/names/${j}`, `SCMP_ACT_NOTIFY cannot be used for ${LISTENER_HANDOVER_SYSCALL}: tsrun's init passes the listener on with it, before any agent can answer`);
+  }
   const args = s.args ?? [];
   if (args.length > MAX_CONDS) fail(`${at}/args`, `at most ${MAX_CONDS} conditions per rule`);
   const conds = args.map((a, j): Cond => {
@@ -364,6 +385,9 @@ export function compileSeccomp(profile: LinuxSeccomp, arch = "x86_64"): Compiled
 
   const defaultErrno = profile.defaultErrnoRet;
   const defaultRet = actionValue(`${P}/defaultAction`, profile.defaultAction, defaultErrno, `${P}/defaultErrnoRet`);
+  // A notifying default would catch the init's own handover of the listener (and every call
+  // before an agent has it).
+  if (defaultRet === SECCOMP_RET.USER_NOTIF) fail(`${P}/defaultAction`, "SCMP_ACT_NOTIFY cannot be the default action");
 
   let flags = 0;
   (profile.flags ?? []).forEach((f, i) => {
@@ -382,6 +406,17 @@ export function compileSeccomp(profile: LinuxSeccomp, arch = "x86_64"): Compiled
   const arches = tokens.map((t) => ARCHES[t]);
 
   const rules = (profile.syscalls ?? []).map((s, i) => ({ names: s.names as string[], rule: parseRule(i, s) }));
+
+  if (rules.some((r) => r.rule.ret === SECCOMP_RET.USER_NOTIF)) {
+    if (!profile.listenerPath) fail(`${P}/listenerPath`, "is required when a rule uses SCMP_ACT_NOTIFY (the seccomp agent's unix socket)");
+    flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER;
+    // The kernel refuses TSYNC with a listener unless a thread it cannot sync fails the call
+    // with ESRCH instead of returning that thread's id in place of the listener fd.
+    if (flags & SECCOMP_FILTER_FLAG.SECCOMP_FILTER_FLAG_TSYNC) flags |= SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
+  } else {
+    // Without a listener it would change nothing, and the kernel refuses it: dropped, as libseccomp does.
+    flags &= ~SECCOMP_FILTER_FLAG.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
+  }
 
   const asm = new Assembler();
   const sections = new Map<ArchToken, string>(arches.map((a) => [a.token, asm.label(a.token)]));
