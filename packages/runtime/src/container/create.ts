@@ -113,20 +113,24 @@ function socketActivation(spec: Spec): number {
 
 /**
  * The device allow-list: nothing, then the config's rules, then what every container gets and
- * the devices the config creates (as runc does it). cgroup v2 needs an eBPF program for this,
- * which tsrun does not have yet: refused there rather than left open.
+ * the devices the config creates (as runc does it): the v1 devices controller where there is
+ * one (v1 and hybrid hosts), else an eBPF program on the cgroup2 directory.
  */
 function applyDeviceRules(cg: CgroupManager, spec: Spec): void {
-  const dir = cg.paths()["devices"];
+  const paths = cg.paths();
   const own = spec.linux?.resources?.devices ?? [];
-  if (dir === undefined) {
-    if (own.length) throw new ContainerError("/linux/resources/devices: device rules need the cgroup v1 devices controller; cgroup v2 device filtering (eBPF) is not implemented yet");
-    return;
-  }
   const created: LinuxDeviceCgroup[] = [];
   for (const d of spec.linux?.devices ?? [])
     if (d.type !== "p") created.push({ allow: true, type: d.type === "b" ? "b" : "c", major: d.major ?? -1, minor: d.minor ?? -1, access: "rwm" });
-  applyDevicesV1(dir, [{ allow: false, access: "rwm" }, ...own, ...DEFAULT_ALLOWED, ...created]);
+  const rules: LinuxDeviceCgroup[] = [{ allow: false, access: "rwm" }, ...own, ...DEFAULT_ALLOWED, ...created];
+  if (paths["devices"] !== undefined) return applyDevicesV1(paths["devices"], rules);
+  if (paths[""] !== undefined) {
+    // Loaded only here: the eBPF compiler is start-up cost on every other host.
+    const { applyDevicesV2 } = require("../cgroups/devices-v2.ts") as typeof import("../cgroups/devices-v2.ts");
+    applyDevicesV2(paths[""], rules);
+    return;
+  }
+  if (own.length) throw new ContainerError("/linux/resources/devices: device rules need the v1 devices controller or a cgroup2 directory, and this container has neither");
 }
 
 function apparmorEnabled(): boolean {

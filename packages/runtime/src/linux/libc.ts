@@ -1,7 +1,7 @@
 // libc through bun:ffi, for what tsrun does in its own (parent) process: waiting, signals,
 // pidfds, locks, mounts, sockets. Opened on first use. Failures throw SysError with the errno.
 // Nothing here forks: starting a process goes through native.ts (C, no Bun code in the child).
-import { dlopen, FFIType, read, type Pointer } from "bun:ffi";
+import { dlopen, FFIType, ptr as addressOfBuffer, read, type Pointer } from "bun:ffi";
 import { readFileSync, writeSync } from "node:fs";
 import { errnoName } from "./errno.ts";
 import { PR, WNOHANG } from "./constants.ts";
@@ -36,6 +36,9 @@ function libc(): ReturnType<typeof open>["symbols"] {
   return (lib ??= open().symbols);
 }
 
+// bpf(2) predates the shared syscall table: x86_64 has its own number, the asm-generic
+// architectures (arm64, riscv64, loongarch64) share 280.
+const SYS_bpf = process.arch === "x64" ? 321 : 280;
 const SYS_pidfd_send_signal = 424; // the same number on every architecture (new-style table)
 const SYS_pidfd_open = 434;
 
@@ -282,4 +285,26 @@ export function prctl(option: number, arg2 = 0, arg3 = 0, arg4 = 0, arg5 = 0): n
 /** The shim's reaper duty: orphaned descendants are reparented to this process. */
 export function setChildSubreaper(): void {
   prctl(PR.SET_CHILD_SUBREAPER, 1);
+}
+
+/**
+ * The address of a buffer's bytes, for the pointer fields of a struct passed to the kernel (bpf_attr's
+ * insns, license, log_buf …). The caller keeps `buf` referenced until the call has returned.
+ */
+export function addressOf(buf: Uint8Array): number {
+  return addressOfBuffer(buf);
+}
+
+/**
+ * bpf(2): `attr` is the union bpf_attr for `cmd`, its length passed as the size (fields the kernel
+ * knows beyond it read as zero). Returns the result (an fd for loads, 0 otherwise); a failure throws
+ * SysError naming `what`, with the errno (EINTR retried: BPF_PROG_LOAD may be interrupted).
+ */
+export function bpf(cmd: number, attr: Uint8Array, what: string): number {
+  for (;;) {
+    const r = Number(libc().syscall(SYS_bpf, cmd, addressOfBuffer(attr), attr.length, 0));
+    if (r >= 0) return r;
+    const e = getErrno();
+    if (e !== EINTR) throw new SysError("bpf", e, what);
+  }
 }
