@@ -20,7 +20,7 @@ function commit(): string {
 buildNative();
 
 // The shim package's entry: the runtime's command line plus the image commands.
-const binaries = [{ entry: "packages/shim/src/cli/bin.ts", out: "tsrun" }];
+const binaries = [{ entry: "packages/shim/src/cli/bin.ts", out: "tsrun" }, { entry: "packages/shim/src/bin/shim.ts", out: "containerd-shim-tsrun-v2" }];
 const sha = commit();
 for (const b of binaries) {
   const outfile = join(dist, b.out);

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # gcc and libc6-dev build the C parts; musl-tools makes the static executor 14 times smaller.
 # python3 and script(1) (bsdutils) stand in for an engine's console socket and a terminal in tests.
 # skopeo, umoci, docker-registry and zstd make and serve the image fixtures of the image path.
-APT_PACKAGES=(gcc libc6-dev musl-tools runc crun busybox-static jq python3 bsdutils skopeo umoci docker-registry zstd)
+APT_PACKAGES=(gcc libc6-dev musl-tools runc crun containerd busybox-static jq python3 bsdutils skopeo umoci docker-registry zstd)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,43 @@
+// containerd-shim-tsrun-v2: containerd's runtime v2 shim for tsrun (runtime type io.containerd.tsrun.v2).
+// `start` and `delete` are short commands containerd runs; without an action this is the daemon.
+import { FlagError, parseFlags } from "./flags.ts";
+import { deleteShim, startShim } from "./manager.ts";
+import { serve } from "./daemon.ts";
+import { SHIM_VERSION } from "../task/service.ts";
+
+async function main(argv: string[]): Promise<number> {
+  const f = parseFlags(argv);
+  if (f.version) {
+    await Bun.write(Bun.stdout, `${SHIM_VERSION}\n`);
+    return 0;
+  }
+  if (f.info) {
+    process.stderr.write("containerd-shim-tsrun-v2: -info is not supported yet\n");
+    return 1;
+  }
+  switch (f.action) {
+    case "start":
+      // Plain address, no newline needed: containerd 1.6 takes stdout as the address.
+      await Bun.write(Bun.stdout, await startShim(f));
+      return 0;
+    case "delete":
+      await Bun.write(Bun.stdout, await deleteShim(f));
+      return 0;
+    case "":
+      serve(f);
+      return -1;
+    default:
+      throw new FlagError(`unknown action ${JSON.stringify(f.action)}: use start or delete`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    // The daemon keeps running on its event loop; the commands exit when done.
+    if (code >= 0) process.exit(code);
+  },
+  (err: unknown) => {
+    process.stderr.write(`containerd-shim-tsrun-v2: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);

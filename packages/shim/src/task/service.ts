@@ -1,0 +1,304 @@
+// containerd.task.v2.Task for containers run by the tsrun binary: Create, Start, State, Kill,
+// Wait, Delete, Pids, CloseIO, Connect and Shutdown. Exec, terminals, pause/resume, update,
+// stats and checkpoints answer UNIMPLEMENTED. containerd 1.6 learns of exits by Wait, so this
+// slice publishes no events.
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { CallContext, Method } from "../ttrpc/server.ts";
+import { timestamp } from "../ttrpc/codec.ts";
+import { alreadyExists, Code, failedPrecondition, invalidArgument, notFound, TtrpcError, unimplemented } from "../ttrpc/status.ts";
+import { TaskIo, type StdioPaths } from "./io.ts";
+import { taskMethods, taskProto, RUNC_OPTIONS_TYPE, TaskStatus, type Any, type Codec, type CreateTaskRequest, type Mount, type ProcessRequest } from "./proto.ts";
+import type { Exit, Reaper } from "./reaper.ts";
+import { mountRootfs, unmountRootfs } from "./rootfs.ts";
+import { DEFAULT_BINARY, DEFAULT_ROOT, OciRuntime, RuntimeError } from "./runtime.ts";
+
+export const NAMESPACE_METADATA = "containerd-namespace-ttrpc";
+export const SHIM_VERSION = "containerd-shim-tsrun-v2 0.1.0";
+/** How long Delete waits for a never-started init to die after `delete --force` killed it. */
+const DELETE_EXIT_WAIT_MS = 10_000;
+
+/** What the shim keeps for each container; persisted settings go to <bundle>/options.json. */
+interface Task {
+  id: string;
+  bundle: string;
+  pid: number;
+  stdio: StdioPaths;
+  io: TaskIo;
+  runtime: OciRuntime;
+  rootfs: string | undefined;
+  started: boolean;
+  exit: Exit | undefined;
+  exited: Promise<Exit>;
+}
+
+/** The runtime settings Create resolved, saved in the bundle for `shim delete` after a crash (runc's options.json, same keys). */
+export interface SavedOptions {
+  binary_name: string;
+  root: string;
+}
+
+export interface TaskServiceOptions {
+  /** From the shim's -namespace flag; a call's own namespace metadata wins. */
+  namespace: string;
+  reaper: Reaper;
+  /** Defaults for tasks whose Create carries no runc options. */
+  binary?: string;
+  root?: string;
+  /** Called after a Shutdown that leaves no tasks, once the response has been sent. */
+  onShutdown?: () => void;
+}
+
+export class TaskService {
+  private tasks = new Map<string, Task>();
+  private creating = new Set<string>();
+
+  constructor(private opts: TaskServiceOptions) {}
+
+  /** The ttrpc method table, for registration as both containerd.task.v2.Task and v3. */
+  methods(): Record<string, Method> {
+    const p = taskProto();
+    const m: Record<string, Method> = {
+      Create: unary(p.createRequest, p.createResponse, (req, ctx) => this.create(req, ctx)),
+      Start: unary(p.startRequest, p.startResponse, (req) => this.start(req)),
+      State: unary(p.stateRequest, p.stateResponse, (req) => this.state(req)),
+      Kill: unary(p.killRequest, p.empty, (req) => this.kill(req.id, req.execId, req.signal, req.all)),
+      Wait: unary(p.waitRequest, p.waitResponse, (req) => this.wait(req)),
+      Delete: unary(p.deleteRequest, p.deleteResponse, (req) => this.delete(req)),
+      Pids: unary(p.pidsRequest, p.pidsResponse, (req) => {
+        const t = this.task(req.id, "");
+        return { processes: t.exit ? [] : [{ pid: t.pid, info: null }] };
+      }),
+      CloseIO: unary(p.closeIORequest, p.empty, (req) => {
+        const t = this.task(req.id, req.execId);
+        if (req.stdin) t.io.closeStdin();
+        return {};
+      }),
+      Connect: unary(p.connectRequest, p.connectResponse, (req) => {
+        const t = this.tasks.get(req.id);
+        return { shimPid: process.pid, taskPid: t?.pid ?? 0, version: SHIM_VERSION };
+      }),
+      Shutdown: unary(p.shutdownRequest, p.empty, (req) => {
+        // A shim may serve several tasks; it stays up while any is left, unless told `now`.
+        if (this.tasks.size === 0 || req.now) this.opts.onShutdown?.();
+        return {};
+      }),
+    };
+    const unsupported: Record<string, string> = {
+      Exec: "exec is not supported by containerd-shim-tsrun-v2 yet",
+      ResizePty: "terminals are not supported by containerd-shim-tsrun-v2 yet",
+      Pause: "pause is not supported by containerd-shim-tsrun-v2 yet",
+      Resume: "resume is not supported by containerd-shim-tsrun-v2 yet",
+      Update: "resource updates are not supported by containerd-shim-tsrun-v2 yet",
+      Stats: "stats are not supported by containerd-shim-tsrun-v2 yet",
+      Checkpoint: "checkpoint is not supported by containerd-shim-tsrun-v2",
+    };
+    for (const [name, why] of Object.entries(unsupported)) {
+      m[name] = () => {
+        throw unimplemented(why);
+      };
+    }
+    for (const name of taskMethods()) if (!m[name]) throw new Error(`Task method ${name} has no handler`);
+    return m;
+  }
+
+  get size(): number {
+    return this.tasks.size;
+  }
+
+  private namespace(ctx: CallContext): string {
+    const ns = ctx.metadata.get(NAMESPACE_METADATA)?.[0] || this.opts.namespace;
+    // It becomes a directory name under the state root.
+    if (!/^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$/.test(ns)) throw invalidArgument(`invalid namespace ${JSON.stringify(ns)}`);
+    return ns;
+  }
+
+  private task(id: string, execId: string): Task {
+    const t = this.tasks.get(id);
+    if (!t) throw notFound(`task ${JSON.stringify(id)} not found`);
+    // No exec can be created (Exec is unimplemented), so any exec id is unknown.
+    if (execId) throw notFound(`exec ${JSON.stringify(execId)} of task ${JSON.stringify(id)} not found`);
+    return t;
+  }
+
+  private async create(req: CreateTaskRequest, ctx: CallContext) {
+    if (!req.id) throw invalidArgument("Create: id is empty");
+    if (!req.bundle) throw invalidArgument(`Create ${req.id}: bundle is empty`);
+    if (this.tasks.has(req.id) || this.creating.has(req.id)) throw alreadyExists(`task ${JSON.stringify(req.id)} already exists`);
+    if (req.terminal) throw unimplemented("terminals are not supported by containerd-shim-tsrun-v2 yet: run the task without a tty");
+    if (req.checkpoint || req.parentCheckpoint) throw unimplemented("restoring from a checkpoint is not supported by containerd-shim-tsrun-v2");
+    const ns = this.namespace(ctx);
+    const runc = runcOptions(req.options);
+    const saved: SavedOptions = {
+      binary_name: runc?.binaryName || this.opts.binary || DEFAULT_BINARY,
+      root: runc?.root || this.opts.root || DEFAULT_ROOT,
+    };
+    this.creating.add(req.id);
+    try {
+      const runtime = newRuntime(saved, ns, req.bundle, this.opts.reaper);
+      writeFileSync(join(req.bundle, "options.json"), JSON.stringify(saved));
+      const rootfs = req.rootfs.length > 0 ? join(req.bundle, "rootfs") : undefined;
+      if (rootfs) mountRootfs(rootfs, req.rootfs as Mount[]);
+      let io: TaskIo | undefined;
+      try {
+        const stdio = { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr };
+        io = TaskIo.open(stdio);
+        const pidFile = join(req.bundle, "init.pid");
+        await runtime.create(req.id, req.bundle, pidFile, io.fds, { noPivot: runc?.noPivotRoot, noNewKeyring: runc?.noNewKeyring });
+        io.release();
+        const pid = readPid(pidFile);
+        const task: Task = { id: req.id, bundle: req.bundle, pid, stdio, io, runtime, rootfs, started: false, exit: undefined, exited: this.opts.reaper.watch(pid) };
+        void task.exited.then((exit) => {
+          task.exit = exit;
+          task.io.closeStdin();
+        });
+        this.tasks.set(req.id, task);
+        return { pid };
+      } catch (err) {
+        io?.close();
+        if (rootfs) unmountRootfs(rootfs);
+        throw runtimeFailure(err, "OCI runtime create failed");
+      }
+    } finally {
+      this.creating.delete(req.id);
+    }
+  }
+
+  private async start(req: ProcessRequest) {
+    const t = this.task(req.id, req.execId);
+    if (t.started) throw failedPrecondition(`task ${JSON.stringify(t.id)} has already been started`);
+    if (t.exit) throw failedPrecondition(`task ${JSON.stringify(t.id)} has exited and cannot be started`);
+    try {
+      await t.runtime.start(t.id);
+    } catch (err) {
+      throw runtimeFailure(err, "OCI runtime start failed");
+    }
+    t.started = true;
+    return { pid: t.pid };
+  }
+
+  private state(req: ProcessRequest) {
+    const t = this.task(req.id, req.execId);
+    const status = t.exit ? TaskStatus.STOPPED : t.started ? TaskStatus.RUNNING : TaskStatus.CREATED;
+    return {
+      id: t.id,
+      bundle: t.bundle,
+      pid: t.pid,
+      status,
+      ...t.stdio,
+      terminal: false,
+      exitStatus: t.exit?.status ?? 0,
+      exitedAt: t.exit ? timestamp(t.exit.at) : null,
+      execId: "",
+    };
+  }
+
+  private async kill(id: string, execId: string, signal: number, all: boolean) {
+    const t = this.task(id, execId);
+    if (t.exit && !all) throw notFound(`task ${JSON.stringify(id)}: process already finished`);
+    try {
+      await t.runtime.kill(t.id, signal, all);
+    } catch (err) {
+      // The init may have died after the check above; containerd treats NOT_FOUND as done.
+      if (t.exit || /not running|does not exist|not found|ESRCH|stopped/i.test((err as Error).message)) throw notFound(`task ${JSON.stringify(id)}: process already finished`);
+      throw runtimeFailure(err, "OCI runtime kill failed");
+    }
+    return {};
+  }
+
+  private async wait(req: ProcessRequest) {
+    const t = this.task(req.id, req.execId);
+    const exit = await t.exited;
+    return { exitStatus: exit.status, exitedAt: timestamp(exit.at) };
+  }
+
+  private async delete(req: ProcessRequest) {
+    const t = this.task(req.id, req.execId);
+    if (t.started && !t.exit) throw failedPrecondition(`task ${JSON.stringify(t.id)} is running: kill it before deleting it`);
+    try {
+      await t.runtime.delete(t.id, true);
+    } catch (err) {
+      if (!/does not exist|not found/i.test((err as Error).message)) throw runtimeFailure(err, "OCI runtime delete failed");
+    }
+    // A created task's init is killed by `delete --force`; its exit status is what Delete reports.
+    const exit = t.exit ?? (await within(t.exited, DELETE_EXIT_WAIT_MS));
+    if (!exit) throw new TtrpcError(Code.DEADLINE_EXCEEDED, `task ${JSON.stringify(t.id)}: init ${t.pid} did not exit within ${DELETE_EXIT_WAIT_MS} ms of being deleted`);
+    t.io.close();
+    if (t.rootfs) unmountRootfs(t.rootfs);
+    this.tasks.delete(t.id);
+    return { pid: t.pid, exitStatus: exit.status, exitedAt: timestamp(exit.at) };
+  }
+}
+
+/** The promise's value, or undefined when it takes longer than `ms`. */
+async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A ttrpc method from a handler on decoded messages. */
+function unary<Req, Res>(req: Codec<Req>, res: Codec<Res>, fn: (r: Req, ctx: CallContext) => Partial<Res> | Promise<Partial<Res>>): Method {
+  return async (payload, ctx) => {
+    let decoded: Req;
+    try {
+      decoded = req.decode(payload);
+    } catch (err) {
+      throw invalidArgument(`${ctx.method}: malformed request: ${(err as Error).message}`);
+    }
+    return res.encode(await fn(decoded, ctx));
+  };
+}
+
+/** The runc shim's options, when Create carries them (a CRI runtime table's `options`, ctr --runc-*). */
+function runcOptions(any: Any | null) {
+  if (!any || !any.typeUrl) return undefined;
+  // containerd writes bare names; accept the type.googleapis.com/ form too.
+  if (any.typeUrl.replace(/^.*\//, "") !== RUNC_OPTIONS_TYPE) return undefined;
+  try {
+    return taskProto().runcOptions.decode(any.value);
+  } catch (err) {
+    throw invalidArgument(`Create: options of type ${any.typeUrl} do not decode: ${(err as Error).message}`);
+  }
+}
+
+export function newRuntime(saved: SavedOptions, ns: string, bundle: string, reaper: Reaper): OciRuntime {
+  try {
+    return new OciRuntime({ binary: saved.binary_name, root: join(saved.root, ns), log: join(bundle, "log.json"), reaper });
+  } catch (err) {
+    throw new TtrpcError(Code.FAILED_PRECONDITION, (err as Error).message);
+  }
+}
+
+/** Settings saved by Create, or the defaults for a bundle that never got that far. */
+export function loadSavedOptions(bundle: string): SavedOptions {
+  const path = join(bundle, "options.json");
+  const defaults = { binary_name: DEFAULT_BINARY, root: DEFAULT_ROOT };
+  if (!existsSync(path)) return defaults;
+  try {
+    const o = JSON.parse(readFileSync(path, "utf8")) as Partial<SavedOptions>;
+    return { binary_name: o.binary_name || defaults.binary_name, root: o.root || defaults.root };
+  } catch {
+    return defaults;
+  }
+}
+
+function readPid(path: string): number {
+  const text = readFileSync(path, "utf8").trim();
+  const pid = Number(text);
+  if (!Number.isInteger(pid) || pid <= 0) throw new Error(`pid file ${path} holds ${JSON.stringify(text)}, not a pid`);
+  return pid;
+}
+
+/** Errors from the runtime keep their text, prefixed as containerd's runc shim does. */
+function runtimeFailure(err: unknown, what: string): Error {
+  if (err instanceof TtrpcError) return err;
+  const message = err instanceof RuntimeError ? err.message : (err as Error).message ?? String(err);
+  return new TtrpcError(Code.UNKNOWN, `${what}: ${message}`);
+}

@@ -1,0 +1,157 @@
+// End to end: Debian's containerd 1.6 on a private socket and state, with
+// dist/containerd-shim-tsrun-v2 and dist/tsrun on its PATH, runs containers of a locally made
+// busybox image through `ctr run --runtime io.containerd.tsrun.v2`. Needs root, containerd, ctr,
+// umoci and jq (scripts/make-image.sh), and the built binaries (`bun scripts/build.ts`).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { umount2 } from "@tsrun/runtime/src/linux/libc.ts";
+import { MNT_DETACH } from "@tsrun/runtime/src/linux/constants.ts";
+import { mountPoints } from "../src/task/rootfs.ts";
+import { DEFAULT_ROOT } from "../src/task/runtime.ts";
+
+const repo = join(import.meta.dir, "../../..");
+const SHIM = join(repo, "dist/containerd-shim-tsrun-v2");
+const TSRUN = join(repo, "dist/tsrun");
+const NS = "tsrun-e2e";
+const IMAGE = "localhost/tsrun-e2e:latest";
+const has = (cmd: string) => Bun.spawnSync(["sh", "-c", `command -v ${cmd}`]).success;
+const canRun = process.getuid?.() === 0 && existsSync(SHIM) && existsSync(TSRUN) && ["containerd", "ctr", "umoci", "jq"].every(has);
+
+// Short: containerd's socket path and the shim's must fit in sun_path.
+const dir = canRun ? mkdtempSync("/tmp/tsrun-ctd-") : "";
+const sock = join(dir, "c.sock");
+let containerd: Bun.Subprocess | undefined;
+
+function ctr(args: string[], timeoutMs = 60_000): { code: number; stdout: string; stderr: string } {
+  const r = Bun.spawnSync(["ctr", "--address", sock, "--namespace", NS, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: timeoutMs });
+  return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+
+/** Processes whose command line mentions our containerd socket: shims (their -address) and containerd itself. */
+function processesUsing(path: string): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync("/proc")) {
+    if (!/^\d+$/.test(e) || Number(e) === containerd?.pid) continue;
+    try {
+      if (readFileSync(`/proc/${e}/cmdline`, "utf8").split("\0").includes(path)) out.push(Number(e));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return out;
+}
+
+function mountedUnder(path: string): string[] {
+  return mountPoints().filter((m) => m === path || m.startsWith(`${path}/`));
+}
+
+/** Nothing of a finished container may survive: no shim, no mount, no runtime state, no task bundle. */
+async function expectNothingLeft(id: string): Promise<void> {
+  // containerd runs `shim delete` after the shim's connection closes; give it a moment.
+  const end = Date.now() + 10_000;
+  while (processesUsing(sock).length > 0 && Date.now() < end) await Bun.sleep(50);
+  expect(processesUsing(sock)).toEqual([]);
+  expect(mountedUnder(dir)).toEqual([]);
+  expect(existsSync(join(DEFAULT_ROOT, NS, id))).toBe(false);
+  expect(existsSync(join(dir, "state/io.containerd.runtime.v2.task", NS, id))).toBe(false);
+  expect(ctr(["containers", "ls", "-q"]).stdout.trim()).toBe("");
+}
+
+// Not skipped when something is missing: a missing requirement is a failure to see.
+test("requirements: root, dist/containerd-shim-tsrun-v2, dist/tsrun, containerd, ctr, umoci and jq (scripts/setup.sh installs them)", () => {
+  expect(canRun).toBe(true);
+});
+
+describe("containerd 1.6 runs containers through containerd-shim-tsrun-v2 (root)", () => {
+  beforeAll(async () => {
+    if (!canRun) throw new Error("requirements missing (see the requirements test)");
+    const bin = join(dir, "bin");
+    mkdirSync(bin);
+    symlinkSync(SHIM, join(bin, "containerd-shim-tsrun-v2"));
+    symlinkSync(TSRUN, join(bin, "tsrun"));
+    // CRI is off: it needs CNI and would only slow start-up.
+    writeFileSync(join(dir, "config.toml"), 'version = 2\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n');
+    containerd = Bun.spawn(["containerd", "--config", join(dir, "config.toml"), "--root", join(dir, "root"), "--state", join(dir, "state"), "--address", sock], {
+      env: { ...process.env, PATH: `${bin}:${process.env.PATH}` },
+      stdio: ["ignore", Bun.file(join(dir, "containerd.log")), Bun.file(join(dir, "containerd.log"))],
+    });
+    const end = Date.now() + 20_000;
+    while (ctr(["version"], 5000).code !== 0) {
+      if (Date.now() > end || containerd.exitCode !== null) throw new Error(`containerd did not come up: ${readFileSync(join(dir, "containerd.log"), "utf8").slice(-2000)}`);
+      await Bun.sleep(100);
+    }
+    const tar = join(dir, "image.tar");
+    const mk = Bun.spawnSync(["bash", join(repo, "scripts/make-image.sh"), tar, IMAGE], { stdout: "pipe", stderr: "pipe" });
+    if (!mk.success) throw new Error(`make-image.sh: ${mk.stderr}`);
+    const imp = ctr(["images", "import", tar]);
+    if (imp.code !== 0) throw new Error(`ctr images import: ${imp.stderr}`);
+  }, 120_000);
+
+  afterAll(async () => {
+    if (containerd && containerd.exitCode === null) {
+      containerd.kill("SIGTERM");
+      const end = Date.now() + 10_000;
+      while (containerd.exitCode === null && Date.now() < end) await Bun.sleep(50);
+      if (containerd.exitCode === null) containerd.kill("SIGKILL");
+      await containerd.exited;
+    }
+    for (const pid of processesUsing(sock)) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // Gone.
+      }
+    }
+    for (const m of mountedUnder(dir).sort((a, b) => b.length - a.length)) {
+      try {
+        umount2(m, MNT_DETACH);
+      } catch {
+        // Best effort.
+      }
+    }
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    // The namespace's state directory, once empty (the runtime removes containers, not the directory).
+    try {
+      rmdirSync(join(DEFAULT_ROOT, NS));
+    } catch {
+      // Not empty or not there: leave it.
+    }
+  }, 60_000);
+
+  test("ctr run --rm … echo hi prints hi and leaves nothing behind", async () => {
+    const r = ctr(["run", "--rm", "--runtime", "io.containerd.tsrun.v2", IMAGE, "e2e-echo", "echo", "hi"]);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("hi\n");
+    expect(r.code).toBe(0);
+    await expectNothingLeft("e2e-echo");
+  }, 60_000);
+
+  test("the exit status and stderr come back through ctr", async () => {
+    const r = ctr(["run", "--rm", "--runtime", "io.containerd.tsrun.v2", IMAGE, "e2e-exit", "sh", "-c", "echo out; echo err >&2; exit 4"]);
+    expect(r.stdout).toBe("out\n");
+    expect(r.stderr).toBe("err\n");
+    expect(r.code).toBe(4);
+    await expectNothingLeft("e2e-exit");
+  }, 60_000);
+
+  test("the container gets only its stdio from the shim (no leaked sockets or fifos)", async () => {
+    // ls's own directory fd is the 3.
+    const r = ctr(["run", "--rm", "--runtime", "io.containerd.tsrun.v2", IMAGE, "e2e-fds", "ls", "/proc/self/fd"]);
+    expect(r.stdout.split("\n").filter(Boolean)).toEqual(["0", "1", "2", "3"]);
+    expect(r.code).toBe(0);
+    await expectNothingLeft("e2e-fds");
+  }, 60_000);
+
+  test("a detached task is listed as running, killed, and deleted", async () => {
+    expect(ctr(["run", "-d", "--runtime", "io.containerd.tsrun.v2", IMAGE, "e2e-detach", "sleep", "100"]).code).toBe(0);
+    expect(ctr(["tasks", "ls"]).stdout).toMatch(/e2e-detach\s+\d+\s+RUNNING/);
+    expect(ctr(["tasks", "kill", "-s", "SIGKILL", "e2e-detach"]).code).toBe(0);
+    const end = Date.now() + 10_000;
+    while (!/STOPPED/.test(ctr(["tasks", "ls"]).stdout) && Date.now() < end) await Bun.sleep(50);
+    expect(ctr(["tasks", "ls"]).stdout).toMatch(/e2e-detach\s+\d+\s+STOPPED/);
+    expect(ctr(["tasks", "delete", "e2e-detach"]).code).toBe(0);
+    expect(ctr(["containers", "delete", "e2e-detach"]).code).toBe(0);
+    await expectNothingLeft("e2e-detach");
+  }, 60_000);
+});

@@ -1,0 +1,148 @@
+// The shim's pure parts: command-line flags, rootfs mount plans, log parsing, socket naming, and the
+// Task messages' wire form (field numbers must match containerd's). No root needed.
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { MS } from "@tsrun/ocispec/src/linux-names.ts";
+import { FlagError, parseFlags } from "../src/bin/flags.ts";
+import { socketPath } from "../src/bin/manager.ts";
+import { mountPoints, mountTarget, planMount, RootfsError } from "../src/task/rootfs.ts";
+import { lastLoggedError } from "../src/task/runtime.ts";
+import { taskMethods, taskProto } from "../src/task/proto.ts";
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+
+describe("flags", () => {
+  test("containerd's start command line", () => {
+    const f = parseFlags(["-namespace", "default", "-address", "/run/containerd/containerd.sock", "-publish-binary", "/usr/bin/containerd", "-id", "c1", "-debug", "start"]);
+    expect(f).toMatchObject({ namespace: "default", address: "/run/containerd/containerd.sock", publishBinary: "/usr/bin/containerd", id: "c1", debug: true, action: "start" });
+  });
+
+  test("delete with -bundle, = forms and double dashes", () => {
+    const f = parseFlags(["--namespace=k8s.io", "-id=c2", "-bundle", "/b", "-debug=false", "delete"]);
+    expect(f).toMatchObject({ namespace: "k8s.io", id: "c2", bundle: "/b", debug: false, action: "delete" });
+  });
+
+  test("no action is the daemon; -v is the version", () => {
+    expect(parseFlags(["-id", "x", "-socket", "/s"]).action).toBe("");
+    expect(parseFlags(["-v"]).version).toBe(true);
+  });
+
+  test("bad command lines are refused with the flag named", () => {
+    expect(() => parseFlags(["-bogus", "start"])).toThrow("flag provided but not defined: -bogus");
+    expect(() => parseFlags(["-id"])).toThrow(FlagError);
+    expect(() => parseFlags(["start", "extra"])).toThrow("unexpected arguments");
+  });
+});
+
+describe("rootfs mount plans", () => {
+  const rootfs = "/b/rootfs";
+
+  test("overlay: one mount, the options as data", () => {
+    const calls = planMount({ type: "overlay", source: "overlay", target: "", options: ["workdir=/w", "upperdir=/u", "lowerdir=/l1:/l2"] }, rootfs);
+    expect(calls).toEqual([{ source: "overlay", target: rootfs, fstype: "overlay", flags: 0, data: "workdir=/w,upperdir=/u,lowerdir=/l1:/l2" }]);
+  });
+
+  test("a read-only rbind takes a bind and a read-only remount", () => {
+    const calls = planMount({ type: "bind", source: "/layer", target: "", options: ["ro", "rbind"] }, rootfs);
+    expect(calls).toEqual([
+      { source: "/layer", target: rootfs, fstype: null, flags: MS.BIND | MS.REC | MS.RDONLY, data: null },
+      { source: null, target: rootfs, fstype: null, flags: MS.BIND | MS.REC | MS.RDONLY | MS.REMOUNT, data: null },
+    ]);
+  });
+
+  test("propagation is a second call; flags words become flags", () => {
+    const calls = planMount({ type: "tmpfs", source: "tmpfs", target: "/tmp", options: ["nosuid", "nodev", "rprivate", "size=1m"] }, rootfs);
+    expect(calls).toEqual([
+      { source: "tmpfs", target: "/b/rootfs/tmp", fstype: "tmpfs", flags: MS.NOSUID | MS.NODEV, data: "size=1m" },
+      { source: null, target: "/b/rootfs/tmp", fstype: null, flags: MS.PRIVATE | MS.REC, data: null },
+    ]);
+  });
+
+  test("what cannot be honoured is refused with a reason; targets stay inside the rootfs", () => {
+    expect(() => planMount({ type: "ext4", source: "/img", target: "", options: ["loop"] }, rootfs)).toThrow(RootfsError);
+    const long = `lowerdir=${Array.from({ length: 200 }, (_, i) => `/var/lib/containerd/snapshots/${i}/fs`).join(":")}`;
+    expect(() => planMount({ type: "overlay", source: "overlay", target: "", options: [long] }, rootfs)).toThrow("more than mount(2) takes");
+    expect(mountTarget(rootfs, "../../etc")).toBe("/b/rootfs/etc");
+  });
+
+  test("mountinfo's octal escapes are decoded", () => {
+    const info = "36 35 98:0 / /mnt/with\\040space rw,noatime master:1 - ext3 /dev/root rw\n37 35 0:5 / /plain rw - tmpfs tmpfs rw\n";
+    expect(mountPoints(info)).toEqual(["/mnt/with space", "/plain"]);
+  });
+});
+
+describe("runtime log", () => {
+  test("the last error line since an offset is the message", () => {
+    const dir = mkdtempSync(join(tmpdir(), "tsrun-shimlog-"));
+    try {
+      const log = join(dir, "log.json");
+      const old = '{"level":"error","msg":"an old failure","time":"t"}\n';
+      writeFileSync(log, `${old}{"level":"info","msg":"x"}\nnot json\n{"level":"error","msg":"first","time":"t"}\n{"level":"error","msg":"container_linux: the real reason","time":"t"}\n`);
+      expect(lastLoggedError(log, Buffer.byteLength(old))).toBe("container_linux: the real reason");
+      writeFileSync(log, old);
+      expect(lastLoggedError(log, Buffer.byteLength(old))).toBeUndefined();
+      expect(lastLoggedError(join(dir, "missing"))).toBeUndefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("socket naming", () => {
+  test("deterministic per address, namespace and id, and short enough for sun_path", () => {
+    const a = socketPath("/run/containerd/containerd.sock", "default", "c1");
+    expect(a).toMatch(/^\/run\/containerd\/s\/[0-9a-f]{64}$/);
+    expect(socketPath("/run/containerd/containerd.sock", "default", "c1")).toBe(a);
+    expect(socketPath("/run/containerd/containerd.sock", "other", "c1")).not.toBe(a);
+    expect(() => socketPath("/x", "ns", "id", `/${"d".repeat(60)}`)).toThrow("longer than");
+  });
+});
+
+describe("Task messages on the wire", () => {
+  const p = taskProto();
+
+  test("the service declares containerd's 17 methods", () => {
+    expect(taskMethods().sort()).toEqual(
+      ["State", "Create", "Start", "Delete", "Pids", "Pause", "Resume", "Checkpoint", "Kill", "Exec", "ResizePty", "CloseIO", "Update", "Wait", "Stats", "Connect", "Shutdown"].sort(),
+    );
+  });
+
+  test("field numbers and types match containerd's (hand-encoded bytes)", () => {
+    // id=1 "a", signal=3 varint 9, all=4 true
+    expect(hex(p.killRequest.encode({ id: "a", signal: 9, all: true }))).toBe("0a0161180920" + "01");
+    // pid=1, exit_status=2, exited_at=3 {seconds=1 5, nanos=2 7}
+    expect(hex(p.deleteResponse.encode({ pid: 5, exitStatus: 137, exitedAt: { seconds: 5, nanos: 7 } }))).toBe("08051089011a0408051007");
+    // exit_status=1, exited_at=2
+    expect(hex(p.waitResponse.encode({ exitStatus: 3, exitedAt: null }))).toBe("0803");
+    // shim_pid=1, task_pid=2, version=3
+    expect(hex(p.connectResponse.encode({ shimPid: 1, taskPid: 2, version: "v" }))).toBe("080110021a0176");
+    // status=4 is the enum (RUNNING = 2), exec_id=11 is tag 0x5a
+    expect(hex(p.stateResponse.encode({ id: "i", status: 2, execId: "e" }))).toBe("0a0169" + "2002" + "5a0165");
+    // stdin=3 of CloseIORequest
+    expect(hex(p.closeIORequest.encode({ id: "i", stdin: true }))).toBe("0a01691801");
+  });
+
+  test("CreateTaskRequest round-trips with mounts and an options Any", () => {
+    const options = { typeUrl: "containerd.runc.v1.Options", value: p.runcOptions.encode({ binaryName: "/usr/bin/tsrun", root: "/r" }) };
+    const req = {
+      id: "c",
+      bundle: "/b",
+      rootfs: [{ type: "overlay", source: "overlay", target: "", options: ["lowerdir=/l"] }],
+      terminal: false,
+      stdin: "",
+      stdout: "/f/o",
+      stderr: "/f/e",
+      checkpoint: "",
+      parentCheckpoint: "",
+      options,
+    };
+    const bytes = p.createRequest.encode(req);
+    expect(p.createRequest.decode(bytes)).toEqual(req);
+    // options is field 10 (tag 0x52), holding type_url=1 and value=2.
+    const anyLength = 2 + options.typeUrl.length + 2 + options.value.length;
+    expect(hex(bytes)).toContain(`52${anyLength.toString(16)}0a${options.typeUrl.length.toString(16)}`);
+    expect(p.runcOptions.decode(options.value)).toMatchObject({ binaryName: "/usr/bin/tsrun", root: "/r" });
+  });
+});

@@ -1,0 +1,301 @@
+// The Task service driven over ttrpc as containerd drives it, without containerd: `shim start`
+// spawns the daemon, and the test sends Create/Start/Wait/Kill/Delete/Shutdown to it with a
+// busybox rootfs mounted by the shim (overlay, or a read-only bind) and stdio through fifos.
+// Needs root and dist/tsrun (`bun scripts/build.ts`).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { mkfifo, umount2 } from "@tsrun/runtime/src/linux/libc.ts";
+import { MNT_DETACH } from "@tsrun/runtime/src/linux/constants.ts";
+import { TtrpcClient } from "../src/ttrpc/client.ts";
+import { Code, TtrpcError } from "../src/ttrpc/status.ts";
+import { taskProto, TASK_SERVICE_V2, TASK_SERVICE_V3, TaskStatus, type Codec, type Mount } from "../src/task/proto.ts";
+import { mountPoints } from "../src/task/rootfs.ts";
+
+const repo = join(import.meta.dir, "../../..");
+const TSRUN = process.env.TSRUN ?? join(repo, "dist/tsrun");
+const SHIM = join(repo, "packages/shim/src/bin/shim.ts");
+const NS = "tsrun-task-test";
+const canRun = process.getuid?.() === 0 && existsSync(TSRUN);
+
+const p = taskProto();
+const dir = mkdtempSync(join(tmpdir(), "tsrun-task-"));
+const stateRoot = join(dir, "state");
+const layer = join(dir, "layer");
+const shimBundle = join(dir, "shim-bundle");
+let client: TtrpcClient;
+let socket = "";
+let shimPid = 0;
+
+/** The daemon's pid, found by its -socket argument (start does not print it). */
+function daemonPid(sock: string): number {
+  for (const entry of new Bun.Glob("[0-9]*").scanSync({ cwd: "/proc", onlyFiles: false })) {
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").includes(sock)) return Number(entry);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return 0;
+}
+
+function runShim(args: string[], cwd: string): { code: number; stdout: Uint8Array; stderr: string } {
+  const r = Bun.spawnSync([process.execPath, SHIM, "-namespace", NS, "-address", join(dir, "containerd.sock"), "-publish-binary", "/bin/true", ...args], { cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  return { code: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr.toString() };
+}
+
+async function call<Req, Res>(method: string, req: Partial<Req>, reqCodec: Codec<Req>, resCodec: Codec<Res>, service = TASK_SERVICE_V2): Promise<Res> {
+  const bytes = await client.call(service, method, reqCodec.encode(req), { metadata: { "containerd-namespace-ttrpc": NS }, timeoutMs: 30_000 });
+  return resCodec.decode(bytes);
+}
+const create = (req: Parameters<typeof p.createRequest.encode>[0]) => call("Create", req, p.createRequest, p.createResponse);
+const start = (id: string) => call("Start", { id }, p.startRequest, p.startResponse);
+const state = (id: string, service?: string) => call("State", { id }, p.stateRequest, p.stateResponse, service);
+const wait = (id: string) => call("Wait", { id }, p.waitRequest, p.waitResponse);
+const kill = (id: string, signal: number) => call("Kill", { id, signal }, p.killRequest, p.empty);
+const del = (id: string) => call("Delete", { id }, p.deleteRequest, p.deleteResponse);
+const closeIO = (id: string) => call("CloseIO", { id, stdin: true }, p.closeIORequest, p.empty);
+const failure = (promise: Promise<unknown>) => promise.then(
+  () => {
+    throw new Error("the call succeeded");
+  },
+  (e: unknown) => e as TtrpcError,
+);
+
+interface Bundle {
+  id: string;
+  bundle: string;
+  rootfs: string;
+  mounts: Mount[];
+  stdout: string;
+  stderr: string;
+  stdin: string;
+}
+
+let seq = 0;
+/** A bundle with the given args; its rootfs is an overlay of the busybox layer, or a read-only bind of it. */
+function makeBundle(args: string[], opts: { bind?: boolean; stdin?: boolean; config?: (c: Record<string, any>) => void } = {}): Bundle {
+  const id = `task-${process.pid}-${seq++}`;
+  const bundle = join(dir, id);
+  const rootfs = join(bundle, "rootfs");
+  mkdirSync(rootfs, { recursive: true });
+  const spec = Bun.spawnSync([TSRUN, "spec"], { cwd: bundle });
+  if (!spec.success) throw new Error(`tsrun spec: ${spec.stderr}`);
+  const config = JSON.parse(readFileSync(join(bundle, "config.json"), "utf8"));
+  config.process.terminal = false;
+  config.process.args = args;
+  config.root = { path: "rootfs", readonly: !!opts.bind };
+  opts.config?.(config);
+  writeFileSync(join(bundle, "config.json"), JSON.stringify(config));
+  let mounts: Mount[];
+  if (opts.bind) {
+    mounts = [{ type: "bind", source: layer, target: "", options: ["ro", "rbind"] }];
+  } else {
+    const upper = join(dir, `${id}.upper`);
+    const work = join(dir, `${id}.work`);
+    mkdirSync(upper);
+    mkdirSync(work);
+    mounts = [{ type: "overlay", source: "overlay", target: "", options: [`workdir=${work}`, `upperdir=${upper}`, `lowerdir=${layer}`] }];
+  }
+  const fifo = (name: string) => {
+    const path = join(dir, `${id}-${name}`);
+    mkfifo(path, 0o600);
+    return path;
+  };
+  return { id, bundle, rootfs, mounts, stdout: fifo("stdout"), stderr: fifo("stderr"), stdin: opts.stdin ? fifo("stdin") : "" };
+}
+
+function createRequest(b: Bundle) {
+  const options = { typeUrl: "containerd.runc.v1.Options", value: p.runcOptions.encode({ binaryName: TSRUN, root: stateRoot }) };
+  return { id: b.id, bundle: b.bundle, rootfs: b.mounts, stdin: b.stdin, stdout: b.stdout, stderr: b.stderr, options };
+}
+
+/** The client's end of an output fifo: opened before Create (non-blocking), drained after the exit. */
+class FifoReader {
+  private fd: number;
+  constructor(path: string) {
+    this.fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  }
+  /** Everything written, once every writer has closed. */
+  drain(): string {
+    const buf = Buffer.alloc(65536);
+    let out = "";
+    for (;;) {
+      let n: number;
+      try {
+        n = readSync(this.fd, buf);
+      } catch (err) {
+        throw new Error(`fifo still has a writer: ${(err as Error).message} (read so far: ${JSON.stringify(out)})`);
+      }
+      if (n === 0) break;
+      out += buf.subarray(0, n).toString();
+    }
+    closeSync(this.fd);
+    return out;
+  }
+}
+
+function mountedUnder(path: string): string[] {
+  return mountPoints().filter((m) => m === path || m.startsWith(`${path}/`));
+}
+
+function tsrunState(id: string): boolean {
+  return existsSync(join(stateRoot, NS, id));
+}
+
+// Not skipped when something is missing: a missing requirement is a failure to see.
+test("requirements: root and dist/tsrun (bun scripts/build.ts)", () => {
+  expect(canRun).toBe(true);
+});
+
+describe("Task service over ttrpc (root)", () => {
+  beforeAll(async () => {
+    if (!canRun) throw new Error("requirements missing (see the requirements test)");
+    const mk = Bun.spawnSync(["bash", join(repo, "scripts/make-rootfs.sh"), layer]);
+    if (!mk.success) throw new Error(`make-rootfs.sh: ${mk.stderr}`);
+    mkdirSync(shimBundle);
+    const r = runShim(["-id", `shim-${process.pid}`, "start"], shimBundle);
+    if (r.code !== 0) throw new Error(`shim start failed (${r.code}): ${new TextDecoder().decode(r.stdout)}${r.stderr}`);
+    const address = new TextDecoder().decode(r.stdout);
+    expect(address).toMatch(/^unix:\/\/\/run\/containerd\/s\/[0-9a-f]{64}$/);
+    expect(readFileSync(join(shimBundle, "address"), "utf8")).toBe(address);
+    socket = address.slice("unix://".length);
+    shimPid = daemonPid(socket);
+    client = await TtrpcClient.connect(socket);
+  }, 60_000);
+
+  afterAll(async () => {
+    client?.close();
+    if (shimPid > 0) {
+      try {
+        process.kill(shimPid, "SIGKILL");
+      } catch {
+        // Already gone (the Shutdown test).
+      }
+    }
+    for (const m of mountedUnder(dir).sort((a, b) => b.length - a.length)) {
+      try {
+        umount2(m, MNT_DETACH);
+      } catch {
+        // Best effort.
+      }
+    }
+    if (socket) rmSync(socket, { force: true });
+    rmSync(dir, { recursive: true, force: true });
+  }, 30_000);
+
+  test("Create, Start, Wait, Delete: exit status and output through fifos, rootfs mounted and unmounted", async () => {
+    const b = makeBundle(["sh", "-c", "echo hello; echo oops >&2; test -f /bin/busybox || exit 99; exit 3"]);
+    const out = new FifoReader(b.stdout);
+    const err = new FifoReader(b.stderr);
+    const { pid } = await create(createRequest(b));
+    expect(pid).toBeGreaterThan(0);
+    expect(mountedUnder(b.rootfs)).toEqual([b.rootfs]);
+    const created = await state(b.id);
+    expect(created).toMatchObject({ id: b.id, bundle: b.bundle, pid, status: TaskStatus.CREATED, stdout: b.stdout, stderr: b.stderr, terminal: false });
+    expect((await start(b.id)).pid).toBe(pid);
+    const exit = await wait(b.id);
+    expect(exit.exitStatus).toBe(3);
+    expect(exit.exitedAt!.seconds).toBeGreaterThan(0);
+    const stopped = await state(b.id);
+    expect([stopped.status, stopped.exitStatus]).toEqual([TaskStatus.STOPPED, 3]);
+    expect(out.drain()).toBe("hello\n");
+    expect(err.drain()).toBe("oops\n");
+    const deleted = await del(b.id);
+    expect([deleted.pid, deleted.exitStatus]).toEqual([pid, 3]);
+    expect(mountedUnder(b.rootfs)).toEqual([]);
+    expect(tsrunState(b.id)).toBe(false);
+    expect((await failure(state(b.id))).code).toBe(Code.NOT_FOUND);
+  }, 60_000);
+
+  test("stdin comes from its fifo and reaches EOF after CloseIO; a read-only bind rootfs works", async () => {
+    const b = makeBundle(["cat"], { bind: true, stdin: true });
+    const out = new FifoReader(b.stdout);
+    const err = new FifoReader(b.stderr);
+    await create(createRequest(b));
+    await start(b.id);
+    const w = openSync(b.stdin, constants.O_WRONLY);
+    writeSync(w, "piped through\n");
+    closeSync(w);
+    // The shim's own write handle keeps cat reading until CloseIO.
+    await Bun.sleep(200);
+    expect((await state(b.id)).status).toBe(TaskStatus.RUNNING);
+    await closeIO(b.id);
+    expect((await wait(b.id)).exitStatus).toBe(0);
+    expect(out.drain()).toBe("piped through\n");
+    expect(err.drain()).toBe("");
+    await del(b.id);
+    expect(mountedUnder(b.rootfs)).toEqual([]);
+  }, 60_000);
+
+  test("Kill ends a running task; Delete refuses a running one; Kill after the exit is NOT_FOUND", async () => {
+    const b = makeBundle(["sleep", "100"]);
+    const out = new FifoReader(b.stdout);
+    const err = new FifoReader(b.stderr);
+    await create(createRequest(b));
+    await start(b.id);
+    expect((await state(b.id)).status).toBe(TaskStatus.RUNNING);
+    const refused = await failure(del(b.id));
+    expect(refused.code).toBe(Code.FAILED_PRECONDITION);
+    const waiting = wait(b.id);
+    await kill(b.id, 9);
+    expect((await waiting).exitStatus).toBe(137);
+    expect((await failure(kill(b.id, 9))).code).toBe(Code.NOT_FOUND);
+    expect((await del(b.id)).exitStatus).toBe(137);
+    out.drain();
+    err.drain();
+    expect(tsrunState(b.id)).toBe(false);
+  }, 60_000);
+
+  test("a task that was created but never started can be deleted", async () => {
+    const b = makeBundle(["true"]);
+    const out = new FifoReader(b.stdout);
+    const err = new FifoReader(b.stderr);
+    const { pid } = await create(createRequest(b));
+    const deleted = await del(b.id);
+    expect(deleted.pid).toBe(pid);
+    expect(deleted.exitStatus).toBe(137);
+    expect(existsSync(`/proc/${pid}`)).toBe(false);
+    expect(mountedUnder(b.rootfs)).toEqual([]);
+    expect(tsrunState(b.id)).toBe(false);
+    out.drain();
+    err.drain();
+  }, 60_000);
+
+  test("a failing create reports the runtime's error and leaves nothing mounted", async () => {
+    const b = makeBundle(["true"], { config: (c) => (c.process.cwd = "relative/dir") });
+    const err = await failure(create(createRequest(b)));
+    expect(err.code).toBe(Code.UNKNOWN);
+    expect(err.message).toStartWith("OCI runtime create failed: ");
+    expect(err.message).toContain("cwd");
+    expect(mountedUnder(b.rootfs)).toEqual([]);
+    expect((await failure(state(b.id))).code).toBe(Code.NOT_FOUND);
+  }, 60_000);
+
+  test("unknown ids are NOT_FOUND, unsupported calls UNIMPLEMENTED, and the v3 service name answers too", async () => {
+    expect((await failure(state("no-such-task"))).code).toBe(Code.NOT_FOUND);
+    expect((await failure(kill("no-such-task", 9))).code).toBe(Code.NOT_FOUND);
+    expect((await failure(state("no-such-task", TASK_SERVICE_V3))).code).toBe(Code.NOT_FOUND);
+    const exec = await failure(client.call(TASK_SERVICE_V2, "Exec", new Uint8Array(0)));
+    expect([exec.code, exec.message]).toEqual([Code.UNIMPLEMENTED, "exec is not supported by containerd-shim-tsrun-v2 yet"]);
+    const b = makeBundle(["true"]);
+    const tty = await failure(create({ ...createRequest(b), terminal: true }));
+    expect(tty.code).toBe(Code.UNIMPLEMENTED);
+    const connected = await call("Connect", { id: "x" }, p.connectRequest, p.connectResponse);
+    expect(connected.shimPid).toBe(shimPid);
+  }, 60_000);
+
+  test("Shutdown ends the daemon; `delete` then cleans up and prints a DeleteResponse", async () => {
+    await call("Shutdown", { id: `shim-${process.pid}` }, p.shutdownRequest, p.empty);
+    const end = Date.now() + 10_000;
+    while (existsSync(`/proc/${shimPid}`) && Date.now() < end) await Bun.sleep(20);
+    expect(existsSync(`/proc/${shimPid}`)).toBe(false);
+    expect(existsSync(socket)).toBe(false);
+    const r = runShim(["-id", `shim-${process.pid}`, "-bundle", shimBundle, "delete"], shimBundle);
+    expect(r.code).toBe(0);
+    const res = p.deleteResponse.decode(r.stdout);
+    expect(res.exitStatus).toBe(137);
+    expect(res.exitedAt!.seconds).toBeGreaterThan(0);
+  }, 60_000);
+});
