@@ -209,6 +209,37 @@ describe("Task service over ttrpc (root)", () => {
     expect((await failure(state(b.id))).code).toBe(Code.NOT_FOUND);
   }, 60_000);
 
+  test("Create takes a bundle made by the image path (tsrun bundle --image): its own rootfs, no mounts", async () => {
+    const images = join(dir, "images");
+    const tar = join(dir, "image.tar");
+    const mk = Bun.spawnSync(["bash", join(repo, "scripts/make-image.sh"), tar, "localhost/busybox:task"], { stderr: "pipe" });
+    if (!mk.success) throw new Error(`make-image.sh: ${mk.stderr}`);
+    expect(Bun.spawnSync([TSRUN, "image", "import", "--image-root", images, tar]).exitCode).toBe(0);
+    const id = `task-${process.pid}-image`;
+    const bundle = join(dir, id);
+    const made = Bun.spawnSync([TSRUN, "bundle", "--image-root", images, "--image", "localhost/busybox:task", "-u", "nobody", bundle, "--", "sh", "-c", "id -u; cat /etc/passwd | head -1"], { stderr: "pipe" });
+    expect(made.stderr.toString()).toBe("");
+    const fifo = (name: string) => {
+      const path = join(dir, `${id}-${name}`);
+      mkfifo(path, 0o600);
+      return path;
+    };
+    const b: Bundle = { id, bundle, rootfs: join(bundle, "rootfs"), mounts: [], stdout: fifo("stdout"), stderr: fifo("stderr"), stdin: "" };
+    const out = new FifoReader(b.stdout);
+    const err = new FifoReader(b.stderr);
+    await create(createRequest(b));
+    await start(id);
+    expect((await wait(id)).exitStatus).toBe(0);
+    expect(out.drain()).toBe("65534\nroot:x:0:0:root:/root:/bin/sh\n");
+    expect(err.drain()).toBe("");
+    await del(id);
+    expect(tsrunState(id)).toBe(false);
+    // The image path's rootfs is the image path's to remove, as containerd's snapshots are containerd's.
+    expect(mountedUnder(b.rootfs)).toEqual([b.rootfs]);
+    expect(Bun.spawnSync([TSRUN, "bundle", "--image-root", images, "--remove", bundle]).exitCode).toBe(0);
+    expect(mountedUnder(b.rootfs)).toEqual([]);
+  }, 60_000);
+
   test("stdin comes from its fifo and reaches EOF after CloseIO; a read-only bind rootfs works", async () => {
     const b = makeBundle(["cat"], { bind: true, stdin: true });
     const out = new FifoReader(b.stdout);
