@@ -59,6 +59,17 @@ describe("compilePlan", () => {
     expect(mounts.find((m) => m.target === "sys")!.flags & MS.RDONLY).toBeTruthy();
   });
 
+  test("a read-only tmpfs that later mounts and nodes go into is made read-only after them", () => {
+    const { ops } = compilePlan(input((s) => s.mounts.find((m: { destination: string }) => m.destination === "/dev").options.push("ro")));
+    const devMounts = find(ops, "mount").filter((m) => m.target === "dev");
+    expect(devMounts).toHaveLength(2);
+    expect(devMounts[0]!.flags & MS.RDONLY).toBe(0);
+    expect(devMounts[1]!.flags).toBe(MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.STRICTATIME);
+    const i = ops.indexOf(devMounts[1]!);
+    expect(ops.findIndex((o) => o.op === "mount" && o.target === "dev/pts")).toBeLessThan(i);
+    expect(ops.map((o) => o.op).lastIndexOf("mknod")).toBeLessThan(i);
+  });
+
   test("/dev gets the default devices and links; cgroup v1 controllers are bound under a tmpfs", () => {
     const { ops } = compilePlan(input());
     expect(find(ops, "mknod").map((m) => m.path)).toEqual(["dev/null", "dev/zero", "dev/full", "dev/random", "dev/urandom", "dev/tty"]);

@@ -332,7 +332,7 @@ describe("arguments", () => {
           action: "SCMP_ACT_ALLOW",
           args: [
             { index: 0, value: 1, op: "SCMP_CMP_GE" },
-            { index: 0, value: 10, op: "SCMP_CMP_LE" },
+            { index: 2, value: 10, op: "SCMP_CMP_LE" },
             { index: 1, value: 0xf, valueTwo: 1, op: "SCMP_CMP_MASKED_EQ" },
           ],
         },
@@ -347,11 +347,11 @@ describe("arguments", () => {
     expect(c.verdict("personality", [1])).toBe(errno(ENOSYS));
     expect(c.verdict("personality", [H])).toBe(errno(ENOSYS));
     expect(c.verdict("socket", [40, 1])).toBe(errno(97));
-    expect(c.verdict("socket", [2, 1])).toBe(ALLOW);
-    expect(c.verdict("socket", [2, 0x801])).toBe(ALLOW); // SOCK_STREAM | SOCK_CLOEXEC
-    expect(c.verdict("socket", [2, 2])).toBe(LOG); // SOCK_DGRAM: third condition fails
-    expect(c.verdict("socket", [11, 1])).toBe(LOG);
-    expect(c.verdict("socket", [0, 1])).toBe(LOG);
+    expect(c.verdict("socket", [2, 1, 0])).toBe(ALLOW);
+    expect(c.verdict("socket", [2, 0x801, 6])).toBe(ALLOW); // SOCK_STREAM | SOCK_CLOEXEC
+    expect(c.verdict("socket", [2, 2, 0])).toBe(LOG); // SOCK_DGRAM: the masked condition fails
+    expect(c.verdict("socket", [2, 1, 11])).toBe(LOG);
+    expect(c.verdict("socket", [0, 1, 0])).toBe(LOG);
     expect(c.verdict("read")).toBe(ALLOW);
     expect(c.verdict("write")).toBe(errno(ENOSYS));
   });
@@ -459,12 +459,27 @@ function dockerLikeProfile(): LinuxSeccomp {
   return { defaultAction: "SCMP_ACT_ERRNO", defaultErrnoRet: EPERM, architectures: ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"], syscalls: rules };
 }
 
+test("conditions on the same argument are ORed (one rule each), as runc does; on different ones ANDed", () => {
+  const c = compile({
+    defaultAction: "SCMP_ACT_ERRNO",
+    syscalls: [
+      { names: ["process_vm_readv"], action: "SCMP_ACT_ALLOW", args: [{ index: 0, value: 100, op: "SCMP_CMP_EQ" }, { index: 0, value: 9001, op: "SCMP_CMP_EQ" }] },
+      { names: ["kill"], action: "SCMP_ACT_ALLOW", args: [{ index: 0, value: 1, op: "SCMP_CMP_EQ" }, { index: 1, value: 9, op: "SCMP_CMP_EQ" }] },
+    ],
+  });
+  expect(c.verdict("process_vm_readv", [100])).toBe(ALLOW);
+  expect(c.verdict("process_vm_readv", [9001])).toBe(ALLOW);
+  expect(c.verdict("process_vm_readv", [7])).toBe(errno(1));
+  expect(c.verdict("kill", [1, 9])).toBe(ALLOW);
+  expect(c.verdict("kill", [1, 15])).toBe(errno(1));
+});
+
 describe("size", () => {
   test("every x86_64 syscall allowed plus 20 argument rules, one arch", () => {
     const rules: LinuxSyscall[] = [{ names: syscallNames() as [string, ...string[]], action: "SCMP_ACT_ALLOW" }];
     const names = syscallNames();
     for (let i = 0; i < 20; i++)
-      rules.unshift({ names: [names[i * 15]!], action: "SCMP_ACT_ERRNO", errnoRet: 100 + i, args: [{ index: i % 6, value: BigInt(i) << 33n as never, op: "SCMP_CMP_GE" }, { index: 0, value: 7, op: "SCMP_CMP_NE" }] });
+      rules.unshift({ names: [names[i * 15]!], action: "SCMP_ACT_ERRNO", errnoRet: 100 + i, args: [{ index: 1 + (i % 5), value: BigInt(i) << 33n as never, op: "SCMP_CMP_GE" }, { index: 0, value: 7, op: "SCMP_CMP_NE" }] });
     const c = compile({ defaultAction: "SCMP_ACT_KILL_PROCESS", syscalls: rules });
     const prog = decode(c.program);
     console.log(`all x86_64 allowed + 20 arg rules: ${prog.length} instructions`);
@@ -473,7 +488,7 @@ describe("size", () => {
     // arg0 == 7 fails every rule's second condition.
     for (const n of names) expect(c.verdict(n, [7])).toBe(ALLOW);
     expect(c.verdict(names[0]!, [0])).toBe(errno(100));
-    expect(c.verdict(names[15]!, [8, 1n << 33n, 0, 0, 0, 0])).toBe(errno(101));
+    expect(c.verdict(names[15]!, [8, 0, 1n << 33n, 0, 0, 0])).toBe(errno(101));
     // A number in a hole of the table keeps the default; one above every known syscall is
     // ENOSYS (runc's stub), and -1 (no syscall) keeps the default too.
     expect(run(c.program, { nr: 400 })).toBe(KILL_PROCESS);

@@ -133,6 +133,23 @@ function applyDeviceRules(cg: CgroupManager, spec: Spec): void {
   if (own.length) throw new ContainerError("/linux/resources/devices: device rules need the v1 devices controller or a cgroup2 directory, and this container has neither");
 }
 
+/**
+ * Whether the cgroup is frozen (a joined or pre-made one can be): the init would hang in it
+ * at its first step, so create refuses, as runc does.
+ */
+function frozen(cg: CgroupManager): boolean {
+  const paths = cg.paths();
+  const read = (f: string) => {
+    try {
+      return readFileSync(f, "utf8").trim();
+    } catch {
+      return "";
+    }
+  };
+  if (paths["freezer"] !== undefined && read(`${paths["freezer"]}/freezer.state`) !== "THAWED" && read(`${paths["freezer"]}/freezer.state`) !== "") return true;
+  return paths[""] !== undefined && read(`${paths[""]}/cgroup.freeze`) === "1";
+}
+
 function apparmorEnabled(): boolean {
   try {
     return readFileSync("/sys/module/apparmor/parameters/enabled", "utf8").trim() === "Y";
@@ -287,6 +304,7 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
     // the cgroup lock), so everything that does not need the cgroup is done first. Stage 1 waits at its
     // first sync point until it is in the cgroup.
     cg.create();
+    if (frozen(cg)) throw new ContainerError(`container ${opts.id}: its cgroup is frozen (thaw it first): container's cgroup unexpectedly frozen`);
     applyDeviceRules(cg, spec);
     // Every limit is applied or the create refused: never a limit silently dropped. Judged
     // once the cgroup exists (a hierarchy's root has no limit files to look at).

@@ -90,6 +90,14 @@ export function killContainer(store: Store, id: string, signal: string, all: boo
   if (sig === undefined) throw new ContainerError(`unknown signal ${JSON.stringify(signal)}`);
   const rec = store.read(id);
   const st = status(store, rec);
+  // runc: --all signals whatever is left in the cgroup, which may be nothing, without an error.
+  if (all && st === "stopped") {
+    if (rec.cgroup !== undefined) {
+      const cg = cgroupManagerFromJSON(rec.cgroup);
+      if (cg.exists()) cg.killAll(sig);
+    }
+    return;
+  }
   if (st === "stopped" || st === "creating") throw new ContainerError("container not running");
   if (all && rec.cgroup !== undefined) {
     cgroupManagerFromJSON(rec.cgroup).killAll(sig);

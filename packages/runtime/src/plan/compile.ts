@@ -238,11 +238,27 @@ function rootfsOps(input: PlanInput, userns: boolean): Op[] {
 
   let devIsTmpfs = false;
   let hasDevpts = false;
-  (spec.mounts ?? []).forEach((m, i) => {
-    const dest = inRootPath(m.destination);
+  const mounts = spec.mounts ?? [];
+  const dests = mounts.map((m) => inRootPath(m.destination));
+  const cwdPath = spec.process?.cwd ? inRootPath(spec.process.cwd) : ".";
+  // A read-only tmpfs that later mounts, /dev's nodes or the cwd go inside (their mount points
+  // and nodes must be made in it) is mounted writable and made read-only once they are in
+  // place (runc does it for /dev only and fails the others; runc#3248). Other file systems
+  // (sysfs, proc) already hold their mount points.
+  const remountReadonly: Op[] = [];
+  mounts.forEach((m, i) => {
+    const dest = dests[i]!;
     if (dest === "dev" && m.type === "tmpfs") devIsTmpfs = true;
     if (dest === "dev/pts" && m.type === "devpts") hasDevpts = true;
-    ops.push(...mountOps(input, m, i));
+    const parsed = parseMountOptions(m.options);
+    const inside = (p: string) => dest === "." || p.startsWith(`${dest}/`);
+    const holdsLater =
+      dests.slice(i + 1).some(inside) || (dest === "dev" && m.type === "tmpfs") || (spec.linux?.devices ?? []).some((d) => inside(inRootPath(d.path))) || inside(cwdPath);
+    if (parsed.flags & MS.RDONLY && m.type === "tmpfs" && !isBind(m.type, parsed) && holdsLater) {
+      ops.push(...mountOps(input, { ...m, options: (m.options ?? []).filter((o) => o !== "ro") }, i));
+      const keep = parsed.flags & (MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.NOATIME | MS.NODIRATIME | MS.RELATIME | MS.STRICTATIME);
+      remountReadonly.push({ op: "mount", source: null, target: dest, fstype: null, flags: MS.REMOUNT | MS.RDONLY | keep, data: null, inRoot: true });
+    } else ops.push(...mountOps(input, m, i));
   });
 
   if (devIsTmpfs) {
@@ -251,8 +267,8 @@ function rootfsOps(input: PlanInput, userns: boolean): Op[] {
     if (hasDevpts) ops.push({ op: "symlink", target: "pts/ptmx", path: "dev/ptmx", inRoot: true });
   }
   for (const d of spec.linux?.devices ?? []) ops.push(deviceOp(d, userns));
-  const cwd = spec.process?.cwd;
-  if (cwd && inRootPath(cwd) !== ".") ops.push({ op: "mkdir", path: inRootPath(cwd), mode: 0o755, inRoot: true });
+  if (cwdPath !== ".") ops.push({ op: "mkdir", path: cwdPath, mode: 0o755, inRoot: true });
+  ops.push(...remountReadonly.reverse());
   return ops;
 }
 

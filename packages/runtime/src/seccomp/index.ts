@@ -187,6 +187,18 @@ interface Rule {
 
 const MAX_CONDS = 32;
 
+/**
+ * A syscall entry's rules. Conditions are ANDed, except that conditions on the same argument
+ * make one rule each (ORed), as runc does it: libseccomp cannot AND two on one argument, and
+ * profiles written for runc (e.g. "arg0 == 100 or arg0 == 9001") mean either.
+ */
+function parseRules(i: number, s: LinuxSyscall): Rule[] {
+  const rule = parseRule(i, s);
+  const indexes = rule.conds.map((c) => c.index);
+  if (new Set(indexes).size === indexes.length) return [rule];
+  return rule.conds.map((c) => ({ conds: [c], ret: rule.ret }));
+}
+
 function parseRule(i: number, s: LinuxSyscall): Rule {
   const at = `${P}/syscalls/${i}`;
   const ret = actionValue(`${at}/action`, s.action, s.errnoRet, `${at}/errnoRet`);
@@ -405,7 +417,7 @@ export function compileSeccomp(profile: LinuxSeccomp, arch = "x86_64"): Compiled
   }
   const arches = tokens.map((t) => ARCHES[t]);
 
-  const rules = (profile.syscalls ?? []).map((s, i) => ({ names: s.names as string[], rule: parseRule(i, s) }));
+  const rules = (profile.syscalls ?? []).flatMap((s, i) => parseRules(i, s).map((rule) => ({ names: s.names as string[], rule })));
 
   if (rules.some((r) => r.rule.ret === SECCOMP_RET.USER_NOTIF)) {
     if (!profile.listenerPath) fail(`${P}/listenerPath`, "is required when a rule uses SCMP_ACT_NOTIFY (the seccomp agent's unix socket)");

@@ -1,0 +1,55 @@
+// Behaviour found to differ from runc's by running runc's own bats suite against tsrun (see the
+// issue notes): each test pins the runc behaviour down with a real container.
+import { describe, expect, test } from "bun:test";
+import { testEnv } from "./containers.ts";
+
+const env = testEnv();
+
+describe("mounts", () => {
+  test("a read-only /dev still gets /dev/pts, /dev/shm and the device nodes (runc#3248)", () => {
+    const b = env.bundle("rodev", (s) => {
+      for (const m of s.mounts) if (m.destination === "/dev") m.options.push("ro");
+      s.process.args = ["sh", "-c", "grep -c ' /dev/pts ' /proc/self/mounts; echo x > /dev/null && echo null ok; touch /dev/new 2>&1 | grep -o 'Read-only file system'"];
+    });
+    const r = env.tsrun(["run", "--bundle", b, "rodev"]);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("1\nnull ok\nRead-only file system\n");
+  });
+});
+
+describe("kill", () => {
+  test("kill --all of a stopped container succeeds (nothing left to signal), as with runc", async () => {
+    const b = env.bundle("killall", (s) => (s.process.args = ["true"]));
+    expect(env.tsrun(["run", "-d", "--bundle", b, "killall"]).code).toBe(0);
+    for (let i = 0; i < 100 && JSON.parse(env.tsrun(["state", "killall"]).stdout).status !== "stopped"; i++) await Bun.sleep(20);
+    const r = env.tsrun(["kill", "--all", "killall", "0"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(env.tsrun(["kill", "killall", "0"]).code).toBe(1);
+    expect(env.tsrun(["delete", "killall"]).code).toBe(0);
+  });
+});
+
+describe("cgroups", () => {
+  test("a frozen cgroup refuses create at once (no hang) and nothing is left", () => {
+    const { mkdirSync, writeFileSync, rmdirSync, existsSync } = require("node:fs") as typeof import("node:fs");
+    const dir = "/sys/fs/cgroup/freezer/tsrun-test-frozen";
+    mkdirSync(dir, { recursive: true });
+    try {
+      writeFileSync(`${dir}/freezer.state`, "FROZEN");
+      const b = env.bundle("frozen", (s) => (s.linux.cgroupsPath = "/tsrun-test-frozen"));
+      const t0 = Date.now();
+      const r = env.tsrun(["run", "-d", "--bundle", b, "frozen"]);
+      expect(Date.now() - t0).toBeLessThan(5000);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("frozen");
+      expect(existsSync(`${env.root}/frozen`)).toBe(false);
+    } finally {
+      // The failed create removes the cgroup it was given, as runc does; a leftover is thawed.
+      if (existsSync(dir)) {
+        writeFileSync(`${dir}/freezer.state`, "THAWED");
+        rmdirSync(dir);
+      }
+    }
+  });
+});
