@@ -53,3 +53,31 @@ describe("cgroups", () => {
     }
   });
 });
+
+describe("--log and --debug", () => {
+  test("--log creates the file even when there is nothing to say; --debug writes debug lines there, text or json", () => {
+    const { existsSync, readFileSync } = require("node:fs") as typeof import("node:fs");
+    const b = env.bundle("logs", (s) => (s.process.args = ["true"]));
+    const quiet = `${env.dir}/quiet.log`;
+    expect(env.tsrun(["--log", quiet, "run", "--bundle", b, "logs1"]).code).toBe(0);
+    expect(existsSync(quiet)).toBe(true);
+    expect(readFileSync(quiet, "utf8")).toBe("");
+    const text = `${env.dir}/text.log`;
+    const r = env.tsrun(["--log", text, "--debug", "run", "--bundle", b, "logs2"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe("");
+    const lines = readFileSync(text, "utf8").trim().split("\n");
+    expect(lines.length).toBeGreaterThan(5);
+    for (const l of lines) expect(l).toMatch(/^time="[^"]+" level=debug msg=".*"$/);
+    const json = `${env.dir}/json.log`;
+    expect(env.tsrun(["--log", json, "--log-format", "json", "--debug", "run", "--bundle", b, "logs3"]).code).toBe(0);
+    for (const l of readFileSync(json, "utf8").trim().split("\n")) expect(JSON.parse(l)).toMatchObject({ level: "debug" });
+  });
+
+  test("--debug without --log writes the debug lines to stderr", () => {
+    const b = env.bundle("logs4", (s) => (s.process.args = ["true"]));
+    const r = env.tsrun(["--debug", "run", "--bundle", b, "logs4"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/level=debug msg="create: config validated"/);
+  });
+});

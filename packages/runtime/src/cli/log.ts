@@ -1,7 +1,7 @@
 // Errors and log lines as runc writes them: with --log, logrus lines to that file (JSON lines
 // {"level","msg","time"} with --log-format json: containerd's shim reads the last error line);
 // the human message always goes to stderr.
-import { appendFileSync } from "node:fs";
+import { appendFileSync, closeSync, openSync } from "node:fs";
 import type { GlobalOptions } from "./globals.ts";
 import { writeAll } from "../io.ts";
 
@@ -9,16 +9,26 @@ export type Level = "debug" | "info" | "warning" | "error";
 
 export function logLine(globals: Pick<GlobalOptions, "log" | "logFormat" | "debug">, level: Level, msg: string): void {
   if (level === "debug" && !globals.debug) return;
-  if (!globals.log) {
-    if (level !== "error") writeAll(2, `${level}: ${msg}\n`);
-    return;
-  }
   const time = new Date().toISOString().replace(/\.\d+Z$/, "Z");
   const line = globals.logFormat === "json" ? JSON.stringify({ level, msg, time }) : `time="${time}" level=${level} msg=${JSON.stringify(msg)}`;
+  if (!globals.log) {
+    // runc writes its log lines to stderr when there is no --log (errors go there anyway).
+    if (level !== "error") writeAll(2, `${line}\n`);
+    return;
+  }
   try {
     appendFileSync(globals.log, line + "\n", { mode: 0o600 });
   } catch (e) {
     process.stderr.write(`tsrun: cannot write log ${globals.log}: ${(e as Error).message}\n`);
+  }
+}
+
+/** Creates the log file if it is missing (mode 0600), leaving what it holds. */
+export function openLog(path: string): void {
+  try {
+    closeSync(openSync(path, "a", 0o600));
+  } catch (e) {
+    process.stderr.write(`tsrun: cannot open log ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}\n`);
   }
 }
 

@@ -8,7 +8,8 @@ import { reportError } from "./log.ts";
 import { writeAll } from "../io.ts";
 import { COMMANDS } from "./registry.ts";
 import { versionText } from "../version.ts";
-import { trace } from "../trace.ts";
+import { setTraceSink, trace } from "../trace.ts";
+import { logLine, openLog } from "./log.ts";
 
 const wantsHelp = (argv: readonly string[]): boolean => {
   for (const a of argv) {
@@ -85,6 +86,10 @@ export async function main(argv: readonly string[]): Promise<number> {
   let pre: PreParsed | undefined;
   try {
     pre = preParse(argv);
+    const globals = pre.globals;
+    // As runc: the log file exists once a command ran, whether or not it had anything to say.
+    if (globals.log) openLog(globals.log);
+    if (globals.debug) setTraceSink((what) => logLine(globals, "debug", what));
     const ctx: Context = { globals: pre.globals, stdout: (t) => writeAll(1, t) };
     return await dispatch(pre, ctx);
   } catch (e) {
