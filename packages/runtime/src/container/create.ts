@@ -273,10 +273,11 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
         execFifo: store.fifoPath(opts.id),
         preserveFds: fdCount,
         idmapFds,
-        rootfsParentMount: mountPointOf(rootfs),
+        // Read only when used: mountinfo can be long, AppArmor's switch is a file read.
+        ...(spec.linux?.rootfsPropagation?.includes("shared") ? { rootfsParentMount: mountPointOf(rootfs) } : {}),
         id: opts.id,
         noNewKeyring: opts.noNewKeyring ?? false,
-        apparmor: apparmorEnabled(),
+        apparmor: spec.process?.apparmorProfile ? apparmorEnabled() : false,
         noPivot: opts.noPivot ?? false,
         cgroups: cgroupSource(cg),
         hostPathKind: (p) => {

@@ -106,16 +106,19 @@ export function killContainer(store: Store, id: string, signal: string, all: boo
   if (!linux.killVerified(rec.pid, rec.pidStartTime, sig)) throw new ContainerError("container not running");
 }
 
-export function deleteContainer(store: Store, id: string, force: boolean): void {
-  if (!store.exists(id)) {
-    if (force) return;
-    throw new NotFound(id);
-  }
-  let rec: ContainerRecord | undefined;
-  try {
-    rec = store.read(id);
-  } catch (e) {
-    if (!(e instanceof CorruptState) || !force) throw e;
+/** `known`: the record `run` made in this process (not read back from disk). */
+export function deleteContainer(store: Store, id: string, force: boolean, known?: ContainerRecord): void {
+  let rec: ContainerRecord | undefined = known;
+  if (!rec) {
+    if (!store.exists(id)) {
+      if (force) return;
+      throw new NotFound(id);
+    }
+    try {
+      rec = store.read(id);
+    } catch (e) {
+      if (!(e instanceof CorruptState) || !force) throw e;
+    }
   }
   const lock = lockContainer(store, id);
   try {
