@@ -110,6 +110,10 @@ static void send_msg(uint32_t type, const void *body, size_t len, int fd)
 		c->cmsg_len = CMSG_LEN(sizeof(int));
 		memcpy(CMSG_DATA(c), &fd, sizeof fd);
 	}
+	/* after waitFifo `tsrun create` is gone and `tsrun start` reads the exec fifo: it gets the
+	 * error there (the fifo's "0" byte never starts a message: types are small numbers) */
+	if (type == MSG_ERROR && fifo_wfd >= 0)
+		(void)!write(fifo_wfd, buf, 4 + len);
 	/* nothing to do if tsrun is gone: the next sync or the exit tells the story */
 	while (sendmsg(sync_fd, &mh, MSG_NOSIGNAL) < 0 && errno == EINTR)
 		;
@@ -416,6 +420,21 @@ static int remount_bind(const char *tp, unsigned long flags, unsigned long keep)
 	return mount(NULL, tp, NULL, flags | (have & LOCKED_FLAGS), NULL);
 }
 
+/* proc and sysfs go only on a directory reached without any symlink, as runc requires: a
+ * symlink would choose where in the rootfs the kernel's own files appear. The mount then goes
+ * through the fd checked here, not through a second resolution. */
+static const char *ordinary_dir(struct target *t, const char *fstype)
+{
+	struct open_how how = { O_PATH | O_DIRECTORY | O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS };
+	int fd = (int)syscall(SYS_openat2, root_fd, t->name, &how, sizeof how);
+	if (fd < 0)
+		fail(errno, "filesystem \"%s\" must be mounted on ordinary directory: /%s is %s", fstype, t->name,
+		     errno == ELOOP ? "a symlink or below one" : errno == ENOTDIR ? "not a directory" : "unreachable");
+	dup3(fd, t->fd, O_CLOEXEC);
+	close(fd);
+	return t->proc;
+}
+
 static void op_mount(const struct op *o)
 {
 	const char *src = o->s[0], *dst = o->s[1], *fstype = o->s[2], *data = o->s[3];
@@ -423,6 +442,8 @@ static void op_mount(const struct op *o)
 	int inroot = o->u[1], file = o->u[2];
 	struct target t;
 	const char *tp = target(&t, dst, inroot, file ? MAKE_FILE : MAKE_DIR, file ? 0644 : 0755);
+	if (inroot && fstype && (!strcmp(fstype, "proc") || !strcmp(fstype, "sysfs")))
+		tp = ordinary_dir(&t, fstype);
 
 	if (prop && !(base & ~MS_REC)) { /* a propagation change alone, such as "/" rslave */
 		TRY(mount(NULL, tp, NULL, flags, NULL), "mount: set propagation %#lx on %s", prop, dst);
@@ -492,6 +513,58 @@ static void op_pivot_root(const char *path)
 	close(newroot);
 	if (root_fd >= 0)
 		reopen_root("/");
+}
+
+/*
+ * --no-pivot: the host's mounts stay in the container's mount namespace, under its root. A
+ * full proc or sysfs among them would let a nested user namespace mount a fresh, unmasked one
+ * (the kernel only asks that some full mount of the type be visible in the namespace): detach
+ * each (made a slave first, so that the unmount cannot reach the host), or cover it with a
+ * tmpfs where that is refused (mounts locked by a user namespace).
+ */
+static void hide_host_procfs(const char *rootfs)
+{
+	size_t cap = 1 << 16, len = 0, rl = strlen(rootfs);
+	char *buf = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), *f[5], *sv;
+	ssize_t n;
+	int fd;
+	TRY(fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC), "open /proc/self/mountinfo");
+	/* all of it first: it changes as mounts go */
+	while (buf != MAP_FAILED && (n = read(fd, buf + len, cap - len - 1)) > 0)
+		if ((len += (size_t)n) == cap - 1)
+			buf = mremap(buf, cap, cap * 2, MREMAP_MAYMOVE), cap *= 2;
+	if (buf == MAP_FAILED || n < 0)
+		fail(errno, "read /proc/self/mountinfo");
+	close(fd);
+	buf[len] = 0;
+	for (char *line = buf, *next; *line; line = next) {
+		next = strchrnul(line, '\n');
+		if (*next)
+			*next++ = 0;
+		char *type = strstr(line, " - ");
+		if (!type)
+			continue;
+		type += 3;
+		type[strcspn(type, " ")] = 0;
+		for (int i = 0; i < 5; i++) /* id parent dev root mountpoint */
+			f[i] = strtok_r(i ? NULL : line, " ", &sv);
+		if (!f[4] || strcmp(f[3], "/") || (strcmp(type, "proc") && strcmp(type, "sysfs")))
+			continue;
+		char *w = f[4], *r = f[4]; /* undo the octal escapes of space, tab, newline, backslash */
+		for (unsigned v; *r;)
+			*w++ = *r == '\\' && sscanf(r + 1, "%3o", &v) == 1 ? (r += 4, (char)v) : *r++;
+		*w = 0;
+		if (!strncmp(f[4], rootfs, rl) && (f[4][rl] == '/' || !f[4][rl]))
+			continue;
+		if (mount(NULL, f[4], NULL, MS_SLAVE | MS_REC, NULL) < 0) {
+			if (errno == ENOENT || errno == EINVAL) /* gone with a parent detached before it */
+				continue;
+			fail(errno, "no-pivot: make the host's %s rslave", f[4]);
+		}
+		if (umount2(f[4], MNT_DETACH) < 0)
+			TRY(mount("tmpfs", f[4], "tmpfs", 0, NULL), "no-pivot: cover the host's %s", f[4]);
+	}
+	munmap(buf, cap);
 }
 
 static void op_mask_path(const char *path)
@@ -632,7 +705,7 @@ static void op_seccomp(const struct op *o)
 
 /* ---------------------------------------------------------------- terminal, fifo, fds */
 
-static void op_console(uint32_t rows, uint32_t cols, int dev_console)
+static void op_console(uint32_t rows, uint32_t cols, int dev_console, uid_t uid)
 {
 	char name[32];
 	int unlock = 0, n, master, peer;
@@ -643,6 +716,10 @@ static void op_console(uint32_t rows, uint32_t cols, int dev_console)
 	/* TIOCGPTPEER opens the peer through the master: no path lookup to steer */
 	if ((peer = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0)
 		TRY(peer = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC), "open %s", name);
+	/* the process owns its terminal; the group stays tty. Like runc, a uid or owner the user
+	 * namespace does not map (EINVAL, EPERM) leaves the peer as it is. */
+	if (fchown(peer, uid, (gid_t)-1) < 0 && errno != EINVAL && errno != EPERM)
+		fail(errno, "chown %s to uid %u", name, uid);
 	struct winsize ws = { (unsigned short)rows, (unsigned short)cols, 0, 0 };
 	if (rows || cols)
 		TRY(ioctl(master, TIOCSWINSZ, &ws), "set the window size of %s", name);
@@ -932,6 +1009,7 @@ static void run(uint32_t code, const struct op *o)
 	case OP_SYMLINK: op_symlink(s, o->s[1], o->u[0]); break;
 	case OP_PIVOT_ROOT: op_pivot_root(s); break;
 	case OP_CHROOT_MOVE:
+		hide_host_procfs(s);
 		TRY(chdir(s), "chdir %s", s);
 		TRY(mount(s, "/", NULL, MS_MOVE, NULL), "move %s onto /", s);
 		TRY(chroot("."), "chroot %s", s);
@@ -950,7 +1028,7 @@ static void run(uint32_t code, const struct op *o)
 	case OP_UMASK: umask(o->u[0]); break;
 	case OP_CHDIR: op_chdir(s); break;
 	case OP_SETSID: TRY(setsid(), "setsid"); break;
-	case OP_CONSOLE: op_console(o->u[0], o->u[1], o->u[2]); break;
+	case OP_CONSOLE: op_console(o->u[0], o->u[1], o->u[2], o->u[3]); break;
 	case OP_OPEN_FIFO: TRY(fifo_fd = open(s, O_PATH | O_CLOEXEC), "open the exec fifo %s", s); break;
 	case OP_WAIT_FIFO: op_wait_fifo(); break;
 	case OP_SIGNAL_FIFO: op_signal_fifo(); break;

@@ -44,7 +44,7 @@
 	X(UMASK, 25, "u")                 /* mask */                                        \
 	X(CHDIR, 26, "s")                 /* path */                                        \
 	X(SETSID, 27, "")                                                                   \
-	X(CONSOLE, 28, "uuu")             /* rows cols devConsole */                        \
+	X(CONSOLE, 28, "uuuu")            /* rows cols devConsole uid */                    \
 	X(OPEN_FIFO, 29, "s")             /* path */                                        \
 	X(WAIT_FIFO, 30, "")                                                                \
 	X(CLOSE_FDS, 31, "u")             /* first */                                       \

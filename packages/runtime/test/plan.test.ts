@@ -141,7 +141,8 @@ describe("compilePlan", () => {
         { preserveFds: 2, noPivot: true },
       ),
     );
-    expect(find(ops, "console")[0]).toEqual({ op: "console", rows: 24, cols: 80, devConsole: true });
+    // the terminal is chowned to the process user, as runc does
+    expect(find(ops, "console")[0]).toEqual({ op: "console", rows: 24, cols: 80, devConsole: true, uid: 1000 });
     expect(names(ops)).not.toContain("setsid");
     expect(find(ops, "closeFds")[0]!.first).toBe(5);
     expect(names(ops)).toContain("chrootMove");

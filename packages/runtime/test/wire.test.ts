@@ -37,7 +37,7 @@ const EVERY_OP: Op[] = [
   { op: "umask", mask: 0o22 },
   { op: "chdir", path: "/home/über" },
   { op: "setsid" },
-  { op: "console", rows: 24, cols: 80, devConsole: true },
+  { op: "console", rows: 24, cols: 80, devConsole: true, uid: 1000 },
   { op: "openFifo", path: "/run/tsrun/x/exec.fifo" },
   { op: "waitFifo" },
   { op: "closeFds", first: 3 },

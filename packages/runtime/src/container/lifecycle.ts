@@ -63,26 +63,47 @@ export function startContainer(store: Store, id: string, created?: ContainerReco
 }
 
 /**
- * Reads the init's "0" from the exec fifo (written after the startContainer hooks), then waits
- * for EOF: the write end is close-on-exec, so EOF means the program has been exec'd (or the
- * init died, which the missing byte or the dead process tells).
+ * Reads the exec fifo until EOF. The init writes "0" after the startContainer hooks; the write
+ * end is close-on-exec, so EOF means the program has been exec'd — or the init has exited: when
+ * a hook or the exec failed, the executor wrote its error message (wire.h MSG_ERROR) to the
+ * fifo, `tsrun create` being gone, and that is what `start` reports.
  */
 function awaitExec(fd: number, rec: ContainerRecord): void {
-  const buf = Buffer.alloc(1);
-  let ready = false;
+  const buf = Buffer.alloc(4096);
+  const chunks: Buffer[] = [];
   for (;;) {
     linux.pollIn(fd, 10);
     let n = -1;
     try {
-      n = readSync(fd, buf, 0, 1, null);
+      n = readSync(fd, buf, 0, buf.length, null);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EAGAIN") throw e;
     }
-    if (n === 1) ready = true;
-    else if (n === 0 && ready) return;
-    if (n !== 1 && !isAlive(rec.pid, rec.pidStartTime))
+    if (n > 0) {
+      chunks.push(Buffer.from(buf.subarray(0, n)));
+      continue;
+    }
+    // EOF before anything was written: the init has not opened its end yet (or died first).
+    const data = Buffer.concat(chunks);
+    const failure = initFailure(data);
+    if (failure !== undefined) throw new ContainerError(`container ${rec.id}: ${failure}`);
+    if (n === 0 && data.length > 0) return;
+    if (!isAlive(rec.pid, rec.pidStartTime))
       throw new ContainerError(`container ${rec.id}: the init exited before its program started (a startContainer hook or exec failed)`);
   }
+}
+
+const MSG_ERROR = 3;
+
+/** The init's error in what it wrote to the exec fifo ("0" first when the hooks passed), if any. */
+function initFailure(data: Buffer): string | undefined {
+  const at = data[0] === 0x30 ? 1 : 0;
+  if (data.length < at + 12 || data.readUInt32LE(at) !== MSG_ERROR) return undefined;
+  const errno = data.readInt32LE(at + 8);
+  const end = data.indexOf(0, at + 12);
+  const text = data.toString("utf8", at + 12, end < 0 ? data.length : end).trimEnd();
+  // The only hooks the init runs once `start` has opened the fifo are startContainer hooks.
+  return `${text.startsWith("hook ") ? "startContainer " : ""}${text}${errno ? `: ${linux.errnoName(errno)}: ${linux.strerror(errno)}` : ""}`;
 }
 
 export function killContainer(store: Store, id: string, signal: string, all: boolean): void {

@@ -164,7 +164,8 @@ export function compilePlan(input: PlanInput): InitPlan {
   if (spec.domainname !== undefined && fresh.has("uts")) ops.push({ op: "setdomainname", name: spec.domainname });
 
   if (!input.noNewKeyring) ops.push({ op: "sessionKeyring", name: `_ses.${input.id ?? "tsrun"}` });
-  if (proc.terminal) ops.push({ op: "console", rows: proc.consoleSize?.height ?? 0, cols: proc.consoleSize?.width ?? 0, devConsole: true });
+  const user = proc.user ?? { uid: 0, gid: 0 };
+  if (proc.terminal) ops.push({ op: "console", rows: proc.consoleSize?.height ?? 0, cols: proc.consoleSize?.width ?? 0, devConsole: true, uid: user.uid ?? 0 });
   else ops.push({ op: "setsid" });
   if (proc.oomScoreAdj !== undefined) ops.push({ op: "writeFile", path: "/proc/self/oom_score_adj", data: String(proc.oomScoreAdj) });
   for (const r of proc.rlimits ?? []) {
@@ -177,7 +178,6 @@ export function compilePlan(input: PlanInput): InitPlan {
   // Without no_new_privs, loading a filter takes CAP_SYS_ADMIN: load it while the init still
   // has it, before the user and capabilities change (as runc does).
   if (seccompOp && !proc.noNewPrivileges) ops.push(seccompOp);
-  const user = proc.user ?? { uid: 0, gid: 0 };
   ops.push({ op: "setUser", uid: user.uid ?? 0, gid: user.gid ?? 0, groups: user.additionalGids ?? [], setgroups: true });
   const caps = proc.capabilities ?? {};
   const permitted = capMask(caps.permitted);

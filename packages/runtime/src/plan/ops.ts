@@ -66,9 +66,10 @@ export type Op =
   | { op: "setsid" }
   /**
    * Allocate a pty in the container (/dev/ptmx), send the master to tsrun over the sync socket
-   * (SCM_RIGHTS), make the peer the controlling terminal and stdin/stdout/stderr.
+   * (SCM_RIGHTS), make the peer the controlling terminal and stdin/stdout/stderr. The peer is
+   * chowned to `uid` (default 0; its group stays tty), as runc does: the process owns its terminal.
    */
-  | { op: "console"; rows: number; cols: number; /** also bind the peer onto /dev/console (create; not exec) */ devConsole?: boolean }
+  | { op: "console"; rows: number; cols: number; /** also bind the peer onto /dev/console (create; not exec) */ devConsole?: boolean; uid?: number }
   /** Open the exec fifo O_PATH now (it lives on the host, unreachable after pivot). */
   | { op: "openFifo"; path: string }
   /** Wait for `start`: open the fifo (via /proc/self/fd) for writing; blocks until it is opened for reading. */

@@ -59,7 +59,7 @@ export const OP_WIRE: { readonly [K in OpName]: { code: number; fields: readonly
   umask: { code: 25, fields: [["mask", "u"]] },
   chdir: { code: 26, fields: [["path", "s"]] },
   setsid: { code: 27, fields: [] },
-  console: { code: 28, fields: [["rows", "u"], ["cols", "u"], ["devConsole", "u"]] },
+  console: { code: 28, fields: [["rows", "u"], ["cols", "u"], ["devConsole", "u"], ["uid", "u"]] },
   openFifo: { code: 29, fields: [["path", "s"]] },
   waitFifo: { code: 30, fields: [] },
   closeFds: { code: 31, fields: [["first", "u"]] },
