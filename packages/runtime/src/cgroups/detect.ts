@@ -147,8 +147,10 @@ export function detect(): CgroupHost {
 }
 
 /** tsrun's own cgroups. Not cached: only relative cgroupsPaths and safety checks need it. */
+let own: ProcCgroups | undefined;
+/** This process's cgroups, read once: a tsrun command does not move itself while it runs. */
 export function ownCgroups(): ProcCgroups {
-  return parseProcCgroup(readProcFile("/proc/self/cgroup"));
+  return (own ??= parseProcCgroup(readProcFile("/proc/self/cgroup")));
 }
 
 function readProcFile(path: string): string {

@@ -310,7 +310,8 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
     // Every limit is applied or the create refused: never a limit silently dropped. Judged
     // once the cgroup exists (a hierarchy's root has no limit files to look at).
     const resources = spec.linux?.resources;
-    if (resources) {
+    // Devices are done above; only other keys are limits to judge and write.
+    if (resources && Object.keys(resources).some((k) => k !== "devices")) {
       const unsupported = unsupportedResourceReasons(cg, resources);
       if (unsupported.length) throw new ContainerError(`container ${opts.id}: ${unsupported.map((u) => `${u.pointer}: ${u.reason}`).join("; ")}`);
       applyResources(cg, resources, { warn: (m) => process.stderr.write(`tsrun: warning: ${m}\n`) });
