@@ -477,23 +477,51 @@ static void op_mount_setattr(const struct op *o)
  * An idmapped bind mount: a detached copy of the source tree (open_tree), given the user
  * namespace's mapping and the flags (mount_setattr), then moved onto the target in the root.
  */
-static void op_idmap_mount(const struct op *o)
+/* Mounts a detached tree (open_tree) on dst and closes it. */
+static void attach_tree(int tree, const char *what, const char *dst, int inroot, int file)
 {
-	const char *src = o->s[0], *dst = o->s[1];
-	unsigned int rec = o->u[1] ? AT_RECURSIVE : 0;
-	struct mount_attr_ attr = { MOUNT_ATTR_IDMAP | o->u[2], 0, 0, o->u[0] };
 	struct target t;
-	int tree;
-	TRY(tree = (int)syscall(SYS_open_tree, AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | rec), "open_tree %s", src);
-	TRY(syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | rec, &attr, sizeof attr), "mount_setattr idmap %s", src);
-	const char *tp = target(&t, dst, o->u[3], o->u[4] ? MAKE_FILE : MAKE_DIR, o->u[4] ? 0644 : 0755);
+	const char *tp = target(&t, dst, inroot, file ? MAKE_FILE : MAKE_DIR, file ? 0644 : 0755);
 	if (t.fd >= 0)
-		TRY(syscall(SYS_move_mount, tree, "", t.fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH), "move_mount %s onto %s", src, dst);
+		TRY(syscall(SYS_move_mount, tree, "", t.fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH), "move_mount %s onto %s", what, dst);
 	else
-		TRY(syscall(SYS_move_mount, tree, "", AT_FDCWD, tp, MOVE_MOUNT_F_EMPTY_PATH), "move_mount %s onto %s", src, dst);
+		TRY(syscall(SYS_move_mount, tree, "", AT_FDCWD, tp, MOVE_MOUNT_F_EMPTY_PATH), "move_mount %s onto %s", what, dst);
 	close(tree);
 	if (t.fd >= 0)
 		close(t.fd);
+}
+
+static void op_idmap_mount(const struct op *o)
+{
+	const char *src = o->s[0];
+	unsigned int rec = o->u[1] ? AT_RECURSIVE : 0;
+	struct mount_attr_ attr = { MOUNT_ATTR_IDMAP | o->u[2], 0, 0, o->u[0] };
+	int tree;
+	TRY(tree = (int)syscall(SYS_open_tree, AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | rec), "open_tree %s", src);
+	TRY(syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | rec, &attr, sizeof attr), "mount_setattr idmap %s", src);
+	attach_tree(tree, src, o->s[1], o->u[3], o->u[4]);
+}
+
+/* A bind source cloned (open_tree) before the user namespace is entered, as fd `fd` for a later
+ * mountTree: a source the container's root may not reach still mounts, as with runc. */
+static void op_open_tree(const char *path, uint32_t fd, uint32_t recursive)
+{
+	int f;
+	TRY(f = (int)syscall(SYS_open_tree, AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0)), "open_tree %s", path);
+	if (f != (int)fd) {
+		TRY(dup3(f, (int)fd, O_CLOEXEC), "open_tree %s as fd %u", path, fd);
+		close(f);
+	}
+}
+
+static void op_mount_tree(const struct op *o)
+{
+	struct mount_attr_ attr = { o->u[1], 0, 0, 0 };
+	char what[24];
+	snprintf(what, sizeof what, "fd %u", o->u[0]);
+	if (o->u[1])
+		TRY(syscall(SYS_mount_setattr, (int)o->u[0], "", AT_EMPTY_PATH | (o->u[2] ? AT_RECURSIVE : 0), &attr, sizeof attr), "mount_setattr %s", what);
+	attach_tree((int)o->u[0], what, o->s[0], o->u[3], o->u[4]);
 }
 
 static void op_pivot_root(const char *path)
@@ -1033,6 +1061,8 @@ static void run(uint32_t code, const struct op *o)
 	case OP_WAIT_FIFO: op_wait_fifo(); break;
 	case OP_SIGNAL_FIFO: op_signal_fifo(); break;
 	case OP_IDMAP_MOUNT: op_idmap_mount(o); break;
+	case OP_OPEN_TREE: op_open_tree(s, o->u[0], o->u[1]); break;
+	case OP_MOUNT_TREE: op_mount_tree(o); break;
 	case OP_SESSION_KEYRING:
 		/* a keyring of the container's own, not the caller's; no keys (ENOSYS) or the
 		 * per-user quota (EDQUOT, under load) leave it sharing the caller's, like before */

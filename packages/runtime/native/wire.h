@@ -53,10 +53,12 @@
 	X(RESOLVE_EXEC, 34, "")                                                             \
 	X(SIGNAL_FIFO, 35, "")                                                              \
 	X(IDMAP_MOUNT, 36, "ssuuuuu")     /* source target usernsFd recursive attrSet inRoot targetIsFile */ \
-	X(SESSION_KEYRING, 37, "s")       /* name */
+	X(SESSION_KEYRING, 37, "s")       /* name */                                        \
+	X(OPEN_TREE, 38, "suu")           /* path fd recursive */                           \
+	X(MOUNT_TREE, 39, "uusuuu")       /* fd attrSet target recursive inRoot targetIsFile */
 
 #define OP_ENUM(name, code, format) OP_##name = code,
-enum op_code { OPS(OP_ENUM) OP_LAST = 37 };
+enum op_code { OPS(OP_ENUM) OP_LAST = 39 };
 
 /* Messages executor -> tsrun: one SOCK_SEQPACKET datagram each, u32 type first.
  * The answer to MSG_SYNC is one datagram tsrun -> executor: a status byte (0 = go on, anything

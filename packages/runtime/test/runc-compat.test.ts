@@ -81,3 +81,26 @@ describe("--log and --debug", () => {
     expect(r.stderr).toMatch(/level=debug msg="create: config validated"/);
   });
 });
+
+describe("user namespaces", () => {
+  test("a bind source the container's root cannot reach is opened before the user namespace, as runc does", () => {
+    const { mkdirSync, writeFileSync, chmodSync } = require("node:fs") as typeof import("node:fs");
+    const hidden = `${env.dir}/hidden`;
+    mkdirSync(`${hidden}/dir`, { recursive: true });
+    writeFileSync(`${hidden}/dir/file`, "reachable\n");
+    chmodSync(`${hidden}/dir/file`, 0o644);
+    chmodSync(`${hidden}/dir`, 0o755);
+    chmodSync(hidden, 0o700); // host root only: uid 100000 cannot search it
+    const b = env.bundle("usernsbind", (s) => {
+      s.linux.namespaces.push({ type: "user" });
+      s.linux.uidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+      s.linux.gidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+      s.mounts.push({ destination: "/mnt", type: "bind", source: `${hidden}/dir`, options: ["rbind", "ro"] });
+      s.process.args = ["cat", "/mnt/file"];
+    });
+    Bun.spawnSync(["chown", "-R", "100000:100000", `${b}/rootfs`]);
+    const r = env.tsrun(["run", "--bundle", b, "usernsbind"]);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("reachable\n");
+  });
+});

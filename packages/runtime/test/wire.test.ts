@@ -46,6 +46,8 @@ const EVERY_OP: Op[] = [
   { op: "resolveExec" },
   { op: "signalFifo" },
   { op: "sessionKeyring", name: "_ses.abc" },
+  { op: "openTree", path: "/srv/data", fd: 70, recursive: true },
+  { op: "mountTree", fd: 70, attrSet: 1, target: "mnt", recursive: true, inRoot: true, targetIsFile: false },
   { op: "idmapMount", source: "/vol", target: "data", usernsFd: 5, recursive: true, attrSet: 1, inRoot: true, targetIsFile: false },
   { op: "exec", file: "sh", argv: ["sh", "-c", "echo 🐧"], env: ["PATH=/bin", "TERM=xterm"], path: "/usr/bin:/bin" },
 ];

@@ -126,6 +126,21 @@ export function compilePlan(input: PlanInput): InitPlan {
   // The exec fifo is opened before any namespace is entered: it lives in tsrun's state
   // directory, which a user namespace's root may not be allowed to reach.
   const ops: Op[] = [{ op: "stage", name: "tsrun:[1:CHILD]" }, { op: "openFifo", path: input.execFifo }];
+  // With a new user namespace, bind sources are cloned now (open_tree), with tsrun's
+  // credentials: the container's root may not be allowed to search their directories, and a
+  // mount of the old namespace cannot be bound in the new one (runc does the same).
+  const bindFds = new Map<number, number>();
+  if (fresh.has("user")) {
+    // High fixed numbers, above the preserved and idmap fds, so that the mounts can name them.
+    let fd = 64 + input.preserveFds + Object.keys(input.idmapFds ?? {}).length;
+    (spec.mounts ?? []).forEach((m, i) => {
+      const parsed = parseMountOptions(m.options);
+      const idmapped = m.uidMappings !== undefined || m.gidMappings !== undefined || parsed.extensions.includes("idmap") || parsed.extensions.includes("ridmap");
+      if (!isBind(m.type, parsed) || idmapped) return;
+      ops.push({ op: "openTree", path: sourcePath(input, m, i), fd, recursive: (parsed.flags & MS.REC) !== 0 });
+      bindFds.set(i, fd++);
+    });
+  }
 
   // Stage 1: join, create the user and time namespaces (their set-up needs tsrun or must precede
   // the first process in them), then fork stage 2 into the rest.
@@ -149,7 +164,7 @@ export function compilePlan(input: PlanInput): InitPlan {
 
   // Stage 2: the container's init.
   ops.push({ op: "stage", name: "tsrun:[2:INIT]" });
-  ops.push(...rootfsOps(input, fresh.has("user")));
+  ops.push(...rootfsOps(input, fresh.has("user"), bindFds));
   ops.push({ op: "sync", code: SYNC.MOUNTS });
   ops.push(...hookOps(spec.hooks?.createContainer));
   ops.push(input.noPivot ? { op: "chrootMove", path: input.rootfs } : { op: "pivotRoot", path: input.rootfs });
@@ -222,7 +237,7 @@ function propagationFlag(p: string): number {
   return f | rec;
 }
 
-function rootfsOps(input: PlanInput, userns: boolean): Op[] {
+function rootfsOps(input: PlanInput, userns: boolean, bindFds: ReadonlyMap<number, number>): Op[] {
   const { spec } = input;
   const ops: Op[] = [];
   // Keep the host's mount events from propagating in, and make the rootfs a mount point of its
@@ -255,10 +270,10 @@ function rootfsOps(input: PlanInput, userns: boolean): Op[] {
     const holdsLater =
       dests.slice(i + 1).some(inside) || (dest === "dev" && m.type === "tmpfs") || (spec.linux?.devices ?? []).some((d) => inside(inRootPath(d.path))) || inside(cwdPath);
     if (parsed.flags & MS.RDONLY && m.type === "tmpfs" && !isBind(m.type, parsed) && holdsLater) {
-      ops.push(...mountOps(input, { ...m, options: (m.options ?? []).filter((o) => o !== "ro") }, i));
+      ops.push(...mountOps(input, { ...m, options: (m.options ?? []).filter((o) => o !== "ro") }, i, bindFds.get(i)));
       const keep = parsed.flags & (MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.NOATIME | MS.NODIRATIME | MS.RELATIME | MS.STRICTATIME);
       remountReadonly.push({ op: "mount", source: null, target: dest, fstype: null, flags: MS.REMOUNT | MS.RDONLY | keep, data: null, inRoot: true });
-    } else ops.push(...mountOps(input, m, i));
+    } else ops.push(...mountOps(input, m, i, bindFds.get(i)));
   });
 
   if (devIsTmpfs) {
@@ -289,7 +304,8 @@ function deviceOp(d: LinuxDevice, userns: boolean): Op {
   return op;
 }
 
-function mountOps(input: PlanInput, m: Mount, index: number): Op[] {
+/** `openedFd`: the bind source was opened earlier as that fd (see openPath in compilePlan). */
+function mountOps(input: PlanInput, m: Mount, index: number, openedFd?: number): Op[] {
   const parsed = parseMountOptions(m.options);
   const target = inRootPath(m.destination);
   const ops: Op[] = [];
@@ -306,7 +322,12 @@ function mountOps(input: PlanInput, m: Mount, index: number): Op[] {
   } else if (isBind(m.type, parsed)) {
     const abs = sourcePath(input, m, index);
     const kind = input.hostPathKind(abs);
-    ops.push({ op: "mount", source: abs, target, fstype: null, flags: parsed.flags | MS.BIND, data, inRoot: true, targetIsFile: kind !== "dir" });
+    if (openedFd === undefined) ops.push({ op: "mount", source: abs, target, fstype: null, flags: parsed.flags | MS.BIND, data, inRoot: true, targetIsFile: kind !== "dir" });
+    else {
+      // The tree was cloned before the user namespace (openTree): attributes, then attach.
+      const attrSet = (parsed.flags & MS.RDONLY ? 0x1 : 0) | (parsed.flags & MS.NOSUID ? 0x2 : 0) | (parsed.flags & MS.NODEV ? 0x4 : 0) | (parsed.flags & MS.NOEXEC ? 0x8 : 0);
+      ops.push({ op: "mountTree", fd: openedFd, attrSet, target, recursive: (parsed.flags & MS.REC) !== 0, inRoot: true, targetIsFile: kind !== "dir" });
+    }
   } else if (m.type === "cgroup" && input.cgroups) {
     ops.push(...cgroupMountOps(input.cgroups, target, parsed.flags));
   } else {

@@ -72,6 +72,10 @@ export type Op =
   | { op: "console"; rows: number; cols: number; /** also bind the peer onto /dev/console (create; not exec) */ devConsole?: boolean; uid?: number }
   /** Open the exec fifo O_PATH now (it lives on the host, unreachable after pivot). */
   | { op: "openFifo"; path: string }
+  /** Clones the mount at `path` (open_tree) as fd `fd`: a bind source taken before the user namespace. */
+  | { op: "openTree"; path: string; fd: number; recursive: boolean }
+  /** Mounts the tree of fd `fd` (from openTree) on `target`, with MOUNT_ATTR_* `attrSet`. */
+  | { op: "mountTree"; fd: number; attrSet: number; target: string; recursive: boolean; inRoot: boolean; targetIsFile: boolean }
   /** Wait for `start`: open the fifo (via /proc/self/fd) for writing; blocks until it is opened for reading. */
   | { op: "waitFifo" }
   /**

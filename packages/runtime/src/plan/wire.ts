@@ -68,6 +68,8 @@ export const OP_WIRE: { readonly [K in OpName]: { code: number; fields: readonly
   resolveExec: { code: 34, fields: [] },
   signalFifo: { code: 35, fields: [] },
   sessionKeyring: { code: 37, fields: [["name", "s"]] },
+  openTree: { code: 38, fields: [["path", "s"], ["fd", "u"], ["recursive", "u"]] },
+  mountTree: { code: 39, fields: [["fd", "u"], ["attrSet", "u"], ["target", "s"], ["recursive", "u"], ["inRoot", "u"], ["targetIsFile", "u"]] },
   idmapMount: {
     code: 36,
     fields: [["source", "s"], ["target", "s"], ["usernsFd", "u"], ["recursive", "u"], ["attrSet", "u"], ["inRoot", "u"], ["targetIsFile", "u"]],
