@@ -1,3 +1,4 @@
+import { splitFlag } from "@tsrun/runtime/src/cli/globals.ts";
 // The shim's command line, in Go `flag` syntax as containerd writes it:
 // `-namespace ns -address /run/containerd/containerd.sock -publish-binary /usr/bin/containerd -id ID [-debug] start`.
 // Pure: argv in, options out.
@@ -41,10 +42,7 @@ export function parseFlags(argv: readonly string[]): ShimFlags {
       break;
     }
     if (!arg.startsWith("-") || arg === "-") break;
-    const body = arg.replace(/^--?/, "");
-    const eq = body.indexOf("=");
-    const name = eq < 0 ? body : body.slice(0, eq);
-    const inline = eq < 0 ? undefined : body.slice(eq + 1);
+    const { name, value: inline } = splitFlag(arg);
     const str = STRING_FLAGS[name];
     const bool = BOOL_FLAGS[name];
     if (str) {

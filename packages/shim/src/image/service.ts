@@ -2,6 +2,7 @@
 // one interface, so that both speak of images, bundles and commits the same way. The
 // implementation over the content store, snapshots and image records is in local.ts.
 import type { ImageConfig, ImageManifest, Spec } from "@tsrun/ocispec";
+import type { SpecFromImageOptions } from "./spec.ts";
 
 export interface ImageSummary {
   /** Full reference, e.g. "docker.io/library/busybox:latest". */
@@ -35,26 +36,14 @@ export interface ImageDetails extends ImageSummary {
   layers: LayerDetails[];
 }
 
-export interface BundleRequest {
+/** What shapes the config from the image's: the options of specFromImage (spec.ts), by name. */
+export interface BundleRequest extends Pick<SpecFromImageOptions, "args" | "entrypoint" | "env" | "user" | "cwd" | "tty" | "hostname" | "readonlyRootfs" | "seccomp"> {
   /** Image reference (as in `tsrun image ls`, or short: "busybox"). */
   image: string;
   /** Bundle directory to make (must not exist or be empty): config.json and rootfs/ go there. */
   dir: string;
   /** Container id the rootfs belongs to: names its upper/work dirs (default: the dir's name). */
   id?: string;
-  /** Replace the image's Cmd (docker run IMAGE ARGS…). */
-  args?: string[];
-  /** Replace the image's Entrypoint (and drop its Cmd unless args are given). */
-  entrypoint?: string[];
-  /** KEY=VALUE entries overriding the image's Env. */
-  env?: string[];
-  user?: string;
-  cwd?: string;
-  tty?: boolean;
-  hostname?: string;
-  readonlyRootfs?: boolean;
-  /** Docker's default profile (the default) or none. */
-  seccomp?: "default" | "unconfined";
 }
 
 export interface BundleResult {
