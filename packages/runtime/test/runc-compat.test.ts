@@ -104,3 +104,21 @@ describe("user namespaces", () => {
     expect(r.stdout).toBe("reachable\n");
   });
 });
+
+describe("delete", () => {
+  test("what an init without a pid namespace leaves running is killed, and its cgroup removed", () => {
+    const { existsSync } = require("node:fs") as typeof import("node:fs");
+    const b = env.bundle("leftover", (s) => {
+      s.linux.namespaces = s.linux.namespaces.filter((n: { type: string }) => n.type !== "pid");
+      s.process.args = ["sh", "-c", "sleep 300 </dev/null >/dev/null 2>&1 & echo $! > /tmp/sleeper"];
+      s.root.readonly = false;
+    });
+    const r = env.tsrun(["run", "--bundle", b, "leftover"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    // run deleted the container: the sleeper must be gone with its cgroup.
+    expect(existsSync("/sys/fs/cgroup/pids/leftover")).toBe(false);
+    const ps = Bun.spawnSync(["sh", "-c", "ps -eo args | grep -c '^sleep 300$'"]).stdout.toString().trim();
+    expect(ps).toBe("0");
+  });
+});

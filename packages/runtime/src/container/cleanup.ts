@@ -65,9 +65,17 @@ export function destroyContainer(store: Store, id: string, rec: ContainerRecord 
   const cgJson = rec?.cgroup ?? loadCgroupRecord(store, id);
   const cg = cgJson === undefined ? undefined : cgroupManagerFromJSON(cgJson);
   if (rec && rec.pid > 0 && isAlive(rec.pid, rec.pidStartTime)) linux.kill(rec.pid, 9);
-  if (cg?.exists()) cg.killAll(9);
   if (rec && rec.pid > 0) waitGone(rec.pid, rec.pidStartTime);
-  cg?.destroy();
+  if (cg) {
+    // Usually empty by now (the init is gone, and its pid namespace with it): removed at once.
+    // Only when something is still inside is it killed (freezing first on v1) and waited for.
+    try {
+      cg.destroy({ timeoutMs: 0 });
+    } catch {
+      if (cg.exists()) cg.killAll(9);
+      cg.destroy();
+    }
+  }
   store.remove(id);
 }
 
