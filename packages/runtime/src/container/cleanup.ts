@@ -2,7 +2,7 @@
 import { openSync, readFileSync } from "node:fs";
 import { writeFileAtomic } from "../io.ts";
 import { join } from "node:path";
-import { cgroupManagerFromJSON } from "../cgroups/index.ts";
+import { cgroupManagerFromJSON } from "../cgroups/manager.ts";
 import * as linux from "../linux/index.ts";
 import { ContainerError } from "./errors.ts";
 import { isAlive } from "./proc.ts";

@@ -15,7 +15,8 @@ import { compilePlan, PlanError, type CgroupMountSource } from "../plan/compile.
 import { SYNC, type Op } from "../plan/ops.ts";
 import { encodePlan } from "../plan/wire.ts";
 import { runHooks } from "../hooks/run.ts";
-import { applyDevicesV1, applyResources, cgroupManager, DEFAULT_ALLOWED, unsupportedResourceReasons, type CgroupManager } from "../cgroups/index.ts";
+import { cgroupManager, type CgroupManager } from "../cgroups/manager.ts";
+import { applyDevicesV1, DEFAULT_ALLOWED } from "../cgroups/v1/devices.ts";
 import { startMigrationWarmUp } from "./warmup.ts";
 import * as linux from "../linux/index.ts";
 import { ContainerError } from "./errors.ts";
@@ -312,6 +313,8 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
     const resources = spec.linux?.resources;
     // Devices are done above; only other keys are limits to judge and write.
     if (resources && Object.keys(resources).some((k) => k !== "devices")) {
+      // Loaded only for configs with limits: the appliers of every controller are start-up cost.
+      const { applyResources, unsupportedResourceReasons } = require("../cgroups/resources.ts") as typeof import("../cgroups/resources.ts");
       const unsupported = unsupportedResourceReasons(cg, resources);
       if (unsupported.length) throw new ContainerError(`container ${opts.id}: ${unsupported.map((u) => `${u.pointer}: ${u.reason}`).join("; ")}`);
       applyResources(cg, resources, { warn: (m) => process.stderr.write(`tsrun: warning: ${m}\n`) });

@@ -2,7 +2,7 @@
 // reads the status from the live process.
 import { closeSync, constants, openSync, readSync, unlinkSync } from "node:fs";
 import { parseSignal } from "@tsrun/ocispec/src/linux-names.ts";
-import { cgroupManagerFromJSON } from "../cgroups/index.ts";
+import { cgroupManagerFromJSON } from "../cgroups/manager.ts";
 import { runHooksWarning } from "../hooks/run.ts";
 import * as linux from "../linux/index.ts";
 import { destroyContainer, isLocked, lockContainer, waitGone } from "./cleanup.ts";
