@@ -2,10 +2,23 @@
 // issue notes): each test pins the runc behaviour down with a real container.
 import { describe, expect, test } from "bun:test";
 import { testEnv } from "./containers.ts";
+import { TSRUN } from "./helpers.ts";
 
 const env = testEnv();
 
 describe("mounts", () => {
+  test("a read-only /dev with a terminal: /dev/console is made before /dev turns read-only", async () => {
+    const b = env.bundle("rodevtty", (s) => {
+      for (const m of s.mounts) if (m.destination === "/dev") m.options.push("ro");
+      s.process.terminal = true;
+      s.process.args = ["sh", "-c", "test -c /dev/console && tty && echo tty ok"];
+    });
+    // run in the foreground relays the terminal; script(1) gives it one.
+    const r = Bun.spawnSync(["script", "-qec", `${TSRUN} --root ${env.root} run --bundle ${b} rodevtty`, "/dev/null"], { stdout: "pipe", stderr: "pipe" });
+    expect(r.stdout.toString()).toContain("tty ok");
+    expect(r.exitCode).toBe(0);
+  });
+
   test("a read-only /dev still gets /dev/pts, /dev/shm and the device nodes (runc#3248)", () => {
     const b = env.bundle("rodev", (s) => {
       for (const m of s.mounts) if (m.destination === "/dev") m.options.push("ro");
@@ -32,7 +45,7 @@ describe("kill", () => {
 
 describe("cgroups", () => {
   test("a frozen cgroup refuses create at once (no hang) and nothing is left", () => {
-    const { mkdirSync, writeFileSync, rmdirSync, existsSync } = require("node:fs") as typeof import("node:fs");
+    const { mkdirSync, writeFileSync, rmdirSync, existsSync, readFileSync } = require("node:fs") as typeof import("node:fs");
     const dir = "/sys/fs/cgroup/freezer/tsrun-test-frozen";
     mkdirSync(dir, { recursive: true });
     try {
@@ -44,8 +57,9 @@ describe("cgroups", () => {
       expect(r.code).toBe(1);
       expect(r.stderr).toContain("frozen");
       expect(existsSync(`${env.root}/frozen`)).toBe(false);
+      // The cgroup was the user's: it is left as it was, frozen (as runc leaves it).
+      expect(readFileSync(`${dir}/freezer.state`, "utf8").trim()).toBe("FROZEN");
     } finally {
-      // The failed create removes the cgroup it was given, as runc does; a leftover is thawed.
       if (existsSync(dir)) {
         writeFileSync(`${dir}/freezer.state`, "THAWED");
         rmdirSync(dir);

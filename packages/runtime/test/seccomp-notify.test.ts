@@ -207,7 +207,7 @@ describe("SCMP_ACT_NOTIFY and the seccomp agent", () => {
     });
     const r2 = env.tsrun(["create", "--bundle", b2, "notify-sendmsg"]);
     expect(r2.code).toBe(1);
-    expect(r2.stderr).toContain("/linux/seccomp/syscalls/0/names/0: SCMP_ACT_NOTIFY cannot be used for sendmsg");
+    expect(r2.stderr).toContain("/linux/seccomp/syscalls/0/names/0: SCMP_ACT_NOTIFY cannot be used for the sendmsg syscall");
     expect(leftovers(env, "notify-sendmsg", b2)).toEqual([]);
   });
 });

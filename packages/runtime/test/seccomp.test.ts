@@ -232,7 +232,9 @@ describe("actions", () => {
     };
     bad({ defaultAction: "SCMP_ACT_ALLOW", syscalls: [{ names: ["read"], action: "SCMP_ACT_ERRNO" }, { names: ["ioctl"], action: "SCMP_ACT_NOTIFY" }] }, "/linux/seccomp/listenerPath: is required when a rule uses SCMP_ACT_NOTIFY");
     bad({ defaultAction: "SCMP_ACT_NOTIFY", listenerPath: "/run/agent.sock" }, "/linux/seccomp/defaultAction: SCMP_ACT_NOTIFY cannot be the default action");
-    bad({ defaultAction: "SCMP_ACT_ALLOW", listenerPath: "/run/agent.sock", syscalls: [{ names: ["mkdir", "sendmsg"], action: "SCMP_ACT_NOTIFY" }] }, "/linux/seccomp/syscalls/0/names/1: SCMP_ACT_NOTIFY cannot be used for sendmsg");
+    bad({ defaultAction: "SCMP_ACT_ALLOW", listenerPath: "/run/agent.sock", syscalls: [{ names: ["mkdir", "sendmsg"], action: "SCMP_ACT_NOTIFY" }] }, "/linux/seccomp/syscalls/0/names/1: SCMP_ACT_NOTIFY cannot be used for the sendmsg syscall");
+    // runc refuses write for the same reason: the init writes the exec fifo after loading the filter.
+    bad({ defaultAction: "SCMP_ACT_ALLOW", listenerPath: "/run/agent.sock", syscalls: [{ names: ["write"], action: "SCMP_ACT_NOTIFY" }] }, "/linux/seccomp/syscalls/0/names/0: SCMP_ACT_NOTIFY cannot be used for the write syscall");
     bad({ defaultAction: "SCMP_ACT_BOGUS" as never }, "/linux/seccomp/defaultAction: unknown action");
     bad({ defaultAction: "SCMP_ACT_ALLOW", syscalls: [{ names: ["read"], action: "SCMP_ACT_ALLOW", errnoRet: 3 }] }, "/linux/seccomp/syscalls/0/errnoRet: only applies");
     bad({ defaultAction: "SCMP_ACT_ALLOW", defaultErrnoRet: 3 }, "/linux/seccomp/defaultErrnoRet: only applies");

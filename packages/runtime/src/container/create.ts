@@ -250,6 +250,9 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
     linux.mkfifo(store.fifoPath(opts.id), 0o622);
     trace("create: state and fifo");
     const cg = cgroupManager({ id: opts.id, cgroupsPath: spec.linux?.cgroupsPath, systemd: opts.systemdCgroup ?? false });
+    // A frozen cgroup that is already there (a joined one) is refused before it is recorded, so
+    // that the failure leaves it as it was (runc does the same).
+    if (frozen(cg)) throw new ContainerError(`container ${opts.id}: its cgroup is frozen (thaw it first): container's cgroup unexpectedly frozen`);
     rec.cgroup = cg.toJSON();
     // Not in state.json yet: delete --force reads cgroup.json when state.json has no cgroup.
     saveCgroupRecord(store, opts.id, rec.cgroup);
@@ -306,6 +309,7 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
     // the cgroup lock), so everything that does not need the cgroup is done first. Stage 1 waits at its
     // first sync point until it is in the cgroup.
     cg.create();
+    // A new cgroup under a frozen parent is frozen too (v1): refused, and removed as ours.
     if (frozen(cg)) throw new ContainerError(`container ${opts.id}: its cgroup is frozen (thaw it first): container's cgroup unexpectedly frozen`);
     applyDeviceRules(cg, spec);
     // Every limit is applied or the create refused: never a limit silently dropped. Judged

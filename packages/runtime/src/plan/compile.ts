@@ -52,6 +52,7 @@ const PR_SET_DUMPABLE = 4;
 const S_IFCHR = 0o020000;
 const S_IFBLK = 0o060000;
 const S_IFIFO = 0o010000;
+const S_IFREG = 0o100000;
 
 /** The devices every container gets when /dev is a fresh tmpfs (as runc). */
 const DEFAULT_DEVICES: LinuxDevice[] = [
@@ -283,6 +284,10 @@ function rootfsOps(input: PlanInput, userns: boolean, bindFds: ReadonlyMap<numbe
   }
   for (const d of spec.linux?.devices ?? []) ops.push(deviceOp(d, userns));
   if (cwdPath !== ".") ops.push({ op: "mkdir", path: cwdPath, mode: 0o755, inRoot: true });
+  // The console op binds the pty on /dev/console later, when a read-only /dev could no longer
+  // take the file: it is made now.
+  if (spec.process?.terminal && remountReadonly.some((o) => o.op === "mount" && o.target === "dev"))
+    ops.push({ op: "mknod", path: "dev/console", mode: S_IFREG | 0o666, major: 0, minor: 0, uid: 0, gid: 0, inRoot: true });
   ops.push(...remountReadonly.reverse());
   return ops;
 }

@@ -64,6 +64,13 @@ export const SECCOMP_FILTER_FLAG_TSYNC_ESRCH = 16;
  */
 export const LISTENER_HANDOVER_SYSCALL = "sendmsg";
 
+/**
+ * Syscalls a NOTIFY rule may not name: the handover above, and `write`, which the init uses on
+ * the exec fifo after the filter is loaded (an agent that does not answer would hang `start`),
+ * and which runc refuses too.
+ */
+const NOT_NOTIFIABLE = [LISTENER_HANDOVER_SYSCALL, "write"];
+
 export const AUDIT_ARCH_X86_64 = 0xc000003e;
 export const AUDIT_ARCH_I386 = 0x40000003;
 export const X32_SYSCALL_BIT = 0x40000000;
@@ -203,8 +210,11 @@ function parseRule(i: number, s: LinuxSyscall): Rule {
   const at = `${P}/syscalls/${i}`;
   const ret = actionValue(`${at}/action`, s.action, s.errnoRet, `${at}/errnoRet`);
   if (ret === SECCOMP_RET.USER_NOTIF) {
-    const j = (s.names as string[]).indexOf(LISTENER_HANDOVER_SYSCALL);
-    if (j >= 0) fail(`${at}/names/${j}`, `SCMP_ACT_NOTIFY cannot be used for ${LISTENER_HANDOVER_SYSCALL}: tsrun's init passes the listener on with it, before any agent can answer`);
+    const j = (s.names as string[]).findIndex((n) => NOT_NOTIFIABLE.includes(n));
+    if (j >= 0) {
+      const name = (s.names as string[])[j]!;
+      fail(`${at}/names/${j}`, `SCMP_ACT_NOTIFY cannot be used for the ${name} syscall: tsrun's init ${name === "write" ? "writes the exec fifo with it after the filter is loaded" : "passes the listener on with it, before any agent can answer"}`);
+    }
   }
   const args = s.args ?? [];
   if (args.length > MAX_CONDS) fail(`${at}/args`, `at most ${MAX_CONDS} conditions per rule`);
