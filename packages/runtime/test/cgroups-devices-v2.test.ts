@@ -291,7 +291,12 @@ function expectEperm(cgroup: string, script: string): void {
   expect(r.err).toContain(EPERM_TEXT);
 }
 
-describe.if(root)("applyDevicesV2 on the kernel", () => {
+// Root-only, and failing (not skipped) without root: a test that cannot run is a failure to see.
+test("requirements: root for the kernel tests", () => {
+  expect(root).toBe(true);
+});
+
+describe("applyDevicesV2 on the kernel", () => {
   const nullZero: LinuxDeviceCgroup[] = [deny, { allow: true, type: "c", major: 1, minor: 3, access: "rwm" }, { allow: true, type: "c", major: 1, minor: 5, access: "r" }];
 
   test("enforces deny all, c 1:3 rwm, c 1:5 r", () => {
