@@ -544,55 +544,20 @@ static void op_pivot_root(const char *path)
 }
 
 /*
- * --no-pivot: the host's mounts stay in the container's mount namespace, under its root. A
- * full proc or sysfs among them would let a nested user namespace mount a fresh, unmasked one
- * (the kernel only asks that some full mount of the type be visible in the namespace): detach
- * each (made a slave first, so that the unmount cannot reach the host), or cover it with a
- * tmpfs where that is refused (mounts locked by a user namespace).
+ * --no-pivot: a host proc or sysfs mount left in the container's mount namespace (under its
+ * root) would let a nested user namespace mount a fresh, unmasked one. Detach it (made a slave
+ * first, so that the unmount cannot reach the host), or cover it with a tmpfs where that is
+ * refused (mounts locked by a user namespace). Gone already (under one detached before): fine.
  */
-static void hide_host_procfs(const char *rootfs)
+static void op_hide_mount(const char *path)
 {
-	size_t cap = 1 << 16, len = 0, rl = strlen(rootfs);
-	char *buf = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), *f[5], *sv;
-	ssize_t n;
-	int fd;
-	TRY(fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC), "open /proc/self/mountinfo");
-	/* all of it first: it changes as mounts go */
-	while (buf != MAP_FAILED && (n = read(fd, buf + len, cap - len - 1)) > 0)
-		if ((len += (size_t)n) == cap - 1)
-			buf = mremap(buf, cap, cap * 2, MREMAP_MAYMOVE), cap *= 2;
-	if (buf == MAP_FAILED || n < 0)
-		fail(errno, "read /proc/self/mountinfo");
-	close(fd);
-	buf[len] = 0;
-	for (char *line = buf, *next; *line; line = next) {
-		next = strchrnul(line, '\n');
-		if (*next)
-			*next++ = 0;
-		char *type = strstr(line, " - ");
-		if (!type)
-			continue;
-		type += 3;
-		type[strcspn(type, " ")] = 0;
-		for (int i = 0; i < 5; i++) /* id parent dev root mountpoint */
-			f[i] = strtok_r(i ? NULL : line, " ", &sv);
-		if (!f[4] || strcmp(f[3], "/") || (strcmp(type, "proc") && strcmp(type, "sysfs")))
-			continue;
-		char *w = f[4], *r = f[4]; /* undo the octal escapes of space, tab, newline, backslash */
-		for (unsigned v; *r;)
-			*w++ = *r == '\\' && sscanf(r + 1, "%3o", &v) == 1 ? (r += 4, (char)v) : *r++;
-		*w = 0;
-		if (!strncmp(f[4], rootfs, rl) && (f[4][rl] == '/' || !f[4][rl]))
-			continue;
-		if (mount(NULL, f[4], NULL, MS_SLAVE | MS_REC, NULL) < 0) {
-			if (errno == ENOENT || errno == EINVAL) /* gone with a parent detached before it */
-				continue;
-			fail(errno, "no-pivot: make the host's %s rslave", f[4]);
-		}
-		if (umount2(f[4], MNT_DETACH) < 0)
-			TRY(mount("tmpfs", f[4], "tmpfs", 0, NULL), "no-pivot: cover the host's %s", f[4]);
+	if (mount(NULL, path, NULL, MS_SLAVE | MS_REC, NULL) < 0) {
+		if (errno == ENOENT || errno == EINVAL)
+			return;
+		fail(errno, "no-pivot: make the host's %s rslave", path);
 	}
-	munmap(buf, cap);
+	if (umount2(path, MNT_DETACH) < 0)
+		TRY(mount("tmpfs", path, "tmpfs", 0, NULL), "no-pivot: cover the host's %s", path);
 }
 
 static void op_mask_path(const char *path)
@@ -1036,8 +1001,8 @@ static void run(uint32_t code, const struct op *o)
 	case OP_MKNOD: op_mknod(o); break;
 	case OP_SYMLINK: op_symlink(s, o->s[1], o->u[0]); break;
 	case OP_PIVOT_ROOT: op_pivot_root(s); break;
+	case OP_HIDE_MOUNT: op_hide_mount(s); break;
 	case OP_CHROOT_MOVE:
-		hide_host_procfs(s);
 		TRY(chdir(s), "chdir %s", s);
 		TRY(mount(s, "/", NULL, MS_MOVE, NULL), "move %s onto /", s);
 		TRY(chroot("."), "chroot %s", s);

@@ -55,10 +55,11 @@
 	X(IDMAP_MOUNT, 36, "ssuuuuu")     /* source target usernsFd recursive attrSet inRoot targetIsFile */ \
 	X(SESSION_KEYRING, 37, "s")       /* name */                                        \
 	X(OPEN_TREE, 38, "suu")           /* path fd recursive */                           \
-	X(MOUNT_TREE, 39, "uusuuu")       /* fd attrSet target recursive inRoot targetIsFile */
+	X(MOUNT_TREE, 39, "uusuuu")       /* fd attrSet target recursive inRoot targetIsFile */ \
+	X(HIDE_MOUNT, 40, "s")            /* path */
 
 #define OP_ENUM(name, code, format) OP_##name = code,
-enum op_code { OPS(OP_ENUM) OP_LAST = 39 };
+enum op_code { OPS(OP_ENUM) OP_LAST = 40 };
 
 /* Messages executor -> tsrun: one SOCK_SEQPACKET datagram each, u32 type first.
  * The answer to MSG_SYNC is one datagram tsrun -> executor: a status byte (0 = go on, anything

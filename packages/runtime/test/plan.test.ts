@@ -129,6 +129,15 @@ describe("compilePlan", () => {
     expect(names(ops).lastIndexOf("hook")).toBeGreaterThan(names(ops).indexOf("waitFifo"));
   });
 
+  test("--no-pivot hides the host's proc and sysfs mounts outside the rootfs before the chroot", () => {
+    const rootfs = compilePlan(input()).ops.find((o) => o.op === "setRoot")!.path;
+    const { ops } = compilePlan(input(() => {}, { noPivot: true, hostProcMounts: ["/proc", "/sys", `${rootfs}/proc`] }));
+    const hidden = find(ops, "hideMount").map((o) => o.path);
+    expect(hidden).toEqual(["/proc", "/sys"]);
+    expect(ops.findIndex((o) => o.op === "hideMount")).toBeLessThan(ops.findIndex((o) => o.op === "chrootMove"));
+    expect(find(compilePlan(input(() => {}, { hostProcMounts: ["/proc"] })).ops, "hideMount")).toEqual([]);
+  });
+
   test("terminal, preserved fds, --no-pivot, user, sysctl", () => {
     const { ops } = compilePlan(
       input(

@@ -24,6 +24,7 @@ const EVERY_OP: Op[] = [
   { op: "symlink", target: "/proc/self/fd", path: "/dev/fd", inRoot: true },
   { op: "pivotRoot", path: "/rootfs" },
   { op: "chrootMove", path: "/rootfs" },
+  { op: "hideMount", path: "/proc" },
   { op: "maskPath", path: "/proc/kcore" },
   { op: "readonlyPath", path: "/proc/sys" },
   { op: "remountRootReadonly" },

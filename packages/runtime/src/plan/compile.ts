@@ -21,6 +21,8 @@ export interface PlanInput {
   /** Extra fds passed at 3…3+n-1 (--preserve-fds). */
   preserveFds: number;
   noPivot: boolean;
+  /** For --no-pivot: the host's full proc and sysfs mount points (mountinfo), to hide. */
+  hostProcMounts?: string[];
   cgroups?: CgroupMountSource;
   /** The container id: names its session keyring. */
   id?: string;
@@ -168,6 +170,10 @@ export function compilePlan(input: PlanInput): InitPlan {
   ops.push(...rootfsOps(input, fresh.has("user"), bindFds));
   ops.push({ op: "sync", code: SYNC.MOUNTS });
   ops.push(...hookOps(spec.hooks?.createContainer));
+  // --no-pivot keeps the host's mounts under the new root: its full proc and sysfs mounts
+  // (outside the rootfs) are taken away first, as runc does.
+  if (input.noPivot)
+    for (const m of input.hostProcMounts ?? []) if (m !== input.rootfs && !m.startsWith(`${input.rootfs}/`)) ops.push({ op: "hideMount", path: m });
   ops.push(input.noPivot ? { op: "chrootMove", path: input.rootfs } : { op: "pivotRoot", path: input.rootfs });
   const propagation = spec.linux?.rootfsPropagation;
   if (propagation) ops.push({ op: "mount", source: null, target: "/", fstype: null, flags: propagationFlag(propagation), data: null });

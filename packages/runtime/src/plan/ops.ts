@@ -45,6 +45,8 @@ export type Op =
   | { op: "pivotRoot"; path: string }
   /** --no-pivot: mount --move root onto /, chroot("."), chdir("/"). */
   | { op: "chrootMove"; path: string }
+  /** --no-pivot: detach (or cover) a host proc/sysfs mount left in the container's namespace. */
+  | { op: "hideMount"; path: string }
   /** After pivot: hide path (bind /dev/null over a file, a read-only empty tmpfs over a directory); missing paths are skipped. */
   | { op: "maskPath"; path: string }
   /** After pivot: bind path onto itself and remount it read-only; missing paths are skipped. */

@@ -69,6 +69,7 @@ export const OP_WIRE: { readonly [K in OpName]: { code: number; fields: readonly
   signalFifo: { code: 35, fields: [] },
   sessionKeyring: { code: 37, fields: [["name", "s"]] },
   openTree: { code: 38, fields: [["path", "s"], ["fd", "u"], ["recursive", "u"]] },
+  hideMount: { code: 40, fields: [["path", "s"]] },
   mountTree: { code: 39, fields: [["fd", "u"], ["attrSet", "u"], ["target", "s"], ["recursive", "u"], ["inRoot", "u"], ["targetIsFile", "u"]] },
   idmapMount: {
     code: 36,
