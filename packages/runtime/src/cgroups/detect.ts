@@ -5,6 +5,7 @@
 
 import { readFileSync } from "node:fs";
 import { CgroupError, fsError } from "./errors.ts";
+import { parseMountinfo as parseAnyMountinfo } from "../linux/mountinfo.ts";
 
 export type CgroupMode = "v1" | "v2" | "hybrid";
 
@@ -64,26 +65,7 @@ export interface MountinfoCgroup {
 
 /** The cgroup and cgroup2 mounts in /proc/<pid>/mountinfo text, in mount order. */
 export function parseMountinfo(text: string): MountinfoCgroup[] {
-  const mounts: MountinfoCgroup[] = [];
-  for (const line of text.split("\n")) {
-    // Cheap filter first: a big host has thousands of mounts and a handful of cgroup ones.
-    if (!line.includes(" - cgroup")) continue;
-    const sep = line.indexOf(" - ");
-    const pre = line.slice(0, sep).split(" ");
-    const post = line.slice(sep + 3).split(" ");
-    const fstype = post[0];
-    if (fstype !== "cgroup" && fstype !== "cgroup2") continue;
-    const root = pre[3];
-    const mountpoint = pre[4];
-    if (root === undefined || mountpoint === undefined) continue;
-    mounts.push({ fstype, root: unescapeOctal(root), mountpoint: unescapeOctal(mountpoint), superOptions: (post[2] ?? "").split(",") });
-  }
-  return mounts;
-}
-
-/** mountinfo escapes space, tab, newline and backslash as \ooo. */
-function unescapeOctal(s: string): string {
-  return s.includes("\\") ? s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))) : s;
+  return parseAnyMountinfo(text, ["cgroup", "cgroup2"]).map(({ fstype, root, mountpoint, superOptions }) => ({ fstype: fstype as "cgroup" | "cgroup2", root, mountpoint, superOptions }));
 }
 
 /**

@@ -25,6 +25,7 @@ import { stateDocument } from "./status.ts";
 import type { ContainerRecord, Store } from "./store.ts";
 import { destroyContainer, lockContainer, saveCgroupRecord } from "./cleanup.ts";
 import { idmapUserns } from "./idmap.ts";
+import { readMountinfo } from "../linux/mountinfo.ts";
 import { trace } from "../trace.ts";
 
 export interface CreateOptions {
@@ -159,29 +160,10 @@ function apparmorEnabled(): boolean {
   }
 }
 
-interface MountinfoEntry {
-  root: string;
-  mountpoint: string;
-  fstype: string;
-}
-
-/** This process's mounts (/proc/self/mountinfo), paths unescaped. */
-function mountinfo(): MountinfoEntry[] {
-  const unescape = (p: string) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
-  const out: MountinfoEntry[] = [];
-  for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
-    const [pre, post] = line.split(" - ");
-    const f = pre?.split(" ") ?? [];
-    if (f.length < 5 || post === undefined) continue;
-    out.push({ root: unescape(f[3]!), mountpoint: unescape(f[4]!), fstype: post.split(" ")[0]! });
-  }
-  return out;
-}
-
 /** The mount point that `path` is on: the longest one above it. */
 function mountPointOf(path: string): string | undefined {
   let best: string | undefined;
-  for (const { mountpoint: mp } of mountinfo()) if (path === mp || path.startsWith(mp === "/" ? "/" : `${mp}/`)) if (!best || mp.length > best.length) best = mp;
+  for (const { mountpoint: mp } of readMountinfo()) if (path === mp || path.startsWith(mp === "/" ? "/" : `${mp}/`)) if (!best || mp.length > best.length) best = mp;
   return best;
 }
 
@@ -299,7 +281,7 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
         noNewKeyring: opts.noNewKeyring ?? false,
         apparmor: spec.process?.apparmorProfile ? apparmorEnabled() : false,
         noPivot: opts.noPivot ?? false,
-        ...(opts.noPivot ? { hostProcMounts: mountinfo().filter((m) => m.root === "/" && (m.fstype === "proc" || m.fstype === "sysfs")).map((m) => m.mountpoint) } : {}),
+        ...(opts.noPivot ? { hostProcMounts: readMountinfo(["proc", "sysfs"]).filter((m) => m.root === "/").map((m) => m.mountpoint) } : {}),
         cgroups: cgroupSource(cg),
         hostPathKind: (p) => {
           try {

@@ -26,6 +26,7 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { mount, umount2, SysError } from "@tsrun/runtime/src/linux/libc.ts";
+import { isMountPoint as isMountPointIn } from "@tsrun/runtime/src/linux/mountinfo.ts";
 import { lgetxattr, llistxattr, lsetxattr, mknod, S_IFBLK, S_IFCHR, S_IFIFO } from "./fsys.ts";
 import { contentStore } from "./images.ts";
 import { resolveImage, type PlatformSpec, type ResolvedImage } from "./resolve.ts";
@@ -197,11 +198,8 @@ export function unmountRootfs(root: string, id: string): void {
 }
 
 function isMountPoint(path: string): boolean {
-  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
   try {
-    return readFileSync("/proc/self/mountinfo", "utf8")
-      .split("\n")
-      .some((l) => unescape(l.split(" ")[4] ?? "") === path);
+    return isMountPointIn(path);
   } catch {
     return false;
   }

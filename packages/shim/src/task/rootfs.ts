@@ -10,6 +10,7 @@ import { isBind, parseMountOptions } from "@tsrun/runtime/src/plan/mounts.ts";
 import { mount, SysError, umount2 } from "@tsrun/runtime/src/linux/libc.ts";
 import { MNT_DETACH } from "@tsrun/runtime/src/linux/constants.ts";
 import type { Mount } from "./proto.ts";
+import { parseMountinfo } from "@tsrun/runtime/src/linux/mountinfo.ts";
 
 /** mount(2) copies at most a page of data; containerd shortens long overlay lowerdirs by chdir, which a multithreaded shim cannot do safely. */
 const MAX_DATA = 4095;
@@ -114,10 +115,5 @@ export function unmountRootfs(rootfs: string): void {
 
 /** Mount points of this mount namespace, with mountinfo's octal escapes decoded. */
 export function mountPoints(info = readFileSync("/proc/self/mountinfo", "utf8")): string[] {
-  const out: string[] = [];
-  for (const line of info.split("\n")) {
-    const fields = line.split(" ");
-    if (fields.length > 4) out.push(fields[4]!.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))));
-  }
-  return out;
+  return parseMountinfo(info).map((m) => m.mountpoint);
 }
