@@ -315,6 +315,11 @@ function deviceOp(d: LinuxDevice, userns: boolean): Op {
   return op;
 }
 
+/** The MOUNT_ATTR_* bits (mount_setattr) of a mount's MS_* flags: rdonly, nosuid, nodev, noexec. */
+function mountAttrs(flags: number): number {
+  return (flags & MS.RDONLY ? 0x1 : 0) | (flags & MS.NOSUID ? 0x2 : 0) | (flags & MS.NODEV ? 0x4 : 0) | (flags & MS.NOEXEC ? 0x8 : 0);
+}
+
 /** `openedFd`: the bind source was opened earlier as that fd (see openPath in compilePlan). */
 function mountOps(input: PlanInput, m: Mount, index: number, openedFd?: number): Op[] {
   const parsed = parseMountOptions(m.options);
@@ -327,7 +332,7 @@ function mountOps(input: PlanInput, m: Mount, index: number, openedFd?: number):
     const fd = input.idmapFds?.[index];
     if (fd === undefined || !m.uidMappings || !m.gidMappings) throw new PlanError(`/mounts/${index}`, "an idmapped mount needs uidMappings and gidMappings");
     const abs = sourcePath(input, m, index);
-    const attr = (parsed.flags & MS.RDONLY ? 0x1 : 0) | (parsed.flags & MS.NOSUID ? 0x2 : 0) | (parsed.flags & MS.NODEV ? 0x4 : 0) | (parsed.flags & MS.NOEXEC ? 0x8 : 0);
+    const attr = mountAttrs(parsed.flags);
     const recursive = (parsed.flags & MS.REC) !== 0 || parsed.extensions.includes("ridmap");
     ops.push({ op: "idmapMount", source: abs, target, usernsFd: fd, recursive, attrSet: attr, inRoot: true, targetIsFile: input.hostPathKind(abs) !== "dir" });
   } else if (isBind(m.type, parsed)) {
@@ -336,7 +341,7 @@ function mountOps(input: PlanInput, m: Mount, index: number, openedFd?: number):
     if (openedFd === undefined) ops.push({ op: "mount", source: abs, target, fstype: null, flags: parsed.flags | MS.BIND, data, inRoot: true, targetIsFile: kind !== "dir" });
     else {
       // The tree was cloned before the user namespace (openTree): attributes, then attach.
-      const attrSet = (parsed.flags & MS.RDONLY ? 0x1 : 0) | (parsed.flags & MS.NOSUID ? 0x2 : 0) | (parsed.flags & MS.NODEV ? 0x4 : 0) | (parsed.flags & MS.NOEXEC ? 0x8 : 0);
+      const attrSet = mountAttrs(parsed.flags);
       ops.push({ op: "mountTree", fd: openedFd, attrSet, target, recursive: (parsed.flags & MS.REC) !== 0, inRoot: true, targetIsFile: kind !== "dir" });
     }
   } else if (m.type === "cgroup" && input.cgroups) {
