@@ -4,7 +4,7 @@
 // before it is visible there; a blob download cut short stays in the store's ingest area and the
 // next attempt asks for the rest with a Range request.
 import { formatProblem, mediaTypes, parseDigest, validateImageDocument, type Descriptor, type ImageIndex, type ImageManifest } from "@tsrun/ocispec";
-import { DigestMismatchError, type ContentStore } from "./store.ts";
+import { DigestMismatchError, ResumeLostError, type ContentStore } from "./store.ts";
 import { formatPlatform, hostPlatform, parsePlatform, platformRank, type PlatformSpec } from "./platform.ts";
 import { formatReference, isLoopbackDomain, parseReference, registryHost, type ImageReference } from "./reference.ts";
 import {
@@ -520,7 +520,16 @@ class Puller {
         if (!res.body) throw new TruncatedBodyError(`the registry sent no body for ${what}`);
         const start = resume ? offset : 0;
         this.progress({ type: "blob", what: role, digest, completed: start, total: size, state: resume ? "resume" : "start" });
-        await this.store.ingest({ digest, size }, this.counted(res.body, start, size, role, digest), { what, resume });
+        try {
+          await this.store.ingest({ digest, size }, this.counted(res.body, start, size, role, digest), { what, resumeFrom: start });
+        } catch (e) {
+          if (!(e instanceof ResumeLostError)) throw e;
+          // Another download of this blob took the partial over: this range is of no use.
+          await res.body.cancel();
+          useRange = false;
+          attempt--;
+          continue;
+        }
         this.progress({ type: "blob", what: role, digest, completed: size, total: size, state: "done" });
         return;
       } catch (e) {

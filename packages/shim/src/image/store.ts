@@ -1,10 +1,14 @@
 // The content store: every blob of every image, kept once, named by its digest, and never visible
-// under that name before its bytes were checked against it. Writers stream into
-// `ingest/<alg>-<hex>` (so an interrupted fetch can resume where it stopped) and rename into
-// `blobs/<alg>/<hex>` only after size and digest match; a reader therefore never sees a half
-// blob, and a crash leaves at most a partial file in ingest/.
-import { createReadStream, existsSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+// under that name before its bytes were checked against it. Each writer streams into a file of
+// its own in ingest/ (random name, O_EXCL, 0600, in a 0700 dir), then hashes that file's bytes
+// and renames it into `blobs/<alg>/<hex>` only when size and digest match: two writers of one
+// digest, one of them lying, each check their own bytes and the liar's are never renamed. A
+// download cut short is parked as `ingest/<alg>-<hex>` so that a later fetch can claim it (by
+// renaming it to its own name, which only one claimant can do) and resume where it stopped.
+import { chmodSync, closeSync, constants, existsSync, fstatSync, ftruncateSync, linkSync, mkdirSync, openSync, read, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { parseDigest, type RegisteredDigestAlgorithm } from "@tsrun/ocispec";
 
 /** A blob's bytes did not match the digest or size it was announced with. */
@@ -25,16 +29,32 @@ export class DigestMismatchError extends Error {
   }
 }
 
+/**
+ * A resumed ingest found no partial download to continue (another ingest of the same digest
+ * claimed it, or it was shorter than the offset the source starts at). Nothing was read from the
+ * source; the caller fetches the blob from the start instead.
+ */
+export class ResumeLostError extends Error {
+  override name = "ResumeLostError";
+  constructor(
+    readonly digest: string,
+    readonly offset: number,
+  ) {
+    super(`blob ${digest}: the partial download to resume from byte ${offset} is gone (another download of it took it over); fetch from the start`);
+  }
+}
+
 export type ByteSource = Uint8Array | AsyncIterable<Uint8Array> | ReadableStream<Uint8Array>;
 
 export interface IngestOptions {
   /** What the blob is, for error messages (e.g. "layer 2 of docker.io/library/busybox:latest"). */
   what?: string;
   /**
-   * The source continues the partial ingest already on disk (from `ingestOffset`), e.g. an HTTP
-   * Range response. Without it any partial file is discarded and the source is read from byte 0.
+   * The source starts at this byte of the blob and continues the partial download on disk (what
+   * `ingestOffset` said when, e.g., the HTTP Range request was made). Without it the source is
+   * read from byte 0. Throws ResumeLostError when that partial is no longer there to continue.
    */
-  resume?: boolean;
+  resumeFrom?: number;
 }
 
 export interface ContentStoreOptions {
@@ -69,19 +89,41 @@ async function* chunks(source: ByteSource): AsyncIterable<Uint8Array> {
 }
 
 /**
- * Writes `source` to fd and through `hasher`; returns the bytes written. Stops once more than
- * `limit` bytes came (the caller reports the size mismatch), so a lying source cannot fill the disk.
+ * Writes `source` to fd at `position`; returns the bytes written. Stops once more than `limit`
+ * bytes came (the caller reports the size mismatch), so a lying source cannot fill the disk.
  */
-async function copyHashed(source: ByteSource, fd: number, hasher: Bun.CryptoHasher, limit?: number): Promise<number> {
+async function copy(source: ByteSource, fd: number, position: number, limit?: number): Promise<number> {
   let n = 0;
   for await (const c of chunks(source)) {
-    hasher.update(c);
     let off = 0;
-    while (off < c.length) off += writeSync(fd, c, off, c.length - off);
+    while (off < c.length) off += writeSync(fd, c, off, c.length - off, position + n + off);
     n += c.length;
     if (limit !== undefined && n > limit) break;
   }
   return n;
+}
+
+const readAt = promisify(read);
+
+/**
+ * Digest and size of what the file open at fd holds, read back from the file itself: that,
+ * not the stream that was written, is what gets renamed into place.
+ */
+async function hashFile(fd: number, algorithm: string): Promise<{ digest: string; size: number }> {
+  const hasher = hasherFor(algorithm);
+  const buf = Buffer.allocUnsafe(1 << 20);
+  let size = 0;
+  for (;;) {
+    const { bytesRead } = await readAt(fd, buf, 0, buf.length, size);
+    if (bytesRead === 0) break;
+    hasher.update(buf.subarray(0, bytesRead));
+    size += bytesRead;
+  }
+  return { digest: `${algorithm}:${hasher.digest("hex")}`, size };
+}
+
+function errnoCode(e: unknown): string | undefined {
+  return (e as NodeJS.ErrnoException | undefined)?.code;
 }
 
 /** sha256 digest of bytes, in "sha256:<hex>" form. */
@@ -103,6 +145,9 @@ export class ContentStore {
     if (opts.create !== false) {
       mkdirSync(this.blobsDir, { recursive: true, mode: 0o700 });
       mkdirSync(this.ingestDir, { recursive: true, mode: 0o700 });
+      // Only its owner may add, rename or remove files here between an ingest's hash and its
+      // rename; a dir made looser by hand (or by an older version) is tightened.
+      if ((statSync(this.ingestDir).mode & 0o077) !== 0) chmodSync(this.ingestDir, 0o700);
     }
   }
 
@@ -113,9 +158,15 @@ export class ContentStore {
     return join(this.blobsDir, d.algorithm, d.encoded);
   }
 
-  private ingestPath(digest: string): string {
+  /** Where a download cut short waits to be resumed. */
+  private parkedPath(digest: string): string {
     const d = parseDigest(digest);
     return join(this.ingestDir, `${d.algorithm}-${d.encoded}`);
+  }
+
+  /** A name nobody else uses, for one ingest's own file. */
+  private privatePath(prefix: string): string {
+    return join(this.ingestDir, `${prefix}.${process.pid}.${randomBytes(8).toString("hex")}.tmp`);
   }
 
   has(digest: string): boolean {
@@ -134,18 +185,36 @@ export class ContentStore {
   /** Bytes of a partial ingest on disk, to resume from (0 when none). */
   ingestOffset(digest: string): number {
     try {
-      return statSync(this.ingestPath(digest)).size;
+      return statSync(this.parkedPath(digest)).size;
     } catch {
       return 0;
     }
   }
 
+  /**
+   * A stored blob's bytes, checked against its digest: meant for manifests, configs and indexes,
+   * which are small and read whole anyway, so the check costs next to nothing and a blob changed
+   * on disk is not trusted. Throws DigestMismatchError naming the digest and the file.
+   */
   readBytes(digest: string): Uint8Array {
-    return readFileSync(this.blobPath(digest));
+    const path = this.blobPath(digest);
+    const bytes = readFileSync(path);
+    const { algorithm } = parseDigest(digest);
+    const actual = `${algorithm}:${hasherFor(algorithm).update(bytes).digest("hex")}`;
+    if (actual !== digest)
+      throw new DigestMismatchError(
+        digest,
+        actual,
+        undefined,
+        bytes.length,
+        `content store: stored blob ${digest} (${path}) is corrupt; remove the file and pull or import its image again`,
+      );
+    return bytes;
   }
 
+  /** A stored blob parsed as JSON, checked against its digest first (see readBytes). */
   readJson(digest: string): unknown {
-    return JSON.parse(readFileSync(this.blobPath(digest), "utf8"));
+    return JSON.parse(new TextDecoder().decode(this.readBytes(digest)));
   }
 
   /** A stream of a stored blob's bytes. */
@@ -154,41 +223,92 @@ export class ContentStore {
   }
 
   /**
-   * Stores the bytes of `source` under `digest`, verifying size (when given) and digest. When the
-   * blob is already present the source is not read at all. On a mismatch nothing is stored and
-   * a DigestMismatchError is thrown.
+   * Stores the bytes of `source` under `digest`, verifying size (when given) and digest of the
+   * file that is renamed into place. When the blob is already present the source is not read at
+   * all. On a mismatch nothing is stored, the ingest's file is removed and a DigestMismatchError
+   * is thrown. When the source fails midway its bytes are parked for a later `resumeFrom`.
+   * Concurrent ingests of one digest each write their own file and all succeed if honest.
    */
   async ingest(expected: { digest: string; size?: number }, source: ByteSource, opts: IngestOptions = {}): Promise<void> {
     const what = opts.what ?? `blob ${expected.digest}`;
     const final = this.blobPath(expected.digest);
     if (existsSync(final)) return;
-    const { algorithm } = parseDigest(expected.digest);
-    const hasher = hasherFor(algorithm);
-    const partial = this.ingestPath(expected.digest);
-    let written = 0;
+    const { algorithm, encoded } = parseDigest(expected.digest);
+    // Refused before a byte is read or written.
+    hasherFor(algorithm);
+    const parked = this.parkedPath(expected.digest);
+    const own = this.privatePath(`${algorithm}-${encoded}`);
     let fd: number;
-    if (opts.resume && existsSync(partial)) {
-      // Re-hash what is already on disk, then append.
-      for await (const c of createReadStream(partial)) {
-        hasher.update(c as Buffer);
-        written += (c as Buffer).length;
+    let start = 0;
+    if (opts.resumeFrom !== undefined && opts.resumeFrom > 0) {
+      start = opts.resumeFrom;
+      // Renaming the parked partial to our own name is the claim: of two resumers only one
+      // finds it there.
+      try {
+        renameSync(parked, own);
+      } catch (e) {
+        if (errnoCode(e) === "ENOENT") throw new ResumeLostError(expected.digest, start);
+        throw e;
       }
-      fd = openSync(partial, "a", 0o600);
+      try {
+        fd = openSync(own, constants.O_RDWR | constants.O_NOFOLLOW);
+      } catch {
+        // Not a file it can continue (a symlink or a directory): nothing to resume.
+        rmSync(own, { recursive: true, force: true });
+        throw new ResumeLostError(expected.digest, start);
+      }
+      const st = fstatSync(fd);
+      if (!st.isFile() || st.size < start) {
+        closeSync(fd);
+        if (st.isFile()) this.park(own, parked);
+        else rmSync(own, { force: true });
+        throw new ResumeLostError(expected.digest, start);
+      }
+      // Bytes past the offset the source starts at would sit between the old and new parts.
+      if (st.size > start) ftruncateSync(fd, start);
     } else {
-      fd = openSync(partial, "w", 0o600);
+      fd = openSync(own, "wx+", 0o600);
     }
+    let stored = false;
+    let broken = false;
     try {
-      written += await copyHashed(source, fd, hasher, expected.size === undefined ? undefined : expected.size - written);
+      let written: number;
+      try {
+        written = start + (await copy(source, fd, start, expected.size === undefined ? undefined : expected.size - start));
+      } catch (e) {
+        broken = true;
+        throw e;
+      }
+      if (expected.size !== undefined && written !== expected.size)
+        throw new DigestMismatchError(expected.digest, "", expected.size, written, what);
+      const got = await hashFile(fd, algorithm);
+      if (got.digest !== expected.digest || (expected.size !== undefined && got.size !== expected.size))
+        throw new DigestMismatchError(expected.digest, got.digest, expected.size, got.size, what);
+      mkdirSync(join(this.blobsDir, algorithm), { recursive: true, mode: 0o700 });
+      // A concurrent honest ingest may have renamed its copy first; replacing it with the same
+      // verified bytes is atomic, so a reader sees one or the other.
+      renameSync(own, final);
+      stored = true;
+      // A partial left by an earlier broken download is no longer needed.
+      rmSync(parked, { force: true });
     } finally {
       closeSync(fd);
+      // What a broken source delivered is checked, with the rest, by whoever resumes it.
+      if (!stored && broken) this.park(own, parked);
+      else if (!stored) rmSync(own, { force: true });
     }
-    const actual = `${algorithm}:${hasher.digest("hex")}`;
-    if (actual !== expected.digest || (expected.size !== undefined && written !== expected.size)) {
-      rmSync(partial, { force: true });
-      throw new DigestMismatchError(expected.digest, actual, expected.size, written, what);
+  }
+
+  /** Keeps a broken download's bytes under the digest's parked name, unless another is there. */
+  private park(own: string, parked: string): void {
+    try {
+      if (statSync(own).size === 0) throw new Error("nothing to resume from");
+      // link fails when something is already parked: that one stays, ours goes.
+      linkSync(own, parked);
+    } catch {
+      // Nothing to resume from is only slower.
     }
-    mkdirSync(join(this.blobsDir, algorithm), { recursive: true, mode: 0o700 });
-    renameSync(partial, final);
+    rmSync(own, { force: true });
   }
 
   /** Stores bytes whose digest is computed here (sha256); returns digest and size. */
@@ -205,17 +325,12 @@ export class ContentStore {
    * becomes visible under its name only when complete.
    */
   async putStream(source: ByteSource, opts: { what?: string } = {}): Promise<{ digest: string; size: number }> {
-    const hasher = new Bun.CryptoHasher("sha256");
-    const partial = join(this.ingestDir, `unknown-${process.pid}-${crypto.randomUUID()}`);
-    let size = 0;
-    const fd = openSync(partial, "w", 0o600);
+    const partial = this.privatePath("unknown");
+    const fd = openSync(partial, "wx+", 0o600);
     try {
-      try {
-        size = await copyHashed(source, fd, hasher);
-      } finally {
-        closeSync(fd);
-      }
-      const digest = `sha256:${hasher.digest("hex")}`;
+      await copy(source, fd, 0);
+      // The name is the digest of the file's bytes as they are on disk, like ingest's check.
+      const { digest, size } = await hashFile(fd, "sha256");
       if (!this.has(digest)) {
         mkdirSync(join(this.blobsDir, "sha256"), { recursive: true, mode: 0o700 });
         renameSync(partial, this.blobPath(digest));
@@ -224,6 +339,7 @@ export class ContentStore {
     } catch (e) {
       throw new Error(`${opts.what ?? "blob"}: ${e instanceof Error ? e.message : e}`, { cause: e });
     } finally {
+      closeSync(fd);
       rmSync(partial, { force: true });
     }
   }
