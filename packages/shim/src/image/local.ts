@@ -1,8 +1,8 @@
 // The image service over this machine's image store (default /var/lib/tsrun): the content store,
 // the snapshots, the image records and the containers' rootfs dirs. What the CLI's image
 // commands and the gRPC image service both call.
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { basename, join, resolve } from "node:path";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
 import type { Descriptor, ImageConfig, ImageManifest } from "@tsrun/ocispec";
 import { commitImage } from "./commit.ts";
 import { contentStore, getImage, listImages, putImage, removeImage, type ImageRecord } from "./images.ts";
@@ -26,6 +26,53 @@ import {
 
 export const DEFAULT_IMAGE_ROOT = "/var/lib/tsrun";
 
+/**
+ * The store's own directories. Snapshots hold image content as root made it (setuid-root files,
+ * device nodes), containers/ the containers' upper dirs, bundles/ the bundles of `run --image`:
+ * a local user who could reach them could run an image's setuid program on the host
+ * (CVE-2021-41103), so each is 0700 and nothing under them needs to be reached by anyone but root.
+ */
+const STORE_DIRS = ["content", "images", "snapshots", "containers", "bundles"];
+
+/** A directory mode that lets users other than the owner in (any group or other bit). */
+const opened = (mode: number) => (mode & 0o077) !== 0;
+
+/**
+ * Closes a store made by an older tsrun (whose bundles and rootfs dirs were 0755): its own
+ * directories become 0700, and the root too when it holds nothing but the store (a root the
+ * user shares with other things keeps its mode; the 0700 dirs below are what protects).
+ * One stat per directory, a chmod only the first time.
+ */
+export function secureStoreDirs(root: string): void {
+  const fix = (dir: string): boolean => {
+    const st = statSync(dir, { throwIfNoEntry: false });
+    if (!st?.isDirectory() || !opened(st.mode)) return false;
+    // Not the owner: the owner could open it again anyway, and chmod would fail.
+    if (st.uid !== process.geteuid?.()) return false;
+    chmodSync(dir, 0o700);
+    return true;
+  };
+  for (const d of STORE_DIRS) fix(join(root, d));
+  const st = statSync(root, { throwIfNoEntry: false });
+  if (st?.isDirectory() && opened(st.mode) && readdirSync(root).every((n) => STORE_DIRS.includes(n))) fix(root);
+}
+
+/**
+ * An existing (empty) bundle directory the user named: made private as a new one would be. One
+ * that belongs to someone else is refused, since its owner could open it again and reach the
+ * image's setuid files through rootfs/.
+ */
+function secureBundleDir(dir: string): void {
+  const st = statSync(dir);
+  if (!st.isDirectory()) throw new Error(`bundle directory ${dir} is not a directory`);
+  const me = process.geteuid?.() ?? 0;
+  if (st.uid !== me)
+    throw new Error(
+      `bundle directory ${dir} belongs to uid ${st.uid}, not to uid ${me} running tsrun: its owner could open it to every user and run the image's setuid programs; give a new path or a directory of uid ${me}`,
+    );
+  if ((st.mode & 0o777) !== 0o700) chmodSync(dir, 0o700);
+}
+
 /** containers/<id>/bundle.json: which bundle a rootfs serves and which image manifest it came from. */
 interface BundleRecord {
   bundle: string;
@@ -34,7 +81,9 @@ interface BundleRecord {
 }
 
 export class LocalImages implements ImageService {
-  constructor(readonly root: string = DEFAULT_IMAGE_ROOT) {}
+  constructor(readonly root: string = DEFAULT_IMAGE_ROOT) {
+    secureStoreDirs(root);
+  }
 
   /**
    * The record a user's reference names: as written (names recorded by import may be short),
@@ -121,7 +170,14 @@ export class LocalImages implements ImageService {
     const r = this.resolve(req.image);
     if (existsSync(dir) && readdirSync(dir).length > 0) throw new Error(`bundle directory ${dir} is not empty`);
     const made = !existsSync(dir);
-    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    // 0700: the rootfs below holds the image's setuid-root programs and, unlike a container's
+    // own view, is reachable from the host; containerd's bundle dirs are 0700 for that reason.
+    if (made) {
+      // The parents hold nothing of the image, so they are made as `mkdir -p` would; those of
+      // the store's own bundles/ are the store's and private.
+      mkdirSync(dirname(dir), { recursive: true, mode: dirname(dir) === join(this.root, "bundles") ? 0o700 : 0o755 });
+      mkdirSync(dir, { mode: 0o700 });
+    } else secureBundleDir(dir);
     let mounted = false;
     try {
       const rootfs = await prepareRootfs(this.root, r.name, id, { target: join(dir, "rootfs") });

@@ -70,7 +70,12 @@ function overlayOptions(lower: string[], upper: string, work: string): string {
 }
 
 /**
- * Mounts overlayfs at `target`. Absolute lower dirs when the options fit in a page; otherwise
+ * Mounts overlayfs at `target`, without nosuid or nodev: setuid programs of the image (su, ping,
+ * sudo) must work inside the container, as with containerd and Docker. What keeps host users
+ * from running them through the mount is that every path to it is a 0700 directory of root's
+ * (the bundle dir, containers/<id>, the store's snapshots/; see local.ts).
+ *
+ * Absolute lower dirs when the options fit in a page; otherwise
  * paths relative to <root>/snapshots, resolved by the kernel against our working directory,
  * which is changed for the duration of the (synchronous) mount call only.
  */
@@ -121,7 +126,9 @@ export function mountRootfs(root: string, id: string, chains: string[], opts: Ro
   }
   let mounted = false;
   try {
-    mkdirSync(target, { recursive: true, mode: 0o755 });
+    // The mount point too is private: in copy mode it is the rootfs itself, and unmounted it
+    // must not be a way in (the bundle dir above it is 0700 as well).
+    mkdirSync(target, { recursive: true, mode: 0o700 });
     let mode: RootfsMode = opts.mode === "copy" ? "copy" : "overlay";
     // The record goes first so that garbage collection keeps the snapshots from here on.
     const record = (m: RootfsMode): MountedRootfs => ({
@@ -137,6 +144,8 @@ export function mountRootfs(root: string, id: string, chains: string[], opts: Ro
       if (opts.mode !== "overlay" && !overlaySupported()) mode = "copy";
       else if (chains.length === 0) mode = "copy"; // nothing to layer: the upper dir alone would do, a plain dir is simpler
       else {
+        // The upper dir's mode is the container's / (overlay shows the upper root's); it is
+        // reachable only by root through containers/<id> (0700).
         mkdirSync(join(dir, "upper"), { mode: 0o755 });
         mkdirSync(join(dir, "work"), { mode: 0o700 });
         try {
