@@ -32,6 +32,12 @@ function open() {
     lsetxattr: { args: [ptr, ptr, ptr, u64, i32], returns: i32 },
     lgetxattr: { args: [ptr, ptr, ptr, u64], returns: i64_fast },
     llistxattr: { args: [ptr, ptr, u64], returns: i64_fast },
+    openat: { args: [i32, ptr, i32, u32], returns: i32 },
+    statx: { args: [i32, ptr, i32, u32, ptr], returns: i32 },
+    getdents64: { args: [i32, ptr, u64], returns: i64_fast },
+    readlinkat: { args: [i32, ptr, ptr, u64], returns: i64_fast },
+    getxattr: { args: [ptr, ptr, ptr, u64], returns: i64_fast },
+    listxattr: { args: [ptr, ptr, u64], returns: i64_fast },
   });
 }
 
@@ -364,5 +370,140 @@ export function bpf(cmd: number, attr: Uint8Array, what: string): number {
     if (r >= 0) return r;
     const e = getErrno();
     if (e !== EINTR) throw new SysError("bpf", e, what);
+  }
+}
+
+// ---- walking a tree by file descriptor: each name is looked up in its parent's fd, never as a
+// whole path that a process changing the tree could redirect through a symlink ----
+
+export const AT_FDCWD = -100;
+export const AT_SYMLINK_NOFOLLOW = 0x100;
+export const AT_EMPTY_PATH = 0x1000;
+/** The same value on every Linux architecture (unlike O_DIRECTORY and O_NOFOLLOW). */
+export const O_PATH = 0o10000000;
+
+/** A name for an *at call: raw bytes (names need not be UTF-8), NUL-terminated. */
+function cname(name: string | Uint8Array): Buffer {
+  return typeof name === "string" ? Buffer.from(`${name}\0`) : Buffer.concat([name, Buffer.alloc(1)]);
+}
+
+const show = (name: string | Uint8Array) => (typeof name === "string" ? name : Buffer.from(name).toString("latin1"));
+
+/** openat(2); `name` relative to `dirfd` (or AT_FDCWD). */
+export function openat(dirfd: number, name: string | Uint8Array, flags: number, mode = 0): number {
+  for (;;) {
+    const fd = libc().openat(dirfd, cname(name), flags, mode);
+    if (fd >= 0) return fd;
+    const e = getErrno();
+    if (e !== EINTR) throw new SysError("openat", e, show(name));
+  }
+}
+
+/** What fstatat reports, from statx(2), whose struct is the same on every architecture. */
+export interface FileStat {
+  mode: number;
+  uid: number;
+  gid: number;
+  nlink: number;
+  ino: bigint;
+  size: bigint;
+  mtimeSec: bigint;
+  devMajor: number;
+  devMinor: number;
+  rdevMajor: number;
+  rdevMinor: number;
+}
+
+const STATX_BASIC_STATS = 0x7ff;
+
+/**
+ * fstatat(2) through statx(2): `name` in `dirfd`; with AT_EMPTY_PATH and name "", the file `dirfd`
+ * itself. Pass AT_SYMLINK_NOFOLLOW to stat a symlink rather than what it points at.
+ */
+export function fstatat(dirfd: number, name: string | Uint8Array, flags: number): FileStat {
+  const buf = Buffer.alloc(256);
+  check(libc().statx(dirfd, cname(name), flags, STATX_BASIC_STATS, buf), "statx", show(name));
+  return {
+    nlink: buf.readUInt32LE(16),
+    uid: buf.readUInt32LE(20),
+    gid: buf.readUInt32LE(24),
+    mode: buf.readUInt16LE(28),
+    ino: buf.readBigUInt64LE(32),
+    size: buf.readBigUInt64LE(40),
+    mtimeSec: buf.readBigInt64LE(112),
+    rdevMajor: buf.readUInt32LE(128),
+    rdevMinor: buf.readUInt32LE(132),
+    devMajor: buf.readUInt32LE(136),
+    devMinor: buf.readUInt32LE(140),
+  };
+}
+
+/** The names in the directory open as `fd` (read from its current offset), without . and .. */
+export function readdirFd(fd: number): Buffer[] {
+  const names: Buffer[] = [];
+  const buf = Buffer.alloc(64 * 1024);
+  for (;;) {
+    const n = Number(libc().getdents64(fd, buf, buf.length));
+    if (n < 0) {
+      const e = getErrno();
+      if (e === EINTR) continue;
+      throw new SysError("getdents64", e, `fd ${fd}`);
+    }
+    if (n === 0) return names;
+    // struct linux_dirent64: u64 ino, s64 off, u16 reclen, u8 type, then the NUL-terminated name.
+    for (let off = 0; off < n; ) {
+      const reclen = buf.readUInt16LE(off + 16);
+      const end = buf.indexOf(0, off + 19);
+      const name = Buffer.from(buf.subarray(off + 19, end < 0 || end > off + reclen ? off + reclen : end));
+      if (!(name.length === 1 && name[0] === 0x2e) && !(name.length === 2 && name[0] === 0x2e && name[1] === 0x2e)) names.push(name);
+      off += reclen;
+    }
+  }
+}
+
+/** readlinkat(2) as raw bytes; name "" reads the symlink `dirfd` itself (opened O_PATH|O_NOFOLLOW). */
+export function readlinkat(dirfd: number, name: string | Uint8Array): Buffer {
+  const n = cname(name);
+  for (let size = 4096; ; size *= 4) {
+    const buf = Buffer.alloc(size);
+    const r = Number(libc().readlinkat(dirfd, n, buf, size));
+    if (r < 0) throw new SysError("readlinkat", getErrno(), show(name));
+    if (r < size || size > 1 << 20) return buf.subarray(0, r);
+  }
+}
+
+/**
+ * The attributes of the file open as `fd`, through /proc/self/fd: fgetxattr refuses the O_PATH
+ * fds that symlinks, devices and fifos are opened with, and the magic link names the open file
+ * itself, never a path looked up again.
+ */
+export function fdGetxattr(fd: number, name: string): Buffer | undefined {
+  const p = cstr(`/proc/self/fd/${fd}`);
+  const n = cstr(name);
+  for (let size = 256; ; size *= 4) {
+    const buf = Buffer.alloc(size);
+    const r = Number(libc().getxattr(p, n, buf, size));
+    if (r >= 0) return buf.subarray(0, r);
+    const e = getErrno();
+    if (e === ENODATA || e === EOPNOTSUPP) return undefined;
+    if (e !== ERANGE || size > 1 << 24) throw new SysError("getxattr", e, `${name} on fd ${fd}`);
+  }
+}
+
+/** The attribute names of the file open as `fd` ([] where the fs keeps none); see fdGetxattr. */
+export function fdListxattr(fd: number): string[] {
+  const p = cstr(`/proc/self/fd/${fd}`);
+  for (let size = 1024; ; size *= 4) {
+    const buf = Buffer.alloc(size);
+    const r = Number(libc().listxattr(p, buf, size));
+    if (r >= 0)
+      return buf
+        .subarray(0, r)
+        .toString("utf8")
+        .split("\0")
+        .filter((x) => x !== "");
+    const e = getErrno();
+    if (e === EOPNOTSUPP) return [];
+    if (e !== ERANGE || size > 1 << 24) throw new SysError("listxattr", e, `fd ${fd}`);
   }
 }
