@@ -1,5 +1,5 @@
 // Serves an ImageService as tsrun.image.v1.Images over gRPC, on a unix socket (what the shim
-// uses) or a loopback TCP port (for tools that cannot reach a socket file).
+// uses) or, with mutual TLS, a TCP port (for tools that cannot reach a socket file).
 import { randomBytes } from "node:crypto";
 import { chmod, lstat, mkdir, mkdtemp, rename, rm, unlink } from "node:fs/promises";
 import { createConnection } from "node:net";
@@ -28,6 +28,18 @@ export interface ImageServer {
 export interface ServeImagesOptions {
   /** Told about calls that failed with INTERNAL (with the whole error, stack included) for the server's log. */
   onInternalError?: (rpc: ImagesRpcName, err: unknown) => void;
+  /** Mutual TLS: required for a TCP address, optional on a unix socket. */
+  tls?: ServerTls;
+}
+
+/** PEM contents (not paths) of what mutual TLS needs on the server side. */
+export interface ServerTls {
+  /** The server's certificate chain. */
+  cert: Uint8Array | string;
+  /** The server certificate's private key. */
+  key: Uint8Array | string;
+  /** The CA certificate(s) that client certificates must chain to; a client without one is refused. */
+  clientCa: Uint8Array | string;
 }
 
 type Handler<K extends ImagesRpcName> = (req: ImagesRpcs[K]["request"]) => Promise<ImagesRpcs[K]["response"]>;
@@ -75,18 +87,25 @@ function implementation(service: ImageService, opts: ServeImagesOptions): Untype
 }
 
 /**
- * Serves `service` at `address`: "unix:///abs/path" (or "unix:/abs/path"), or a loopback
- * "127.0.0.1:port", "[::1]:port", "localhost:port" (port 0: any free one). The service has no
- * authentication of its own (it makes bundles and mounts as whoever runs it), so a unix socket
- * is made mode 0600 and TCP is refused on anything but loopback.
+ * Serves `service` at `address`: "unix:///abs/path" (or "unix:/abs/path"), or "host:port"
+ * (port 0: any free one) with `opts.tls`. Whoever can call the service can import any file the
+ * server can read and have bundles mounted where they like, as whoever runs it (root), so the
+ * caller must be authenticated: on a unix socket by the file's mode (0600, made so before anyone
+ * can connect), on TCP by a client certificate. TCP without mutual TLS is refused.
  */
 export async function serveImages(service: ImageService, address: string, opts: ServeImagesOptions = {}): Promise<ImageServer> {
   const target = parseAddress(address);
+  if (target.kind === "tcp" && opts.tls === undefined)
+    throw new Error(
+      `image service: refusing to listen on ${address} without mutual TLS: anyone able to connect to a TCP port could list and import images and have bundles mounted as this user. ` +
+        "Serve it on a unix socket (made 0600), e.g. --address unix:///run/tsrun/images.sock, or give a server certificate, its key and the CA of the clients' certificates (--tls-cert FILE --tls-key FILE --tls-client-ca FILE)",
+    );
+  const creds = opts.tls === undefined ? ServerCredentials.createInsecure() : serverCredentials(opts.tls);
   const server = new Server({ "grpc.max_receive_message_length": MAX_MESSAGE_BYTES, "grpc.max_send_message_length": MAX_MESSAGE_BYTES });
   server.addService(imagesServiceDefinition(), implementation(service, opts));
 
   if (target.kind === "tcp") {
-    const port = await bind(server, `${target.host}:${target.port}`).catch((e: Error) => {
+    const port = await bind(server, `${target.host}:${target.port}`, creds).catch((e: Error) => {
       server.forceShutdown();
       throw new Error(`image service: cannot listen on ${target.host}:${target.port}: ${e.message}`);
     });
@@ -94,7 +113,7 @@ export async function serveImages(service: ImageService, address: string, opts: 
   }
 
   const path = target.path;
-  const ino = await bindUnixSocket(server, path);
+  const ino = await bindUnixSocket(server, path, creds);
   return {
     address: `unix://${path}`,
     close: once(async (graceMs) => {
@@ -128,18 +147,20 @@ function parseAddress(address: string): Target {
   const host = m[1]!;
   const port = Number(m[2]);
   if (port > 65535) throw new TypeError(`invalid image service address ${JSON.stringify(address)}: port ${port} is out of range`);
-  const bare = host.startsWith("[") ? host.slice(1, -1) : host;
-  if (!(bare === "localhost" || bare === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(bare)))
-    throw new TypeError(
-      `invalid image service address ${JSON.stringify(address)}: the image service has no authentication, so it only listens on loopback (127.0.0.1, [::1], localhost) or a unix socket`,
-    );
   return { kind: "tcp", host, port };
 }
 
-function bind(server: Server, target: string): Promise<number> {
-  return new Promise((resolve, reject) =>
-    server.bindAsync(target, ServerCredentials.createInsecure(), (err, port) => (err !== null ? reject(err) : resolve(port))),
-  );
+function serverCredentials(tls: ServerTls): ServerCredentials {
+  const pem = (v: Uint8Array | string) => (typeof v === "string" ? Buffer.from(v) : Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+  for (const [field, v] of Object.entries(tls) as [keyof ServerTls, Uint8Array | string][])
+    if (v === undefined || v.length === 0) throw new TypeError(`image service: TLS ${field} is empty; mutual TLS needs the server certificate, its key and the client CA`);
+  // The last argument makes a client certificate (chaining to clientCa) mandatory: TLS
+  // without it would encrypt the calls but let anyone make them.
+  return ServerCredentials.createSsl(pem(tls.clientCa), [{ cert_chain: pem(tls.cert), private_key: pem(tls.key) }], true);
+}
+
+function bind(server: Server, target: string, creds: ServerCredentials): Promise<number> {
+  return new Promise((resolve, reject) => server.bindAsync(target, creds, (err, port) => (err !== null ? reject(err) : resolve(port))));
 }
 
 /**
@@ -148,7 +169,7 @@ function bind(server: Server, target: string): Promise<number> {
  * the directory could connect (and stay connected), and changing the umask would affect every
  * file the rest of the process creates meanwhile. Returns the socket's inode.
  */
-async function bindUnixSocket(server: Server, path: string): Promise<number> {
+async function bindUnixSocket(server: Server, path: string, creds: ServerCredentials): Promise<number> {
   await removeStaleSocket(path);
   const dir = dirname(path);
   await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -165,7 +186,7 @@ async function bindUnixSocket(server: Server, path: string): Promise<number> {
     if (Buffer.byteLength(tmp) > 107)
       throw new TypeError(`invalid image service address: socket path ${path} is too long to be created safely (keep it under ${107 - (Buffer.byteLength(tmp) - Buffer.byteLength(path))} bytes)`);
     try {
-      await bind(server, `unix://${tmp}`);
+      await bind(server, `unix://${tmp}`, creds);
     } catch (e) {
       throw new Error(`image service: cannot listen on ${path}: ${(e as Error).message}`);
     }

@@ -1,10 +1,12 @@
 // The `serve` command's body: the image service in the foreground until it is told to stop.
 import type { ImageService } from "../image/service.ts";
-import { serveImages } from "./image-server.ts";
+import { serveImages, type ServerTls } from "./image-server.ts";
 
 export interface ServeImagesCommandOptions {
-  /** "unix:///path" or a loopback "host:port". */
+  /** "unix:///path", or "host:port" with `tls`. */
   address: string;
+  /** Mutual TLS (required for a TCP address). */
+  tls?: ServerTls;
   service: ImageService;
   /** Stops serving when aborted, like a signal (for embedding and tests). */
   signal?: AbortSignal;
@@ -22,10 +24,11 @@ export interface ServeImagesCommandOptions {
 export async function serveImagesCommand(opts: ServeImagesCommandOptions): Promise<void> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const server = await serveImages(opts.service, opts.address, {
+    ...(opts.tls !== undefined ? { tls: opts.tls } : {}),
     // The caller only sees the message; the stack belongs in the server's log.
     onInternalError: (rpc, err) => log(`image service: ${rpc} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`),
   });
-  log(`image service listening on ${server.address}`);
+  log(`image service listening on ${server.address}${opts.tls !== undefined ? " (mutual TLS)" : ""}`);
 
   const stopped = await new Promise<string>((resolve) => {
     const onSignal = (sig: NodeJS.Signals) => finish(sig);
