@@ -128,3 +128,28 @@ export const CLONE_FLAGS: Readonly<Record<NamespaceType, number>> = {
 export const NS_PROC_NAMES: Readonly<Record<NamespaceType, string>> = {
   mount: "mnt", cgroup: "cgroup", uts: "uts", ipc: "ipc", user: "user", pid: "pid", network: "net", time: "time",
 };
+
+/**
+ * A sysctl key's path below /proc/sys: its components are separated by slashes when the key has
+ * any (then a dot belongs to a name, as in the interface "eth0.100"), else by dots. Undefined
+ * for a key that is not a name: an empty, "." or ".." component would reach another file.
+ */
+export function sysctlPath(key: string): string[] | undefined {
+  const parts = key.includes("/") ? key.split("/") : key.split(".");
+  return parts.every((p) => p !== "" && p !== "." && p !== "..") ? parts : undefined;
+}
+
+/** runc's list of the IPC namespace's sysctls (besides fs.mqueue.*). */
+const IPC_SYSCTLS = new Set(["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"]);
+
+/**
+ * The namespace that isolates a sysctl (by its dotted name), or undefined when none does: a
+ * write to such a key changes the host, whatever namespaces the container has.
+ */
+export function sysctlNamespace(parts: readonly string[]): "network" | "ipc" | "uts" | undefined {
+  const name = parts.join(".");
+  if (parts[0] === "net") return "network";
+  if (IPC_SYSCTLS.has(name) || (parts[0] === "fs" && parts[1] === "mqueue" && parts.length > 2)) return "ipc";
+  if (name === "kernel.hostname" || name === "kernel.domainname") return "uts";
+  return undefined;
+}

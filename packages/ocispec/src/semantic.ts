@@ -3,7 +3,7 @@
 // may also have failed the schema, so it looks at every value's type before trusting it.
 import { statSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
-import { CAPABILITIES, NAMESPACE_TYPES, RLIMITS, HOOK_NAMES } from "./linux-names.ts";
+import { CAPABILITIES, NAMESPACE_TYPES, RLIMITS, HOOK_NAMES, sysctlNamespace, sysctlPath } from "./linux-names.ts";
 import { pointerToken, type Problem } from "./problem.ts";
 import { closest } from "./suggest.ts";
 import { OCI_VERSION, SUPPORTED_OCI_MAJOR } from "./version.ts";
@@ -150,14 +150,21 @@ function checkLinux(config: Obj, linux: Obj, add: Add, absolute: Absolute): void
     add("/linux/timeOffsets", "time offsets need a time namespace", `add {"type": "time"} to /linux/namespaces`);
 
   if (isObj(linux.sysctl)) {
+    // Only what a namespace of the container isolates is accepted (runc's rule): any other key
+    // is one value for the whole machine, and writing it from a container changes the host.
+    const label = { network: "network", ipc: "IPC", uts: "UTS" } as const;
     for (const key of Object.keys(linux.sysctl)) {
       const p = `/linux/sysctl/${pointerToken(key)}`;
-      const norm = key.replace(/\//g, ".");
-      if (norm.startsWith("net.") && !has("network")) add(p, `${key} is per network namespace: it needs a new network namespace (changing the host's is refused)`);
-      else if ((norm.startsWith("kernel.msg") || norm.startsWith("kernel.sem") || norm.startsWith("kernel.shm") || norm.startsWith("fs.mqueue.")) && !has("ipc"))
-        add(p, `${key} is per IPC namespace: it needs a new IPC namespace`);
-      else if ((norm === "kernel.hostname" || norm === "kernel.domainname") && !has("uts"))
-        add(p, `${key} is per UTS namespace: it needs a new UTS namespace`);
+      const parts = sysctlPath(key);
+      if (!parts) {
+        add(p, `"${key}" is not a sysctl name: an empty, "." or ".." component`);
+        continue;
+      }
+      const ns = sysctlNamespace(parts);
+      if (!ns)
+        add(p, `${key} is not isolated by any namespace: writing it would change the host`, "only per-namespace sysctls are accepted: net.*, fs.mqueue.*, kernel.msgmax/msgmnb/msgmni/sem/shmall/shmmax/shmmni/shm_rmid_forced, kernel.hostname/domainname");
+      else if (!has(ns)) add(p, `${key} is per ${label[ns]} namespace: it needs a new ${label[ns]} namespace (changing the host's is refused)`, `add {"type": "${ns}"} to /linux/namespaces`);
+      else if (parts.join(".") === "kernel.hostname" && str(config.hostname) && config.hostname !== "") add(p, `${key} conflicts with /hostname`, "set the hostname in one of them");
     }
   }
 

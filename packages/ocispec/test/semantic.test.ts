@@ -63,6 +63,56 @@ describe("semantic checks", () => {
     });
   }
 
+  describe("sysctls: only what a namespace of the container isolates", () => {
+    // Each refused key is one a container must never write: it is the host's (issue 13, item 3).
+    const refused: [string, RegExp][] = [
+      ["kernel.core_pattern", /not isolated/],
+      ["kernel.printk_ratelimit_burst", /not isolated/],
+      ["vm.overcommit_memory", /not isolated/],
+      ["kernel/core_pattern", /not isolated/],
+      ["kernel.msg_next_id_", /not isolated/],
+      ["kernel.shmmax.x", /not isolated/],
+      ["net/../kernel/core_pattern", /not a sysctl name/],
+      ["net.ipv4..ip_forward", /not a sysctl name/],
+      ["net/./ipv4/ip_forward", /not a sysctl name/],
+      ["", /not a sysctl name/],
+    ];
+    for (const [key, message] of refused)
+      test(`${JSON.stringify(key)} is refused with every namespace present`, () => {
+        const c = base();
+        c.hostname = "";
+        c.linux.sysctl = { [key]: "1" };
+        const ps = problemsOf(c);
+        const p = ps.find((x) => x.pointer === `/linux/sysctl/${key.replace(/~/g, "~0").replace(/\//g, "~1")}`);
+        expect(p?.message).toMatch(message);
+      });
+    test("the slash form is checked as the dotted one", () => {
+      const c = base();
+      c.linux.namespaces = c.linux.namespaces.filter((n: Json) => n.type !== "network");
+      c.linux.sysctl = { "net/ipv4/ip_forward": "1" };
+      expect(problemsOf(c).map((p) => p.message).join()).toMatch(/network namespace/);
+    });
+    test("per-namespace keys are accepted with their namespace", () => {
+      const c = base();
+      c.hostname = "";
+      c.linux.sysctl = {
+        "net.ipv4.ip_forward": "1",
+        "net/ipv4/conf/eth0.100/forwarding": "1",
+        "kernel.shm_rmid_forced": "1",
+        "kernel.sem": "250 32000 32 128",
+        "fs.mqueue.msg_max": "10",
+        "kernel.domainname": "example",
+        "kernel.hostname": "box",
+      };
+      expect(problemsOf(c)).toEqual([]);
+    });
+    test("kernel.hostname beside /hostname is a conflict", () => {
+      const c = base();
+      c.linux.sysctl = { "kernel.hostname": "box" };
+      expect(problemsOf(c).map((p) => p.message).join()).toMatch(/conflicts with \/hostname/);
+    });
+  });
+
   test("a relative mount destination is accepted (deprecated, read relative to /)", () => {
     const c = base();
     c.mounts[0].destination = "proc";
