@@ -71,6 +71,8 @@ struct mount_attr_ { uint64_t attr_set, attr_clr, propagation, userns_fd; };
 #define TIOCGPTPEER _IO('T', 0x41)
 #endif
 #define CLOSE_RANGE_CLOEXEC_ (1U << 2)
+#define PROC_SUPER_MAGIC_ 0x9fa0
+#define PROC_ROOT_INO 1
 
 #define PROPAGATION (MS_SHARED | MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE)
 /* Per-mount flags a bind mount only takes on a second, MS_REMOUNT|MS_BIND pass. */
@@ -382,6 +384,13 @@ static const char *target(struct target *t, const char *path, int inroot, int cr
 	if (!inroot)
 		return path;
 	TRY(t->fd = in_root(path, O_PATH, create, mode, 0), "resolve %s in the root", path);
+	/* A path the plan does not place in /proc that lands on procfs went through a symlink (such
+	 * as /data -> /proc/sys/net): a mount there would cover the kernel's files the runtime then
+	 * writes (CVE-2019-19921 class). tsrun checked the paths it places in /proc itself. */
+	struct statfs sf;
+	if (strncmp(path, "proc", 4) != 0 || (path[4] && path[4] != '/'))
+		if (fstatfs(t->fd, &sf) == 0 && sf.f_type == PROC_SUPER_MAGIC_)
+			fail(EPERM, "/%s resolves to a path inside /proc: mounting there is refused", path);
 	snprintf(t->proc, sizeof t->proc, "/proc/self/fd/%d", t->fd);
 	return t->proc;
 }
@@ -568,8 +577,20 @@ static void op_mask_path(const char *path)
 			return;
 		fail(errno, "maskPath: stat %s", path);
 	}
-	TRY(S_ISDIR(st.st_mode) ? mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0k,mode=0555")
-				: mount("/dev/null", path, NULL, MS_BIND, NULL), "maskPath %s", path);
+	if (S_ISDIR(st.st_mode)) {
+		TRY(mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0k,mode=0555"), "maskPath %s", path);
+		return;
+	}
+	/* The container's /dev may come from its rootfs: /dev/null -> /proc/timer_list would mask
+	 * nothing (CVE-2025-31133). Bind only the null device itself, from the fd checked. */
+	int null, tree;
+	TRY(null = open("/dev/null", O_PATH | O_NOFOLLOW | O_CLOEXEC), "maskPath %s: open /dev/null", path);
+	if (fstat(null, &st) < 0 || !S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3))
+		fail(EPERM, "maskPath %s: the container's /dev/null is not the null device (char 1:3)", path);
+	TRY(tree = (int)syscall(SYS_open_tree, null, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH), "maskPath %s: open_tree /dev/null", path);
+	TRY(syscall(SYS_move_mount, tree, "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH), "maskPath %s", path);
+	close(tree);
+	close(null);
 }
 
 static void op_readonly_path(const char *path)
@@ -584,12 +605,39 @@ static void op_readonly_path(const char *path)
 
 /* ---------------------------------------------------------------- files */
 
+/*
+ * Opens a file under /proc so that nothing can stand in for it (CVE-2025-52881 class): /proc
+ * must be the root of a procfs, and the walk below it stays beneath it, on that mount (a bind
+ * mount over /proc/sys/net is refused, not crossed) and off magic links; only procfs's own
+ * symlinks (self) are followed. The file found must be on procfs too.
+ */
+static int proc_open(const char *path, int flags)
+{
+	struct statfs sf;
+	struct stat st;
+	struct open_how how = { (uint64_t)(flags | O_CLOEXEC), 0, RESOLVE_BENEATH | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS };
+	int dir, fd = -1;
+	if (strncmp(path, "/proc/", 6) != 0)
+		return errno = EINVAL, -1;
+	if ((dir = open("/proc", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return -1;
+	if (fstatfs(dir, &sf) == 0 && sf.f_type == PROC_SUPER_MAGIC_ && fstat(dir, &st) == 0 && st.st_ino == PROC_ROOT_INO)
+		fd = (int)syscall(SYS_openat2, dir, path + 6, &how, sizeof how);
+	else
+		errno = EXDEV;
+	close(dir);
+	if (fd >= 0 && (fstatfs(fd, &sf) < 0 || sf.f_type != PROC_SUPER_MAGIC_))
+		return close(fd), errno = EXDEV, -1;
+	return fd;
+}
+
 static void op_write_file(const struct op *o)
 {
 	const char *path = o->s[0], *data = o->s[1];
 	size_t n = strlen(data);
 	int fd;
-	TRY(fd = o->u[0] ? in_root(path, O_WRONLY, NO_CREATE, 0, 0) : open(path, O_WRONLY | O_CLOEXEC), "open %s", path);
+	TRY(fd = o->u[0] ? in_root(path, O_WRONLY, NO_CREATE, 0, 0) : proc_open(path, O_WRONLY),
+	    "open %s%s", path, errno == EXDEV ? ": not the file of a procfs mounted at /proc (a mount or symlink in the way)" : "");
 	/* one write: proc and sysfs files take their value in a single call */
 	ssize_t w = write(fd, data, n);
 	if (w < 0 || (size_t)w != n)
@@ -717,11 +765,21 @@ static void op_console(uint32_t rows, uint32_t cols, int dev_console, uid_t uid)
 	if (rows || cols)
 		TRY(ioctl(master, TIOCSWINSZ, &ws), "set the window size of %s", name);
 	if (dev_console) { /* programs that write to /dev/console must reach the container's pty */
+		struct stat st;
+		int tree;
 		if ((n = open("/dev/console", O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0666)) >= 0)
 			close(n);
 		else if (errno != EEXIST)
 			fail(errno, "create /dev/console");
-		TRY(mount(name, "/dev/console", NULL, MS_BIND, NULL), "bind %s on /dev/console", name);
+		/* an existing /dev/console may be a symlink placed by the rootfs (CVE-2025-52565): the
+		 * pty goes onto the node opened here without following one, and checked */
+		TRY(n = open("/dev/console", O_PATH | O_NOFOLLOW | O_CLOEXEC), "open /dev/console");
+		if (fstat(n, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISCHR(st.st_mode)))
+			fail(EPERM, "/dev/console is not a file or a character device (a symlink?): the terminal is not mounted there");
+		TRY(tree = (int)syscall(SYS_open_tree, peer, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH), "open_tree %s", name);
+		TRY(syscall(SYS_move_mount, tree, "", n, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH), "bind %s on /dev/console", name);
+		close(tree);
+		close(n);
 	}
 	send_fd(1, master, name);
 	close(master);

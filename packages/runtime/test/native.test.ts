@@ -422,6 +422,39 @@ describe("executor", () => {
     expect(r2.status.exited).toBe(true);
   });
 
+  test("writes to /proc go only to procfs's own file: a mount over /proc/sys/net is refused, not written through", () => {
+    // The second half of the CVE-2019-19921 class: whatever put a volume over /proc/sys/net
+    // (here a mount outside the root's resolution), a link in it must not steer the runtime's
+    // sysctl write to another procfs file. The value written is the host's own.
+    const rootfs = makeRootfs("procwrite");
+    const volume = join(work, "procwrite-volume");
+    mkdirSync(join(volume, "ipv4"), { recursive: true });
+    symlinkSync("/proc/sys/kernel/printk_ratelimit_burst", join(volume, "ipv4/ip_forward"));
+    const host = readFileSync("/proc/sys/kernel/printk_ratelimit_burst", "utf8").trim();
+    const setup = (over: Op[]): Op[] => [
+      { op: "fork", flags: NS_ALL },
+      { op: "mount", source: null, target: "/", fstype: null, flags: MS.REC | MS.SLAVE, data: null },
+      { op: "mount", source: rootfs, target: rootfs, fstype: null, flags: MS.BIND | MS.REC, data: null },
+      { op: "setRoot", path: rootfs },
+      { op: "mount", source: "proc", target: "proc", fstype: "proc", flags: 0, data: null, inRoot: true },
+      ...over,
+      { op: "pivotRoot", path: rootfs },
+      { op: "writeFile", path: "/proc/sys/net/ipv4/ip_forward", data: host },
+      sh("true"),
+    ];
+    const r = run(setup([{ op: "mount", source: volume, target: `${rootfs}/proc/sys/net`, fstype: null, flags: MS.BIND, data: null }]));
+    const err = r.messages.find((m) => m.type === "error");
+    expect(err).toMatchObject({ type: "error", op: 7, errno: linux.ERRNO.EXDEV });
+    expect(err && "text" in err && err.text).toContain("not the file of a procfs mounted at /proc");
+    // /proc itself replaced by something that is not a procfs root: refused as well
+    const r2 = run(setup([{ op: "mount", source: "tmpfs", target: `${rootfs}/proc/sys`, fstype: "tmpfs", flags: 0, data: null }, { op: "mount", source: `${rootfs}/proc/sys`, target: `${rootfs}/proc`, fstype: null, flags: MS.BIND, data: null }]));
+    expect(r2.messages.find((m) => m.type === "error")).toMatchObject({ type: "error", errno: linux.ERRNO.EXDEV });
+    // and through procfs alone, the write works
+    const r3 = run(setup([]));
+    expect(r3.messages.filter((m) => m.type === "error")).toEqual([]);
+    expect(r3.status.code).toBe(0);
+  });
+
   test("user namespace: stage 1 unshares, tsrun writes the maps, stage 2 runs as mapped root", () => {
     const rootfs = makeRootfs("userns");
     chmodSync(work, 0o755); // mkdtemp made it 0700 for host root, whom the namespace does not map

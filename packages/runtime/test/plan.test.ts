@@ -160,6 +160,33 @@ describe("compilePlan", () => {
     expect(find(ops, "writeFile").find((w) => w.path === "/proc/sys/net/ipv4/ip_forward")!.data).toBe("1");
   });
 
+  test("mounts inside /proc: procfs at /proc and lxcfs's files only; sysctl keys become paths below /proc/sys only", () => {
+    const pointerOf = (patch: (s: Json) => void, extra: Partial<PlanInput> = {}) => {
+      try {
+        compilePlan(input(patch, extra));
+        return undefined;
+      } catch (e) {
+        if (!(e instanceof PlanError)) throw e;
+        return e.pointer;
+      }
+    };
+    const add = (m: Json) => (s: Json) => s.mounts.push(m);
+    expect(pointerOf(add({ destination: "/proc/sys/net", type: "tmpfs", source: "tmpfs" }))).toBe("/mounts/7/destination");
+    expect(pointerOf(add({ destination: "/proc/./sys//kernel/../net", type: "bind", source: "/v", options: ["bind"] }))).toBe("/mounts/7/destination");
+    expect(pointerOf(add({ destination: "/proc/meminfo", type: "bind", source: "/var/lib/lxcfs/proc/meminfo.txt", options: ["bind"] }))).toBeUndefined();
+    expect(pointerOf(add({ destination: "/proc/sys/kernel/ns_last_pid", type: "bind", source: "/l/ns_last_pid.txt", options: ["bind"] }))).toBeUndefined();
+    // a bind on /proc itself only of a procfs
+    const procBind = add({ destination: "/proc", type: "bind", source: "/v", options: ["rbind"] });
+    expect(pointerOf(procBind)).toBe("/mounts/7/destination");
+    expect(pointerOf(procBind, { hostIsProcfs: (p) => p === "/v" })).toBeUndefined();
+    expect(pointerOf(add({ destination: "/procfs-not/x", type: "tmpfs", source: "tmpfs" }))).toBeUndefined();
+    // the plan is the last line: a key the validation would refuse never becomes a path
+    expect(pointerOf((s) => (s.linux.sysctl = { "net/../kernel/core_pattern": "x" }))).toBe("/linux/sysctl/net/../kernel/core_pattern");
+    expect(pointerOf((s) => (s.linux.sysctl = { "kernel.core_pattern": "x" }))).toBe("/linux/sysctl/kernel.core_pattern");
+    const { ops } = compilePlan(input((s) => (s.linux.sysctl = { "net/ipv4/conf/eth0.100/forwarding": "1", "net.core.somaxconn": "9" })));
+    expect(find(ops, "writeFile").map((w) => w.path)).toEqual(["/proc/sys/net/ipv4/conf/eth0.100/forwarding", "/proc/sys/net/core/somaxconn"]);
+  });
+
   test("what is not implemented yet is refused by name, never ignored", () => {
     const cases: [(s: Json) => void, string][] = [
       [(s) => (s.process.apparmorProfile = "p"), "/process/apparmorProfile"],

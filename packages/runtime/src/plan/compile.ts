@@ -1,7 +1,7 @@
 // config.json → InitPlan. Pure: everything it needs from the host comes in `PlanInput`, so it is
 // unit-tested without root and the same config always gives the same plan.
 import type { Hook, LinuxDevice, Mount, Spec } from "@tsrun/ocispec/src/index.ts";
-import { CAPABILITIES, CLONE_FLAGS, MS, RLIMITS, type NamespaceType } from "@tsrun/ocispec/src/linux-names.ts";
+import { CAPABILITIES, CLONE_FLAGS, MS, RLIMITS, sysctlNamespace, sysctlPath, type NamespaceType } from "@tsrun/ocispec/src/linux-names.ts";
 import { isBind, parseMountOptions } from "./mounts.ts";
 import { SYNC, type InitPlan, type Op } from "./ops.ts";
 
@@ -36,6 +36,8 @@ export interface PlanInput {
   idmapFds?: Record<number, number>;
   /** What a host path is, for bind mounts (a file target must be a file). Injected to keep this pure. */
   hostPathKind: (path: string) => "file" | "dir" | "missing" | "other";
+  /** Whether a host path is on a procfs (statfs), for a bind mount onto /proc. Without it, such binds are refused. */
+  hostIsProcfs?: (path: string) => boolean;
 }
 
 export class PlanError extends Error {
@@ -178,7 +180,12 @@ export function compilePlan(input: PlanInput): InitPlan {
   const propagation = spec.linux?.rootfsPropagation;
   if (propagation) ops.push({ op: "mount", source: null, target: "/", fstype: null, flags: propagationFlag(propagation), data: null });
 
-  for (const [key, value] of Object.entries(spec.linux?.sysctl ?? {})) ops.push({ op: "writeFile", path: `/proc/sys/${key.replace(/\./g, "/")}`, data: value });
+  for (const [key, value] of Object.entries(spec.linux?.sysctl ?? {})) {
+    // The config was validated, but the plan is the last line: never a path out of /proc/sys.
+    const parts = sysctlPath(key);
+    if (!parts || !sysctlNamespace(parts)) throw new PlanError(`/linux/sysctl/${key}`, "is not a per-namespace sysctl");
+    ops.push({ op: "writeFile", path: `/proc/sys/${parts.join("/")}`, data: value });
+  }
   for (const p of spec.linux?.readonlyPaths ?? []) ops.push({ op: "readonlyPath", path: p });
   for (const p of spec.linux?.maskedPaths ?? []) ops.push({ op: "maskPath", path: p });
   if (spec.root?.readonly) ops.push({ op: "remountRootReadonly" });
@@ -320,10 +327,33 @@ function mountAttrs(flags: number): number {
   return (flags & MS.RDONLY ? 0x1 : 0) | (flags & MS.NOSUID ? 0x2 : 0) | (flags & MS.NODEV ? 0x4 : 0) | (flags & MS.NOEXEC ? 0x8 : 0);
 }
 
+/** Where runc lets a mount go inside /proc besides procfs itself: the files lxcfs emulates. */
+const PROC_OVERRIDES = new Set(["cpuinfo", "diskstats", "meminfo", "stat", "swaps", "uptime", "loadavg", "slabinfo", "net/dev", "sys/kernel/ns_last_pid"].map((p) => `proc/${p}`));
+
+/**
+ * A mount inside /proc would hide or replace the kernel's files that the runtime and the
+ * container rely on (a volume over /proc/sys/net takes the runtime's sysctl writes): refused as
+ * runc refuses it, but for a procfs at /proc (a new one, or a bind of one) and lxcfs's files.
+ * This judges the path as written; the executor refuses a path that reaches /proc through a
+ * symlink when it resolves it.
+ */
+function checkProcDestination(input: PlanInput, m: Mount, target: string, bind: boolean, index: number): void {
+  if (target !== "proc" && !target.startsWith("proc/")) return;
+  if (target === "proc" && (!bind || input.hostIsProcfs?.(sourcePath(input, m, index)))) return;
+  if (target !== "proc" && PROC_OVERRIDES.has(target)) return;
+  throw new PlanError(
+    `/mounts/${index}/destination`,
+    target === "proc"
+      ? `a bind mount on /proc must have a procfs as its source, not ${m.source ?? ""}`
+      : `${m.destination} is inside /proc: only a procfs at /proc and /proc/{${[...PROC_OVERRIDES].map((p) => p.slice(5)).join(",")}} (lxcfs) may be mounted there`,
+  );
+}
+
 /** `openedFd`: the bind source was opened earlier as that fd (see openPath in compilePlan). */
 function mountOps(input: PlanInput, m: Mount, index: number, openedFd?: number): Op[] {
   const parsed = parseMountOptions(m.options);
   const target = inRootPath(m.destination);
+  checkProcDestination(input, m, target, isBind(m.type, parsed), index);
   const ops: Op[] = [];
   const data = parsed.data.length ? parsed.data.join(",") : null;
   const idmapped = m.uidMappings !== undefined || m.gidMappings !== undefined || parsed.extensions.includes("idmap") || parsed.extensions.includes("ridmap");
