@@ -3,7 +3,7 @@
 // being killed — leaves nothing that `delete --force` cannot remove: the state directory is
 // claimed first, the cgroup is recorded before it is made, and the executor dies with its sync
 // socket.
-import { closeSync, openSync, readFileSync, realpathSync, statSync, writeFileSync } from "node:fs";
+import { chownSync, closeSync, openSync, readFileSync, realpathSync, statfsSync, statSync, writeFileSync } from "node:fs";
 import { writeFileAtomic } from "../io.ts";
 import { resolve } from "node:path";
 import type { LinuxDeviceCgroup, Spec } from "@tsrun/ocispec/src/index.ts";
@@ -202,6 +202,34 @@ function sendSeccompListener(id: string, spec: Spec, fd: number, state: ReturnTy
   }
 }
 
+const PROC_SUPER_MAGIC = 0x9fa0;
+
+/** The host id that `id` of the container maps to, or undefined when it is not mapped. */
+function hostId(id: number, maps: readonly { containerID: number; hostID: number; size: number }[]): number | undefined {
+  const m = maps.find((x) => id >= x.containerID && id < x.containerID + x.size);
+  return m && m.hostID + (id - m.containerID);
+}
+
+/**
+ * The exec fifo is opened for writing by the init when it waits for `start`, by then as the
+ * container's user (and maybe in a user namespace): the fifo is that user's, mode 0600, so that
+ * nobody else can open it (no one else could forge what `start` reads, or hold it open). With a
+ * joined user namespace the mapping is not known here: the fifo is then writable by others
+ * (0622, as runc always has it), still behind the 0700 state root.
+ */
+function makeExecFifo(path: string, spec: Spec): void {
+  const user = spec.process?.user ?? { uid: 0, gid: 0 };
+  const userns = spec.linux?.namespaces?.find((n) => n.type === "user");
+  if (userns?.path) {
+    linux.mkfifo(path, 0o622);
+    return;
+  }
+  const uid = userns ? hostId(user.uid ?? 0, spec.linux?.uidMappings ?? []) : (user.uid ?? 0);
+  const gid = userns ? hostId(user.gid ?? 0, spec.linux?.gidMappings ?? []) : (user.gid ?? 0);
+  linux.mkfifo(path, 0o600);
+  if ((uid ?? 0) !== 0 || (gid ?? 0) !== 0) chownSync(path, uid ?? 0, gid ?? 0);
+}
+
 function writePidFile(path: string, pid: number): void {
   writeFileAtomic(resolve(path), String(pid), 0o644);
 }
@@ -245,7 +273,7 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
   const openedFds: number[] = [];
   try {
     store.write(rec);
-    linux.mkfifo(store.fifoPath(opts.id), 0o622);
+    makeExecFifo(store.fifoPath(opts.id), spec);
     trace("create: state and fifo");
     const cg = cgroupManager({ id: opts.id, cgroupsPath: spec.linux?.cgroupsPath, systemd: opts.systemdCgroup ?? false });
     // A frozen cgroup that is already there (a joined one) is refused before it is recorded, so
@@ -283,6 +311,7 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
         noPivot: opts.noPivot ?? false,
         ...(opts.noPivot ? { hostProcMounts: readMountinfo(["proc", "sysfs"]).filter((m) => m.root === "/").map((m) => m.mountpoint) } : {}),
         cgroups: cgroupSource(cg),
+        hostIsProcfs: (p) => statfsSync(p).type === PROC_SUPER_MAGIC,
         hostPathKind: (p) => {
           try {
             const st = statSync(p);

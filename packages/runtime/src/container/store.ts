@@ -1,6 +1,6 @@
 // Container state on disk: <root>/<id>/state.json (atomic write + rename), the exec fifo, and a
 // per-container lock (flock on the directory) held by whoever changes the container.
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Spec } from "@tsrun/ocispec/src/index.ts";
 import { ContainerError } from "./errors.ts";
@@ -54,15 +54,26 @@ export class Store {
    */
   claim(id: string): string {
     checkId(id);
-    mkdirSync(this.root, { recursive: true, mode: 0o711 });
+    this.ensureRoot();
     const dir = this.dir(id);
     try {
-      mkdirSync(dir, { mode: 0o711 });
+      mkdirSync(dir, { mode: 0o700 });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === "EEXIST") throw new ContainerError(`container with id exists: ${id}`);
       throw new ContainerError(`cannot create state directory ${dir}: ${(e as NodeJS.ErrnoException).code}`);
     }
     return dir;
+  }
+
+  /**
+   * The root is 0700: what is in it (the exec fifo that starts a container, state that later
+   * commands trust) is root's alone. A root left by an older tsrun (0711) is closed here; one
+   * stat per create.
+   */
+  private ensureRoot(): void {
+    mkdirSync(this.root, { recursive: true, mode: 0o700 });
+    const st = statSync(this.root);
+    if ((st.mode & 0o077) !== 0 && st.uid === process.getuid?.()) chmodSync(this.root, st.mode & 0o7700);
   }
 
   exists(id: string): boolean {
