@@ -2,6 +2,7 @@
 // alternating, medians and ratios. crun refuses hybrid cgroup hosts, so the whole benchmark runs
 // in a private mount namespace without the cgroup2 `unified` mount: every runtime sees the same
 // (pure v1) host. Usage: bun scripts/bench/lifecycle.ts [rounds]   (needs `bun run build`)
+// TSRUN_BENCH_BASE=/path/to/an/older/tsrun adds that build as "tsrun-base", to measure a change.
 import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -28,6 +29,7 @@ try {
   const mk = Bun.spawnSync(["bash", join(root, "scripts/make-rootfs.sh"), rootfs]);
   if (!mk.success) throw new Error("make-rootfs failed");
   const runtimes: [string, string][] = [["tsrun", tsrun]];
+  if (process.env.TSRUN_BENCH_BASE) runtimes.push(["tsrun-base", process.env.TSRUN_BENCH_BASE]);
   for (const peer of ["runc", "crun"]) {
     const p = which(peer);
     if (p) runtimes.push([peer, p]);

@@ -63,6 +63,18 @@ describe("sysctls no namespace isolates are refused (item 3)", () => {
       expect(leftovers(env, id, b)).toEqual([]);
     });
 
+  test("a namespaced one is refused when the namespace joined by path is the host's", () => {
+    const id = "sysctlhostns";
+    const b = env.bundle(id, (s) => {
+      s.linux.namespaces = s.linux.namespaces.map((n: any) => (n.type === "network" ? { type: "network", path: `/proc/${process.pid}/ns/net` } : n));
+      s.linux.sysctl = { "net.ipv4.ip_forward": readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8").trim() };
+    });
+    const r = env.tsrun(["run", "--bundle", b, id]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`the network namespace joined at /proc/${process.pid}/ns/net is the host's`);
+    expect(leftovers(env, id, b)).toEqual([]);
+  });
+
   test("a namespaced one is written in the container's namespace", () => {
     const b = env.bundle("sysctlnet", (s) => {
       s.linux.sysctl = { "net/ipv4/ip_default_ttl": "42", "kernel.shm_rmid_forced": "1" };

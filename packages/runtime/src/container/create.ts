@@ -11,6 +11,7 @@ import { validateConfig } from "@tsrun/ocispec/src/config.ts";
 import { parseJson, JsonSyntaxError } from "@tsrun/ocispec/src/json.ts";
 import { formatProblem } from "@tsrun/ocispec/src/problem.ts";
 import { OCI_VERSION } from "@tsrun/ocispec/src/version.ts";
+import { NS_PROC_NAMES, sysctlNamespace, sysctlPath } from "@tsrun/ocispec/src/linux-names.ts";
 import { compilePlan, PlanError, type CgroupMountSource } from "../plan/compile.ts";
 import { SYNC, type Op } from "../plan/ops.ts";
 import { encodePlan } from "../plan/wire.ts";
@@ -204,6 +205,29 @@ function sendSeccompListener(id: string, spec: Spec, fd: number, state: ReturnTy
 
 const PROC_SUPER_MAGIC = 0x9fa0;
 
+/**
+ * A sysctl is accepted for the namespace that isolates it (validation); a namespace joined by
+ * path may still be tsrun's own, the host's: then the write would change the host (runc checks
+ * the same for the network namespace).
+ */
+function checkJoinedSysctlNamespaces(spec: Spec): void {
+  for (const key of Object.keys(spec.linux?.sysctl ?? {})) {
+    const parts = sysctlPath(key);
+    const type = parts && sysctlNamespace(parts);
+    const path = type && spec.linux?.namespaces?.find((n) => n.type === type)?.path;
+    if (!path) continue;
+    let joined;
+    try {
+      joined = statSync(path);
+    } catch {
+      continue; // unreadable: joining it fails later, with its own clear error
+    }
+    const own = statSync(`/proc/self/ns/${NS_PROC_NAMES[type]}`);
+    if (joined.ino === own.ino && joined.dev === own.dev)
+      throw new ContainerError(`/linux/sysctl/${key}: the ${type} namespace joined at ${path} is the host's: writing ${key} would change the host`);
+  }
+}
+
 /** The host id that `id` of the container maps to, or undefined when it is not mapped. */
 function hostId(id: number, maps: readonly { containerID: number; hostID: number; size: number }[]): number | undefined {
   const m = maps.find((x) => id >= x.containerID && id < x.containerID + x.size);
@@ -245,6 +269,7 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
   }
   trace("create: start");
   const spec = loadConfig(bundle);
+  if (spec.linux?.sysctl) checkJoinedSysctlNamespaces(spec);
   const fdCount = socketActivation(spec) + (opts.preserveFds ?? 0);
   trace("create: config validated");
   if (spec.process?.terminal && !opts.consoleSocket && !opts.keepConsole)
