@@ -10,13 +10,20 @@
 // and metadata-only copy-ups (metacopy) cannot be expressed in a tar at all; tsrun mounts without
 // them, and an upper that has them is refused rather than turned into a wrong layer.
 //
+// The upper dir is read by file descriptor, never by path: each name is looked up in its parent
+// dir's fd with O_NOFOLLOW, its type and identity come from that fd, and a file's content is read
+// from the fd that was checked to be that regular file. A process of the container that swaps a
+// file or a dir for a symlink mid-walk (while the container was not frozen, or one that escaped
+// the freeze) therefore cannot make the walk read a host file into the layer: the swap is seen
+// and the commit refused.
+//
 // The tar is deterministic: the same upper dir gives the same bytes, hence the same digests.
 // Entries come in byte order of their names, depth first, each dir before its contents; owner,
 // mode and mtime (whole seconds) come from the files; atime and ctime are not recorded; user and
 // group names are left empty (the host's names are not the image's); PAX records are written only
 // when the ustar header cannot hold a value (long or non-ASCII names, large ids, far mtimes) or
 // for xattrs.
-import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, renameSync, rmSync, mkdirSync, writeSync, type BigIntStats } from "node:fs";
+import { closeSync, constants as C, openSync, readSync, renameSync, rmSync, mkdirSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { createGzip } from "node:zlib";
@@ -25,7 +32,8 @@ import { pack, type Headers, type Pack } from "tar-stream";
 // @ts-expect-error tar-stream ships no types for its ustar header codec; the part used is typed below
 import * as untypedTarHeaders from "tar-stream/headers.js";
 import { mediaTypes, type Descriptor } from "@tsrun/ocispec";
-import { lgetxattr, llistxattr } from "./fsys.ts";
+import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, fdGetxattr, fdListxattr, fstatat, O_PATH, openat, readdirFd, readlinkat, type FileStat } from "./fsys.ts";
+import { O_CLOEXEC } from "@tsrun/runtime/src/linux/constants.ts";
 import type { ContentStore } from "./store.ts";
 
 /** Name prefix of an OCI whiteout file (the entry deletes NAME from the layers below). */
@@ -41,6 +49,12 @@ export class UpperDirError extends Error {
 export interface LayerFromUpperOptions {
   /** gzip level; the default (6) is gzip's and Docker's, so layers compress like theirs. */
   gzipLevel?: number;
+  /**
+   * Called with each entry's path (relative to the upper dir) after the entry was listed and
+   * stat'ed and before it is opened: where a process of a running container would swap it, which
+   * tests use to play that process.
+   */
+  beforeOpen?: (rel: string) => void;
 }
 
 export interface LayerDigests {
@@ -93,19 +107,22 @@ interface EntryHeader extends Headers {
   pax?: Buffer;
 }
 
-/** One tar entry to write; `contentPath` is read for regular files that are not hardlinks. */
+/**
+ * One tar entry to write; `contentFd` (regular files that are not hardlinks) is the file, open,
+ * whose bytes go into the entry; whoever takes the entry closes it.
+ */
 interface PlannedEntry {
   header: EntryHeader;
-  contentPath?: string;
+  contentFd?: number;
 }
 
-/** Linux dev_t (64-bit glibc layout) split into major and minor. */
-function major(dev: bigint): number {
-  return Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn));
-}
-function minor(dev: bigint): number {
-  return Number((dev & 0xffn) | ((dev >> 12n) & ~0xffn));
-}
+/** O_NOFOLLOW and O_DIRECTORY differ between architectures; node's constants are this one's. */
+const OPEN_DIR = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | O_CLOEXEC;
+// O_NONBLOCK: should the name have become a fifo meanwhile, the open must not wait for a writer.
+const OPEN_FILE = C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK | O_CLOEXEC;
+// Symlinks, devices and fifos are never opened for I/O: an O_PATH fd names them for readlink and
+// xattrs without the side effects of opening a device or a fifo.
+const OPEN_OTHER = O_PATH | C.O_NOFOLLOW | O_CLOEXEC;
 
 /** One PAX extended-header record: "<len> key=value\n", where len counts the whole record. */
 function paxRecord(key: string, value: Uint8Array): Buffer {
@@ -180,16 +197,16 @@ function overlayAttribute(name: string): string | undefined {
 }
 
 /**
- * The xattrs of `path` to record (sorted by name) and whether overlay marks it opaque. Throws on
- * overlay attributes a layer cannot express.
+ * The xattrs of the file open as `fd` to record (sorted by name) and whether overlay marks it
+ * opaque. Throws on overlay attributes a layer cannot express.
  */
-function readXattrs(path: string, rel: string, upperDir: string): { xattrs: [string, Buffer][]; opaque: boolean } {
+function readXattrs(fd: number, rel: string, upperDir: string): { xattrs: [string, Buffer][]; opaque: boolean } {
   const xattrs: [string, Buffer][] = [];
   let opaque = false;
-  for (const name of llistxattr(path).sort()) {
+  for (const name of fdListxattr(fd).sort()) {
     const ovl = overlayAttribute(name);
     if (ovl === undefined) {
-      const value = lgetxattr(path, name);
+      const value = fdGetxattr(fd, name);
       // Gone between list and get: it was removed meanwhile, so it is not part of the layer.
       if (value !== undefined) xattrs.push([name, Buffer.from(value)]);
       continue;
@@ -201,7 +218,7 @@ function readXattrs(path: string, rel: string, upperDir: string): { xattrs: [str
           `commit only upper dirs of overlays mounted without redirect_dir, metacopy and xwhiteouts (as tsrun mounts them)`,
       );
     if (ovl === "opaque") {
-      const value = lgetxattr(path, name)?.toString("latin1");
+      const value = fdGetxattr(fd, name)?.toString("latin1");
       if (value === "y") opaque = true;
       else if (value !== undefined)
         throw new UpperDirError(
@@ -242,49 +259,71 @@ function finishHeader(header: EntryHeader, ids: { uid: number; gid: number; mtim
   return header;
 }
 
+/** The fd's own stat: what the walk records, never what the name pointed at a moment earlier. */
+function fdStat(fd: number): FileStat {
+  return fstatat(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+}
+
 /**
  * The tar entries for the upper dir `upperDir`, in the order they are written. Synchronous and
- * lazy: each dir is listed when the walk reaches it.
+ * lazy: each dir is listed when the walk reaches it. Every fd opened is closed when the walk ends
+ * or is abandoned, except the `contentFd`s handed out with the entries.
  */
-function* planEntries(upperDir: string): Generator<PlannedEntry> {
+function* planEntries(upperDir: string, opts: LayerFromUpperOptions = {}): Generator<PlannedEntry> {
   // First path of each multiply-linked inode, so later paths become hardlink entries.
   const seen = new Map<string, string>();
+  const changed = (rel: string, what: string) =>
+    new UpperDirError(
+      `upper dir ${upperDir}: ${rel} ${what} while it was read, so something still changes the container's files; stop or pause the container and commit again`,
+    );
 
-  function* walk(dir: string, relDir: string): Generator<PlannedEntry> {
+  /**
+   * Opens `raw` in `dirFd` without following it and checks it is still the file `st` saw; returns
+   * the fd and the fd's own stat.
+   */
+  function openChecked(dirFd: number, raw: Buffer, rel: string, st: FileStat, flags: number): { fd: number; st: FileStat } {
+    let fd: number;
+    try {
+      fd = openat(dirFd, raw, flags);
+    } catch (e) {
+      const code = (e as { code?: string }).code ?? "";
+      // ELOOP: a symlink now; ENOTDIR: no longer a dir; ENOENT: gone; ENXIO: a socket or a fifo.
+      if (["ELOOP", "ENOTDIR", "ENOENT", "ENXIO"].includes(code)) throw changed(rel, `was replaced (${(e as Error).message})`);
+      throw new UpperDirError(`upper dir ${upperDir}: cannot open ${rel}: ${(e as Error).message}`);
+    }
+    const now = fdStat(fd);
+    if (now.ino !== st.ino || now.devMajor !== st.devMajor || now.devMinor !== st.devMinor || (now.mode & S_IFMT) !== (st.mode & S_IFMT)) {
+      closeSync(fd);
+      throw changed(rel, "was replaced by another file");
+    }
+    return { fd, st: now };
+  }
+
+  function* walk(dirFd: number, relDir: string): Generator<PlannedEntry> {
     let names: Buffer[];
     try {
-      names = readdirSync(dir, { encoding: "buffer" });
+      names = readdirFd(dirFd);
     } catch (e) {
       throw new UpperDirError(`upper dir ${upperDir}: cannot list ${relDir || "."}: ${(e as Error).message}`);
     }
     names.sort(Buffer.compare);
     for (const raw of names) {
       const name = decodeName(raw, `upper dir ${upperDir}: in ${relDir || "."}`);
-      const path = join(dir, name);
       const rel = relDir === "" ? name : `${relDir}/${name}`;
-      let st: BigIntStats;
+      let st: FileStat;
       try {
-        st = lstatSync(path, { bigint: true });
+        st = fstatat(dirFd, raw, AT_SYMLINK_NOFOLLOW);
       } catch (e) {
         throw new UpperDirError(`upper dir ${upperDir}: cannot stat ${rel} (was the container still running?): ${(e as Error).message}`);
       }
-      const fmt = Number(st.mode) & S_IFMT;
-      const ids = { uid: Number(st.uid), gid: Number(st.gid), mtime: Number(st.mtimeNs / 1_000_000_000n) };
-      // Full st_mode, not just the permission bits: tar-stream replaces a falsy mode (chmod 000)
-      // with its default, and its encoder masks the type bits off anyway.
-      const base: EntryHeader = {
-        name: rel,
-        mode: Number(st.mode),
-        uid: ids.uid,
-        gid: ids.gid,
-        mtime: new Date(Math.min(Math.max(ids.mtime, 0), USTAR_MAX_MTIME) * 1000),
-      };
+      const fmt = st.mode & S_IFMT;
 
-      if (fmt === S_IFCHR && st.rdev === 0n) {
+      if (fmt === S_IFCHR && st.rdevMajor === 0 && st.rdevMinor === 0) {
         // An overlay whiteout. Since Linux 5.8 overlay hardlinks all whiteouts to one inode, so this
-        // check comes before hardlink detection.
+        // check comes before hardlink detection. Nothing of it is read, so it is not opened.
+        const ids = { uid: st.uid, gid: st.gid, mtime: Number(st.mtimeSec) };
         const wh = relDir === "" ? `${WHITEOUT_PREFIX}${name}` : `${relDir}/${WHITEOUT_PREFIX}${name}`;
-        yield { header: finishHeader({ ...base, name: wh, type: "file", mode: S_IFREG | 0o600, size: 0 }, ids, []) };
+        yield { header: finishHeader({ name: wh, type: "file", mode: S_IFREG | 0o600, uid: ids.uid, gid: ids.gid, mtime: tarTime(ids.mtime), size: 0 }, ids, []) };
         continue;
       }
       if (name.startsWith(WHITEOUT_PREFIX))
@@ -293,61 +332,91 @@ function* planEntries(upperDir: string): Generator<PlannedEntry> {
         );
       if (fmt === S_IFSOCK) continue; // a socket is a live endpoint, not content; tar has no type for it
 
-      const { xattrs, opaque } = readXattrs(path, rel, upperDir);
+      opts.beforeOpen?.(rel);
+      // From here on everything comes from the open file, which no rename can change.
+      const opened = openChecked(dirFd, raw, rel, st, fmt === S_IFDIR ? OPEN_DIR : fmt === S_IFREG ? OPEN_FILE : OPEN_OTHER);
+      const fd = opened.fd;
+      st = opened.st;
+      let handedOut = false;
+      try {
+        const ids = { uid: st.uid, gid: st.gid, mtime: Number(st.mtimeSec) };
+        // Full st_mode, not just the permission bits: tar-stream replaces a falsy mode (chmod 000)
+        // with its default, and its encoder masks the type bits off anyway.
+        const base: EntryHeader = { name: rel, mode: st.mode, uid: ids.uid, gid: ids.gid, mtime: tarTime(ids.mtime) };
+        const { xattrs, opaque } = readXattrs(fd, rel, upperDir);
 
-      if (fmt === S_IFDIR) {
-        yield { header: finishHeader({ ...base, name: `${rel}/`, type: "directory" }, ids, xattrs) };
-        if (opaque) {
-          const marker = `${rel}/${OPAQUE_MARKER}`;
-          yield { header: finishHeader({ ...base, name: marker, type: "file", mode: S_IFREG | 0o600, size: 0 }, ids, []) };
-        }
-        yield* walk(path, rel);
-        continue;
-      }
-
-      if (st.nlink > 1n) {
-        const key = `${st.dev}:${st.ino}`;
-        const first = seen.get(key);
-        if (first !== undefined) {
-          yield { header: finishHeader({ ...base, type: "link", linkname: first, size: 0 }, ids, xattrs) };
+        if (fmt === S_IFDIR) {
+          yield { header: finishHeader({ ...base, name: `${rel}/`, type: "directory" }, ids, xattrs) };
+          if (opaque) {
+            const marker = `${rel}/${OPAQUE_MARKER}`;
+            yield { header: finishHeader({ ...base, name: marker, type: "file", mode: S_IFREG | 0o600, size: 0 }, ids, []) };
+          }
+          yield* walk(fd, rel);
           continue;
         }
-        seen.set(key, rel);
-      }
 
-      switch (fmt) {
-        case S_IFREG:
-          yield { header: finishHeader({ ...base, type: "file", size: Number(st.size) }, ids, xattrs), contentPath: path };
-          break;
-        case S_IFLNK: {
-          const target = decodeName(readlinkSync(path, { encoding: "buffer" }), `upper dir ${upperDir}: symlink ${rel}`);
-          yield { header: finishHeader({ ...base, type: "symlink", linkname: target }, ids, xattrs) };
-          break;
+        if (st.nlink > 1) {
+          const key = `${st.devMajor}:${st.devMinor}:${st.ino}`;
+          const first = seen.get(key);
+          if (first !== undefined) {
+            yield { header: finishHeader({ ...base, type: "link", linkname: first, size: 0 }, ids, xattrs) };
+            continue;
+          }
+          seen.set(key, rel);
         }
-        case S_IFCHR:
-        case S_IFBLK:
-          yield {
-            header: finishHeader(
-              { ...base, type: fmt === S_IFCHR ? "character-device" : "block-device", devmajor: major(st.rdev), devminor: minor(st.rdev) },
-              ids,
-              xattrs,
-            ),
-          };
-          break;
-        case S_IFIFO:
-          yield { header: finishHeader({ ...base, type: "fifo" }, ids, xattrs) };
-          break;
-        default:
-          throw new UpperDirError(`upper dir ${upperDir}: ${rel} has file type 0o${fmt.toString(8)}, which a layer tar cannot hold`);
+
+        switch (fmt) {
+          case S_IFREG:
+            handedOut = true;
+            yield { header: finishHeader({ ...base, type: "file", size: Number(st.size) }, ids, xattrs), contentFd: fd };
+            break;
+          case S_IFLNK: {
+            const target = decodeName(readlinkat(fd, ""), `upper dir ${upperDir}: symlink ${rel}`);
+            yield { header: finishHeader({ ...base, type: "symlink", linkname: target }, ids, xattrs) };
+            break;
+          }
+          case S_IFCHR:
+          case S_IFBLK:
+            yield {
+              header: finishHeader(
+                { ...base, type: fmt === S_IFCHR ? "character-device" : "block-device", devmajor: st.rdevMajor, devminor: st.rdevMinor },
+                ids,
+                xattrs,
+              ),
+            };
+            break;
+          case S_IFIFO:
+            yield { header: finishHeader({ ...base, type: "fifo" }, ids, xattrs) };
+            break;
+          default:
+            throw new UpperDirError(`upper dir ${upperDir}: ${rel} has file type 0o${fmt.toString(8)}, which a layer tar cannot hold`);
+        }
+      } finally {
+        if (!handedOut) closeSync(fd);
       }
     }
   }
 
-  const root = lstatSync(upperDir, { throwIfNoEntry: false });
-  if (!root?.isDirectory()) throw new UpperDirError(`upper dir ${upperDir} ${root ? "is not a directory" : "does not exist"}`);
-  // The root itself is not an entry: a layer's root is the image's root, whose attributes come
-  // from the base layer, as in Docker's layer tars.
-  yield* walk(upperDir, "");
+  let rootFd: number;
+  try {
+    // O_NOFOLLOW: the upper dir itself is the store's (under 0700 dirs); a symlink there is not ours.
+    rootFd = openat(AT_FDCWD, upperDir, OPEN_DIR);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    throw new UpperDirError(`upper dir ${upperDir} ${code === "ENOENT" ? "does not exist" : code === "ENOTDIR" || code === "ELOOP" ? "is not a directory" : `cannot be opened: ${(e as Error).message}`}`);
+  }
+  try {
+    // The root itself is not an entry: a layer's root is the image's root, whose attributes come
+    // from the base layer, as in Docker's layer tars.
+    yield* walk(rootFd, "");
+  } finally {
+    closeSync(rootFd);
+  }
+}
+
+/** A tar header's mtime: whole seconds, clamped to what ustar holds (PAX carries the rest). */
+function tarTime(seconds: number): Date {
+  return new Date(Math.min(Math.max(seconds, 0), USTAR_MAX_MTIME) * 1000);
 }
 
 function waitDrain(sink: NodeJS.WritableStream): Promise<void> {
@@ -368,42 +437,41 @@ function waitDrain(sink: NodeJS.WritableStream): Promise<void> {
   });
 }
 
-/** Streams one file's content into its entry, exactly `size` bytes or an error. */
-async function writeContent(entry: NodeJS.WritableStream, path: string, size: number, rel: string, upperDir: string): Promise<void> {
-  const fd = openSync(path, "r");
-  try {
-    let done = 0;
-    while (done < size) {
-      const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, size - done));
-      const n = readSync(fd, buf, 0, buf.length, done);
-      if (n === 0)
-        throw new UpperDirError(`upper dir ${upperDir}: ${rel} shrank from ${size} to ${done} bytes while it was read; stop or pause the container before committing`);
-      done += n;
-      if (!entry.write(buf.subarray(0, n))) await waitDrain(entry);
-    }
-  } finally {
-    closeSync(fd);
+/** Streams one open file's content into its entry, exactly `size` bytes or an error. */
+async function writeContent(entry: NodeJS.WritableStream, fd: number, size: number, rel: string, upperDir: string): Promise<void> {
+  let done = 0;
+  while (done < size) {
+    const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, size - done));
+    const n = readSync(fd, buf, 0, buf.length, done);
+    if (n === 0)
+      throw new UpperDirError(`upper dir ${upperDir}: ${rel} shrank from ${size} to ${done} bytes while it was read; stop or pause the container before committing`);
+    done += n;
+    if (!entry.write(buf.subarray(0, n))) await waitDrain(entry);
   }
 }
 
 /** Feeds every entry of the upper dir into `p`, then finalizes it; destroys `p` on failure. */
-async function feed(p: Pack, upperDir: string): Promise<void> {
+async function feed(p: Pack, upperDir: string, opts: LayerFromUpperOptions): Promise<void> {
   try {
-    for (const { header, contentPath } of planEntries(upperDir)) {
-      await new Promise<void>((resolve, reject) => {
-        const entry = p.entry(header, (err) => (err ? reject(err) : resolve()));
-        if (contentPath === undefined) {
-          entry.end();
-          return;
-        }
-        writeContent(entry, contentPath, header.size ?? 0, header.name, upperDir).then(
-          () => entry.end(),
-          (e: unknown) => {
-            reject(e);
-            entry.destroy(e as Error);
-          },
-        );
-      });
+    for (const { header, contentFd } of planEntries(upperDir, opts)) {
+      try {
+        await new Promise<void>((resolve, reject) => {
+          const entry = p.entry(header, (err) => (err ? reject(err) : resolve()));
+          if (contentFd === undefined) {
+            entry.end();
+            return;
+          }
+          writeContent(entry, contentFd, header.size ?? 0, header.name, upperDir).then(
+            () => entry.end(),
+            (e: unknown) => {
+              reject(e);
+              entry.destroy(e as Error);
+            },
+          );
+        });
+      } finally {
+        if (contentFd !== undefined) closeSync(contentFd);
+      }
     }
     p.finalize();
   } catch (e) {
@@ -416,11 +484,11 @@ async function feed(p: Pack, upperDir: string): Promise<void> {
  * The uncompressed layer tar of an overlay upper dir, as a stream. The walk happens while the
  * stream is read; the container must be stopped or paused meanwhile.
  */
-export function tarFromUpper(upperDir: string): AsyncIterable<Uint8Array> {
+export function tarFromUpper(upperDir: string, opts: LayerFromUpperOptions = {}): AsyncIterable<Uint8Array> {
   const p = pack();
   writeOwnPaxRecords(p);
   // The failure surfaces through the stream (destroy), so the promise itself needs no handler.
-  feed(p, upperDir).catch(() => {});
+  feed(p, upperDir, opts).catch(() => {});
   return p;
 }
 
@@ -449,7 +517,7 @@ export async function writeLayerFromUpper(upperDir: string, out: WritableStream<
   const writer = await sinkWriter(out);
   try {
     await pipeline(
-      tarFromUpper(upperDir),
+      tarFromUpper(upperDir, opts),
       async function* (tar: AsyncIterable<Uint8Array>) {
         for await (const chunk of tar) {
           tarHash.update(chunk);
