@@ -20,7 +20,9 @@ let seq = 0;
  * inherits them (as with runc), and a pipe would stay open as long as the container runs.
  */
 export function tsrun(args: string[], opts: { cwd?: string; stdin?: string } = {}): Run {
-  const base = join(outDir(), `${process.pid}-${seq++}`);
+  // Files beside each other in the temporary directory, removed after the call (no directory of
+  // their own: a test file's end is not a point a lazily made directory could be removed at).
+  const base = join(tmpdir(), `tsrun-out-${process.pid}-${seq++}`);
   const out = openSync(`${base}.out`, "w+");
   const err = openSync(`${base}.err`, "w+");
   try {
@@ -32,12 +34,6 @@ export function tsrun(args: string[], opts: { cwd?: string; stdin?: string } = {
     rmSync(`${base}.out`, { force: true });
     rmSync(`${base}.err`, { force: true });
   }
-}
-
-let outputs: string | undefined;
-function outDir(): string {
-  if (!outputs) outputs = mkdtempSync(join(tmpdir(), "tsrun-out-"));
-  return outputs;
 }
 
 /** A temporary directory removed after the file's tests. */
