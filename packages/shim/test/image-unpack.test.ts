@@ -1,7 +1,7 @@
 // Layer unpack, snapshots and rootfs on crafted layers (run as root: ownership, devices, xattrs,
 // overlay mounts). Hostile layers aim at real host paths under a temp dir, checked afterwards.
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chainId, chainIds } from "../src/image/chainid.ts";
@@ -11,13 +11,22 @@ import { resolveImage } from "../src/image/resolve.ts";
 import { mountRootfs, prepareRootfs, readRootfs, unmountRootfs } from "../src/image/rootfs.ts";
 import { ensureSnapshots, hasSnapshot, listSnapshots, snapshotFsDir } from "../src/image/snapshots.ts";
 import { sha256Digest } from "../src/image/store.ts";
-import { cleanEntryPath, LayerUnpackError, unpackLayer } from "../src/image/unpack.ts";
+import { cleanEntryPath, EntryError, LayerUnpackError, unpackLayer } from "../src/image/unpack.ts";
 import { buildLayer, rawPax, storeImage, type TarEntry } from "./fixtures/image-layers.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "tsrun-unpack-"));
 afterAll(() => {
-  for (const id of existsSync(join(dir, "root", "containers")) ? readdirSync(join(dir, "root", "containers")) : []) unmountRootfs(join(dir, "root"), id);
+  // Every store root the tests made (root1, root2, ...): a test that failed between mount and
+  // unmount must not leave its overlay mounted, nor make the removal below fail with EBUSY.
+  for (const r of readdirSync(dir).filter((d) => /^root\d+$/.test(d)).map((d) => join(dir, d))) {
+    const containers = join(r, "containers");
+    for (const id of existsSync(containers) ? readdirSync(containers) : []) unmountRootfs(r, id);
+  }
+  // Anything still mounted is a bug to report; it is detached first so the removal still works.
+  const left = readFileSync("/proc/self/mountinfo", "utf8").split("\n").map((l) => l.split(" ")[4] ?? "").filter((p) => p.startsWith(`${dir}/`));
+  for (const p of left.reverse()) Bun.spawnSync(["umount", "-l", p]);
   rmSync(dir, { recursive: true, force: true });
+  if (left.length) throw new Error(`test mounts were left under ${dir}: ${left.join(", ")}`);
 });
 
 let n = 0;
@@ -150,7 +159,12 @@ describe("tar-slip", () => {
   const victim = join(dir, "victim");
   mkdirSync(victim, { recursive: true });
 
-  async function attack(entries: TarEntry[], entryName: string, target: string) {
+  /**
+   * Unpacks a hostile layer and checks that it was refused for `reason` at `entryName`: the exact
+   * refusal (an EntryError), not just any failure that names the entry, since a crash while
+   * writing through an escape would name the entry too.
+   */
+  async function attack(entries: TarEntry[], entryName: string, target: string, reason: string) {
     const root = freshRoot();
     const layer = await buildLayer(entries);
     await storeImage(root, "evil/image:1", [layer]);
@@ -159,7 +173,8 @@ describe("tar-slip", () => {
     const err = await ensureSnapshots(root, store, img.layers, { image: "evil/image:1" }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LayerUnpackError);
     const msg = (err as Error).message;
-    expect(msg).toContain(`entry ${JSON.stringify(entryName)}`);
+    expect(msg).toEndWith(`, entry ${JSON.stringify(entryName)}: ${reason}`);
+    expect((err as Error).cause).toBeInstanceOf(EntryError);
     expect(msg).toContain(layer.descriptor.digest);
     expect(msg).toContain("evil/image:1");
     expect(existsSync(target)).toBe(false);
@@ -168,11 +183,12 @@ describe("tar-slip", () => {
     expect(readdirSync(join(root, "snapshots", "tmp"))).toEqual([]);
     return msg;
   }
+  const DOTDOT = 'the path has a ".." component (would leave the layer root)';
+  const symlinkParent = (p: string) => `its parent "${p}" is a symlink in the layer; refusing to follow it`;
 
   test("../ escapes are refused", async () => {
     const depth = "../".repeat(12);
-    const msg = await attack([{ name: "ok", body: "" }, { name: `${depth}${victim.slice(1)}/dotdot`, body: "pwned" }], `${depth}${victim.slice(1)}/dotdot`, join(victim, "dotdot"));
-    expect(msg).toContain('".."');
+    await attack([{ name: "ok", body: "" }, { name: `${depth}${victim.slice(1)}/dotdot`, body: "pwned" }], `${depth}${victim.slice(1)}/dotdot`, join(victim, "dotdot"), DOTDOT);
   });
 
   test("absolute paths land inside the snapshot", async () => {
@@ -182,15 +198,56 @@ describe("tar-slip", () => {
   });
 
   test("a symlinked parent is not followed", async () => {
-    const msg = await attack(
+    await attack(
       [
         { name: "a", type: "symlink", linkname: victim },
         { name: "a/file", body: "pwned" },
       ],
       "a/file",
       join(victim, "file"),
+      symlinkParent("a"),
     );
-    expect(msg).toContain("symlink");
+  });
+
+  test("a directory replaced by a symlink later in the layer is not written through", async () => {
+    // The writer remembers the directories it made; the symlink that replaces one must make it
+    // forget that one and everything below it, or the next entry goes through onto the host.
+    const dirThenLink: TarEntry[] = [
+      { name: "a/", type: "directory" },
+      { name: "a/b/", type: "directory" },
+      { name: "a/x", body: "inside" },
+      { name: "a", type: "symlink", linkname: victim },
+    ];
+    await attack([...dirThenLink, { name: "a/y", body: "pwned" }], "a/y", join(victim, "y"), symlinkParent("a"));
+    mkdirSync(join(victim, "b"));
+    await attack([...dirThenLink, { name: "a/b/y", body: "pwned" }], "a/b/y", join(victim, "b/y"), symlinkParent("a"));
+    rmSync(join(victim, "b"), { recursive: true });
+    await attack([...dirThenLink, { name: "a/fifo", type: "fifo" }], "a/fifo", join(victim, "fifo"), symlinkParent("a"));
+    // A whiteout there would delete the host's file.
+    writeFileSync(join(victim, "kept"), "host file");
+    await attack([...dirThenLink, { name: "a/.wh.kept", body: "" }], "a/.wh.kept", join(victim, "never"), symlinkParent("a"));
+    expect(readFileSync(join(victim, "kept"), "utf8")).toBe("host file");
+    // A hard link's target looked up through it would link a host file into the layer.
+    await attack([...dirThenLink, { name: "hl", type: "link", linkname: "a/kept" }], "hl", join(victim, "never"), '"a" is a symlink in the layer');
+    expect(lstatSync(join(victim, "kept")).nlink).toBe(1);
+    rmSync(join(victim, "kept"));
+  });
+
+  test("a directory replaced by a symlink keeps no pending time: nothing on the host is touched", async () => {
+    // Directory times are set at the end; one set on a path through the symlink would change a
+    // host directory's times (or fail the layer when the host has no such directory).
+    const hostSub = join(victim, "times");
+    mkdirSync(hostSub);
+    utimesSync(hostSub, t0, t0);
+    const { dest } = await unpackInto([
+      { name: "a/", type: "directory", mtime: new Date("2001-01-01T00:00:00Z") },
+      { name: "a/times/", type: "directory", mtime: new Date("2001-01-01T00:00:00Z") },
+      { name: "a/missing/", type: "directory", mtime: new Date("2001-01-01T00:00:00Z") },
+      { name: "a", type: "symlink", linkname: victim },
+    ]);
+    expect(lstatSync(join(dest, "a")).isSymbolicLink()).toBe(true);
+    expect(statSync(hostSub).mtime.getTime()).toBe(t0.getTime());
+    rmSync(hostSub, { recursive: true });
   });
 
   test("a symlinked parent is not followed for nodes or links either", async () => {
@@ -201,6 +258,7 @@ describe("tar-slip", () => {
       ],
       "a/dev",
       join(victim, "dev"),
+      symlinkParent("a"),
     );
     await attack(
       [
@@ -210,13 +268,13 @@ describe("tar-slip", () => {
       ],
       "a/sub/hl",
       join(victim, "sub"),
+      symlinkParent("a"),
     );
   });
 
   test("hard links out of the layer are refused", async () => {
     writeFileSync(join(victim, "secret"), "host secret");
-    const msg = await attack([{ name: "hl", type: "link", linkname: "../../../../../../../../../etc/passwd" }], "hl", join(dir, "never"));
-    expect(msg).toContain('".."');
+    await attack([{ name: "hl", type: "link", linkname: "../../../../../../../../../etc/passwd" }], "hl", join(dir, "never"), DOTDOT);
     // Through a symlinked directory inside the layer.
     await attack(
       [
@@ -225,9 +283,10 @@ describe("tar-slip", () => {
       ],
       "hl",
       join(dir, "never"),
+      '"v" is a symlink in the layer',
     );
     // An absolute target is taken inside the layer, where it does not exist.
-    await attack([{ name: "hl", type: "link", linkname: join(victim, "secret") }], "hl", join(dir, "never"));
+    await attack([{ name: "hl", type: "link", linkname: join(victim, "secret") }], "hl", join(dir, "never"), `"${victim.slice(1).split("/")[0]}" is missing in the layer`);
     expect(lstatSync(join(victim, "secret")).nlink).toBe(1);
   });
 
@@ -361,6 +420,29 @@ describe("snapshots and rootfs", () => {
     expect(lstatSync(join(c.target, "bin/sh")).mode & 0o777).toBe(0o755);
     unmountRootfs(root, "c");
     expect(existsSync(join(root, "containers/c"))).toBe(false);
+  });
+
+  test("copying fallback: a directory a later layer replaced by a symlink is not written through by the next", async () => {
+    const root = freshRoot();
+    const host = join(dir, "copy-victim");
+    mkdirSync(host);
+    const layers = [
+      await buildLayer([{ name: "a/", type: "directory" }, { name: "a/x", body: "0" }]),
+      await buildLayer([{ name: "a", type: "symlink", linkname: host }]),
+      await buildLayer([{ name: "a/y", body: "pwned" }]),
+    ];
+    await storeImage(root, "test/relink", layers);
+    for (const mode of ["copy", "overlay"] as const) {
+      const r = await prepareRootfs(root, "test/relink", mode, { mode });
+      try {
+        expect(readdirSync(host)).toEqual([]);
+        expect(lstatSync(join(r.target, "a")).isDirectory()).toBe(true);
+        expect(readdirSync(join(r.target, "a"))).toEqual(["y"]);
+      } finally {
+        unmountRootfs(root, mode);
+      }
+    }
+    rmSync(host, { recursive: true });
   });
 
   test("many layers: lower dir list longer than a page still mounts (relative paths)", async () => {

@@ -66,7 +66,10 @@ const AUFS_META = ".wh..wh.";
 /** Linux's O_CLOEXEC (node:fs does not export it): no descriptor leaks into a concurrently spawned child. */
 const O_CLOEXEC = 0o2000000;
 
-class EntryError extends Error {}
+/** A tar entry refused by the safety rules (the cause of the LayerUnpackError that reports it). */
+export class EntryError extends Error {
+  override name = "EntryError";
+}
 
 /**
  * Cleans a tar path into a path relative to the layer root ("" for the root itself). A leading
@@ -205,7 +208,13 @@ class LayerWriter {
     if (st === undefined) return undefined;
     if (keepDir && st.isDirectory()) return st;
     rmSync(abs, { recursive: true, force: true });
-    if (st.isDirectory()) for (const d of this.dirs) if (d === rel || d.startsWith(`${rel}/`)) this.dirs.delete(d);
+    if (st.isDirectory()) {
+      for (const d of this.dirs) if (d === rel || d.startsWith(`${rel}/`)) this.dirs.delete(d);
+      // Their pending times go too: set at the end, they would go through whatever replaces the
+      // directory (a symlink to a host directory) or fail the layer on a path that is gone.
+      const gone = (p: string) => p === abs || p.startsWith(`${abs}/`);
+      for (let i = this.dirTimes.length - 1; i >= 0; i--) if (gone(this.dirTimes[i]![0])) this.dirTimes.splice(i, 1);
+    }
     return undefined;
   }
 
