@@ -2,7 +2,7 @@
 // errors into Problems that a person can act on (pointer, message, hint).
 import type { AjvError, Validator } from "../generated/validator.ts";
 import { pointerToken, type Problem } from "./problem.ts";
-import { closest } from "./suggest.ts";
+import { closest, misspeltKey } from "./suggest.ts";
 
 export type DocumentKind =
   | "config"
@@ -66,8 +66,13 @@ function problemOf(e: AjvError, doc: unknown): Problem {
   const at = e.instancePath;
   const p = e.params;
   switch (e.keyword) {
-    case "required":
-      return { pointer: `${at}/${pointerToken(p.missingProperty)}`, message: `is required but missing` };
+    case "required": {
+      const prob: Problem = { pointer: `${at}/${pointerToken(p.missingProperty)}`, message: `is required but missing` };
+      // Unknown keys are allowed (extensions), so a misspelt one would otherwise go unmentioned.
+      const near = misspeltKey(valueAt(doc, at), p.missingProperty as string);
+      if (near !== undefined) prob.hint = `found "${near}": did you mean "${p.missingProperty}"?`;
+      return prob;
+    }
     case "type":
       return { pointer: at, message: `must be ${typeName(p.type)}, found ${describe(valueAt(doc, at))}` };
     case "enum": {

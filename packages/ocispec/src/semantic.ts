@@ -5,7 +5,7 @@ import { statSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import { CAPABILITIES, NAMESPACE_TYPES, RLIMITS, HOOK_NAMES, sysctlNamespace, sysctlPath } from "./linux-names.ts";
 import { pointerToken, type Problem } from "./problem.ts";
-import { closest } from "./suggest.ts";
+import { closest, misspeltKey } from "./suggest.ts";
 import { OCI_VERSION, SUPPORTED_OCI_MAJOR } from "./version.ts";
 
 export interface SemanticOptions {
@@ -93,7 +93,10 @@ function checkProcess(process: unknown, opts: SemanticOptions, add: Add, absolut
   absolute("/process/cwd", process.cwd, "the working directory");
   if (isObj(process.user)) {
     for (const k of ["uid", "gid"] as const)
-      if (process.user[k] === undefined) add(`/process/user/${k}`, `is required on Linux`, process.user.username !== undefined ? "username is only used on Windows" : undefined);
+      if (process.user[k] === undefined) {
+        const near = misspeltKey(process.user, k);
+        add(`/process/user/${k}`, `is required on Linux`, near !== undefined ? `found "${near}": did you mean "${k}"?` : process.user.username !== undefined ? "username is only used on Windows" : undefined);
+      }
   } else if (process.user === undefined && opts.forCreate) add("/process/user", "is required on Linux (uid and gid)");
   if (Array.isArray(process.args) && process.args.length === 0) add("/process/args", "must name at least the program to run");
   else if (process.args === undefined && process.commandLine === undefined && opts.forCreate) add("/process/args", "is required: the program to run");

@@ -30,3 +30,31 @@ export function closest(value: string, candidates: readonly string[]): string | 
   }
   return best !== undefined && bestD <= Math.max(2, Math.floor(value.length / 3)) ? best : undefined;
 }
+
+/**
+ * Whether `key` reads as a misspelling of `name`: another case, a letter or two too many or too
+ * few, or two neighbours swapped. Stricter than an edit distance, so that a valid sibling
+ * ("gid" beside a missing "uid") is never taken for a typo.
+ */
+export function likelyTypo(name: string, key: string): boolean {
+  const a = name.toLowerCase();
+  const b = key.toLowerCase();
+  if (a === b) return true;
+  const sub = (short: string, long: string) => {
+    let i = 0;
+    for (const c of long) if (c === short[i]) i++;
+    return i === short.length;
+  };
+  if (Math.abs(a.length - b.length) <= 2 && a.length !== b.length && (a.length < b.length ? sub(a, b) : sub(b, a))) return true;
+  if (a.length === b.length) {
+    const diff = [...a].map((c, i) => (c === b[i] ? -1 : i)).filter((i) => i >= 0);
+    return diff.length === 2 && diff[1] === diff[0]! + 1 && a[diff[0]!] === b[diff[1]!] && a[diff[1]!] === b[diff[0]!];
+  }
+  return false;
+}
+
+/** A key of `obj` that reads as a misspelling of the missing property `name`. */
+export function misspeltKey(obj: unknown, name: string): string | undefined {
+  if (obj === null || typeof obj !== "object" || Array.isArray(obj)) return undefined;
+  return Object.keys(obj).find((k) => k !== name && likelyTypo(name, k));
+}
