@@ -55,7 +55,8 @@ describe("tsrun image …", () => {
     expect(d.layers[0].diffId).toMatch(/^sha256:/);
     const bad = t(["image", "inspect", ...ir, "localhost/nope:1"]);
     expect(bad.code).toBe(1);
-    expect(bad.stderr.trim()).toBe("tsrun: image localhost/nope:1 not found (see `tsrun image ls`)");
+    // the store searched is named: a user of several stores knows which one said no
+    expect(bad.stderr.trim()).toBe(`tsrun: image localhost/nope:1 not found in the image store ${imageRoot} (see \`tsrun image ls\`; --image-root or $TSRUN_IMAGE_ROOT choose another store)`);
   });
 
   test("run --image --rm: the image's program with ARGS, Docker's seccomp profile; nothing left after", () => {
@@ -100,6 +101,10 @@ describe("tsrun image …", () => {
     expect(mountsUnder(dir)).toEqual([join(dir, "rootfs")]);
     const r = t(["run", "--bundle", dir, "b1"]);
     expect(r.stdout).toBe("65534\n");
+    // a second bundle into the same directory says how to free it
+    const again = t(["bundle", ...ir, "--image", "localhost/busybox:1", dir]);
+    expect(again.code).toBe(1);
+    expect(again.stderr.trim()).toBe(`tsrun: bundle directory ${dir} is not empty: give a new or empty directory, or remove a bundle tsrun made there with \`tsrun bundle --remove ${dir}\``);
     expect(t(["bundle", ...ir, "--remove", dir]).code).toBe(0);
     expect(existsSync(dir)).toBe(false);
     expect(mountsUnder(dir)).toEqual([]);

@@ -42,6 +42,8 @@ export interface CommandDef<F extends Record<string, FlagDef> = Record<string, F
   args: ArgDef[];
   /** Accept arguments beyond those declared (e.g. a command line after the id). */
   variadic?: boolean;
+  /** The usage lines of the help, without "tsrun" (default: made from the flags and args). */
+  usage?: string[];
   /** Returns the process exit code. */
   run(ctx: Context, flags: FlagValues<F>, args: string[]): Promise<number> | number;
 }
@@ -68,6 +70,10 @@ export function parseArgv(def: CommandDef, argv: readonly string[]): { flags: Re
   for (; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === "--") {
+      // What follows "--" of a command that takes a command line is that command line: the
+      // declared arguments (the container id) come before it, or the program would become the id.
+      if (def.variadic && args.length < def.args.filter((a) => a.required).length)
+        throw new UsageError(`missing argument: ${def.args[args.length]!.name.toUpperCase()} (it goes before --; what follows -- is the command line)`);
       i++;
       break;
     }

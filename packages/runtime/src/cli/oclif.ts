@@ -16,7 +16,8 @@ function oclifFlags(def: CommandDef): Record<string, unknown> {
         : f.type === "integer"
           ? Flags.integer({ ...common, ...(f.default !== undefined ? { default: f.default } : {}), ...(f.min !== undefined ? { min: f.min } : {}) })
           : f.multiple
-            ? Flags.string({ ...common, multiple: true, default: [], ...(f.options ? { options: [...f.options] } : {}) })
+            ? // No oclif default: its help would print "[default: ]"; run() fills in [] instead.
+              Flags.string({ ...common, multiple: true, ...(f.options ? { options: [...f.options] } : {}) })
             : Flags.string({ ...common, ...(f.default !== undefined ? { default: f.default } : {}), ...(f.options ? { options: [...f.options] } : {}) });
     // The help renderer expects the cached form, which carries the name.
     out[name] = Object.assign(flag, { name });
@@ -35,8 +36,10 @@ function commandClass(id: string, def: CommandDef, ctx: Context, exit: { code: n
     static override flags = oclifFlags(def) as never;
     static override args = args as never;
     static override strict = !def.variadic;
+    static override usage = def.usage;
     async run(): Promise<void> {
       const { flags, argv } = await this.parse(C);
+      for (const [name, f] of Object.entries(def.flags)) if (f.type === "string" && f.multiple) (flags as Record<string, unknown>)[name] ??= [];
       exit.code = await def.run(ctx, flags as never, argv as string[]);
     }
   };

@@ -254,6 +254,22 @@ function makeExecFifo(path: string, spec: Spec): void {
   if ((uid ?? 0) !== 0 || (gid ?? 0) !== 0) chownSync(path, uid ?? 0, gid ?? 0);
 }
 
+/**
+ * Whether a terminal is there to relay the container's to, as runc asks: one of our stdio, or
+ * the controlling terminal when all three are redirected. Without one, a shell on the pty would
+ * wait for input nobody can give, silently.
+ */
+function hostTerminal(): boolean {
+  const { isatty } = require("node:tty") as typeof import("node:tty");
+  if (isatty(0) || isatty(1) || isatty(2)) return true;
+  try {
+    closeSync(openSync("/dev/tty", "r"));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function writePidFile(path: string, pid: number): void {
   writeFileAtomic(resolve(path), String(pid), 0o644);
 }
@@ -275,6 +291,10 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
   if (spec.process?.terminal && !opts.consoleSocket && !opts.keepConsole)
     throw new ContainerError("cannot allocate tty if tsrun will detach without setting console socket");
   if (!spec.process?.terminal && opts.consoleSocket) throw new ContainerError("cannot use console socket if tsrun will not detach or allocate tty");
+  if (spec.process?.terminal && opts.keepConsole && !opts.consoleSocket && !hostTerminal())
+    throw new ContainerError(
+      "cannot relay the container's terminal: none of stdin, stdout and stderr is a terminal, and there is no controlling terminal (/dev/tty); run tsrun from a terminal, or set process.terminal to false, or use --detach with --console-socket",
+    );
   const rootfs = realpathSync(resolve(bundle, spec.root!.path));
 
   store.claim(opts.id);

@@ -11,6 +11,17 @@ import { ContainerError } from "./errors.ts";
 
 const fmt = (maps: LinuxIDMapping[]) => maps.map((m) => `${m.containerID} ${m.hostID} ${m.size}\n`).join("");
 
+/** What the namespace helper said instead of the expected sync, as a user can act on it. */
+export function helperFailure(m: linux.Message, step: string): ContainerError {
+  const why =
+    m.type === "error"
+      ? `${linux.errnoName(m.errno)}: ${linux.strerror(m.errno)}${m.text ? ` (${m.text})` : ""}`
+      : m.type === "eof"
+        ? "the helper process exited without a word"
+        : `it sent "${m.type}" instead`;
+  return new ContainerError(`idmapped mount: cannot ${step}: ${why}`);
+}
+
 export function idmapUserns(uid: LinuxIDMapping[], gid: LinuxIDMapping[]): number {
   const plan = encodePlan([
     { op: "unshare", flags: CLONE_FLAGS.user },
@@ -20,13 +31,13 @@ export function idmapUserns(uid: LinuxIDMapping[], gid: LinuxIDMapping[]): numbe
   const { pid, sync } = linux.spawnExecutor(plan, { stdio: [-1, -1, -1] });
   try {
     const first = sync.recv(10_000);
-    if (first.type !== "sync" || first.code !== SYNC.USERNS) throw new ContainerError(`idmapped mount: unexpected ${first.type} from the namespace helper`);
+    if (first.type !== "sync" || first.code !== SYNC.USERNS) throw helperFailure(first, "make a user namespace for the mapping");
     writeFileSync(`/proc/${pid}/uid_map`, fmt(uid));
     writeFileSync(`/proc/${pid}/setgroups`, "deny");
     writeFileSync(`/proc/${pid}/gid_map`, fmt(gid));
     sync.answer(true);
     const second = sync.recv(10_000);
-    if (second.type !== "sync") throw new ContainerError(`idmapped mount: unexpected ${second.type} from the namespace helper`);
+    if (second.type !== "sync") throw helperFailure(second, "hold the mapped user namespace");
     return openSync(`/proc/${pid}/ns/user`, "r");
   } finally {
     sync.close();

@@ -101,7 +101,7 @@ export class LocalImages implements ImageService {
 
   private resolve(ref: string): ResolvedImage {
     const rec = this.find(ref);
-    if (!rec) throw new ImageNotFound(ref);
+    if (!rec) throw new ImageNotFound(ref, this.root);
     return resolveImage(this.root, rec.name, { store: contentStore(this.root) });
   }
 
@@ -140,7 +140,7 @@ export class LocalImages implements ImageService {
 
   async inspect(ref: string): Promise<ImageDetails> {
     const rec = this.find(ref);
-    if (!rec) throw new ImageNotFound(ref);
+    if (!rec) throw new ImageNotFound(ref, this.root);
     const r = this.resolve(rec.name);
     return {
       ...this.summary(rec),
@@ -161,14 +161,15 @@ export class LocalImages implements ImageService {
 
   async remove(ref: string): Promise<void> {
     const rec = this.find(ref);
-    if (!rec || !removeImage(this.root, rec.name)) throw new ImageNotFound(ref);
+    if (!rec || !removeImage(this.root, rec.name)) throw new ImageNotFound(ref, this.root);
   }
 
   async bundle(req: BundleRequest): Promise<BundleResult> {
     const dir = resolve(req.dir);
     const id = req.id ?? basename(dir);
     const r = this.resolve(req.image);
-    if (existsSync(dir) && readdirSync(dir).length > 0) throw new Error(`bundle directory ${dir} is not empty`);
+    if (existsSync(dir) && readdirSync(dir).length > 0)
+      throw new Error(`bundle directory ${dir} is not empty: give a new or empty directory, or remove a bundle tsrun made there with \`tsrun bundle --remove ${dir}\``);
     const made = !existsSync(dir);
     // 0700: the rootfs below holds the image's setuid-root programs and, unlike a container's
     // own view, is reachable from the host; containerd's bundle dirs are 0700 for that reason.

@@ -91,7 +91,11 @@ export interface ImageService {
 /** A reference that names no image in the store. */
 export class ImageNotFound extends Error {
   override name = "ImageNotFound";
-  constructor(readonly ref: string) {
-    super(`image ${ref} not found (see \`tsrun image ls\`)`);
+  /** `store`: the image store searched, named so that a user of several (--image-root) knows which. */
+  constructor(
+    readonly ref: string,
+    readonly store?: string,
+  ) {
+    super(`image ${ref} not found${store ? ` in the image store ${store}` : ""} (see \`tsrun image ls\`${store ? "; --image-root or $TSRUN_IMAGE_ROOT choose another store" : ""})`);
   }
 }

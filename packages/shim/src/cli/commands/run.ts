@@ -19,7 +19,9 @@ export default defineCommand({
     "image-root": { type: "string", description: "with --image: image store directory (default /var/lib/tsrun, or $TSRUN_IMAGE_ROOT)" },
     ...imageSpecFlags,
   },
+  args: [{ name: "id", description: "the container id, unique on this root; with --image, ARGS after -- replace the image's Cmd", required: true }],
   variadic: true,
+  usage: ["run [FLAGS] ID", "run --image REF [FLAGS] ID [-- ARGS...]"],
   async run(ctx, flags, args) {
     const [id, ...cmd] = args as [string, ...string[]];
     if (flags.image === undefined) {
