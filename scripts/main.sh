@@ -11,7 +11,8 @@ demo=${1:-.tmp/demo}
 rm -rf "$demo"
 mkdir -p "$demo"
 export TSRUN_IMAGE_ROOT="$PWD/$demo/images"
-run() { echo "+ $*"; "$@"; }
+# Each command as it can be pasted back into a shell (quoted where it needs it).
+run() { printf '+'; printf ' %q' "$@"; printf '\n'; "$@"; }
 run dist/tsrun --version
 # An image, made here: an OCI layout tar with one busybox layer.
 run bash scripts/make-image.sh "$demo/busybox.tar" localhost/busybox:demo
@@ -35,3 +36,11 @@ jq '.process.terminal = false | .process.args = ["sh", "-c", "echo hello from a 
 mv "$bundle/config.json.new" "$bundle/config.json"
 run dist/tsrun validate --bundle "$bundle"
 run dist/tsrun --root "$demo/state" run --bundle "$bundle" demo4
+# What the job made stays in $demo, not in the default stores: say how to reach it.
+cat <<EOF
+
+The images and containers above live in $demo, not in tsrun's default stores
+(/var/lib/tsrun, /run/tsrun). To look at them:
+  TSRUN_IMAGE_ROOT=$TSRUN_IMAGE_ROOT dist/tsrun image ls
+  TSRUN_IMAGE_ROOT=$TSRUN_IMAGE_ROOT dist/tsrun --root $demo/state run --image localhost/busybox:motd --rm again -- cat /etc/motd
+EOF
