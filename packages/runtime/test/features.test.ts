@@ -175,6 +175,55 @@ describe("root filesystem", () => {
     expect(fs.statSync(join(dir, "userfile")).uid).toBe(1000);
   });
 
+  describe("noexec, nodev, nosuid of bind mounts set as mount attributes (user namespace, idmapped)", () => {
+    // These mounts get their flags from mount_setattr, not from mount(2)'s MS_* flags. Their
+    // source is a tmpfs with none of the three flags, mounted in a private mount namespace that
+    // tsrun runs in, so what the container shows is what tsrun set, whatever $TMPDIR's mount has.
+    const FLAGS = ["noexec", "nodev", "nosuid"] as const;
+    function run(name: string, patch: (s: any, src: string) => void) {
+      const src = join(env.dir, `${name}-src`);
+      require("node:fs").mkdirSync(src);
+      const script = [
+        ...FLAGS.map((f) => `echo ${f}=$(awk '$5 == "/${f}" {print $6}' /proc/self/mountinfo)`),
+        // noexec in force: a program copied there does not run
+        "cp /bin/busybox /noexec/true && /noexec/true 2>/dev/null; echo run-noexec=$?",
+        "cp /bin/busybox /nodev/true && /nodev/true; echo run-nodev=$?",
+      ].join("; ");
+      const bundle = env.bundle(name, (s) => {
+        s.process.args = ["sh", "-c", script];
+        patch(s, src);
+        for (const f of FLAGS) s.mounts.push({ destination: `/${f}`, type: "bind", source: join(src, f), options: ["rbind", f], ...s.mountExtra });
+        delete s.mountExtra;
+      });
+      const inner = `mount -t tmpfs -o mode=0777 tsrun-attr-src "$0" && mkdir "$0/noexec" "$0/nodev" "$0/nosuid" && chmod 0777 "$0"/* && exec "$1" --root "$2" run --bundle "$3" "$4"`;
+      const { TSRUN } = require("./helpers.ts");
+      const r = Bun.spawnSync(["unshare", "-m", "--propagation", "private", "sh", "-c", inner, src, TSRUN, env.root, bundle, name], { stdout: "pipe", stderr: "pipe" });
+      expect(leftovers(env, name, bundle)).toEqual([]);
+      const out = Object.fromEntries(r.stdout.toString().trim().split("\n").map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+      // Each mount has its own flag and neither of the others.
+      expect(FLAGS.map((f) => [f, (out[f] ?? "").split(",").filter((o) => (FLAGS as readonly string[]).includes(o))])).toEqual(FLAGS.map((f) => [f, [f]]));
+      expect([out["run-noexec"], out["run-nodev"]]).toEqual(["126", "0"]);
+      expect(r.stderr.toString()).toBe("");
+    }
+
+    test("bind mounts in a user namespace", () => {
+      run("attrs-userns", (s) => {
+        s.linux.namespaces.push({ type: "user" });
+        s.linux.uidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+        s.linux.gidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+        s.root.readonly = false;
+        s.mounts = s.mounts.filter((m: any) => m.type !== "cgroup" && m.type !== "sysfs");
+        Bun.spawnSync(["chown", "-R", "100000:100000", join(env.dir, "attrs-userns", "rootfs")]);
+      });
+    });
+
+    test("idmapped bind mounts", () => {
+      run("attrs-idmap", (s) => {
+        s.mountExtra = { uidMappings: [{ containerID: 0, hostID: 0, size: 65536 }], gidMappings: [{ containerID: 0, hostID: 0, size: 65536 }] };
+      });
+    });
+  });
+
   test("the device cgroup allows the default devices and the config's, and denies the rest; number 0 is a number, not *", () => {
     // The nodes are made in the container's /dev, a tmpfs it mounts itself: on a rootfs under a
     // nodev mount (a nodev $TMPDIR) every open of a node fails with EACCES before the device
