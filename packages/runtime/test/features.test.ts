@@ -287,6 +287,33 @@ describe("process", () => {
     expect(r.out.trim().split("\n")).toEqual(["1000", "1001", "1001 5 7", "0027", "/home/u", "bar baz", "512", "600", "CapEff: 0000000000000020", "CapBnd: 0000000000000021", "NoNewPrivs: 1", "500"]);
   });
 
+  test("the caller's supplementary groups never reach the container: root and not, additionalGids absent or empty", () => {
+    // The test runner has no supplementary groups, which would hide groups kept from tsrun's
+    // caller: tsrun runs here under setpriv with groups 4 and 24.
+    const { TSRUN } = require("./helpers.ts");
+    const withGroups = (args: string[]) => {
+      const r = Bun.spawnSync(["setpriv", "--groups", "4,24", "--", TSRUN, "--root", env.root, ...args], { stdout: "pipe", stderr: "pipe" });
+      return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
+    };
+    expect(withGroups(["--version"]).code).toBe(0);
+    expect(Bun.spawnSync(["setpriv", "--groups", "4,24", "--", "grep", "^Groups:", "/proc/self/status"]).stdout.toString()).toMatch(/^Groups:\s+4 24\s*$/);
+    const groupsLine = "grep ^Groups: /proc/self/status";
+    for (const [id, user] of [
+      ["grp-root", { uid: 0, gid: 0 }],
+      ["grp-root-empty", { uid: 0, gid: 0, additionalGids: [] }],
+      ["grp-user", { uid: 1000, gid: 1000 }],
+      ["grp-user-set", { uid: 1000, gid: 1000, additionalGids: [7] }],
+    ] as const) {
+      const b = env.bundle(id, (s) => {
+        s.process.args = ["sh", "-c", groupsLine];
+        s.process.user = user;
+      });
+      const r = withGroups(["run", "--bundle", b, id]);
+      expect([id, r.err, r.out.trim().split(/\s+/).slice(1)]).toEqual([id, "", "additionalGids" in user ? user.additionalGids.map(String) : []]);
+      expect(leftovers(env, id, b)).toEqual([]);
+    }
+  });
+
   test("--preserve-fds passes fds 3… to the container", () => {
     const id = "pfd";
     const b = env.bundle(id, (s) => (s.process.args = ["sh", "-c", "cat <&3; ls /proc/self/fd | tr '\\n' ' '"]));
