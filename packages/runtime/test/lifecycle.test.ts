@@ -1,7 +1,7 @@
 // The OCI lifecycle with real containers (root, busybox rootfs): create/start/state/kill/delete,
 // run, list; and the promise that a failed or killed command leaves nothing behind.
 import { describe, expect, test } from "bun:test";
-import { existsSync, readFileSync, readlinkSync, realpathSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { leftovers, testEnv } from "./containers.ts";
 import { TSRUN } from "./helpers.ts";
@@ -320,6 +320,35 @@ describe("security", () => {
     expect(env.tsrun(["delete", "--force", "dump"]).code).toBe(0);
   });
 
+  test("a root init is not dumpable until exec either; the program is", () => {
+    // For a root process /proc/<pid> belongs to root whether dumpable or not, so ask the kernel
+    // what dumpability decides: ptrace access to it by a root process without CAP_SYS_PTRACE
+    // (holding every other capability, so at least the init's; with fewer the capability check
+    // alone refuses). /proc/<pid>/stat shows the code's start and end only to a process with
+    // that access ("1 1" otherwise), and needs no tool that a host may lack.
+    const b = env.bundle("dumproot", (s) => (s.process.args = ["sleep", "30"]));
+    expect(env.tsrun(["create", "--bundle", b, "dumproot"]).code).toBe(0);
+    try {
+      const pid = JSON.parse(env.tsrun(["state", "dumproot"]).stdout).pid;
+      expect(readFileSync(`/proc/${pid}/status`, "utf8")).toMatch(/^Uid:\s+0\s/m);
+      const codeRange = () => {
+        const r = Bun.spawnSync(["setpriv", "--bounding-set", "-sys_ptrace", "--inh-caps", "-all", "--", "cat", `/proc/${pid}/stat`], { stdout: "pipe", stderr: "pipe" });
+        expect(r.stderr.toString()).toBe("");
+        // fields 26 and 27 (startcode, endcode), counted after the command name in parentheses
+        return r.stdout.toString().slice(r.stdout.toString().lastIndexOf(")") + 2).split(" ").slice(23, 25).join(" ");
+      };
+      expect(codeRange()).toBe("1 1");
+      // The check itself can tell: host root, with CAP_SYS_PTRACE, sees the real range.
+      expect(readFileSync(`/proc/${pid}/stat`, "utf8")).not.toMatch(/\) (\S+ ){23}1 1 /);
+      expect(env.tsrun(["start", "dumproot"]).code).toBe(0);
+      let after = codeRange();
+      for (let i = 0; i < 100 && after === "1 1"; i++, after = codeRange()) Bun.sleepSync(5);
+      expect(after).not.toBe("1 1");
+    } finally {
+      env.tsrun(["delete", "--force", "dumproot"]);
+    }
+  });
+
   test("no fd but 0-2 (and preserved ones) reaches the container", () => {
     const b = env.bundle("fds", (s) => (s.process.args = ["sh", "-c", "ls /proc/self/fd | tr '\\n' ' '"]));
     const r = env.tsrun(["run", "--bundle", b, "fds"]);
@@ -343,12 +372,21 @@ describe("security", () => {
   });
 
   test("a symlink in the rootfs cannot send a mount outside it", () => {
-    const b = env.bundle("escape", (s) => s.mounts.push({ destination: "/evil/tsrun-escape-probe", type: "tmpfs", source: "tmpfs" }));
+    // A name of this run's own: a probe left by an earlier failed run must not fail this one.
+    const name = `tsrun-escape-probe-${process.pid}-${Date.now()}`;
+    const b = env.bundle("escape", (s) => s.mounts.push({ destination: `/evil/${name}`, type: "tmpfs", source: "tmpfs" }));
     Bun.spawnSync(["ln", "-s", "/tmp", join(b, "rootfs/evil")]);
-    const probe = "/tmp/tsrun-escape-probe";
-    const r = env.tsrun(["run", "--bundle", b, "escape"]);
-    expect(existsSync(probe)).toBe(false);
-    expect(r.code).toBe(0);
-    expect(existsSync(join(b, "rootfs/tmp/tsrun-escape-probe"))).toBe(true);
+    const probe = `/tmp/${name}`;
+    try {
+      const r = env.tsrun(["run", "--bundle", b, "escape"]);
+      expect(existsSync(probe)).toBe(false);
+      expect(r.code).toBe(0);
+      expect(existsSync(join(b, `rootfs/tmp/${name}`))).toBe(true);
+    } finally {
+      // What a failure made on the host goes, mounted or not.
+      if (readFileSync("/proc/self/mountinfo", "utf8").includes(` ${probe} `)) Bun.spawnSync(["umount", "-l", probe]);
+      rmSync(probe, { recursive: true, force: true });
+    }
   });
+
 });
