@@ -2,14 +2,14 @@
 // (ops.ts objects -> encodePlan) run through spawnExecutor on a busybox rootfs, checked from the
 // host. Needs root, gcc and busybox-static (scripts/setup.sh).
 import { afterAll, describe, expect, test } from "bun:test";
-import { chmodSync, closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { hostname } from "node:os";
+import { chmodSync, closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildNative } from "../../../scripts/build-native.ts";
 import type { Op } from "../src/plan/ops.ts";
 import { SYNC } from "../src/plan/ops.ts";
 import { encodePlan } from "../src/plan/wire.ts";
-import { repo, tempDir } from "./helpers.ts";
+import { repo } from "./helpers.ts";
 
 const isRoot = process.getuid?.() === 0;
 // The embedded files must exist before native.ts is loaded: build first, then import.
@@ -32,7 +32,9 @@ const CAP_CHOWN = 0n;
 const CAP_KILL = 5n;
 const CAP_NET_BIND_SERVICE = 10n;
 
-const work = isRoot ? tempDir("tsrun-native-") : "";
+// Not tempDir(): its removal would run before this file's afterAll and, with a test mount left
+// under it, fail with EBUSY before the leak check below could name the mount.
+const work = isRoot ? mkdtempSync(join(tmpdir(), "tsrun-native-")) : "";
 function makeRootfs(name: string): string {
   const dir = join(work, name);
   const r = Bun.spawnSync(["bash", join(repo, "scripts/make-rootfs.sh"), dir], { stderr: "pipe" });
@@ -417,7 +419,9 @@ describe("executor", () => {
     expect(lstatSync(join(rootfs, `${tag}-null`)).isCharacterDevice()).toBe(true);
 
     // a dangling symlink is not followed out either: its target is made inside the root or refused
-    const r2 = run([{ op: "fork", flags: CLONE_NEWNS }, { op: "setRoot", path: rootfs }, tmpfs("dangle"), sh("true")]);
+    // Slave first, as every plan does: on a shared root (systemd's) the tmpfs would otherwise
+    // propagate back onto the host.
+    const r2 = run([{ op: "fork", flags: CLONE_NEWNS }, { op: "mount", source: null, target: "/", fstype: null, flags: MS.REC | MS.SLAVE, data: null }, { op: "setRoot", path: rootfs }, tmpfs("dangle"), sh("true")]);
     expect(existsSync(`/${tag}-dangling`)).toBe(false);
     expect(r2.status.exited).toBe(true);
   });
@@ -663,8 +667,10 @@ describe("executor", () => {
   });
 
   test("sendFd passes an fd with a name over a unix socket, as runc's --console-socket does", async () => {
+    // python3 stands in for the engine's end of the socket; without it this test would prove
+    // nothing, so it fails rather than passing unchecked (scripts/setup.sh installs python3).
     const py = Bun.which("python3");
-    if (!py) return;
+    if (!py) throw new Error("python3 is needed for this test (scripts/setup.sh installs it)");
     const sock = join(work, "console.sock");
     const server = Bun.spawn(
       [py, "-c", `import socket,os,sys\ns=socket.socket(socket.AF_UNIX);s.bind(sys.argv[1]);s.listen(1);print("ready",flush=True)\nc,_=s.accept()\nmsg,fds,_,_=socket.recv_fds(c,1024,1)\nprint(msg.decode(), os.readlink("/proc/self/fd/%d"%fds[0]))`, sock],
@@ -696,8 +702,13 @@ describe("executor", () => {
 
 afterAll(() => {
   if (!isRoot) return;
-  // nothing of the tests may stay mounted on the host
-  const mounts = readFileSync("/proc/self/mountinfo", "utf8");
-  if (work && mounts.includes(work)) throw new Error(`a test mount leaked onto the host: ${work}`);
+  // Nothing of the tests may stay mounted on the host: named first, then detached so that the
+  // removal still works and the next run starts clean.
+  const leaked = readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .map((l) => l.split(" ")[4] ?? "")
+    .filter((p) => p === work || p.startsWith(`${work}/`));
+  for (const p of leaked.reverse()) Bun.spawnSync(["umount", "-l", p]);
   rmSync(work, { recursive: true, force: true });
+  if (leaked.length) throw new Error(`test mounts leaked onto the host: ${leaked.join(", ")}`);
 });
