@@ -222,7 +222,9 @@ describe("layerFromUpper on a real overlay upper dir", () => {
     mkdirSync(dir);
     writeFileSync(join(tmp, "layer.tar"), tarBytes);
     sh(["tar", "--xattrs", "--xattrs-include=*", "--numeric-owner", "-xpf", join(tmp, "layer.tar"), "-C", dir]);
-    const r = Bun.spawnSync(["tar", "-tvf", join(tmp, "layer.tar")]);
+    // A UTF-8 locale: under C or POSIX (the default where LANG is unset) tar escapes the
+    // name's bytes as caf\303\251. C.UTF-8 is in every Debian libc.
+    const r = Bun.spawnSync(["tar", "-tvf", join(tmp, "layer.tar")], { env: { ...process.env, LC_ALL: "C.UTF-8" } });
     const listing = r.stdout.toString();
     expect(listing).toContain("new.txt link to hard.txt");
     expect(listing).toContain(LONG_FILE);
