@@ -11,8 +11,30 @@ import { close, pollIn, sealedMemfd, sendBytes, socketpair, SysError } from "./l
 
 const { i32, u32, ptr } = FFIType;
 
+/**
+ * The path to dlopen. In the compiled binary the library is embedded (a /$bunfs/ path), and
+ * Bun's dlopen would extract it to /tmp/.bun-<uid>-<hash>.so, left on every host that ever ran
+ * tsrun; instead it goes into a sealed memfd and is loaded through /proc/self/fd/N, which
+ * leaves nothing behind. The fd is closed once loaded: the mapping keeps the memory. From the
+ * sources (tests) the built file is loaded where it is.
+ */
+function libraryPath(): { path: string; fd?: number } {
+  if (!libPath.startsWith("/$bunfs/")) return { path: libPath };
+  const fd = sealedMemfd("libtsrun.so", readFileSync(libPath), true);
+  return { path: `/proc/self/fd/${fd}`, fd };
+}
+
 function open() {
-  return dlopen(libPath, {
+  const { path, fd } = libraryPath();
+  try {
+    return load(path);
+  } finally {
+    if (fd !== undefined) close(fd);
+  }
+}
+
+function load(path: string) {
+  return dlopen(path, {
     tsrun_spawn: { args: [i32, i32, i32, ptr, ptr, i32], returns: i32 },
     tsrun_recv: { args: [i32, ptr, i32, ptr], returns: i32 },
     tsrun_send_fd: { args: [ptr, i32, ptr], returns: i32 },
