@@ -4,11 +4,12 @@
 // umoci and jq (scripts/make-image.sh), and the built binaries (`bun scripts/build.ts`).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { umount2 } from "@tsrun/runtime/src/linux/libc.ts";
 import { MNT_DETACH } from "@tsrun/runtime/src/linux/constants.ts";
 import { mountPoints } from "../src/task/rootfs.ts";
 import { DEFAULT_ROOT } from "../src/task/runtime.ts";
+import { SOCKET_DIR } from "../src/bin/manager.ts";
 
 const repo = join(import.meta.dir, "../../..");
 const SHIM = join(repo, "dist/containerd-shim-tsrun-v2");
@@ -21,7 +22,21 @@ const canRun = process.getuid?.() === 0 && existsSync(SHIM) && existsSync(TSRUN)
 // Short: containerd's socket path and the shim's must fit in sun_path.
 const dir = canRun ? mkdtempSync("/tmp/tsrun-ctd-") : "";
 const sock = join(dir, "c.sock");
+// ctr's fifos for the tasks' stdio: its default is /run/containerd/fifo, on the host.
+const fifos = join(dir, "fifo");
 let containerd: Bun.Subprocess | undefined;
+
+// Outside our private dir, what the shim and the runtime make where containerd's runc shim and
+// runc would (both fixed paths: containerd 1.6 passes the shim no directory, and ctr passes a
+// runtime root to runc's shim only), and the cgroup parent of ctr's "/<namespace>/<id>" paths,
+// which the runtime leaves as runc does. The test removes whichever of them it made, once empty,
+// so a host's own containerd keeps what is its.
+const CONTAINERD_RUN = dirname(DEFAULT_ROOT);
+const hostPaths = [DEFAULT_ROOT, SOCKET_DIR, CONTAINERD_RUN];
+const cgroupParents = readdirSync("/sys/fs/cgroup", { withFileTypes: true })
+  .filter((e) => e.isDirectory())
+  .map((e) => join("/sys/fs/cgroup", e.name, NS));
+const madeHere = [...hostPaths, ...cgroupParents].filter((p) => !existsSync(p));
 
 function ctr(args: string[], timeoutMs = 60_000): { code: number; stdout: string; stderr: string } {
   const r = Bun.spawnSync(["ctr", "--address", sock, "--namespace", NS, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: timeoutMs });
@@ -111,16 +126,19 @@ describe("containerd 1.6 runs containers through containerd-shim-tsrun-v2 (root)
       }
     }
     if (dir) rmSync(dir, { recursive: true, force: true });
-    // The namespace's state directory, once empty (the runtime removes containers, not the directory).
-    try {
-      rmdirSync(join(DEFAULT_ROOT, NS));
-    } catch {
-      // Not empty or not there: leave it.
+    // The namespace's state directory, once empty (the runtime removes containers, not the
+    // directory), then what this test made outside its dir, children first.
+    for (const p of [join(DEFAULT_ROOT, NS), ...madeHere]) {
+      try {
+        rmdirSync(p);
+      } catch {
+        // Not empty (in use by someone else) or not there: leave it.
+      }
     }
   }, 60_000);
 
   test("ctr run --rm … echo hi prints hi and leaves nothing behind", async () => {
-    const r = ctr(["run", "--rm", "--runtime", "io.containerd.tsrun.v2", IMAGE, "e2e-echo", "echo", "hi"]);
+    const r = ctr(["run", "--fifo-dir", fifos, "--rm", "--runtime", "io.containerd.tsrun.v2", IMAGE, "e2e-echo", "echo", "hi"]);
     expect(r.stderr).toBe("");
     expect(r.stdout).toBe("hi\n");
     expect(r.code).toBe(0);
@@ -128,7 +146,7 @@ describe("containerd 1.6 runs containers through containerd-shim-tsrun-v2 (root)
   }, 60_000);
 
   test("the exit status and stderr come back through ctr", async () => {
-    const r = ctr(["run", "--rm", "--runtime", "io.containerd.tsrun.v2", IMAGE, "e2e-exit", "sh", "-c", "echo out; echo err >&2; exit 4"]);
+    const r = ctr(["run", "--fifo-dir", fifos, "--rm", "--runtime", "io.containerd.tsrun.v2", IMAGE, "e2e-exit", "sh", "-c", "echo out; echo err >&2; exit 4"]);
     expect(r.stdout).toBe("out\n");
     expect(r.stderr).toBe("err\n");
     expect(r.code).toBe(4);
@@ -137,14 +155,14 @@ describe("containerd 1.6 runs containers through containerd-shim-tsrun-v2 (root)
 
   test("the container gets only its stdio from the shim (no leaked sockets or fifos)", async () => {
     // ls's own directory fd is the 3.
-    const r = ctr(["run", "--rm", "--runtime", "io.containerd.tsrun.v2", IMAGE, "e2e-fds", "ls", "/proc/self/fd"]);
+    const r = ctr(["run", "--fifo-dir", fifos, "--rm", "--runtime", "io.containerd.tsrun.v2", IMAGE, "e2e-fds", "ls", "/proc/self/fd"]);
     expect(r.stdout.split("\n").filter(Boolean)).toEqual(["0", "1", "2", "3"]);
     expect(r.code).toBe(0);
     await expectNothingLeft("e2e-fds");
   }, 60_000);
 
   test("a detached task is listed as running, killed, and deleted", async () => {
-    expect(ctr(["run", "-d", "--runtime", "io.containerd.tsrun.v2", IMAGE, "e2e-detach", "sleep", "100"]).code).toBe(0);
+    expect(ctr(["run", "--fifo-dir", fifos, "-d", "--runtime", "io.containerd.tsrun.v2", IMAGE, "e2e-detach", "sleep", "100"]).code).toBe(0);
     expect(ctr(["tasks", "ls"]).stdout).toMatch(/e2e-detach\s+\d+\s+RUNNING/);
     expect(ctr(["tasks", "kill", "-s", "SIGKILL", "e2e-detach"]).code).toBe(0);
     const end = Date.now() + 10_000;
