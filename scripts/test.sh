@@ -14,14 +14,33 @@ if ! node_modules/.bin/tsc --noEmit -p .; then
   echo "typecheck: tsc --noEmit failed" >&2
   typecheck=1
 fi
-$BUN test "$@" 2>&1 | tee .tmp/test.log
-status=${PIPESTATUS[0]}
+# Full runs on one machine take turns: the check below would count another run's files and
+# cgroups as this run's leftovers, and the suites share fixed names (cgroups, containerd's).
+exec 9>/run/lock/tsrun-test.lock && flock 9
+# The suite, between two snapshots of what it could leave on the machine (scripts/leftovers.ts),
+# which count as one more test. As root it runs in a mount namespace of its own, so the check
+# reads the mount table the tests change; that namespace's mounts are private to it.
+run_suite() {
+  $BUN scripts/leftovers.ts run bash -c '$BUN test "$@" 2>&1 | tee .tmp/test.log; echo "${PIPESTATUS[0]}" >.tmp/test.status' bun-test "$@"
+}
+export -f run_suite
+export BUN
+echo 1 >.tmp/test.status
+if [ "$(id -u)" -eq 0 ]; then
+  unshare --mount bash -c 'run_suite "$@"' run_suite "$@"
+else
+  run_suite "$@"
+fi
+leftovers=$?
+status=$(cat .tmp/test.status)
 pass=$(grep -Eo '^ *[0-9]+ pass$' .tmp/test.log | tail -1 | grep -Eo '[0-9]+' || echo 0)
 fail=$(grep -Eo '^ *[0-9]+ fail$' .tmp/test.log | tail -1 | grep -Eo '[0-9]+' || echo 0)
 skip=$(grep -Eo '^ *[0-9]+ skip$' .tmp/test.log | tail -1 | grep -Eo '[0-9]+' || echo 0)
 if [ "$status" -ne 0 ] && [ "$fail" -eq 0 ]; then fail=1; fi
 # The strict typecheck counts as one test.
 if [ "$typecheck" -eq 0 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); status=1; fi
+# So does leaving nothing behind.
+if [ "$leftovers" -eq 0 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); status=1; fi
 if [ "$pass" -eq 0 ] && [ "$fail" -eq 0 ]; then echo "no test ran" >&2; fail=1; fi
 line="$pass passed, $fail failed"
 [ "$skip" -gt 0 ] && line="$line, $skip skipped"
