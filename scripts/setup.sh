@@ -19,8 +19,41 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
   echo "setup: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
+  # containerd's and docker-registry's packages start their service at install and enable it at
+  # boot, and the registry then listens on port 5000 on every interface. The tests start their
+  # own containerd and registry on private sockets, ports and dirs, so the machine is left with
+  # no new service: a policy-rc.d that refuses every start (101) for the time of the install
+  # (an existing one is put back after, even on failure), then the new services are disabled.
+  policy=/usr/sbin/policy-rc.d
+  saved_policy=""
+  if [ -e "$policy" ]; then
+    saved_policy=$(mktemp "$policy.setup.XXXXXX")
+    mv -f "$policy" "$saved_policy"
+  fi
+  restore_policy() {
+    rm -f "$policy"
+    if [ -n "$saved_policy" ]; then mv -f "$saved_policy" "$policy"; fi
+  }
+  trap restore_policy EXIT
+  printf '#!/bin/sh\n# scripts/setup.sh of tsrun: no service starts during its apt-get install.\nexit 101\n' >"$policy"
+  chmod 755 "$policy"
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  restore_policy
+  trap - EXIT
+  for p in "${missing[@]}"; do
+    case "$p" in containerd | docker-registry) ;; *) continue ;; esac
+    if [ -d /run/systemd/system ]; then
+      systemctl disable --now --quiet "$p.service" || true
+    elif command -v systemctl >/dev/null; then
+      # systemd installed but not running (a container, a chroot): the unit's links still start it at boot.
+      systemctl disable --quiet "$p.service" >/dev/null 2>&1 || true
+    fi
+    if [ -x "/etc/init.d/$p" ]; then
+      "/etc/init.d/$p" stop >/dev/null 2>&1 || true
+      update-rc.d "$p" disable >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 if [ ! -x node_modules/.bin/bun ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
