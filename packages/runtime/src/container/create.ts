@@ -28,6 +28,7 @@ import { destroyContainer, lockContainer, saveCgroupRecord } from "./cleanup.ts"
 import { idmapUserns } from "./idmap.ts";
 import { readMountinfo } from "../linux/mountinfo.ts";
 import { trace } from "../trace.ts";
+import { apparmorEnabled, hostTerminal } from "./host.ts";
 
 export interface CreateOptions {
   id: string;
@@ -153,14 +154,6 @@ function frozen(cg: CgroupManager): boolean {
   return paths[""] !== undefined && read(`${paths[""]}/cgroup.freeze`) === "1";
 }
 
-function apparmorEnabled(): boolean {
-  try {
-    return readFileSync("/sys/module/apparmor/parameters/enabled", "utf8").trim() === "Y";
-  } catch {
-    return false;
-  }
-}
-
 /** The mount point that `path` is on: the longest one above it. */
 function mountPointOf(path: string): string | undefined {
   let best: string | undefined;
@@ -252,22 +245,6 @@ function makeExecFifo(path: string, spec: Spec): void {
   const gid = userns ? hostId(user.gid ?? 0, spec.linux?.gidMappings ?? []) : (user.gid ?? 0);
   linux.mkfifo(path, 0o600);
   if ((uid ?? 0) !== 0 || (gid ?? 0) !== 0) chownSync(path, uid ?? 0, gid ?? 0);
-}
-
-/**
- * Whether a terminal is there to relay the container's to, as runc asks: one of our stdio, or
- * the controlling terminal when all three are redirected. Without one, a shell on the pty would
- * wait for input nobody can give, silently.
- */
-function hostTerminal(): boolean {
-  const { isatty } = require("node:tty") as typeof import("node:tty");
-  if (isatty(0) || isatty(1) || isatty(2)) return true;
-  try {
-    closeSync(openSync("/dev/tty", "r"));
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function writePidFile(path: string, pid: number): void {
