@@ -13,9 +13,11 @@ export function given<T>(v: T | null | undefined): v is T {
 }
 
 /**
- * Settings where runc (and every engine writing configs for it) uses 0 for "not set": memory
- * limit/reservation/swap/kernelTCP, cpu quota/period/realtime and shares. A limit of 0 there
- * would be unusable anyway.
+ * Settings where runc (1.1's libcontainer/cgroups/fs and fs2: `if r.X != 0`) and every engine
+ * writing configs for it use 0 for "not set": memory limit/reservation/swap/kernelTCP, cpu
+ * quota/period/realtime and shares, blockIO weight/leafWeight (also per device) and
+ * network.classID. Docker sends `blockIO.weight: 0` and `cpu.shares: 0` for every container. A
+ * limit of 0 there would be unusable anyway.
  */
 export function givenNonZero(v: number | null | undefined): v is number {
   return given(v) && v !== 0;

@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import type { LinuxBlockIO, LinuxResources, LinuxThrottleDevice } from "@tsrun/ocispec/src/index.ts";
 import { writeText } from "../fs.ts";
 import { controller, type Requested } from "../controller.ts";
-import { devNumber, given, intText, RESOURCES } from "../values.ts";
+import { devNumber, given, givenNonZero, intText, RESOURCES } from "../values.ts";
 
 const P = `${RESOURCES}/blockIO`;
 
@@ -29,11 +29,11 @@ export const blkioV1 = controller({
     const b = r.blockIO;
     if (!given(b)) return [];
     const out: Requested[] = [];
-    if (given(b.weight)) out.push({ pointer: `${P}/weight`, files: WEIGHT, why: NO_WEIGHT });
-    if (given(b.leafWeight)) out.push({ pointer: `${P}/leafWeight`, files: ["blkio.leaf_weight"], why: NO_LEAF });
+    if (givenNonZero(b.weight)) out.push({ pointer: `${P}/weight`, files: WEIGHT, why: NO_WEIGHT });
+    if (givenNonZero(b.leafWeight)) out.push({ pointer: `${P}/leafWeight`, files: ["blkio.leaf_weight"], why: NO_LEAF });
     (b.weightDevice ?? []).forEach((d, i) => {
-      if (given(d.weight)) out.push({ pointer: `${P}/weightDevice/${i}/weight`, files: WEIGHT_DEVICE, why: NO_WEIGHT });
-      if (given(d.leafWeight)) out.push({ pointer: `${P}/weightDevice/${i}/leafWeight`, files: ["blkio.leaf_weight_device"], why: NO_LEAF });
+      if (givenNonZero(d.weight)) out.push({ pointer: `${P}/weightDevice/${i}/weight`, files: WEIGHT_DEVICE, why: NO_WEIGHT });
+      if (givenNonZero(d.leafWeight)) out.push({ pointer: `${P}/weightDevice/${i}/leafWeight`, files: ["blkio.leaf_weight_device"], why: NO_LEAF });
     });
     for (const [key, file] of THROTTLES) (b[key] ?? []).forEach((_, i) => out.push({ pointer: `${P}/${key}/${i}`, files: [file] }));
     return out;
@@ -42,17 +42,17 @@ export const blkioV1 = controller({
     const b = r.blockIO;
     if (!given(b)) return;
     const pick = (names: string[]) => `${dir}/${names.find((n) => existsSync(`${dir}/${n}`)) ?? names[0]}`;
-    if (given(b.weight)) {
+    if (givenNonZero(b.weight)) {
       const file = pick(WEIGHT);
       writeText(file, intText(b.weight, file));
     }
-    if (given(b.leafWeight)) writeText(`${dir}/blkio.leaf_weight`, intText(b.leafWeight, `${dir}/blkio.leaf_weight`));
+    if (givenNonZero(b.leafWeight)) writeText(`${dir}/blkio.leaf_weight`, intText(b.leafWeight, `${dir}/blkio.leaf_weight`));
     for (const d of b.weightDevice ?? []) {
-      if (given(d.weight)) {
+      if (givenNonZero(d.weight)) {
         const file = pick(WEIGHT_DEVICE);
         writeText(file, `${devNumber(d, file)} ${intText(d.weight, file)}`);
       }
-      if (given(d.leafWeight)) {
+      if (givenNonZero(d.leafWeight)) {
         const file = `${dir}/blkio.leaf_weight_device`;
         writeText(file, `${devNumber(d, file)} ${intText(d.leafWeight, file)}`);
       }

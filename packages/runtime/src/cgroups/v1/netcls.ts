@@ -2,14 +2,14 @@
 import type { LinuxResources } from "@tsrun/ocispec/src/index.ts";
 import { writeText } from "../fs.ts";
 import { controller, type Requested } from "../controller.ts";
-import { given, intText, RESOURCES } from "../values.ts";
+import { given, givenNonZero, intText, RESOURCES } from "../values.ts";
 
 export const netClsV1 = controller({
   name: "net_cls",
   requested(r: LinuxResources): Requested[] {
-    return given(r.network) && given(r.network.classID) ? [{ pointer: `${RESOURCES}/network/classID`, files: ["net_cls.classid"] }] : [];
+    return given(r.network) && givenNonZero(r.network.classID) ? [{ pointer: `${RESOURCES}/network/classID`, files: ["net_cls.classid"] }] : [];
   },
   apply(dir: string, r: LinuxResources): void {
-    if (given(r.network) && given(r.network.classID)) writeText(`${dir}/net_cls.classid`, intText(r.network.classID, `${dir}/net_cls.classid`));
+    if (given(r.network) && givenNonZero(r.network.classID)) writeText(`${dir}/net_cls.classid`, intText(r.network.classID, `${dir}/net_cls.classid`));
   },
 });

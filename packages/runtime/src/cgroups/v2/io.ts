@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import type { LinuxBlockIO, LinuxResources } from "@tsrun/ocispec/src/index.ts";
 import { writeText } from "../fs.ts";
 import { controller, type Requested } from "../controller.ts";
-import { blkioToIoWeight, devNumber, given, intText, RESOURCES } from "../values.ts";
+import { blkioToIoWeight, devNumber, given, givenNonZero, intText, RESOURCES } from "../values.ts";
 
 const P = `${RESOURCES}/blockIO`;
 const WEIGHT = ["io.bfq.weight", "io.weight"];
@@ -27,11 +27,11 @@ export const ioV2 = controller({
     const b = r.blockIO;
     if (!given(b)) return [];
     const out: Requested[] = [];
-    if (given(b.weight)) out.push({ pointer: `${P}/weight`, files: WEIGHT, why: NO_WEIGHT });
-    if (given(b.leafWeight)) out.push({ pointer: `${P}/leafWeight`, files: [], why: NO_LEAF });
+    if (givenNonZero(b.weight)) out.push({ pointer: `${P}/weight`, files: WEIGHT, why: NO_WEIGHT });
+    if (givenNonZero(b.leafWeight)) out.push({ pointer: `${P}/leafWeight`, files: [], why: NO_LEAF });
     (b.weightDevice ?? []).forEach((d, i) => {
-      if (given(d.weight)) out.push({ pointer: `${P}/weightDevice/${i}/weight`, files: WEIGHT, why: NO_WEIGHT });
-      if (given(d.leafWeight)) out.push({ pointer: `${P}/weightDevice/${i}/leafWeight`, files: [], why: NO_LEAF });
+      if (givenNonZero(d.weight)) out.push({ pointer: `${P}/weightDevice/${i}/weight`, files: WEIGHT, why: NO_WEIGHT });
+      if (givenNonZero(d.leafWeight)) out.push({ pointer: `${P}/weightDevice/${i}/leafWeight`, files: [], why: NO_LEAF });
     });
     for (const [key] of IO_MAX_KEYS) (b[key] ?? []).forEach((_, i) => out.push({ pointer: `${P}/${key}/${i}`, files: ["io.max"] }));
     return out;
@@ -42,8 +42,8 @@ export const ioV2 = controller({
     const bfq = existsSync(`${dir}/io.bfq.weight`);
     const file = `${dir}/${bfq ? "io.bfq.weight" : "io.weight"}`;
     const w = (n: number) => (bfq ? intText(n, file) : String(blkioToIoWeight(n)));
-    if (given(b.weight)) writeText(file, bfq ? w(b.weight) : `default ${w(b.weight)}`);
-    for (const d of b.weightDevice ?? []) if (given(d.weight)) writeText(file, `${devNumber(d, file)} ${w(d.weight)}`);
+    if (givenNonZero(b.weight)) writeText(file, bfq ? w(b.weight) : `default ${w(b.weight)}`);
+    for (const d of b.weightDevice ?? []) if (givenNonZero(d.weight)) writeText(file, `${devNumber(d, file)} ${w(d.weight)}`);
     const max = `${dir}/io.max`;
     for (const [key, name] of IO_MAX_KEYS) {
       for (const t of b[key] ?? []) writeText(max, `${devNumber(t, max)} ${name}=${t.rate === 0 ? "max" : intText(t.rate, max)}`);

@@ -1,0 +1,76 @@
+// Behaviour differences found by Docker, runc's bats suite and runtime-tools' validation suite
+// (issue 9): each test runs a real container and pins down what runc 1.1.5 does.
+import { describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, readFileSync, rmdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { testEnv } from "./containers.ts";
+
+const env = testEnv();
+
+/** The init's cgroup directory for a v1 controller, from /proc/<pid>/cgroup. */
+function cgroupDir(pid: number, controller: string): string {
+  for (const line of readFileSync(`/proc/${pid}/cgroup`, "utf8").split("\n")) {
+    const [, names, path] = line.split(":");
+    if (names?.split(",").includes(controller)) return join("/sys/fs/cgroup", controller, path!);
+  }
+  throw new Error(`no ${controller} cgroup for ${pid}`);
+}
+
+function readOr(file: string): string | undefined {
+  try {
+    return readFileSync(file, "utf8").trim();
+  } catch {
+    return undefined;
+  }
+}
+
+describe("resources that runc reads as unset", () => {
+  test("Docker's zeros (blockIO.weight 0, cpu.shares 0, …) create and run, and nothing is written for them", () => {
+    const id = `zeros-${process.pid}`;
+    const b = env.bundle(id, (s) => {
+      s.process.args = ["sleep", "30"];
+      s.linux.resources = {
+        ...s.linux.resources,
+        // This host has no CFQ/BFQ (no blkio.weight) and no net_cls: a value written or judged
+        // here would refuse the create.
+        blockIO: { weight: 0, leafWeight: 0, weightDevice: [{ major: 1, minor: 3, weight: 0, leafWeight: 0 }] },
+        cpu: { shares: 0, quota: 0, period: 0, realtimeRuntime: 0, realtimePeriod: 0, cpus: "", mems: "" },
+        memory: { limit: 0, reservation: 0, swap: 0, kernelTCP: 0, disableOOMKiller: false },
+        network: { classID: 0 },
+      };
+    });
+    const r = env.tsrun(["run", "-d", "--bundle", b, id]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const refs: string[] = [];
+    try {
+      const pid = JSON.parse(env.tsrun(["state", id]).stdout).pid as number;
+      // A fresh sibling cgroup has the defaults the container's must still have.
+      const files: Record<string, string[]> = {
+        cpu: ["cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us", "cpu.rt_runtime_us", "cpu.rt_period_us"],
+        memory: ["memory.limit_in_bytes", "memory.soft_limit_in_bytes", "memory.memsw.limit_in_bytes", "memory.kmem.tcp.limit_in_bytes", "memory.swappiness", "memory.oom_control"],
+        blkio: ["blkio.throttle.read_bps_device", "blkio.throttle.write_bps_device"],
+      };
+      let compared = 0;
+      for (const [ctl, names] of Object.entries(files)) {
+        const dir = cgroupDir(pid, ctl);
+        const ref = join(dirname(dir), `ref-${process.pid}`);
+        mkdirSync(ref);
+        refs.push(ref);
+        for (const f of names) {
+          const want = readOr(join(ref, f));
+          if (want === undefined) continue;
+          expect(`${f}: ${readOr(join(dir, f))}`).toBe(`${f}: ${want}`);
+          compared++;
+        }
+      }
+      expect(compared).toBeGreaterThanOrEqual(8);
+      // The cpuset is the parent's, as for any container.
+      const cpuset = cgroupDir(pid, "cpuset");
+      expect(readOr(join(cpuset, "cpuset.cpus"))).toBe(readOr(join(dirname(cpuset), "cpuset.cpus")));
+    } finally {
+      for (const ref of refs) if (existsSync(ref)) rmdirSync(ref);
+      expect(env.tsrun(["delete", "--force", id]).code).toBe(0);
+    }
+  });
+});
