@@ -1,0 +1,154 @@
+// exec: a new process in a running container, through the same executor as the init. It joins
+// the init's namespaces and cgroups and gets the init's set-up (or what process.json says);
+// only fds 0-2 and the preserved ones reach it, it is not dumpable until its program runs, and
+// /proc/<pid>/exe is never the tsrun binary.
+import type { Process } from "@tsrun/ocispec/src/index.ts";
+import { validateConfig } from "@tsrun/ocispec/src/config.ts";
+import { formatProblem } from "@tsrun/ocispec/src/problem.ts";
+import { OCI_VERSION } from "@tsrun/ocispec/src/version.ts";
+import { cgroupManagerFromJSON } from "../cgroups/manager.ts";
+import * as linux from "../linux/index.ts";
+import { PlanError } from "../plan/compile.ts";
+import { compileExecPlan } from "../plan/exec.ts";
+import type { Op } from "../plan/ops.ts";
+import { SYNC } from "../plan/ops.ts";
+import { encodePlan } from "../plan/wire.ts";
+import { writeFileAtomic } from "../io.ts";
+import { ContainerError } from "./errors.ts";
+import { status } from "./lifecycle.ts";
+import { apparmorEnabled, hostTerminal } from "./host.ts";
+import { waitExit, forwardSignals } from "./foreground.ts";
+import type { Store } from "./store.ts";
+import { resolve } from "node:path";
+
+export interface ExecOptions {
+  id: string;
+  /** The whole process: the container's own, changed by the command line, or process.json. */
+  process: Process;
+  consoleSocket?: string;
+  detach?: boolean;
+  pidFile?: string;
+  preserveFds?: number;
+  /** Exec into a paused container (the process then waits, frozen, until resume). */
+  ignorePaused?: boolean;
+}
+
+/** How long tsrun waits for any one step of the executor. */
+const STEP_TIMEOUT_MS = 60_000;
+
+function describe(op: Op | undefined): string {
+  if (!op) return "set-up";
+  switch (op.op) {
+    case "setns":
+      return `join namespace ${op.path}`;
+    case "exec":
+      return `exec ${op.file}`;
+    case "chdir":
+      return `chdir to cwd ${op.path}`;
+    case "setUser":
+      return `set user ${op.uid}:${op.gid}`;
+    case "writeFile":
+      return `write ${op.path}`;
+    default:
+      return op.op;
+  }
+}
+
+/** Checks a process as `create` checks the config's: every problem at once, by pointer. */
+export function validateProcess(p: unknown, source: string): Process {
+  const v = validateConfig({ ociVersion: OCI_VERSION, process: p });
+  if (!v.ok) {
+    const n = v.problems.length;
+    throw new ContainerError(`invalid ${source} (${n} problem${n === 1 ? "" : "s"}): ${v.problems.map(formatProblem).join("; ")}`);
+  }
+  return v.value.process!;
+}
+
+/**
+ * Runs the process in the container. Detached: returns 0 once its program runs. In the
+ * foreground: forwards signals, relays its terminal, and returns its exit status (128+n for a
+ * signal).
+ */
+export async function execProcess(store: Store, opts: ExecOptions): Promise<number> {
+  const rec = store.read(opts.id);
+  const st = status(store, rec);
+  if (st === "stopped") throw new ContainerError(`cannot exec in a stopped container: ${opts.id}`);
+  if (st === "creating") throw new ContainerError(`cannot exec in container ${opts.id}: it is still being created`);
+  if (st === "paused" && !opts.ignorePaused) throw new ContainerError(`cannot exec in a paused container ${opts.id} (use --ignore-paused to override)`);
+  const proc = opts.process;
+  if (proc.terminal && opts.detach && !opts.consoleSocket) throw new ContainerError("cannot allocate tty if tsrun will detach without setting console socket");
+  if (!proc.terminal && opts.consoleSocket) throw new ContainerError("cannot use console socket if tsrun will not detach or allocate tty");
+  if (proc.terminal && !opts.detach && !opts.consoleSocket && !hostTerminal())
+    throw new ContainerError(
+      "cannot relay the process's terminal: none of stdin, stdout and stderr is a terminal, and there is no controlling terminal (/dev/tty); run tsrun from a terminal, or drop --tty, or use --detach with --console-socket",
+    );
+  const preserveFds = opts.preserveFds ?? 0;
+  let plan;
+  try {
+    plan = compileExecPlan({ spec: rec.config, process: proc, initPid: rec.pid, preserveFds, apparmor: proc.apparmorProfile ? apparmorEnabled() : false });
+  } catch (e) {
+    if (e instanceof PlanError) throw new ContainerError(`exec in ${opts.id}: process${e.message}`);
+    throw e;
+  }
+  const { pid: stage1, sync } = linux.spawnExecutor(encodePlan(plan.ops), {
+    stdio: [0, 1, 2],
+    preserveFds: Array.from({ length: preserveFds }, (_, i) => 3 + i),
+  });
+  let stage1Left = true;
+  let pid = 0;
+  let pty: number | undefined;
+  let execd = false;
+  try {
+    // Stage 1 waits at its first sync: it joins the cgroups now, and the process it forks is
+    // born in them.
+    if (rec.cgroup !== undefined) {
+      const cg = cgroupManagerFromJSON(rec.cgroup);
+      if (cg.exists()) cg.addProcess(stage1);
+    }
+    for (;;) {
+      const msg = sync.recv(STEP_TIMEOUT_MS);
+      if (msg.type === "sync") {
+        sync.answer(msg.code === SYNC.NAMESPACES);
+      } else if (msg.type === "pid") {
+        pid = msg.pid;
+        linux.waitpid(stage1, 0);
+        stage1Left = false;
+      } else if (msg.type === "fd") {
+        if (opts.consoleSocket) {
+          linux.sendFd(opts.consoleSocket, msg.fd, "/dev/ptmx");
+          linux.close(msg.fd);
+        } else pty = msg.fd;
+      } else if (msg.type === "exec") {
+        execd = true;
+      } else if (msg.type === "error") {
+        throw new ContainerError(`exec in ${opts.id}: ${describe(plan.ops[msg.op])} failed: ${linux.errnoName(msg.errno)}: ${linux.strerror(msg.errno)}${msg.text ? ` (${msg.text})` : ""}`);
+      } else if (msg.type === "eof") {
+        if (!execd) throw new ContainerError(`exec in ${opts.id}: the process exited during set-up`);
+        break;
+      }
+    }
+  } catch (e) {
+    if (stage1Left) {
+      linux.kill(stage1, 9);
+      linux.waitpid(stage1, 0);
+    }
+    if (pid) {
+      linux.kill(pid, 9);
+      linux.waitpid(pid, 0);
+    }
+    if (pty !== undefined) linux.close(pty);
+    throw e;
+  } finally {
+    sync.close();
+  }
+  if (opts.pidFile) writeFileAtomic(resolve(opts.pidFile), String(pid), 0o644);
+  if (opts.detach) return 0;
+  // The process is tsrun's child (not reaped before waitExit): its pid cannot be reused meanwhile.
+  const stop = forwardSignals((sig) => linux.kill(pid, sig));
+  try {
+    return await waitExit(pid, pty);
+  } finally {
+    stop();
+    if (pty !== undefined) linux.close(pty);
+  }
+}
