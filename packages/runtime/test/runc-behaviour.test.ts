@@ -74,3 +74,37 @@ describe("resources that runc reads as unset", () => {
     }
   });
 });
+
+describe("hooks", () => {
+  test("hooks run in the bundle as runc's do; createContainer in the rootfs and startContainer in process.cwd, where runc runs those", () => {
+    const out = join(env.dir, "hook-cwd");
+    mkdirSync(out);
+    const hook = (kind: string, to = out) => ({ path: "/bin/sh", args: ["sh", "-c", `pwd > ${to}/${kind}`] });
+    const b = env.bundle("hookcwd", (s) => {
+      s.root.readonly = false;
+      s.process.cwd = "/var";
+      s.hooks = {
+        prestart: [hook("prestart")],
+        createRuntime: [hook("createRuntime")],
+        // Before pivot_root: the host's paths are still there.
+        createContainer: [hook("createContainer")],
+        // Inside the container: the rootfs's /bin/sh, writing into the rootfs.
+        startContainer: [hook("startContainer", "")],
+        poststart: [hook("poststart")],
+        poststop: [hook("poststop")],
+      };
+    });
+    const r = env.tsrun(["run", "--bundle", b, "hookcwd"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const got = (f: string) => readOr(f);
+    expect({
+      prestart: got(`${out}/prestart`),
+      createRuntime: got(`${out}/createRuntime`),
+      createContainer: got(`${out}/createContainer`),
+      startContainer: got(`${b}/rootfs/startContainer`),
+      poststart: got(`${out}/poststart`),
+      poststop: got(`${out}/poststop`),
+    }).toEqual({ prestart: b, createRuntime: b, createContainer: `${b}/rootfs`, startContainer: "/var", poststart: b, poststop: b });
+  });
+});

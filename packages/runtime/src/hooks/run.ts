@@ -1,5 +1,7 @@
 // Hooks that run in the runtime's namespaces (prestart, createRuntime, poststart, poststop):
-// the state JSON on stdin, args and env as configured, killed at their timeout.
+// the state JSON on stdin, args and env as configured, the bundle as working directory, killed at
+// their timeout.
+import { statSync } from "node:fs";
 import type { Hook } from "@tsrun/ocispec/src/index.ts";
 import { TsrunError } from "../errors.ts";
 
@@ -7,7 +9,22 @@ export class HookError extends TsrunError {
   override name = "HookError";
 }
 
+/**
+ * The bundle named by the state JSON, when it is still a directory. runc chdirs to the bundle
+ * before anything else (setupSpec), so its hooks run there and engines write hooks with paths
+ * relative to it; tsrun keeps its caller's cwd, so it gives hooks the bundle explicitly.
+ */
+function bundleOf(state: string): string | undefined {
+  try {
+    const bundle = (JSON.parse(state) as { bundle?: unknown }).bundle;
+    return typeof bundle === "string" && statSync(bundle).isDirectory() ? bundle : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function runHook(kind: string, index: number, hook: Hook, state: string): void {
+  const cwd = bundleOf(state);
   const argv = hook.args && hook.args.length > 0 ? hook.args : [hook.path];
   const timeout = hook.timeout ? hook.timeout * 1000 : undefined;
   let r;
@@ -15,6 +32,7 @@ export function runHook(kind: string, index: number, hook: Hook, state: string):
     r = Bun.spawnSync({
       cmd: [hook.path, ...argv.slice(1)],
       argv0: argv[0],
+      ...(cwd ? { cwd } : {}),
       env: Object.fromEntries((hook.env ?? []).map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)])),
       stdin: Buffer.from(state),
       stdout: "pipe",

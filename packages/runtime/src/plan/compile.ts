@@ -171,6 +171,10 @@ export function compilePlan(input: PlanInput): InitPlan {
   ops.push({ op: "stage", name: "tsrun:[2:INIT]" });
   ops.push(...rootfsOps(input, fresh.has("user"), bindFds));
   ops.push({ op: "sync", code: SYNC.MOUNTS });
+  // createContainer hooks run where runc runs them: in the rootfs, still at its host path
+  // (runc's prepareRootfs chdirs there first), so that a relative path such as runc's
+  // hooks-library test's `touch ./lib/…` lands in the container's root.
+  if (spec.hooks?.createContainer?.length) ops.push({ op: "chdir", path: input.rootfs });
   ops.push(...hookOps(spec.hooks?.createContainer));
   // --no-pivot keeps the host's mounts under the new root: its full proc and sysfs mounts
   // (outside the rootfs) are taken away first, as runc does.
