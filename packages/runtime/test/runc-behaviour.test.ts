@@ -108,3 +108,16 @@ describe("hooks", () => {
     }).toEqual({ prestart: b, createRuntime: b, createContainer: `${b}/rootfs`, startContainer: "/var", poststart: b, poststop: b });
   });
 });
+
+describe("rootfsPropagation", () => {
+  test("unbindable: the container runs and its / is unbindable (runc 1.1.5 fails with EINVAL)", () => {
+    const b = env.bundle("unbindable", (s) => {
+      s.linux.rootfsPropagation = "unbindable";
+      s.process.args = ["awk", '$5 == "/"', "/proc/self/mountinfo"];
+    });
+    const r = env.tsrun(["run", "--bundle", b, "unbindable"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout.split(" - ")[0]).toContain(" unbindable");
+  });
+});

@@ -261,7 +261,11 @@ function rootfsOps(input: PlanInput, userns: boolean, bindFds: ReadonlyMap<numbe
   // Keep the host's mount events from propagating in, and make the rootfs a mount point of its
   // own so that pivot_root accepts it.
   const rootProp = spec.linux?.rootfsPropagation;
-  ops.push({ op: "mount", source: null, target: "/", fstype: null, flags: rootProp ? propagationFlag(rootProp) | MS.REC : MS.SLAVE | MS.REC, data: null });
+  // An unbindable tree cannot be bound (EINVAL: the rootfs onto itself, every bind source): it
+  // stays private until pivot_root and becomes unbindable after it, with the op that follows
+  // pivotRoot (runc applies it here and fails the same way).
+  const preProp = !rootProp ? MS.SLAVE : rootProp.includes("unbindable") ? MS.PRIVATE : propagationFlag(rootProp);
+  ops.push({ op: "mount", source: null, target: "/", fstype: null, flags: preProp | MS.REC, data: null });
   // pivot_root refuses a new root whose parent mount is shared: with "/" (r)shared, make the
   // mount the rootfs sits on private (that one mount only), as runc does.
   if (rootProp?.includes("shared") && input.rootfsParentMount)
