@@ -21,6 +21,7 @@ export const COMMANDS: Record<string, CommandEntry> = {
   kill: entry("send a signal to a container's init (or all its processes)", true, () => import("./commands/kill.ts")),
   delete: entry("delete a container and everything it holds", true, () => import("./commands/delete.ts")),
   run: entry("create and start a container, and wait for it unless --detach", true, () => import("./commands/run.ts")),
+  exec: entry("run a new process in a running container", true, () => import("./commands/exec.ts")),
   list: entry("list the containers of this root", true, () => import("./commands/list.ts")),
   spec: entry("create a new specification file (config.json)", true, () => import("./commands/spec.ts")),
   validate: entry("check a bundle's config.json and list every problem", false, () => import("./commands/validate.ts")),

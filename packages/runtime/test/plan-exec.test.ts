@@ -1,0 +1,62 @@
+import { describe, expect, test } from "bun:test";
+import { defaultSpec } from "@tsrun/ocispec/src/defaults.ts";
+import { compileExecPlan } from "../src/plan/exec.ts";
+import { PlanError } from "../src/plan/compile.ts";
+import { SYNC, type Op } from "../src/plan/ops.ts";
+
+type Json = any;
+const spec = (patch: (s: Json) => void = () => {}): Json => {
+  const s: Json = JSON.parse(JSON.stringify(defaultSpec()));
+  patch(s);
+  return s;
+};
+const names = (ops: Op[]) => ops.map((o) => o.op);
+
+describe("compileExecPlan", () => {
+  test("joins the user namespace first and the mount namespace last, syncs for the cgroups, then forks", () => {
+    const s = spec((x) => x.linux.namespaces.push({ type: "user" }, { type: "cgroup" }));
+    const { ops } = compileExecPlan({ spec: s, process: { ...s.process, args: ["ps"] }, initPid: 42, preserveFds: 0 });
+    const joins = ops.filter((o): o is Extract<Op, { op: "setns" }> => o.op === "setns").map((o) => o.path);
+    expect(joins).toEqual(["user", "ipc", "uts", "net", "pid", "cgroup", "mnt"].map((n) => `/proc/42/ns/${n}`));
+    const i = names(ops);
+    expect(i.indexOf("sync")).toBeGreaterThan(i.lastIndexOf("setns"));
+    expect(ops[i.indexOf("sync")]).toEqual({ op: "sync", code: SYNC.NAMESPACES });
+    expect(i.indexOf("fork")).toBe(i.indexOf("sync") + 1);
+    // the init's guarantees: only 0-2, not dumpable until exec, found before the exec
+    const order = ["fork", "closeFds", "setUser", "caps", "prctl", "chdir", "resolveExec", "exec"];
+    const at = order.map((k) => i.lastIndexOf(k as Op["op"]));
+    expect(at).toEqual([...at].sort((a, b) => a - b));
+    expect(ops.find((o) => o.op === "prctl" && o.option === 4)).toEqual({ op: "prctl", option: 4, arg: 0n });
+    expect(ops.at(-1)).toMatchObject({ op: "exec", file: "ps", argv: ["ps"] });
+    expect(i).not.toContain("openFifo");
+    expect(i).not.toContain("waitFifo");
+  });
+
+  test("the process's own settings: terminal, seccomp before the uid change without no_new_privs, preserved fds", () => {
+    const s = spec((x) => (x.linux.seccomp = { defaultAction: "SCMP_ACT_ALLOW", syscalls: [{ names: ["mkdir"], action: "SCMP_ACT_ERRNO" }] }));
+    const p = { ...s.process, args: ["sh"], terminal: true, noNewPrivileges: false, user: { uid: 5, gid: 6, additionalGids: [7] } };
+    const { ops } = compileExecPlan({ spec: s, process: p, initPid: 1, preserveFds: 2 });
+    const i = names(ops);
+    expect(ops.find((o) => o.op === "console")).toEqual({ op: "console", rows: 0, cols: 0, devConsole: false, uid: 5 });
+    expect(i).not.toContain("setsid");
+    expect(i.indexOf("seccomp")).toBeLessThan(i.lastIndexOf("setUser"));
+    expect(ops.find((o) => o.op === "closeFds")).toEqual({ op: "closeFds", first: 5 });
+    expect(ops.filter((o) => o.op === "setUser").at(-1)).toEqual({ op: "setUser", uid: 5, gid: 6, groups: [7], setgroups: true });
+    const nnp = compileExecPlan({ spec: s, process: { ...p, noNewPrivileges: true }, initPid: 1, preserveFds: 0 }).ops;
+    expect(names(nnp).indexOf("seccomp")).toBeGreaterThan(names(nnp).indexOf("resolveExec"));
+  });
+
+  test("refused by pointer: no command, an AppArmor profile without AppArmor, an SELinux label", () => {
+    const s = spec();
+    const pointer = (p: Json) => {
+      try {
+        compileExecPlan({ spec: s, process: p, initPid: 1, preserveFds: 0 });
+      } catch (e) {
+        return (e as PlanError).pointer;
+      }
+    };
+    expect(pointer({ ...s.process, args: [] })).toBe("/args");
+    expect(pointer({ ...s.process, apparmorProfile: "x" })).toBe("/apparmorProfile");
+    expect(pointer({ ...s.process, selinuxLabel: "x" })).toBe("/selinuxLabel");
+  });
+});
