@@ -121,3 +121,28 @@ describe("rootfsPropagation", () => {
     expect(r.stdout.split(" - ")[0]).toContain(" unbindable");
   });
 });
+
+describe("cgroups", () => {
+  test("a container put into a non-empty cgroup runs, with runc's warning", () => {
+    const path = `/tsrun-test-shared-${process.pid}`;
+    const b = env.bundle("shared", (s) => {
+      s.linux.cgroupsPath = path;
+      s.process.args = ["sleep", "30"];
+    });
+    try {
+      const first = env.tsrun(["run", "-d", "--bundle", b, "shared1"]);
+      expect(first.stderr).toBe("");
+      expect(first.code).toBe(0);
+      const second = env.tsrun(["create", "--bundle", b, "shared2"]);
+      expect(second.stderr).toBe("tsrun: warning: container's cgroup is not empty: 1 process(es) found\n");
+      expect(second.code).toBe(0);
+    } finally {
+      env.tsrun(["delete", "--force", "shared2"]);
+      env.tsrun(["delete", "--force", "shared1"]);
+      for (const ctl of ["cpu", "memory", "pids", "devices", "freezer", "blkio", "cpuset", "cpuacct", "systemd", "unified"]) {
+        const dir = `/sys/fs/cgroup/${ctl}${path}`;
+        if (existsSync(dir)) rmdirSync(dir);
+      }
+    }
+  });
+});

@@ -154,6 +154,15 @@ function frozen(cg: CgroupManager): boolean {
   return paths[""] !== undefined && read(`${paths[""]}/cgroup.freeze`) === "1";
 }
 
+/** How many processes the cgroup holds; 0 when it goes away meanwhile, as runc ignores that race. */
+function cgroupPids(cg: CgroupManager): number {
+  try {
+    return cg.pids().length;
+  } catch {
+    return 0;
+  }
+}
+
 /** The mount point that `path` is on: the longest one above it. */
 function mountPointOf(path: string): string | undefined {
   let best: string | undefined;
@@ -298,6 +307,10 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
     makeExecFifo(store.fifoPath(opts.id), spec);
     trace("create: state and fifo");
     const cg = cgroupManager({ id: opts.id, cgroupsPath: spec.linux?.cgroupsPath, systemd: opts.systemdCgroup ?? false });
+    // runc 1.1 runs a container in a cgroup that already has processes (one shared with another
+    // container) and warns, in these words (1.2 refuses it); the count is of the whole subtree.
+    const already = cg.exists() ? cgroupPids(cg) : 0;
+    if (already) process.stderr.write(`tsrun: warning: container's cgroup is not empty: ${already} process(es) found\n`);
     // A frozen cgroup that is already there (a joined one) is refused before it is recorded, so
     // that the failure leaves it as it was (runc does the same).
     if (frozen(cg)) throw new ContainerError(`container ${opts.id}: its cgroup is frozen (thaw it first): container's cgroup unexpectedly frozen`);
