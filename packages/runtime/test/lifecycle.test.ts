@@ -31,7 +31,8 @@ describe("create, start, state, kill, delete", () => {
 
     const del = env.tsrun(["delete", "life"]);
     expect(del.code).toBe(1);
-    expect(del.stderr).toContain("cannot delete container life that is not stopped: running");
+    expect(del.stderr).toContain("cannot delete container life that is not stopped: running (use `delete --force` to kill and delete it)");
+    expect(JSON.parse(env.tsrun(["state", "life"]).stdout).status).toBe("running");
 
     expect(env.tsrun(["kill", "life", "KILL"]).code).toBe(0);
     for (let i = 0; i < 100 && JSON.parse(env.tsrun(["state", "life"]).stdout).status !== "stopped"; i++) Bun.sleepSync(10);
@@ -71,7 +72,12 @@ describe("create, start, state, kill, delete", () => {
     expect(leftovers(env, "all", b)).toEqual([]);
   });
 
-  test("a created container can be deleted without --force", () => {
+  // runtime.md asks for an error here, but runc kills and deletes a created container without
+  // --force, and containerd's runc shim relies on it (its createdState.Delete runs `runc delete`
+  // with no --force): tsrun follows runc (checked by hand against Debian's runc 1.1.5, whose
+  // delete of a created container here waits for the bun test runner, a subreaper that does not
+  // reap, so it is not repeated in the test).
+  test("a created container can be deleted without --force, as with runc", () => {
     const b = env.bundle("cdel", (s) => (s.process.args = ["sleep", "30"]));
     expect(env.tsrun(["create", "--bundle", b, "cdel"]).code).toBe(0);
     const pid = JSON.parse(env.tsrun(["state", "cdel"]).stdout).pid;

@@ -26,6 +26,8 @@ export const COMMANDS: Record<string, CommandEntry> = {
   spec: entry("create a new specification file (config.json)", true, () => import("./commands/spec.ts")),
   validate: entry("check a bundle's config.json and list every problem", false, () => import("./commands/validate.ts")),
   features: entry("show the enabled features", false, () => import("./commands/features.ts")),
+  pause: entry("suspend every process of a container", false, () => import("./commands/pause.ts")),
+  resume: entry("resume every process of a paused container", false, () => import("./commands/resume.ts")),
 };
 
 /**

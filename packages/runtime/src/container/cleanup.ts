@@ -64,7 +64,15 @@ function loadCgroupRecord(store: Store, id: string): unknown {
 export function destroyContainer(store: Store, id: string, rec: ContainerRecord | undefined): void {
   const cgJson = rec?.cgroup ?? loadCgroupRecord(store, id);
   const cg = cgJson === undefined ? undefined : cgroupManagerFromJSON(cgJson);
-  if (rec && rec.pid > 0 && isAlive(rec.pid, rec.pidStartTime)) linux.kill(rec.pid, 9);
+  if (rec && rec.pid > 0 && isAlive(rec.pid, rec.pidStartTime)) {
+    linux.kill(rec.pid, 9);
+    // A paused container's init cannot die while frozen: thaw, or waitGone waits in vain.
+    try {
+      cg?.thaw();
+    } catch {
+      // No cgroup left to thaw: nothing in it is frozen either.
+    }
+  }
   if (rec && rec.pid > 0) waitGone(rec.pid, rec.pidStartTime);
   if (cg) {
     // Usually empty by now (the init is gone, and its pid namespace with it): removed at once.
