@@ -1,9 +1,10 @@
 // Behaviour differences found by Docker, runc's bats suite and runtime-tools' validation suite
 // (issue 9): each test runs a real container and pins down what runc 1.1.5 does.
 import { describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readFileSync, rmdirSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { testEnv } from "./containers.ts";
+import { TSRUN } from "./helpers.ts";
 
 const env = testEnv();
 
@@ -143,6 +144,36 @@ describe("cgroups", () => {
         const dir = `/sys/fs/cgroup/${ctl}${path}`;
         if (existsSync(dir)) rmdirSync(dir);
       }
+    }
+  });
+});
+
+describe("run in the foreground", () => {
+  test("no zombie child of tsrun while its container runs (the warm-up executor is reaped)", async () => {
+    const b = env.bundle("zombie", (s) => (s.process.args = ["sleep", "5"]));
+    const proc = Bun.spawn([TSRUN, "--root", env.root, "run", "--bundle", b, "zombie"], { stdout: "ignore", stderr: "pipe" });
+    try {
+      let status = "";
+      for (let i = 0; i < 200 && status !== "running"; i++) {
+        await Bun.sleep(10);
+        const r = env.tsrun(["state", "zombie"]);
+        status = r.code === 0 ? JSON.parse(r.stdout).status : "";
+      }
+      expect(status).toBe("running");
+      // Children of tsrun (the init is one, alive) and their state letter.
+      const children = readdirSync("/proc")
+        .filter((p) => /^\d+$/.test(p))
+        .flatMap((p) => {
+          const stat = readOr(`/proc/${p}/stat`);
+          const m = stat && /^\d+ \((.*)\) (\S) (\d+)/.exec(stat);
+          return m && Number(m[3]) === proc.pid ? [`${m[1]} ${m[2]}`] : [];
+        });
+      expect(children.length).toBeGreaterThan(0);
+      expect(children.filter((c) => c.endsWith(" Z"))).toEqual([]);
+    } finally {
+      env.tsrun(["kill", "zombie", "KILL"]);
+      await proc.exited;
+      env.tsrun(["delete", "--force", "zombie"]);
     }
   });
 });

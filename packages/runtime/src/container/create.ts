@@ -18,7 +18,7 @@ import { encodePlan } from "../plan/wire.ts";
 import { runHooks } from "../hooks/run.ts";
 import { cgroupManager, type CgroupManager } from "../cgroups/manager.ts";
 import { applyDevicesV1, DEFAULT_ALLOWED } from "../cgroups/v1/devices.ts";
-import { startMigrationWarmUp } from "./warmup.ts";
+import { reapMigrationWarmUp, startMigrationWarmUp } from "./warmup.ts";
 import * as linux from "../linux/index.ts";
 import { ContainerError } from "./errors.ts";
 import { procStat } from "./proc.ts";
@@ -436,6 +436,7 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
     sync.close();
     openedFds.forEach((fd) => linux.close(fd));
     closeSync(lock);
+    reapMigrationWarmUp(false);
     return consoleFd === undefined ? { rec } : { rec, console: consoleFd };
   } catch (e) {
     sync?.close();

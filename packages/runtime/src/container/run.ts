@@ -4,6 +4,7 @@ import * as linux from "../linux/index.ts";
 import { createContainer, type CreateOptions } from "./create.ts";
 import { forwardSignals, waitExit } from "./foreground.ts";
 import { deleteContainer, startContainer } from "./lifecycle.ts";
+import { reapMigrationWarmUp } from "./warmup.ts";
 import type { Store } from "./store.ts";
 import { trace } from "../trace.ts";
 
@@ -22,6 +23,7 @@ export async function runContainer(store: Store, opts: RunOptions): Promise<numb
   }
   trace("run: started");
   if (opts.detach) return 0;
+  reapMigrationWarmUp(true);
 
   const stop = forwardSignals((sig) => linux.killVerified(rec.pid, rec.pidStartTime, sig));
   let code: number;

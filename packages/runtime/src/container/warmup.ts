@@ -4,9 +4,11 @@
 // the rest of `create`, so that moving the container's init later is quick. Only an
 // optimisation: any failure is ignored.
 import { ownProcsFile } from "../cgroups/detect.ts";
-import { spawnWarmup } from "../linux/index.ts";
+import { spawnWarmup, waitpid, WNOHANG } from "../linux/index.ts";
 
 let started = false;
+/** The warm-up process while it is not reaped. */
+let warmPid = 0;
 
 export function startMigrationWarmUp(): void {
   if (started) return;
@@ -15,8 +17,19 @@ export function startMigrationWarmUp(): void {
     const procs = ownProcsFile();
     if (!procs) return;
     // The executor, not /bin/sh through Bun.spawn: about 0.5 ms less of tsrun's own time.
-    spawnWarmup(procs);
+    warmPid = spawnWarmup(procs);
   } catch {
     // no cgroup, no memfd: nothing gained, nothing lost
   }
+}
+
+/**
+ * Reaps the warm-up process (`wait`: block until it ends; it only writes one file). A short-lived
+ * `tsrun create` can leave it to its own parent, but a foreground `run` would keep it as a zombie
+ * ("[memfd:tsrun-exe] <defunct>") as long as its container runs.
+ */
+export function reapMigrationWarmUp(wait: boolean): void {
+  if (!warmPid) return;
+  // pid 0: still running; anything else (its status, or an error: not our child) ends the watch.
+  if (waitpid(warmPid, wait ? 0 : WNOHANG).pid !== 0) warmPid = 0;
 }
