@@ -42,6 +42,11 @@ export interface CommandDef<F extends Record<string, FlagDef> = Record<string, F
   args: ArgDef[];
   /** Accept arguments beyond those declared (e.g. a command line after the id). */
   variadic?: boolean;
+  /**
+   * Flags end with the declared arguments: what follows them is passed on as is, dashes
+   * included (`ps ID -o pid,stat`, runc's SkipArgReorder); a `--` right after them is dropped.
+   */
+  passThrough?: boolean;
   /** The usage lines of the help, without "tsrun" (default: made from the flags and args). */
   usage?: string[];
   /** Returns the process exit code. */
@@ -69,6 +74,10 @@ export function parseArgv(def: CommandDef, argv: readonly string[]): { flags: Re
   let i = 0;
   for (; i < argv.length; i++) {
     const arg = argv[i]!;
+    if (def.passThrough && args.length >= def.args.length) {
+      if (arg === "--") i++;
+      break;
+    }
     if (arg === "--") {
       // What follows "--" of a command that takes a command line is that command line: the
       // declared arguments (the container id) come before it, or the program would become the id.
@@ -111,6 +120,6 @@ export function parseArgv(def: CommandDef, argv: readonly string[]): { flags: Re
   args.push(...argv.slice(i));
   const required = def.args.filter((a) => a.required).length;
   if (args.length < required) throw new UsageError(`missing argument: ${def.args[args.length]!.name.toUpperCase()}`);
-  if (!def.variadic && args.length > def.args.length) throw new UsageError(`unexpected argument: ${args[def.args.length]}`);
+  if (!def.variadic && !def.passThrough && args.length > def.args.length) throw new UsageError(`unexpected argument: ${args[def.args.length]}`);
   return { flags, args };
 }

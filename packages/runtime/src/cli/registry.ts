@@ -27,6 +27,8 @@ export const COMMANDS: Record<string, CommandEntry> = {
   validate: entry("check a bundle's config.json and list every problem", false, () => import("./commands/validate.ts")),
   features: entry("show the enabled features", false, () => import("./commands/features.ts")),
   pause: entry("suspend every process of a container", false, () => import("./commands/pause.ts")),
+  // Parsed by the fast parser only because oclif would take the ps(1) options after the id for its own.
+  ps: entry("display the processes running inside a container", true, () => import("./commands/ps.ts")),
   resume: entry("resume every process of a paused container", false, () => import("./commands/resume.ts")),
 };
 
