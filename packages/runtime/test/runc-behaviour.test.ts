@@ -177,3 +177,32 @@ describe("run in the foreground", () => {
     }
   });
 });
+
+describe("messages", () => {
+  test("a failed unshare names its flags (not 0x10000000) and says why a chroot refuses it", () => {
+    const b = env.bundle("chrooted", (s) => {
+      s.linux.namespaces.push({ type: "user" });
+      s.linux.uidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+      s.linux.gidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+    });
+    // The whole host under a chroot of its own, in a private mount namespace that goes with it.
+    const jail = join(env.dir, "jail");
+    mkdirSync(jail);
+    const r = Bun.spawnSync(
+      ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount --rbind / "$1" && exec chroot "$1" "$2" --root "$3" run --bundle "$4" chrooted', "sh", jail, TSRUN, env.root, b],
+      { stdout: "pipe", stderr: "pipe" },
+    );
+    expect(r.stderr.toString()).toBe(
+      "tsrun: container chrooted: unshare CLONE_NEWUSER failed: EPERM: Operation not permitted; the kernel refuses a new user namespace to a process in a chroot (run tsrun outside it)\n",
+    );
+    expect(r.exitCode).toBe(1);
+    expect(existsSync(join(env.root, "chrooted"))).toBe(false);
+  });
+
+  test("a createContainer hook that exits non-zero: its exit status and output, no errno", () => {
+    const b = env.bundle("hookfail", (s) => (s.hooks = { createContainer: [{ path: "/bin/sh", args: ["sh", "-c", "echo not today >&2; exit 3"] }] }));
+    const r = env.tsrun(["run", "--bundle", b, "hookfail"]);
+    expect(r.stderr).toBe("tsrun: container hookfail: createContainer hook /bin/sh: exit status 3: not today\n");
+    expect(r.code).toBe(1);
+  });
+});

@@ -11,7 +11,7 @@ import { validateConfig } from "@tsrun/ocispec/src/config.ts";
 import { parseJson, JsonSyntaxError } from "@tsrun/ocispec/src/json.ts";
 import { formatProblem } from "@tsrun/ocispec/src/problem.ts";
 import { OCI_VERSION } from "@tsrun/ocispec/src/version.ts";
-import { NS_PROC_NAMES, sysctlNamespace, sysctlPath } from "@tsrun/ocispec/src/linux-names.ts";
+import { CLONE_FLAGS, NS_PROC_NAMES, sysctlNamespace, sysctlPath, type NamespaceType } from "@tsrun/ocispec/src/linux-names.ts";
 import { compilePlan, PlanError, type CgroupMountSource } from "../plan/compile.ts";
 import { SYNC, type Op } from "../plan/ops.ts";
 import { encodePlan } from "../plan/wire.ts";
@@ -75,19 +75,47 @@ export function loadConfig(bundle: string): Spec {
   return v.value;
 }
 
-function describeOp(op: Op | undefined): string {
+/** CLONE_NEW* flags by name, for messages: "unshare 0x10000000" leaves the user guessing. */
+const CLONE_NAMES: Readonly<Record<NamespaceType, string>> = {
+  mount: "CLONE_NEWNS", cgroup: "CLONE_NEWCGROUP", uts: "CLONE_NEWUTS", ipc: "CLONE_NEWIPC",
+  user: "CLONE_NEWUSER", pid: "CLONE_NEWPID", network: "CLONE_NEWNET", time: "CLONE_NEWTIME",
+};
+
+function cloneFlagNames(flags: number): string {
+  const names: string[] = [];
+  let rest = flags;
+  for (const [type, bit] of Object.entries(CLONE_FLAGS) as [NamespaceType, number][])
+    if (flags & bit) {
+      names.push(CLONE_NAMES[type]);
+      rest &= ~bit;
+    }
+  if (rest) names.push(`0x${(rest >>> 0).toString(16)}`);
+  return names.length ? names.join("|") : "0";
+}
+
+/** The plan's hooks run by the executor: startContainer ones once `start` has opened the fifo. */
+function hookKind(ops: readonly Op[], index: number): string {
+  return ops.slice(0, index).some((o) => o.op === "waitFifo") ? "startContainer" : "createContainer";
+}
+
+function describeOp(ops: readonly Op[], index: number): string {
+  const op = ops[index];
   if (!op) return "unknown step";
   switch (op.op) {
     case "mount":
       return `mount ${op.source ?? "(none)"} on ${op.inRoot ? "/" + op.target.replace(/^\.$/, "") : op.target}${op.fstype ? ` (type ${op.fstype})` : ""}`;
     case "setns":
       return `join namespace ${op.path}`;
+    case "unshare":
+      return `unshare ${cloneFlagNames(op.flags)}`;
+    case "fork":
+      return `clone of the container's init with ${cloneFlagNames(op.flags)}`;
     case "exec":
       return `exec ${op.file}`;
     case "chdir":
       return `chdir to cwd ${op.path}`;
     case "hook":
-      return `createContainer/startContainer hook ${op.path}`;
+      return `${hookKind(ops, index)} hook ${op.path}`;
     case "mknod":
       return `mknod ${"/" + op.path}`;
     case "writeFile":
@@ -101,6 +129,23 @@ function describeOp(op: Op | undefined): string {
     default:
       return op.op;
   }
+}
+
+/** What the executor's error report means to the user: the step, why, and a hint where one helps. */
+export function executorFailure(id: string, ops: readonly Op[], msg: { op: number; errno: number; text: string }): string {
+  const op = ops[msg.op];
+  // A hook that ran and failed has no errno ("errno 0: Success" said nothing): its exit status
+  // and output are the story, in the words `start` uses for startContainer hooks.
+  if (op?.op === "hook" && msg.errno === 0) return `container ${id}: ${hookKind(ops, msg.op)} ${msg.text.trimEnd()}`;
+  // For unshare and clone the executor's text is only the raw flag number, named above.
+  const detail = msg.text && op?.op !== "unshare" && op?.op !== "fork" ? ` (${msg.text})` : "";
+  const hint =
+    op?.op === "unshare" && op.flags & CLONE_FLAGS.user && msg.errno === 1
+      ? "; the kernel refuses a new user namespace to a process in a chroot (run tsrun outside it)"
+      : op?.op === "unshare" && op.flags & CLONE_FLAGS.user && msg.errno === 28
+        ? "; the limit of user namespaces is reached (sysctl user.max_user_namespaces)"
+        : "";
+  return `container ${id}: ${describeOp(ops, msg.op)} failed: ${linux.errnoName(msg.errno)}: ${linux.strerror(msg.errno)}${detail}${hint}`;
 }
 
 /**
@@ -428,7 +473,7 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
           linux.close(msg.fd);
         } else consoleFd = msg.fd;
       } else if (msg.type === "error") {
-        throw new ContainerError(`container ${opts.id}: ${describeOp(plan.ops[msg.op])} failed: ${linux.errnoName(msg.errno)}: ${linux.strerror(msg.errno)}${msg.text ? ` (${msg.text})` : ""}`);
+        throw new ContainerError(executorFailure(opts.id, plan.ops, msg));
       } else if (msg.type === "eof" || msg.type === "exec") {
         throw new ContainerError(`container ${opts.id}: the container's init exited during set-up`);
       }
