@@ -795,8 +795,6 @@ static void op_console(uint32_t rows, uint32_t cols, int dev_console, uid_t uid)
 static void op_wait_fifo(void)
 {
 	char p[40];
-	if (fifo_fd < 0)
-		fail(EBADF, "waitFifo before openFifo");
 	snprintf(p, sizeof p, "/proc/self/fd/%d", fifo_fd);
 	/* Blocks until `tsrun start` opens the fifo for reading. The write end stays open (CLOEXEC)
 	 * so that start sees EOF only once execve has happened. */
@@ -805,14 +803,6 @@ static void op_wait_fifo(void)
 	TRY(fifo_wfd, "open the exec fifo %s", p);
 	close(fifo_fd);
 	fifo_fd = -1;
-}
-
-/* After the startContainer hooks: tell `tsrun start` that the program is about to run. */
-static void op_signal_fifo(void)
-{
-	if (fifo_wfd < 0)
-		fail(EBADF, "signalFifo before waitFifo");
-	TRY(write(fifo_wfd, "0", 1), "write the exec fifo");
 }
 
 static void op_close_fds(unsigned int first)
@@ -1023,10 +1013,18 @@ static void op_exec(const struct op *o)
  * fd (/proc/self/fd/N, the CVE-2024-21626 class) has no path from the new root, and getcwd
  * says so (ENOENT, or a path that does not start with '/').
  */
-static void op_chdir(const char *path)
+static void op_chdir(const char *path, uint32_t before_user)
 {
+	static uint32_t entered; /* a beforeUser chdir succeeded: the later one has nothing to do */
 	char buf[4096];
-	TRY(chdir(path), "chdir %s", path);
+	if (entered && !before_user)
+		return;
+	if (chdir(path) < 0) {
+		if (!before_user || (errno != EACCES && errno != EPERM))
+			fail(errno, "chdir %s", path);
+		return; /* refused to root: the chdir after the user change tries again, as runc's */
+	}
+	entered = before_user;
 	errno = 0;
 	if (!getcwd(buf, sizeof buf) || buf[0] != '/')
 		fail(errno ? errno : ENOENT, "cwd %s is outside the container", path);
@@ -1077,12 +1075,14 @@ static void run(uint32_t code, const struct op *o)
 	case OP_CAPS: op_caps(o); break;
 	case OP_SECCOMP: op_seccomp(o); break;
 	case OP_UMASK: umask(o->u[0]); break;
-	case OP_CHDIR: op_chdir(s); break;
+	case OP_CHDIR: op_chdir(s, o->u[0]); break;
 	case OP_SETSID: TRY(setsid(), "setsid"); break;
 	case OP_CONSOLE: op_console(o->u[0], o->u[1], o->u[2], o->u[3]); break;
 	case OP_OPEN_FIFO: TRY(fifo_fd = open(s, O_PATH | O_CLOEXEC), "open the exec fifo %s", s); break;
 	case OP_WAIT_FIFO: op_wait_fifo(); break;
-	case OP_SIGNAL_FIFO: op_signal_fifo(); break;
+	case OP_SIGNAL_FIFO: /* after the startContainer hooks: the program is about to run */
+		TRY(write(fifo_wfd, "0", 1), "write the exec fifo");
+		break;
 	case OP_IDMAP_MOUNT: op_idmap_mount(o); break;
 	case OP_OPEN_TREE: op_open_tree(s, o->u[0], o->u[1]); break;
 	case OP_MOUNT_TREE: op_mount_tree(o); break;

@@ -13,7 +13,7 @@
 #define TSRUN_WIRE_H
 
 #define PLAN_MAGIC 0x50525354u /* "TSRP" read as a little-endian u32 */
-#define PLAN_VERSION 1u
+#define PLAN_VERSION 2u
 
 /* name, code, format: the fields of ops.ts in order */
 #define OPS(X)                                                                              \
@@ -42,7 +42,7 @@
 	X(CAPS, 23, "qqqqq")              /* bounding effective permitted inheritable ambient */ \
 	X(SECCOMP, 24, "ub")              /* flags program */                               \
 	X(UMASK, 25, "u")                 /* mask */                                        \
-	X(CHDIR, 26, "s")                 /* path */                                        \
+	X(CHDIR, 26, "su")                /* path beforeUser */                             \
 	X(SETSID, 27, "")                                                                   \
 	X(CONSOLE, 28, "uuuu")            /* rows cols devConsole uid */                    \
 	X(OPEN_FIFO, 29, "s")             /* path */                                        \

@@ -2,7 +2,7 @@
 // (ops.ts objects -> encodePlan) run through spawnExecutor on a busybox rootfs, checked from the
 // host. Needs root, gcc and busybox-static (scripts/setup.sh).
 import { afterAll, describe, expect, test } from "bun:test";
-import { chmodSync, closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildNative } from "../../../scripts/build-native.ts";
@@ -263,9 +263,9 @@ describe("executor", () => {
 
   test("the plan's wire format is checked: another version or a bad magic is refused", () => {
     const plan = encodePlan([sh("true")]);
-    const v2 = plan.slice();
-    v2[4] = 2;
-    expect(() => linux.spawnExecutor(v2)).toThrow(/wire version 2/);
+    const other = plan.slice();
+    other[4] = 1;
+    expect(() => linux.spawnExecutor(other)).toThrow(/wire version 1/);
     const bad = plan.slice();
     bad[0] = 0;
     const { pid, sync } = linux.spawnExecutor(bad, { stdio: [-1, -1, -1] });
@@ -573,6 +573,35 @@ describe("executor", () => {
 
     const missing = run([{ op: "hook", path: "/no/such/hook", args: [], env: [], stdin: "", timeoutMs: 0 }, sh("true")]);
     expect(missing.messages[0]).toMatchObject({ type: "error", op: 0, errno: linux.ERRNO.ENOENT });
+  });
+
+  test("chdir beforeUser: entered as root, the later chdir is skipped; refused to root, the later one enters as the user", () => {
+    const base = join(work, "cwd");
+    mkdirSync(join(base, "root-only"), { recursive: true });
+    mkdirSync(join(base, "user-only"));
+    chmodSync(work, 0o755);
+    chmodSync(base, 0o755);
+    chmodSync(join(base, "root-only"), 0o700);
+    chmodSync(join(base, "user-only"), 0o700);
+    chownSync(join(base, "user-only"), 1000, 1000);
+    const CAP_SETGID = 6n;
+    const CAP_SETUID = 7n;
+    const ids = (1n << CAP_SETGID) | (1n << CAP_SETUID);
+    const plan = (dir: string, rootCaps: boolean): Op[] => [
+      { op: "stage", name: "tsrun:cwd" },
+      // Without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, root is refused a directory it does not own.
+      ...(rootCaps ? [] : [{ op: "caps", bounding: ids, effective: ids, permitted: ids, inheritable: 0n, ambient: 0n } satisfies Op]),
+      { op: "chdir", path: dir, beforeUser: true },
+      { op: "setUser", uid: 1000, gid: 1000, groups: [], setgroups: true },
+      { op: "chdir", path: dir },
+      { op: "exec", file: "/bin/sh", argv: ["sh", "-c", "pwd"], env: [], path: "/bin" },
+    ];
+    for (const [dir, rootCaps] of [[join(base, "root-only"), true], [join(base, "user-only"), false]] as const) {
+      const out = outFile(`cwd-${rootCaps}`);
+      const r = run(plan(dir, rootCaps), { stdio: [-1, out.fd, out.fd] });
+      expect(r.messages.filter((m) => m.type === "error")).toEqual([]);
+      expect(out.read()).toBe(`${dir}\n`);
+    }
   });
 
   test("exec searches PATH like execvp; a missing program is an error after the exec message", () => {

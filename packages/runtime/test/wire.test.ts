@@ -113,7 +113,7 @@ describe("encodePlan", () => {
     const plan = encodePlan([{ op: "setsid" }, { op: "umask", mask: 0o22 }]);
     const v = new DataView(plan.buffer);
     expect(Array.from(plan.subarray(0, 4))).toEqual([0x54, 0x53, 0x52, 0x50]); // "TSRP"
-    expect(v.getUint32(4, true)).toBe(1);
+    expect(v.getUint32(4, true)).toBe(2); // version 2: chdir has beforeUser
     expect(v.getUint32(8, true)).toBe(2);
     expect(v.getUint32(12, true)).toBe(plan.length);
     // setsid: code 27, no payload; umask: code 25, 4 bytes

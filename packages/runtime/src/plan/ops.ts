@@ -64,7 +64,13 @@ export type Op =
   /** seccomp(SECCOMP_SET_MODE_FILTER, flags, program); the program is sock_filter records. */
   | { op: "seccomp"; flags: number; program: Uint8Array }
   | { op: "umask"; mask: number }
-  | { op: "chdir"; path: string }
+  /**
+   * chdir(path), then getcwd must give a path from the root (a cwd reached through a leaked fd,
+   * the CVE-2024-21626 class, has none). `beforeUser`: an attempt before the user change (as
+   * root, and before a seccomp filter that could block the check): EACCES/EPERM leave the chdir
+   * to the next chdir op, which is skipped when this one succeeded (runc's finalizeNamespace).
+   */
+  | { op: "chdir"; path: string; beforeUser?: boolean }
   | { op: "setsid" }
   /**
    * Allocate a pty in the container (/dev/ptmx), send the master to tsrun over the sync socket

@@ -13,7 +13,7 @@
 import type { Op } from "./ops.ts";
 
 export const PLAN_MAGIC = 0x50525354; // "TSRP" read as a little-endian u32
-export const PLAN_VERSION = 1;
+export const PLAN_VERSION = 2;
 
 type OpName = Op["op"];
 type Field = "s" | "n" | "u" | "q" | "v" | "w" | "b";
@@ -57,7 +57,7 @@ export const OP_WIRE: { readonly [K in OpName]: { code: number; fields: readonly
   caps: { code: 23, fields: [["bounding", "q"], ["effective", "q"], ["permitted", "q"], ["inheritable", "q"], ["ambient", "q"]] },
   seccomp: { code: 24, fields: [["flags", "u"], ["program", "b"]] },
   umask: { code: 25, fields: [["mask", "u"]] },
-  chdir: { code: 26, fields: [["path", "s"]] },
+  chdir: { code: 26, fields: [["path", "s"], ["beforeUser", "u"]] },
   setsid: { code: 27, fields: [] },
   console: { code: 28, fields: [["rows", "u"], ["cols", "u"], ["devConsole", "u"], ["uid", "u"]] },
   openFifo: { code: 29, fields: [["path", "s"]] },
