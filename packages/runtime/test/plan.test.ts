@@ -37,6 +37,13 @@ describe("compilePlan", () => {
     expect(idx).toEqual([...idx].sort((a, b) => a - b));
     const syncs = find(ops, "sync").map((s) => s.code);
     expect(syncs).toEqual([SYNC.NAMESPACES, SYNC.MOUNTS, SYNC.CREATED]);
+    // The cwd: first as root (after closeFds, before the user change), then the fallback after it.
+    expect(find(ops, "chdir")).toEqual([
+      { op: "chdir", path: "/", beforeUser: true },
+      { op: "chdir", path: "/" },
+    ]);
+    expect(names(ops).indexOf("closeFds")).toBeLessThan(names(ops).indexOf("chdir"));
+    expect(names(ops).indexOf("chdir")).toBeLessThan(names(ops).indexOf("setUser", names(ops).indexOf("fork")));
     expect(find(ops, "maskPath").map((m) => m.path)).toContain("/proc/kcore");
     expect(find(ops, "readonlyPath").map((m) => m.path)).toContain("/proc/sys");
     expect(names(ops)).toContain("remountRootReadonly");
@@ -224,6 +231,8 @@ test("seccomp: loaded before the user change without no_new_privs, just before '
   expect(find(withNnp, "seccomp")[0]!.program.length % 8).toBe(0);
   const without = compilePlan(input((s) => ((s.linux.seccomp = profile), (s.process.noNewPrivileges = false)))).ops;
   expect(names(without).indexOf("seccomp")).toBeLessThan(names(without).lastIndexOf("setUser"));
+  // The filter is the program's: tsrun's own cwd check (getcwd) runs before it is loaded.
+  expect(names(without).indexOf("chdir")).toBeLessThan(names(without).indexOf("seccomp"));
   // A listener: the init sends its fd when the filter is loaded, in stage 2, after the fork
   // reported the init's pid (the agent is told that pid).
   const notify = compilePlan(input((s) => (s.linux.seccomp = { defaultAction: "SCMP_ACT_ALLOW", listenerPath: "/l", syscalls: [{ names: ["mkdir"], action: "SCMP_ACT_NOTIFY" }] }))).ops;

@@ -1,7 +1,7 @@
 // Behaviour differences found by Docker, runc's bats suite and runtime-tools' validation suite
 // (issue 9): each test runs a real container and pins down what runc 1.1.5 does.
 import { describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { testEnv } from "./containers.ts";
 import { TSRUN } from "./helpers.ts";
@@ -204,5 +204,32 @@ describe("messages", () => {
     const r = env.tsrun(["run", "--bundle", b, "hookfail"]);
     expect(r.stderr).toBe("tsrun: container hookfail: createContainer hook /bin/sh: exit status 3: not today\n");
     expect(r.code).toBe(1);
+  });
+});
+
+describe("process.cwd", () => {
+  test("a cwd only root may enter works for a non-root user: entered before the user change (runc's \"create can chdir if runc has access\")", () => {
+    const b = env.bundle("rootcwd", (s) => {
+      s.process.cwd = "/root";
+      s.process.user = { uid: 42, gid: 42 };
+      s.process.args = ["sh", "-c", "pwd; ls . 2>&1 >/dev/null | grep -c 'Permission denied'"];
+    });
+    chmodSync(join(b, "rootfs/root"), 0o700);
+    const r = env.tsrun(["run", "--bundle", b, "rootcwd"]);
+    expect(r.stderr).toBe("");
+    // In it, but as uid 42 still not allowed to read it.
+    expect(r.stdout).toBe("/root\n1\n");
+    expect(r.code).toBe(0);
+  });
+
+  test("a seccomp profile that denies getcwd (no_new_privs off: loaded before the user change) never hits tsrun's own cwd check", () => {
+    const b = env.bundle("nogetcwd", (s) => {
+      s.process.noNewPrivileges = false;
+      s.process.args = ["true"];
+      s.linux.seccomp = { defaultAction: "SCMP_ACT_ALLOW", syscalls: [{ names: ["getcwd"], action: "SCMP_ACT_ERRNO" }] };
+    });
+    const r = env.tsrun(["run", "--bundle", b, "nogetcwd"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
   });
 });

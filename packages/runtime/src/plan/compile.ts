@@ -208,6 +208,11 @@ export function compilePlan(input: PlanInput): InitPlan {
   }
   if (proc.noNewPrivileges) ops.push({ op: "prctl", option: PR_SET_NO_NEW_PRIVS, arg: 1n });
   ops.push({ op: "closeFds", first: 3 + input.preserveFds });
+  // The cwd is entered as root first, as runc's finalizeNamespace does: a directory only root may
+  // enter is still the container's cwd (runc's "create can chdir if runc has access"); a refusal
+  // leaves it to the chdir after setUser. Before any seccomp filter too: the profile is the
+  // program's, and must not block tsrun's getcwd check (a profile denying getcwd failed create).
+  ops.push({ op: "chdir", path: proc.cwd, beforeUser: true });
   // Without no_new_privs, loading a filter takes CAP_SYS_ADMIN: load it while the init still
   // has it, before the user and capabilities change (as runc does).
   if (seccompOp && !proc.noNewPrivileges) ops.push(seccompOp);
