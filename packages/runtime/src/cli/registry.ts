@@ -29,6 +29,7 @@ export const COMMANDS: Record<string, CommandEntry> = {
   pause: entry("suspend every process of a container", false, () => import("./commands/pause.ts")),
   // Parsed by the fast parser only because oclif would take the ps(1) options after the id for its own.
   ps: entry("display the processes running inside a container", true, () => import("./commands/ps.ts")),
+  events: entry("display container events such as OOM notifications and usage statistics", false, () => import("./commands/events.ts")),
   update: entry("update container resource constraints", false, () => import("./commands/update.ts")),
   resume: entry("resume every process of a paused container", false, () => import("./commands/resume.ts")),
 };
