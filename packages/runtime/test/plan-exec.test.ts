@@ -55,8 +55,8 @@ describe("compileExecPlan", () => {
         return (e as PlanError).pointer;
       }
     };
-    expect(pointer({ ...s.process, args: [] })).toBe("/args");
-    expect(pointer({ ...s.process, apparmorProfile: "x" })).toBe("/apparmorProfile");
-    expect(pointer({ ...s.process, selinuxLabel: "x" })).toBe("/selinuxLabel");
+    expect(pointer({ ...s.process, args: [] })).toBe("/process/args");
+    expect(pointer({ ...s.process, apparmorProfile: "x" })).toBe("/process/apparmorProfile");
+    expect(pointer({ ...s.process, selinuxLabel: "x" })).toBe("/process/selinuxLabel");
   });
 });

@@ -87,7 +87,7 @@ export async function execProcess(store: Store, opts: ExecOptions): Promise<numb
   try {
     plan = compileExecPlan({ spec: rec.config, process: proc, initPid: rec.pid, preserveFds, apparmor: proc.apparmorProfile ? apparmorEnabled() : false });
   } catch (e) {
-    if (e instanceof PlanError) throw new ContainerError(`exec in ${opts.id}: process${e.message}`);
+    if (e instanceof PlanError) throw new ContainerError(`exec in ${opts.id}: ${e.message}`);
     throw e;
   }
   const { pid: stage1, sync } = linux.spawnExecutor(encodePlan(plan.ops), {

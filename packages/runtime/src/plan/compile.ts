@@ -1,6 +1,6 @@
 // config.json → InitPlan. Pure: everything it needs from the host comes in `PlanInput`, so it is
 // unit-tested without root and the same config always gives the same plan.
-import type { Hook, LinuxDevice, Mount, Spec } from "@tsrun/ocispec/src/index.ts";
+import type { Hook, LinuxDevice, Mount, Process, Spec } from "@tsrun/ocispec/src/index.ts";
 import { CAPABILITIES, CLONE_FLAGS, MS, RLIMITS, sysctlNamespace, sysctlPath, type NamespaceType } from "@tsrun/ocispec/src/linux-names.ts";
 import { isBind, parseMountOptions } from "./mounts.ts";
 import { SYNC, type InitPlan, type Op } from "./ops.ts";
@@ -116,10 +116,7 @@ export function compilePlan(input: PlanInput): InitPlan {
   if (!proc) throw new PlanError("/process", "is required to create a container");
   const args = proc.args ?? [];
   if (args.length === 0) throw new PlanError("/process/args", "must name the program to run");
-  // Compiled first: a profile tsrun cannot compile fails the create before anything is made.
-  // Loaded only for a config that has a profile: the syscall tables are start-up cost otherwise.
-  const seccomp = spec.linux?.seccomp ? (require("../seccomp/index.ts") as typeof import("../seccomp/index.ts")).compileSeccomp(spec.linux.seccomp) : undefined;
-  const seccompOp: Op | undefined = seccomp && { op: "seccomp", flags: seccomp.flags, program: seccomp.program };
+  const seccompOp = seccompOf(spec);
   if (proc.apparmorProfile && !input.apparmor) throw new PlanError("/process/apparmorProfile", "AppArmor is not enabled on this host");
   if (proc.selinuxLabel) throw new PlanError("/process/selinuxLabel", "SELinux is not enabled on this host");
 
@@ -197,8 +194,25 @@ export function compilePlan(input: PlanInput): InitPlan {
   if (spec.domainname !== undefined && fresh.has("uts")) ops.push({ op: "setdomainname", name: spec.domainname });
 
   if (!input.noNewKeyring) ops.push({ op: "sessionKeyring", name: `_ses.${input.id ?? "tsrun"}` });
+  ops.push(...processOps(proc, { preserveFds: input.preserveFds, seccomp: seccompOp, devConsole: true }));
+  ops.push({ op: "sync", code: SYNC.CREATED });
+  ops.push({ op: "waitFifo" });
+  ops.push(...hookOps(spec.hooks?.startContainer));
+  ops.push({ op: "signalFifo" });
+  ops.push(execOp(proc, args));
+  return { ops };
+}
+
+/**
+ * The process's own set-up, the same for a container's init and an exec'd process: terminal or
+ * session, rlimits, no_new_privs, fds, cwd, seccomp, user, capabilities, not dumpable, umask,
+ * AppArmor, and the program found. `devConsole`: the init's terminal is also /dev/console.
+ */
+export function processOps(proc: Process, opts: { preserveFds: number; seccomp: Op | undefined; devConsole: boolean }): Op[] {
+  const ops: Op[] = [];
+  const seccompOp = opts.seccomp;
   const user = proc.user ?? { uid: 0, gid: 0 };
-  if (proc.terminal) ops.push({ op: "console", rows: proc.consoleSize?.height ?? 0, cols: proc.consoleSize?.width ?? 0, devConsole: true, uid: user.uid ?? 0 });
+  if (proc.terminal) ops.push({ op: "console", rows: proc.consoleSize?.height ?? 0, cols: proc.consoleSize?.width ?? 0, devConsole: opts.devConsole, uid: user.uid ?? 0 });
   else ops.push({ op: "setsid" });
   if (proc.oomScoreAdj !== undefined) ops.push({ op: "writeFile", path: "/proc/self/oom_score_adj", data: String(proc.oomScoreAdj) });
   for (const r of proc.rlimits ?? []) {
@@ -207,7 +221,7 @@ export function compilePlan(input: PlanInput): InitPlan {
     ops.push({ op: "setrlimit", resource, soft: BigInt(r.soft), hard: BigInt(r.hard) });
   }
   if (proc.noNewPrivileges) ops.push({ op: "prctl", option: PR_SET_NO_NEW_PRIVS, arg: 1n });
-  ops.push({ op: "closeFds", first: 3 + input.preserveFds });
+  ops.push({ op: "closeFds", first: 3 + opts.preserveFds });
   // The cwd is entered as root first, as runc's finalizeNamespace does: a directory only root may
   // enter is still the container's cwd (runc's "create can chdir if runc has access"); a refusal
   // leaves it to the chdir after setUser. Before any seccomp filter too: the profile is the
@@ -243,14 +257,24 @@ export function compilePlan(input: PlanInput): InitPlan {
   // With no_new_privs, as late as possible (fewer of the executor's own syscalls must pass the
   // filter) but before "created", so that a filter the kernel refuses fails the create.
   if (seccompOp && proc.noNewPrivileges) ops.push(seccompOp);
-  ops.push({ op: "sync", code: SYNC.CREATED });
-  ops.push({ op: "waitFifo" });
-  ops.push(...hookOps(spec.hooks?.startContainer));
-  ops.push({ op: "signalFifo" });
+  return ops;
+}
+
+/**
+ * The container's seccomp filter as an op, compiled first: a profile tsrun cannot compile fails
+ * before anything is made. Loaded only for a config that has a profile: the syscall tables are
+ * start-up cost otherwise.
+ */
+export function seccompOf(spec: Spec): Op | undefined {
+  const seccomp = spec.linux?.seccomp ? (require("../seccomp/index.ts") as typeof import("../seccomp/index.ts")).compileSeccomp(spec.linux.seccomp) : undefined;
+  return seccomp && { op: "seccomp", flags: seccomp.flags, program: seccomp.program };
+}
+
+/** execve of the process's program; a relative one is searched in the process's PATH. */
+export function execOp(proc: Process, args: string[]): Op {
   const env = proc.env ?? [];
   const pathVar = env.findLast((e) => e.startsWith("PATH="))?.slice(5) ?? DEFAULT_PATH;
-  ops.push({ op: "exec", file: args[0]!, argv: args, env, path: pathVar });
-  return { ops };
+  return { op: "exec", file: args[0]!, argv: args, env, path: pathVar };
 }
 
 function propagationFlag(p: string): number {
