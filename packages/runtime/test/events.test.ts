@@ -22,6 +22,11 @@ function shape(x: unknown, p = ""): string[] {
   return Object.entries(x).flatMap(([k, v]) => (p.endsWith("/raw") ? [] : [`${p}/${k}`, ...shape(v, `${p}/${k}`)]));
 }
 
+/** Waits (up to 5 s) until `pids` lists two processes. */
+function untilTwo(pids: () => number[]): void {
+  for (let i = 0; i < 250 && pids().length < 2; i++) Bun.sleepSync(20);
+}
+
 describe("events", () => {
   test("--stats: one line in runc's shape, with the host's numbers; it follows update", () => {
     const b = env.bundle("evs", (s) => {
@@ -29,7 +34,9 @@ describe("events", () => {
       s.linux.resources = { memory: { limit: 64 * MiB }, pids: { limit: 20 } };
     });
     expect(env.tsrun(["run", "-d", "--bundle", b, "evs"]).code).toBe(0);
-    Bun.sleepSync(100);
+    // Both processes, the shell and its sleep, before the numbers are read (not a fixed wait:
+    // under load the fork takes longer).
+    untilTwo(() => JSON.parse(env.tsrun(["ps", "--format", "json", "evs"]).stdout) ?? []);
     const r = env.tsrun(["events", "--stats", "evs"]);
     expect(r.stderr).toBe("");
     expect(r.stdout.endsWith("}\n") && r.stdout.split("\n").length).toBe(2);
@@ -56,7 +63,7 @@ describe("events", () => {
     if (haveRunc) {
       expect(runc.run(["run", "-d", "--bundle", b, "rcevs"]).code).toBe(0);
       try {
-        Bun.sleepSync(100);
+        untilTwo(() => JSON.parse(runc.run(["ps", "--format", "json", "rcevs"]).stdout) ?? []);
         const theirs = runc.run(["events", "--stats", "rcevs"]);
         expect(theirs.code).toBe(0);
         const t = JSON.parse(theirs.stdout);
