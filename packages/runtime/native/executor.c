@@ -739,7 +739,7 @@ static void op_seccomp(const struct op *o)
 		fail(EINVAL, "seccomp: %u bytes are not a list of sock_filter", o->nb);
 	TRY(fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, o->u[0], &prog), "seccomp(SECCOMP_SET_MODE_FILTER, %#x)", o->u[0]);
 	if (o->u[0] & SECCOMP_FILTER_FLAG_NEW_LISTENER) {
-		send_fd(2, (int)fd, "seccomp");
+		send_fd(FD_SECCOMP, (int)fd, "seccomp");
 		close((int)fd);
 	}
 }
@@ -781,7 +781,7 @@ static void op_console(uint32_t rows, uint32_t cols, int dev_console, uid_t uid)
 		close(tree);
 		close(n);
 	}
-	send_fd(1, master, name);
+	send_fd(FD_CONSOLE, master, name);
 	close(master);
 	if (getsid(0) != getpid())
 		TRY(setsid(), "setsid");

@@ -72,6 +72,7 @@ enum msg_type {
 	MSG_EXEC = 5,  /* nothing: execve comes next */
 };
 
+enum fd_kind { FD_CONSOLE = 1, FD_SECCOMP = 2 }; /* what an MSG_FD carries */
 #define ERROR_OP_PLAN 0xffffffffu
 #define MSG_MAX 1024 /* the largest datagram the executor sends */
 

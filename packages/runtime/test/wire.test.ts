@@ -1,6 +1,7 @@
 // The plan encoder (pure): layout, every op round-trips through a decoder written from the
 // format description, and the tables agree with the C side's wire.h.
 import { describe, expect, test } from "bun:test";
+import { ERROR_OP_PLAN, FD_KIND, MSG } from "../src/linux/protocol.ts";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Op } from "../src/plan/ops.ts";
@@ -192,5 +193,13 @@ describe("wire.h agrees with wire.ts", () => {
     }
     expect(codes.OP_LAST).toBe(Math.max(...Object.values(OP_WIRE).map((w) => w.code)));
     expect(Object.keys(formats).length).toBe(Object.keys(OP_WIRE).length);
+  });
+
+  test("message types, fd kinds and the plan's own error index (the sync protocol's executor side)", () => {
+    const msgs = Object.fromEntries([...header.matchAll(/^\s*MSG_([A-Z]+) = (\d+),/gm)].map((m) => [m[1]!, Number(m[2])]));
+    expect(msgs).toEqual({ ...MSG });
+    const kinds = Object.fromEntries([...header.matchAll(/FD_([A-Z]+) = (\d+)/g)].map((m) => [m[1]!, Number(m[2])]));
+    expect(kinds).toEqual({ ...FD_KIND });
+    expect(Number(header.match(/#define ERROR_OP_PLAN (0x[0-9a-f]+)u/)?.[1])).toBe(ERROR_OP_PLAN);
   });
 });

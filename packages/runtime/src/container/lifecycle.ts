@@ -93,12 +93,10 @@ function awaitExec(fd: number, rec: ContainerRecord): void {
   }
 }
 
-const MSG_ERROR = 3;
-
 /** The init's error in what it wrote to the exec fifo ("0" first when the hooks passed), if any. */
 function initFailure(data: Buffer): string | undefined {
   const at = data[0] === 0x30 ? 1 : 0;
-  if (data.length < at + 12 || data.readUInt32LE(at) !== MSG_ERROR) return undefined;
+  if (data.length < at + 12 || data.readUInt32LE(at) !== linux.MSG.ERROR) return undefined;
   const errno = data.readInt32LE(at + 8);
   const end = data.indexOf(0, at + 12);
   const text = data.toString("utf8", at + 12, end < 0 ? data.length : end).trimEnd();

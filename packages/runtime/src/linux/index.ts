@@ -27,4 +27,5 @@ export {
   waitpidTimeout,
   type WaitStatus,
 } from "./libc.ts";
+export { ERROR_OP_PLAN, FD_KIND, MSG } from "./protocol.ts";
 export { executorFd, sendFd, spawnExecutor, spawnWarmup, SyncChannel, SyncTimeout, type Message, type SpawnOptions, type Spawned } from "./native.ts";

@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import libPath from "../../native/build/libtsrun.so" with { type: "file" };
 import exePath from "../../native/build/tsrun-exec" with { type: "file" };
 import { AF_UNIX, SOCK } from "./constants.ts";
+import { ERROR_OP_PLAN, FD_KIND, MSG } from "./protocol.ts";
 import { close, pollIn, sealedMemfd, sendBytes, socketpair, SysError } from "./libc.ts";
 
 const { i32, u32, ptr } = FFIType;
@@ -129,7 +130,6 @@ export class SyncTimeout extends Error {
   }
 }
 
-const MSG = { SYNC: 1, PID: 2, ERROR: 3, FD: 4, EXEC: 5 } as const;
 const utf8 = new TextDecoder();
 
 function cText(b: Uint8Array): string {
@@ -155,7 +155,7 @@ export class SyncChannel {
     const type = n >= 4 ? v.getUint32(0, true) : 0;
     const fd = this.fdOut[0]!;
     if (type === MSG.FD && fd >= 0 && n >= 8) {
-      const kind = v.getUint32(4, true) === 2 ? "seccomp" : "console";
+      const kind = v.getUint32(4, true) === FD_KIND.SECCOMP ? "seccomp" : "console";
       return { type: "fd", fd, kind, name: cText(this.buf.subarray(8, n)) };
     }
     if (fd >= 0) close(fd);
@@ -164,7 +164,7 @@ export class SyncChannel {
     if (type === MSG.EXEC) return { type: "exec" };
     if (type === MSG.ERROR && n >= 12) {
       const op = v.getUint32(4, true);
-      return { type: "error", op: op === 0xffffffff ? -1 : op, errno: v.getInt32(8, true), text: cText(this.buf.subarray(12, n)) };
+      return { type: "error", op: op === ERROR_OP_PLAN ? -1 : op, errno: v.getInt32(8, true), text: cText(this.buf.subarray(12, n)) };
     }
     throw new SysError("recvmsg", EPROTO, `sync socket: unknown message type ${type} (${n} bytes)`);
   }
