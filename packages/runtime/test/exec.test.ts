@@ -153,6 +153,76 @@ describe("exec", () => {
   });
 });
 
+describe("exec with a console socket", () => {
+  // An engine's console socket: receives the pty master, prints its name and the terminal's output.
+  const RECEIVER = `
+import array, os, socket, sys
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind(sys.argv[1]); srv.listen(1)
+print("listening", flush=True)
+conn, _ = srv.accept()
+fds = array.array("i")
+msg, anc, _, _ = conn.recvmsg(1024, socket.CMSG_LEN(4))
+for level, kind, data in anc:
+    fds.frombytes(data[: len(data) - (len(data) % 4)])
+print("name", msg.decode(), flush=True)
+out = b""
+while True:
+    try:
+        b = os.read(fds[0], 4096)
+    except OSError:
+        break
+    if not b:
+        break
+    out += b
+print("tty", out.decode().replace("\\r", ""), flush=True)
+`;
+  test("-d -t --console-socket sends the pty master; the process runs on that terminal", async () => {
+    running("excons");
+    const sock = join(env.dir, "exec-console.sock");
+    const rx = Bun.spawn(["python3", "-c", RECEIVER, sock], { stdout: "pipe", stderr: "pipe" });
+    const reader = rx.stdout.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toContain("listening");
+    const r = env.tsrun(["exec", "-d", "-t", "--console-socket", sock, "excons", "sh", "-c", "tty; test -t 0 && echo stdin-is-tty"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    let text = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    await rx.exited;
+    expect(text).toContain("name /dev/ptmx");
+    expect(text).toMatch(/tty \/dev\/pts\/\d+\n/);
+    expect(text).toContain("stdin-is-tty");
+  });
+
+  test("-t detached without a console socket is refused, as runc does", () => {
+    running("exnocons");
+    const r = env.tsrun(["exec", "-d", "-t", "exnocons", "true"]);
+    expect(r.stderr).toBe("tsrun: cannot allocate tty if tsrun will detach without setting console socket\n");
+    expect(r.code).toBe(1);
+  });
+});
+
+describe("exec and pause", () => {
+  test("refused in a paused container; with --ignore-paused it runs once the container is resumed", async () => {
+    running("exp");
+    expect(env.tsrun(["pause", "exp"]).code).toBe(0);
+    const refused = env.tsrun(["exec", "exp", "true"]);
+    expect(refused.stderr).toBe("tsrun: cannot exec in a paused container exp (use --ignore-paused to override)\n");
+    expect(refused.code).toBe(1);
+    const p = Bun.spawn([TSRUN, "--root", env.root, "exec", "--ignore-paused", "exp", "echo", "ran"], { stdout: "pipe", stderr: "pipe" });
+    await Bun.sleep(300);
+    // still waiting, frozen with the container
+    expect(p.exitCode).toBeNull();
+    expect(env.tsrun(["resume", "exp"]).code).toBe(0);
+    expect(await p.exited).toBe(0);
+    expect(await new Response(p.stdout).text()).toBe("ran\n");
+  });
+});
+
 describe("exec: bad input leaves nothing", () => {
   test("a stopped container, a missing program, a missing command, an unknown container", () => {
     const b = env.bundle("exstop", (s) => (s.process.args = ["true"]));

@@ -105,8 +105,10 @@ export async function execProcess(store: Store, opts: ExecOptions): Promise<numb
       const cg = cgroupManagerFromJSON(rec.cgroup);
       if (cg.exists()) cg.addProcess(stage1);
     }
+    // In a paused container the process starts frozen and goes on at resume, whenever that is.
+    const stepTimeout = st === "paused" ? 24 * 3600_000 : STEP_TIMEOUT_MS;
     for (;;) {
-      const msg = sync.recv(STEP_TIMEOUT_MS);
+      const msg = sync.recv(stepTimeout);
       if (msg.type === "sync") {
         sync.answer(msg.code === SYNC.NAMESPACES);
       } else if (msg.type === "pid") {
