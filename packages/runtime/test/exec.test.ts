@@ -206,6 +206,45 @@ print("tty", out.decode().replace("\\r", ""), flush=True)
   });
 });
 
+describe("exec --cgroup", () => {
+  test("an existing sub-cgroup, for every controller or for the ones named; a missing or escaping one is refused", () => {
+    const init = running("excg");
+    const mine = Object.fromEntries(
+      readFileSync(`/proc/${init}/cgroup`, "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => l.split(":"))
+        .map(([, ctl, path]) => [ctl || "unified", path!]),
+    );
+    const dirOf = (ctl: string) => (ctl === "unified" ? `/sys/fs/cgroup/unified${mine.unified}` : `/sys/fs/cgroup/${ctl.replace(/^name=/, "")}${mine[ctl]}`);
+    const ctls = Object.keys(mine).filter((c) => existsSync(dirOf(c)));
+    for (const c of ctls) Bun.spawnSync(["mkdir", "-p", `${dirOf(c)}/sub`]);
+    // An empty cpuset takes no process: refused with the reason, then filled in from its parent.
+    const cpuset = dirOf("cpuset");
+    expect(env.tsrun(["exec", "--cgroup", "cpuset:sub", "excg", "true"]).stderr).toBe(
+      `tsrun: --cgroup: cannot move the process into ${cpuset}/sub: ENOSPC (a cpuset cgroup takes processes once its cpuset.cpus and cpuset.mems are set)\n`,
+    );
+    for (const f of ["cpuset.cpus", "cpuset.mems"]) writeFileSync(`${cpuset}/sub/${f}`, readFileSync(`${cpuset}/${f}`));
+    const pidOf = (args: string[]) => {
+      const f = join(env.dir, `excg-${args.join("-").replace(/\W/g, "")}.pid`);
+      const r = env.tsrun(["exec", "-d", "--pid-file", f, ...args, "excg", "sleep", "30"]);
+      expect(r.stderr).toBe("");
+      return Number(readFileSync(f, "utf8"));
+    };
+    const cgroupsOf = (pid: number) => Object.fromEntries(readFileSync(`/proc/${pid}/cgroup`, "utf8").trim().split("\n").map((l) => l.split(":")).map(([, c, p]) => [c || "unified", p]));
+    const all = cgroupsOf(pidOf(["--cgroup", "sub"]));
+    for (const c of ctls) expect([c, all[c]]).toEqual([c, `${mine[c]}/sub`]);
+    const some = cgroupsOf(pidOf(["--cgroup", "pids,memory:sub"]));
+    expect(some.pids).toBe(`${mine.pids}/sub`);
+    expect(some.memory).toBe(`${mine.memory}/sub`);
+    expect(some.cpu ?? some["cpu,cpuacct"]).toBe(mine.cpu ?? mine["cpu,cpuacct"]);
+    expect(env.tsrun(["exec", "--cgroup", "nosuch", "excg", "true"]).stderr).toContain("--cgroup nosuch: no such sub-cgroup");
+    expect(env.tsrun(["exec", "--cgroup", "../..", "excg", "true"]).stderr).toContain("invalid --cgroup argument: ../.. leads out of the container's cgroup");
+    expect(env.tsrun(["exec", "--cgroup", "a", "--cgroup", "b", "excg", "true"]).stderr).toContain("invalid --cgroup argument: a (missing <controller>: prefix)");
+    expect(env.tsrun(["exec", "--cgroup", "nope:sub", "excg", "true"]).stderr).toContain("the container has no nope cgroup");
+  });
+});
+
 describe("exec and pause", () => {
   test("refused in a paused container; with --ignore-paused it runs once the container is resumed", async () => {
     running("exp");

@@ -19,7 +19,8 @@ import { status } from "./lifecycle.ts";
 import { apparmorEnabled, hostTerminal } from "./host.ts";
 import { waitExit, forwardSignals } from "./foreground.ts";
 import type { Store } from "./store.ts";
-import { resolve } from "node:path";
+import { existsSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 
 export interface ExecOptions {
   id: string;
@@ -31,6 +32,37 @@ export interface ExecOptions {
   preserveFds?: number;
   /** Exec into a paused container (the process then waits, frozen, until resume). */
   ignorePaused?: boolean;
+  /** runc's --cgroup: existing sub-cgroups of the container's, `[controller[,controller]:]path`. */
+  subCgroups?: string[];
+}
+
+/**
+ * The directories of --cgroup, as runc reads it: `path` alone (given once) for every controller,
+ * or `ctl[,ctl]:path` per controller; each an existing directory below the container's own
+ * cgroup for that controller.
+ */
+export function subCgroupDirs(paths: Record<string, string>, args: readonly string[]): string[] {
+  if (args.length === 0) return [];
+  const wanted = new Map<string, string>();
+  for (const a of args) {
+    const parts = a.split(":");
+    if (parts.length > 2) throw new ContainerError(`invalid --cgroup argument: ${a}`);
+    if (parts.length === 1) {
+      if (args.length !== 1) throw new ContainerError(`invalid --cgroup argument: ${a} (missing <controller>: prefix)`);
+      for (const ctl of Object.keys(paths)) wanted.set(ctl, a);
+    } else
+      for (const ctl of parts[0]!.split(",")) {
+        if (!(ctl in paths)) throw new ContainerError(`invalid --cgroup argument: ${a}: the container has no ${ctl} cgroup (it has ${Object.keys(paths).filter(Boolean).join(", ")})`);
+        wanted.set(ctl, parts[1]!);
+      }
+  }
+  return [...wanted].map(([ctl, sub]) => {
+    const base = paths[ctl]!;
+    const dir = resolve(base, sub.replace(/^\/+/, ""));
+    if (dir !== base && !dir.startsWith(`${base}/`)) throw new ContainerError(`invalid --cgroup argument: ${sub} leads out of the container's cgroup`);
+    if (!existsSync(join(dir, "cgroup.procs"))) throw new ContainerError(`--cgroup ${sub}: no such sub-cgroup ${dir} (it must exist)`);
+    return dir;
+  });
 }
 
 /** How long tsrun waits for any one step of the executor. */
@@ -104,7 +136,14 @@ export async function execProcess(store: Store, opts: ExecOptions): Promise<numb
     if (rec.cgroup !== undefined) {
       const cg = cgroupManagerFromJSON(rec.cgroup);
       if (cg.exists()) cg.addProcess(stage1);
-    }
+      for (const dir of subCgroupDirs(cg.paths(), opts.subCgroups ?? []))
+        try {
+          writeFileSync(join(dir, "cgroup.procs"), String(stage1));
+        } catch (e) {
+          const code = (e as NodeJS.ErrnoException).code ?? "";
+          throw new ContainerError(`--cgroup: cannot move the process into ${dir}: ${code}${code === "ENOSPC" ? " (a cpuset cgroup takes processes once its cpuset.cpus and cpuset.mems are set)" : ""}`);
+        }
+    } else if (opts.subCgroups?.length) throw new ContainerError(`--cgroup: container ${opts.id} has no cgroup`);
     // In a paused container the process starts frozen and goes on at resume, whenever that is.
     const stepTimeout = st === "paused" ? 24 * 3600_000 : STEP_TIMEOUT_MS;
     for (;;) {

@@ -23,6 +23,7 @@ const flags = {
   "process-label": { type: "string", description: "the SELinux label for the process (refused: no SELinux here)" },
   "preserve-fds": { type: "integer", description: "pass this many additional fds (3 and up) to the process", default: 0, min: 0 },
   "ignore-paused": { type: "boolean", description: "exec in a paused container too (the process waits, frozen, until resume)" },
+  cgroup: { type: "string", multiple: true, description: "run the process in an existing sub-cgroup of the container's: [controller[,controller]:]path; repeatable" },
 } as const;
 
 type ExecFlags = FlagValues<typeof flags>;
@@ -100,6 +101,7 @@ export default defineCommand({
       detach: f.detach,
       preserveFds: f["preserve-fds"],
       ignorePaused: f["ignore-paused"],
+      subCgroups: f.cgroup,
       ...(f["console-socket"] ? { consoleSocket: f["console-socket"] } : {}),
       ...(f["pid-file"] ? { pidFile: f["pid-file"] } : {}),
     });
