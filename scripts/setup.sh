@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 # gcc and libc6-dev build the C parts; musl-tools makes the static executor 14 times smaller.
 # python3 and script(1) (bsdutils) stand in for an engine's console socket and a terminal in tests.
 # skopeo, umoci, docker-registry and zstd make and serve the image fixtures of the image path.
-APT_PACKAGES=(gcc libc6-dev musl-tools runc crun containerd busybox-static jq python3 bsdutils skopeo umoci docker-registry zstd)
+# docker.io: dockerd with tsrun as an added runtime is one of the engines tsrun is tested behind.
+APT_PACKAGES=(gcc libc6-dev musl-tools runc crun containerd busybox-static jq python3 bsdutils skopeo umoci docker-registry zstd docker.io)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -37,14 +38,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
   trap restore_policy EXIT
   printf '#!/bin/sh\n# scripts/setup.sh of tsrun: no service starts during its apt-get install.\nexit 101\n' >"$policy"
   chmod 755 "$policy"
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   restore_policy
   trap - EXIT
   for p in "${missing[@]}"; do
-    case "$p" in containerd | docker-registry) ;; *) continue ;; esac
+    case "$p" in containerd | docker-registry | docker.io) ;; *) continue ;; esac
+    [ "$p" = docker.io ] && p=docker
     if [ -d /run/systemd/system ]; then
       systemctl disable --now --quiet "$p.service" || true
+      [ "$p" = docker ] && { systemctl disable --now --quiet docker.socket || true; }
     elif command -v systemctl >/dev/null; then
       # systemd installed but not running (a container, a chroot): the unit's links still start it at boot.
       systemctl disable --quiet "$p.service" >/dev/null 2>&1 || true
