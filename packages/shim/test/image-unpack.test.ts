@@ -191,6 +191,14 @@ describe("tar-slip", () => {
     await attack([{ name: "ok", body: "" }, { name: `${depth}${victim.slice(1)}/dotdot`, body: "pwned" }], `${depth}${victim.slice(1)}/dotdot`, join(victim, "dotdot"), DOTDOT);
   });
 
+  test("a whiteout that names no file (.wh., .wh.., .wh...) is refused, at the root and below it", async () => {
+    for (const [dir, wh] of [["", ".wh."], ["", ".wh.."], ["", ".wh..."], ["a/", ".wh."], ["a/", ".wh.."], ["a/b/", ".wh..."]] as const) {
+      const entries: TarEntry[] = [{ name: "a/b/keep", body: "k" }, { name: `${dir}${wh}`, body: "" }];
+      const msg = await attack(entries, `${dir}${wh}`, join(victim, "never"), `the whiteout "${wh}" names no file in its directory`);
+      expect(msg).not.toContain("ENOTDIR");
+    }
+  });
+
   test("absolute paths land inside the snapshot", async () => {
     const { dest } = await unpackInto([{ name: `${victim}/abs`, body: "inside" }]);
     expect(existsSync(join(victim, "abs"))).toBe(false);

@@ -254,6 +254,9 @@ class LayerWriter {
       }
       if (base.startsWith(AUFS_META)) return undefined;
       const name = base.slice(WHITEOUT.length);
+      // ".wh.", ".wh.." and ".wh..." name the directory itself or the one above it: a whiteout
+      // there would replace the layer root, or the store's directory around it.
+      if (name === "" || name === "." || name === "..") throw new EntryError(`the whiteout "${base}" names no file in its directory`);
       const target = dir === "" ? name : `${dir}/${name}`;
       this.replace(target, false);
       mknod(this.abs(target), S_IFCHR, 0, 0);
