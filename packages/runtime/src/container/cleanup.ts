@@ -1,8 +1,10 @@
 // Locking and teardown, shared by create (on failure) and delete.
-import { openSync, readFileSync } from "node:fs";
+import { openSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { writeFileAtomic } from "../io.ts";
-import { join } from "node:path";
-import { cgroupManagerFromJSON } from "../cgroups/manager.ts";
+import { join, posix } from "node:path";
+import { cgroupManager, cgroupManagerFromJSON, type CgroupManager } from "../cgroups/manager.ts";
+import { detect, parseProcCgroup, type CgroupHost, type Hierarchy } from "../cgroups/detect.ts";
+import { UNIFIED } from "../cgroups/paths.ts";
 import * as linux from "../linux/index.ts";
 import { ContainerError } from "./errors.ts";
 import { isAlive } from "./proc.ts";
@@ -42,28 +44,119 @@ export function isLocked(store: Store, id: string): boolean {
 }
 
 /**
- * The cgroup's location, in a file of its own written before the cgroup is made: delete --force
- * finds the cgroup with it even when state.json is lost or corrupt.
+ * The cgroup's location, written before the cgroup is made, in two places besides state.json:
+ * cgroup.json in the container's directory, and a side record in the state root, outside that
+ * directory (`cgroup@<id>.json`: "@" cannot be in an id, so the name never collides with a
+ * container's directory and `list` never sees it). Each is written atomically (a new file renamed
+ * over), so it is whole or absent, never half-written. Whatever happens to the files inside the
+ * container's directory, the side record still names the cgroup, which matters most for a custom
+ * linux.cgroupsPath: that path cannot be derived from the id. See findCgroup for the order.
  */
 export function saveCgroupRecord(store: Store, id: string, cgroup: unknown): void {
   writeFileAtomic(join(store.dir(id), "cgroup.json"), JSON.stringify(cgroup));
+  writeFileAtomic(sideRecordPath(store, id), JSON.stringify(cgroup));
 }
 
-function loadCgroupRecord(store: Store, id: string): unknown {
+function sideRecordPath(store: Store, id: string): string {
+  return join(store.root, `cgroup@${id}.json`);
+}
+
+function loadRecord(path: string): unknown {
   try {
-    return JSON.parse(readFileSync(join(store.dir(id), "cgroup.json"), "utf8"));
+    return JSON.parse(readFileSync(path, "utf8"));
   } catch {
     return undefined;
   }
 }
 
 /**
+ * The container's cgroup, from the first source that gives a usable one:
+ * 1. state.json's record (when state.json could be read);
+ * 2. cgroup.json, then the side record in the state root (see saveCgroupRecord);
+ * 3. what the kernel keeps: the cgroup at runc's default path for the id (tsrun's own cgroup
+ *    and the id), when it exists;
+ * 4. a process whose cgroup (in the freezer or cgroup2 hierarchy) is named after the id: that
+ *    finds the default cgroup even when this tsrun runs in another cgroup than the create did.
+ * A record read from disk after damage is trusted only if each of its paths lies strictly below a
+ * cgroup mount of this host: a garbage record naming a hierarchy's root would otherwise make
+ * killAll signal the whole host.
+ */
+function findCgroup(store: Store, id: string, rec: ContainerRecord | undefined): CgroupManager | undefined {
+  if (rec?.cgroup !== undefined) return cgroupManagerFromJSON(rec.cgroup);
+  for (const record of [loadRecord(join(store.dir(id), "cgroup.json")), loadRecord(sideRecordPath(store, id))]) {
+    if (record === undefined) continue;
+    try {
+      const cg = cgroupManagerFromJSON(record);
+      if (belowMounts(cg, detect())) return cg;
+    } catch {
+      // Not a usable record: try the next source.
+    }
+  }
+  try {
+    const cg = cgroupManager({ id });
+    if (cg.exists()) return cg;
+  } catch {
+    // No hierarchy to derive it in, or an id that cannot name a cgroup: nothing to find there.
+  }
+  return cgroupOfProcessNamed(id);
+}
+
+function belowMounts(cg: CgroupManager, host: CgroupHost): boolean {
+  const mounts = [...Object.values(host.v1), ...(host.unified ? [host.unified] : [])].map((h) => h.mountpoint);
+  return Object.values(cg.paths()).every((p) => mounts.some((m) => p.startsWith(`${m}/`)));
+}
+
+/** The cgroups of the first process whose freezer (or cgroup2) cgroup is named `id`. */
+function cgroupOfProcessNamed(id: string): CgroupManager | undefined {
+  let host: CgroupHost;
+  try {
+    host = detect();
+  } catch {
+    return undefined;
+  }
+  const key = host.v1.freezer ? "freezer" : UNIFIED;
+  for (const pid of readdirSync("/proc")) {
+    if (!/^\d+$/.test(pid)) continue;
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/cgroup`, "utf8");
+    } catch {
+      continue; // gone meanwhile
+    }
+    const own = parseProcCgroup(text);
+    const mine = key === UNIFIED ? own.unified : own.v1[key];
+    if (mine === undefined || mine === null || posix.basename(mine) !== id) continue;
+    const paths: Record<string, string> = {};
+    for (const [ctl, h] of Object.entries(host.v1)) {
+      const dir = own.v1[ctl] === undefined ? undefined : hostDir(h, own.v1[ctl]!);
+      if (dir !== undefined) paths[ctl] = dir;
+    }
+    if (host.unified && own.unified !== null) {
+      const dir = hostDir(host.unified, own.unified);
+      if (dir !== undefined) paths[UNIFIED] = dir;
+    }
+    try {
+      const cg = cgroupManagerFromJSON({ version: 1, mode: host.mode, paths });
+      if (belowMounts(cg, host)) return cg;
+    } catch {
+      // Its cgroups do not make a whole set for this host's mode: not one tsrun made.
+    }
+  }
+  return undefined;
+}
+
+/** Where `cgroup` (a path from /proc/<pid>/cgroup) is under `h`'s mountpoint, if this mount shows it. */
+function hostDir(h: Hierarchy, cgroup: string): string | undefined {
+  if (h.root !== "/" && cgroup !== h.root && !cgroup.startsWith(`${h.root}/`)) return undefined;
+  return posix.join(h.mountpoint, h.root === "/" ? cgroup : cgroup.slice(h.root.length));
+}
+
+/**
  * Kills whatever is left of the container (its init and everything in its cgroup), removes its
- * cgroup and its state directory. Works from a partial record, or none.
+ * cgroup and its state directory. Works from a partial record, or none: see findCgroup.
  */
 export function destroyContainer(store: Store, id: string, rec: ContainerRecord | undefined): void {
-  const cgJson = rec?.cgroup ?? loadCgroupRecord(store, id);
-  const cg = cgJson === undefined ? undefined : cgroupManagerFromJSON(cgJson);
+  const cg = findCgroup(store, id, rec);
   if (rec && rec.pid > 0 && isAlive(rec.pid, rec.pidStartTime)) {
     linux.kill(rec.pid, 9);
     // A paused container's init cannot die while frozen: thaw, or waitGone waits in vain.
@@ -76,7 +169,8 @@ export function destroyContainer(store: Store, id: string, rec: ContainerRecord 
   if (rec && rec.pid > 0) waitGone(rec.pid, rec.pidStartTime);
   if (cg) {
     // Usually empty by now (the init is gone, and its pid namespace with it): removed at once.
-    // Only when something is still inside is it killed (freezing first on v1) and waited for.
+    // Only when something is still inside (or the init was found only through the cgroup) is it
+    // killed (freezing first on v1, thawing a paused one) and waited for.
     try {
       cg.destroy({ timeoutMs: 0 });
     } catch {
@@ -84,6 +178,7 @@ export function destroyContainer(store: Store, id: string, rec: ContainerRecord 
       cg.destroy();
     }
   }
+  rmSync(sideRecordPath(store, id), { force: true });
   store.remove(id);
 }
 
