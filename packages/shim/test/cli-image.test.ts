@@ -110,6 +110,50 @@ describe("tsrun image …", () => {
     expect(mountsUnder(dir)).toEqual([]);
   });
 
+  test("bundles of two directories with the same name do not collide; one removed with rm -rf is pruned", () => {
+    const a = join(work, "ba", "bundle");
+    const b = join(work, "bb", "bundle");
+    for (const d of [a, b]) {
+      const r = t(["bundle", ...ir, "--image", "localhost/busybox:1", d]);
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+    }
+    expect(mountsUnder(join(work, "ba"))).toEqual([join(a, "rootfs")]);
+    expect(mountsUnder(join(work, "bb"))).toEqual([join(b, "rootfs")]);
+    // removed the careless way: its rootfs stays mounted (rm cannot remove a mount point)
+    Bun.spawnSync(["rm", "-rf", a]);
+    expect(existsSync(join(a, "config.json"))).toBe(false);
+    // the same directory can be bundled again: the stale rootfs is freed first
+    expect(t(["bundle", ...ir, "--image", "localhost/busybox:1", a]).code).toBe(0);
+    Bun.spawnSync(["rm", "-rf", a]);
+    const pruned = t(["bundle", ...ir, "--prune"]);
+    expect(pruned.stderr).toBe("");
+    expect(pruned.stdout).toBe(`removed ${a}\n`);
+    expect(mountsUnder(join(work, "ba"))).toEqual([]);
+    expect(existsSync(a)).toBe(false);
+    expect(t(["bundle", ...ir, "--remove", b]).code).toBe(0);
+    expect(mountsUnder(join(work, "bb"))).toEqual([]);
+  });
+
+  test("bundle --remove of a bundle a container runs from is refused; --force kills it first", () => {
+    const dir = join(work, "busy");
+    expect(t(["bundle", ...ir, "--image", "localhost/busybox:1", dir, "--", "sleep", "300"]).code).toBe(0);
+    expect(t(["run", "-d", "--bundle", dir, "busy"]).code).toBe(0);
+    const pid = JSON.parse(t(["state", "busy"]).stdout).pid;
+    const refused = t(["bundle", ...ir, "--remove", dir]);
+    expect(refused.stderr).toBe(
+      `tsrun: bundle ${dir} is in use by a running container (pid ${pid}): delete the container first (\`tsrun delete --force ID\`), or remove with --force to kill its processes\n`,
+    );
+    expect(refused.code).toBe(1);
+    // the container's / is intact
+    expect(readdirSync(join(dir, "rootfs"))).toContain("bin");
+    expect(t(["bundle", ...ir, "--remove", "--force", dir]).code).toBe(0);
+    expect(existsSync(dir)).toBe(false);
+    expect(mountsUnder(dir)).toEqual([]);
+    expect(JSON.parse(t(["state", "busy"]).stdout).status).toBe("stopped");
+    expect(t(["delete", "busy"]).code).toBe(0);
+  });
+
   test("bad input: one line, exit 1, nothing left", () => {
     const cases: [string[], RegExp][] = [
       [["run", "--image", "localhost/none:1", ...ir, "x1"], /^tsrun: image localhost\/none:1 not found/],

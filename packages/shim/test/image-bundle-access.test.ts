@@ -87,7 +87,7 @@ describe("a bundle from an image against another local user", () => {
   const dir = join(work, "b1");
 
   test("bundle --image: the bundle, rootfs, snapshots and upper dir are out of reach of uid 65534", () => {
-    const b = t(["bundle", ...ir, "--image", "localhost/suid:1", "-u", "nobody", dir, "--", "/bin/euid"]);
+    const b = t(["bundle", ...ir, "--image", "localhost/suid:1", "--id", "b1", "-u", "nobody", dir, "--", "/bin/euid"]);
     expect(b.stderr).toBe("");
     expect(b.code).toBe(0);
     // A setuid file the container made: it lives in the upper dir.

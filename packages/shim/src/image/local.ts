@@ -2,6 +2,7 @@
 // the snapshots, the image records and the containers' rootfs dirs. What the CLI's image
 // commands and the gRPC image service both call.
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { basename, dirname, join, resolve } from "node:path";
 import type { Descriptor, ImageConfig, ImageManifest } from "@tsrun/ocispec";
 import { commitImage } from "./commit.ts";
@@ -166,8 +167,12 @@ export class LocalImages implements ImageService {
 
   async bundle(req: BundleRequest): Promise<BundleResult> {
     const dir = resolve(req.dir);
-    const id = req.id ?? basename(dir);
+    // Unique per bundle directory: a/bundle and b/bundle must not share a rootfs name.
+    const id = req.id ?? `${basename(dir)}-${createHash("sha256").update(dir).digest("hex").slice(0, 12)}`;
     const r = this.resolve(req.image);
+    // A bundle of this directory removed with rm -rf instead of --remove: its rootfs is freed now.
+    const stale = this.findBundle(dir);
+    if (stale && !existsSync(join(dir, "config.json"))) this.removeRecord(stale.id, dir);
     if (existsSync(dir) && readdirSync(dir).length > 0)
       throw new Error(`bundle directory ${dir} is not empty: give a new or empty directory, or remove a bundle tsrun made there with \`tsrun bundle --remove ${dir}\``);
     const made = !existsSync(dir);
@@ -210,25 +215,78 @@ export class LocalImages implements ImageService {
     }
   }
 
-  /** The container (rootfs) id of a bundle made by `bundle`, found by its record. */
-  private bundleId(dir: string): { id: string; record: BundleRecord } {
-    const want = resolve(dir);
+  /** Every bundle made by `bundle`, by its record: rootfs id, directory, image. */
+  private bundles(): { id: string; record: BundleRecord }[] {
     const containers = join(this.root, "containers");
+    const out: { id: string; record: BundleRecord }[] = [];
     for (const id of existsSync(containers) ? readdirSync(containers) : []) {
       try {
-        const record = JSON.parse(readFileSync(join(containers, id, "bundle.json"), "utf8")) as BundleRecord;
-        if (record.bundle === want) return { id, record };
+        out.push({ id, record: JSON.parse(readFileSync(join(containers, id, "bundle.json"), "utf8")) as BundleRecord });
       } catch {
-        // a rootfs without a bundle (or being made): not this one
+        // a rootfs without a bundle (or being made)
       }
     }
-    throw new Error(`${want} is not a bundle made from an image of ${this.root} (tsrun bundle --image makes one)`);
+    return out;
+  }
+
+  private findBundle(dir: string): { id: string; record: BundleRecord } | undefined {
+    const want = resolve(dir);
+    return this.bundles().find((b) => b.record.bundle === want);
+  }
+
+  /** The container (rootfs) id of a bundle made by `bundle`, found by its record. */
+  private bundleId(dir: string): { id: string; record: BundleRecord } {
+    const found = this.findBundle(dir);
+    if (!found) throw new Error(`${resolve(dir)} is not a bundle made from an image of ${this.root} (tsrun bundle --image makes one)`);
+    return found;
+  }
+
+  /**
+   * The processes whose root directory is the bundle's rootfs: a running container of it (its
+   * init and everything it started, in any mount namespace).
+   */
+  bundleUsers(dir: string): number[] {
+    const { id } = this.bundleId(dir);
+    const rootfs = readRootfs(this.root, id)?.target;
+    const st = rootfs ? statSync(rootfs, { throwIfNoEntry: false }) : undefined;
+    if (!st) return [];
+    const users: number[] = [];
+    for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+      try {
+        const r = statSync(`/proc/${pid}/root`);
+        if (r.dev === st.dev && r.ino === st.ino) users.push(Number(pid));
+      } catch {
+        // gone, or a kernel thread
+      }
+    }
+    return users;
+  }
+
+  private removeRecord(id: string, dir: string): void {
+    unmountRootfs(this.root, id);
+    rmSync(resolve(dir), { recursive: true, force: true });
   }
 
   async removeBundle(dir: string): Promise<void> {
     const { id } = this.bundleId(dir);
-    unmountRootfs(this.root, id);
-    rmSync(resolve(dir), { recursive: true, force: true });
+    // Its upper dir is the running container's /: removing it would empty the container's root.
+    const users = this.bundleUsers(dir);
+    if (users.length)
+      throw new Error(
+        `bundle ${resolve(dir)} is in use by a running container (pid ${users.join(", ")}): delete the container first (\`tsrun delete --force ID\`), or remove with --force to kill its processes`,
+      );
+    this.removeRecord(id, dir);
+  }
+
+  /** Removes the records and rootfs of bundles whose directory is gone (rm -rf'd). Returns their directories. */
+  async pruneBundles(): Promise<string[]> {
+    const gone: string[] = [];
+    for (const { id, record } of this.bundles()) {
+      if (existsSync(join(record.bundle, "config.json"))) continue;
+      this.removeRecord(id, record.bundle);
+      gone.push(record.bundle);
+    }
+    return gone;
   }
 
   async commit(req: CommitRequest): Promise<ImageSummary> {

@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from "node:fs";
 import { defineCommand } from "@tsrun/runtime/src/cli/def.ts";
 import { imageRootFlag, images, userErrors } from "./common.ts";
 import { bundleSpecOptions, imageSpecFlags } from "./flags.ts";
@@ -10,17 +11,27 @@ export default defineCommand({
   flags: {
     ...imageRootFlag,
     image: { type: "string", description: "the image to make the bundle from" },
-    remove: { type: "boolean", description: "unmount and remove the bundle DIR made earlier instead" },
-    id: { type: "string", description: "name of the bundle's rootfs in the image store (default: the directory's name)" },
+    remove: { type: "boolean", description: "unmount and remove the bundle DIR made earlier instead (refused while a container runs from it)" },
+    force: { type: "boolean", description: "with --remove: kill the processes of a container still running from the bundle first" },
+    prune: { type: "boolean", description: "remove the rootfs of every bundle whose directory is gone (removed without --remove)" },
+    id: { type: "string", description: "name of the bundle's rootfs in the image store (default: the directory's name and a hash of its path)" },
     ...imageSpecFlags,
   },
-  args: [{ name: "dir", description: "bundle directory (new or empty)", required: true }],
+  args: [{ name: "dir", description: "bundle directory (new or empty)" }],
   variadic: true,
   run(ctx, flags, args) {
     return userErrors(async () => {
       const svc = images(flags);
-      const [dir, ...cmd] = args as [string, ...string[]];
+      if (flags.prune) {
+        if (args.length) throw new Error("bundle --prune takes no directory");
+        for (const d of await svc.pruneBundles()) ctx.stdout(`removed ${d}\n`);
+        return 0;
+      }
+      const [dir, ...cmd] = args as [string | undefined, ...string[]];
+      if (dir === undefined) throw new Error("bundle: the bundle directory DIR is missing");
+      if (flags.force && !flags.remove) throw new Error("bundle: --force goes with --remove");
       if (flags.remove) {
+        if (flags.force) await killAndWait(svc.bundleUsers(dir));
         await svc.removeBundle(dir);
         return 0;
       }
@@ -37,3 +48,23 @@ export default defineCommand({
     });
   },
 });
+
+/** SIGKILLs the processes and waits (up to 10 s) until none of them is left. */
+async function killAndWait(pids: number[]): Promise<void> {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // gone already
+    }
+  }
+  for (let i = 0; i < 500 && pids.some((p) => existsSync(`/proc/${p}/root`) && !isZombie(p)); i++) await Bun.sleep(20);
+}
+
+function isZombie(pid: number): boolean {
+  try {
+    return /\) Z /.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return true;
+  }
+}
