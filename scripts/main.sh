@@ -24,7 +24,8 @@ run dist/tsrun --root "$demo/state" run --image localhost/busybox:demo --rm demo
 # Change a container's files, commit them as a new image, run that.
 run dist/tsrun --root "$demo/state" run --image localhost/busybox:demo demo2 -- sh -c 'echo "committed by tsrun" > /etc/motd'
 run dist/tsrun --root "$demo/state" commit -m "add /etc/motd" demo2 localhost/busybox:motd
-run dist/tsrun bundle --remove "$TSRUN_IMAGE_ROOT/bundles/demo2"
+# demo2 was kept after it exited, as docker keeps a container; delete removes it with its layer.
+run dist/tsrun --root "$demo/state" delete demo2
 run dist/tsrun --root "$demo/state" run --image localhost/busybox:motd --rm demo3 -- cat /etc/motd
 # The runc way: tsrun spec, a root filesystem, tsrun run --bundle.
 bundle="$demo/bundle"

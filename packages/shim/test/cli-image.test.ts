@@ -73,6 +73,9 @@ describe("tsrun image …", () => {
   test("run --image without --rm keeps the bundle; commit turns its changes into an image", () => {
     const r = t(["run", "--image", "localhost/busybox:1", ...ir, "c1", "--", "sh", "-c", "echo changed > /etc/motd; rm /bin/vi"]);
     expect(r.code).toBe(0);
+    // kept after it exited, as docker keeps it, and listed
+    expect(t(["list", "-q"]).stdout).toContain("c1\n");
+    expect(JSON.parse(t(["state", "c1"]).stdout).status).toBe("stopped");
     const c = t(["commit", ...ir, "-m", "motd", "--cmd", '["cat","/etc/motd"]', "c1", "localhost/busybox:motd"]);
     expect(c.stderr).toBe("");
     expect(c.code).toBe(0);
@@ -85,7 +88,10 @@ describe("tsrun image …", () => {
     const d = JSON.parse(t(["image", "inspect", ...ir, "localhost/busybox:motd"]).stdout);
     expect(d.layers).toHaveLength(2);
     expect(d.config.history.at(-1).comment).toBe("motd");
-    expect(t(["bundle", ...ir, "--remove", join(imageRoot, "bundles", "c1")]).code).toBe(0);
+    // one command removes it with its writable layer and mounts
+    expect(t(["delete", "c1"]).code).toBe(0);
+    expect(existsSync(join(imageRoot, "bundles", "c1"))).toBe(false);
+    expect(existsSync(join(stateRoot, "c1"))).toBe(false);
     expect(t(["image", "rm", ...ir, "localhost/busybox:motd"]).stdout).toBe("removed localhost/busybox:motd\n");
     expect(mountsUnder(imageRoot)).toEqual([]);
   });

@@ -4,6 +4,7 @@ import { entry, type CommandEntry } from "@tsrun/runtime/src/cli/registry.ts";
 
 export const IMAGE_COMMANDS: Record<string, CommandEntry> = {
   run: entry("create and start a container (from a bundle, or from an image with --image), and wait for it unless --detach", true, () => import("./commands/run.ts")),
+  delete: entry("delete a container and everything it holds (with an image container's writable layer)", true, () => import("./commands/delete.ts")),
   // Parsed by the runc-like parser: it leaves everything after the directory (or "--") alone.
   bundle: entry("make a runtime bundle (config.json + rootfs) from an image", true, () => import("./commands/bundle.ts")),
   commit: entry("make a new image from a container's changes to its image", false, () => import("./commands/commit.ts")),

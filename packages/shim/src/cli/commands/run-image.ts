@@ -14,7 +14,9 @@ export async function runFromImage(ctx: Context, flags: RunFlags, id: string, cm
   await userErrors(() => svc.bundle({ image: flags.image, dir, id, hostname: id, ...(cmd.length ? { args: cmd } : {}), ...spec }));
   let code: number;
   try {
-    code = await runtimeRun.run(ctx, { ...flags, bundle: dir }, [id]);
+    // Docker's life: without --rm the container is kept when it exits (listed, committable),
+    // until `tsrun delete ID` removes it with its writable layer and mounts.
+    code = await runtimeRun.run(ctx, { ...flags, bundle: dir, keep: flags.keep || !flags.rm }, [id]);
   } catch (e) {
     // Nothing of a container that never ran is kept.
     await svc.removeBundle(dir);
