@@ -160,7 +160,7 @@ struct strv { uint32_t n; const unsigned char *enc; };
 struct op {
 	const char *s[4];
 	uint32_t u[6];
-	uint64_t q[5];
+	uint64_t q[6];
 	struct strv v[2];
 	const unsigned char *b; /* bytes, or a u32 array */
 	uint32_t nb;            /* byte count, or element count of the u32 array */
@@ -192,6 +192,7 @@ static int take_str(struct cursor *c, const char **out, int nullable)
 static int decode(uint32_t code, struct cursor *c, struct op *o)
 {
 	int ns = 0, nu = 0, nq = 0, nv = 0;
+	uint32_t n;
 	const char *x;
 	memset(o, 0, sizeof *o);
 	if (code == 0 || code > OP_LAST || !op_format[code])
@@ -205,6 +206,13 @@ static int decode(uint32_t code, struct cursor *c, struct op *o)
 			break;
 		case 'u': if (take(c, &o->u[nu++], 4)) return -1; break;
 		case 'q': if (take(c, &o->q[nq++], 8)) return -1; break;
+		case 'x':
+			if (take(c, &n, 4) || n > 6u - nq)
+				return -1;
+			while (n--)
+				if (take(c, &o->q[nq++], 8))
+					return -1;
+			break;
 		case 'v':
 			if (take(c, &o->v[nv].n, 4))
 				return -1;
@@ -1093,6 +1101,14 @@ static void run(uint32_t code, const struct op *o)
 			fail(errno, "join a new session keyring %s", s);
 		break;
 	case OP_CLOSE_FDS: op_close_fds(o->u[0]); break;
+	case OP_SYSCALL: { /* TypeScript chose the number and built any struct: the C only calls */
+		uint64_t a[6];
+		memcpy(a, o->q, sizeof a);
+		if (o->u[1] < 6)
+			a[o->u[1]] = (uintptr_t)o->b;
+		TRY(syscall((long)o->u[0], a[0], a[1], a[2], a[3], a[4], a[5]), "%s", s);
+		break;
+	}
 	case OP_HOOK: op_hook(o); break;
 	case OP_EXEC: op_exec(o); break;
 	case OP_RESOLVE_EXEC: op_resolve_exec(); break;

@@ -8,6 +8,7 @@
  *   s str (u32 length, bytes, NUL)   n nullable str (a str, or u32 0xffffffff)
  *   u u32 (numbers; booleans 0/1)    q u64 (bigints)
  *   v string array (u32 count, strs) w u32 array (u32 count, u32s)   b bytes (u32 length, bytes)
+ *   x u64 array (u32 count, u64s; they fill the q slots, at most 6 per op)
  */
 #ifndef TSRUN_WIRE_H
 #define TSRUN_WIRE_H
@@ -56,10 +57,11 @@
 	X(SESSION_KEYRING, 37, "s")       /* name */                                        \
 	X(OPEN_TREE, 38, "suu")           /* path fd recursive */                           \
 	X(MOUNT_TREE, 39, "uusuuu")       /* fd attrSet target recursive inRoot targetIsFile */ \
-	X(HIDE_MOUNT, 40, "s")            /* path */
+	X(HIDE_MOUNT, 40, "s")            /* path */                                        \
+	X(SYSCALL, 41, "suuxb")           /* what nr bufArg args buf (its address replaces args[bufArg]) */
 
 #define OP_ENUM(name, code, format) OP_##name = code,
-enum op_code { OPS(OP_ENUM) OP_LAST = 40 };
+enum op_code { OPS(OP_ENUM) OP_LAST = 41 };
 
 /* Messages executor -> tsrun: one SOCK_SEQPACKET datagram each, u32 type first.
  * The answer to MSG_SYNC is one datagram tsrun -> executor: a status byte (0 = go on, anything

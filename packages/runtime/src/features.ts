@@ -6,6 +6,7 @@ import { CAPABILITIES, HOOK_NAMES, MOUNT_OPTIONS, NAMESPACE_TYPES } from "@tsrun
 import { OCI_VERSION, OCI_VERSION_MIN } from "@tsrun/ocispec/src/version.ts";
 import { COMMIT, VERSION } from "./version.ts";
 import { SECCOMP_FILTER_FLAG } from "./seccomp/index.ts";
+import { MPOL_FLAG, MPOL_MODE } from "./plan/kernel.ts";
 
 export function features(): Features {
   return {
@@ -29,8 +30,11 @@ export function features(): Features {
       },
       apparmor: { enabled: false },
       selinux: { enabled: false },
+      // No resctrl support: a config with linux.intelRdt is refused.
       intelRdt: { enabled: false },
       mountExtensions: { idmap: { enabled: true } },
+      // Every mode and flag of the spec is passed to set_mempolicy (plan/kernel.ts).
+      memoryPolicy: { modes: Object.keys(MPOL_MODE).sort(), flags: Object.keys(MPOL_FLAG).sort() },
     },
     annotations: {
       "org.opencontainers.tsrun.version": VERSION,

@@ -4,7 +4,7 @@ import { describe, expect, test } from "bun:test";
 import { ERROR_OP_PLAN, FD_KIND, MSG } from "../src/linux/protocol.ts";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Op } from "../src/plan/ops.ts";
+import { NO_BUF_ARG, type Op } from "../src/plan/ops.ts";
 import { encodePlan, OP_WIRE, PLAN_MAGIC, PLAN_VERSION, PlanEncodeError } from "../src/plan/wire.ts";
 
 /** One of every op, every optional field set, odd values (unicode, empty, max). */
@@ -51,6 +51,8 @@ const EVERY_OP: Op[] = [
   { op: "openTree", path: "/srv/data", fd: 70, recursive: true },
   { op: "mountTree", fd: 70, attrSet: 1, target: "mnt", recursive: true, inRoot: true, targetIsFile: false },
   { op: "idmapMount", source: "/vol", target: "data", usernsFd: 5, recursive: true, attrSet: 1, inRoot: true, targetIsFile: false },
+  { op: "syscall", what: "set the scheduler (sched_setattr SCHED_FIFO priority 10)", nr: 314, bufArg: 1, args: [0n, 0n, 0n], buf: new Uint8Array(56).fill(3) },
+  { op: "syscall", what: "set the I/O priority", nr: 251, bufArg: NO_BUF_ARG, args: [1n, 0n, (1n << 64n) - 1n, 4n, 5n, 6n], buf: new Uint8Array() },
   { op: "exec", file: "sh", argv: ["sh", "-c", "echo 🐧"], env: ["PATH=/bin", "TERM=xterm"], path: "/usr/bin:/bin" },
 ];
 
@@ -85,6 +87,7 @@ function decode(plan: Uint8Array): Op[] {
       else if (type === "q") op[name] = ((at += 8), v.getBigUint64(at - 8, true));
       else if (type === "v") op[name] = Array.from({ length: u32() }, () => str(false));
       else if (type === "w") op[name] = Array.from({ length: u32() }, () => u32());
+      else if (type === "x") op[name] = Array.from({ length: u32() }, () => ((at += 8), v.getBigUint64(at - 8, true)));
       else if (type === "b") {
         const n = u32();
         op[name] = plan.slice(at, at + n);
@@ -158,6 +161,8 @@ describe("encodePlan", () => {
       [{ op: "exec", file: "sh", argv: ["sh", "x\0"], env: [], path: "" }, /field argv\[1\]: contains a NUL byte/],
       [{ op: "setUser", uid: 0, gid: 0, groups: [-5], setgroups: true }, /field groups\[0\]/],
       [{ op: "nope" } as unknown as Op, /op 1 field op: unknown op "nope"/],
+      [{ op: "syscall", what: "", nr: 1, bufArg: 0, args: [0n, 0n, 0n, 0n, 0n, 0n, 0n], buf: new Uint8Array() }, /field args: expected an array of at most 6 bigints/],
+      [{ op: "syscall", what: "", nr: 1, bufArg: 0, args: [0n, -1n], buf: new Uint8Array() }, /field args\[1\]: expected a bigint/],
     ];
     for (const [op, msg] of bad) {
       expect(() => encodePlan([{ op: "setsid" }, op])).toThrow(PlanEncodeError);

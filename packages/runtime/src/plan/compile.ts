@@ -119,8 +119,12 @@ export function compilePlan(input: PlanInput): InitPlan {
   const seccompOp = seccompOf(spec);
   if (proc.apparmorProfile && !input.apparmor) throw new PlanError("/process/apparmorProfile", "AppArmor is not enabled on this host");
   if (proc.selinuxLabel) throw new PlanError("/process/selinuxLabel", "SELinux is not enabled on this host");
+  // tsrun has no resctrl support, and this host (like most VMs) has no resctrl mounted: the spec
+  // wants an error then, never a container without the asked-for cache allocation.
+  if (spec.linux?.intelRdt) throw new PlanError("/linux/intelRdt", "tsrun does not implement Intel RDT (no resctrl file system is used): remove linux.intelRdt");
 
   const { fresh, joined } = namespaces(spec);
+  checkNetDevices(spec, fresh.has("network"));
   // Without a mount namespace of its own (new, or joined by path) the container's mounts would
   // land in tsrun's: refused (runc goes ahead and leaves mounts behind on the host).
   if (!fresh.has("mount") && !joined.some((j) => j.type === "mount"))
@@ -194,7 +198,7 @@ export function compilePlan(input: PlanInput): InitPlan {
   if (spec.domainname !== undefined && fresh.has("uts")) ops.push({ op: "setdomainname", name: spec.domainname });
 
   if (!input.noNewKeyring) ops.push({ op: "sessionKeyring", name: `_ses.${input.id ?? "tsrun"}` });
-  ops.push(...processOps(proc, { preserveFds: input.preserveFds, seccomp: seccompOp, devConsole: true }));
+  ops.push(...processOps(proc, { preserveFds: input.preserveFds, seccomp: seccompOp, devConsole: true, linux: spec.linux }));
   ops.push({ op: "sync", code: SYNC.CREATED });
   ops.push({ op: "waitFifo" });
   ops.push(...hookOps(spec.hooks?.startContainer));
@@ -204,11 +208,47 @@ export function compilePlan(input: PlanInput): InitPlan {
 }
 
 /**
+ * linux.netDevices, judged before anything is made (tsrun moves the devices once the init
+ * exists): a new network namespace to move them into, names the kernel takes, no two devices
+ * given the same name inside (a "%d" template is the kernel's to number).
+ */
+function checkNetDevices(spec: Spec, newNetns: boolean): void {
+  const devices = Object.entries(spec.linux?.netDevices ?? {});
+  if (!devices.length) return;
+  if (!newNetns) throw new PlanError("/linux/netDevices", "moving network devices needs a new network namespace (linux.namespaces has no network entry without a path)");
+  const bad = (n: string) =>
+    n === "" || n === "." || n === ".." ? "is not an interface name" : Buffer.byteLength(n) > 15 ? "is longer than 15 bytes (IFNAMSIZ)" : /[/:\s]/.test(n) ? "contains '/', ':' or white space" : undefined;
+  const inside = new Map<string, string>();
+  for (const [host, dev] of devices) {
+    const pointer = `/linux/netDevices/${host.replace(/~/g, "~0").replace(/\//g, "~1")}`;
+    const problem = bad(host);
+    if (problem) throw new PlanError(pointer, `host device name ${JSON.stringify(host)} ${problem}`);
+    const name = dev.name || host;
+    const nameProblem = bad(name);
+    if (nameProblem) throw new PlanError(`${pointer}/name`, `${JSON.stringify(name)} ${nameProblem}`);
+    if (inside.has(name) && !name.includes("%d")) throw new PlanError(`${pointer}/name`, `${name} is also the name given to ${inside.get(name)} in the container`);
+    inside.set(name, host);
+  }
+  throw new PlanError("/linux/netDevices", "moving network devices is not implemented yet");
+}
+
+/**
  * The process's own set-up, the same for a container's init and an exec'd process: terminal or
  * session, rlimits, no_new_privs, fds, cwd, seccomp, user, capabilities, not dumpable, umask,
  * AppArmor, and the program found. `devConsole`: the init's terminal is also /dev/console.
  */
-export function processOps(proc: Process, opts: { preserveFds: number; seccomp: Op | undefined; devConsole: boolean }): Op[] {
+export function processOps(
+  proc: Process,
+  opts: {
+    preserveFds: number;
+    seccomp: Op | undefined;
+    devConsole: boolean;
+    /** The container's linux section: its personality and memory policy apply to every process. */
+    linux?: Spec["linux"];
+    /** An exec'd process: execCPUAffinity applies (the spec excludes the init). */
+    exec?: boolean;
+  },
+): Op[] {
   const ops: Op[] = [];
   const seccompOp = opts.seccomp;
   const user = proc.user ?? { uid: 0, gid: 0 };
@@ -221,6 +261,10 @@ export function processOps(proc: Process, opts: { preserveFds: number; seccomp: 
     ops.push({ op: "setrlimit", resource, soft: BigInt(r.soft), hard: BigInt(r.hard) });
   }
   if (proc.noNewPrivileges) ops.push({ op: "prctl", option: PR_SET_NO_NEW_PRIVS, arg: 1n });
+  // As runc: after no_new_privs, while the process is still root with every capability (a
+  // real-time policy or class takes CAP_SYS_NICE/CAP_SYS_ADMIN) and before any seccomp filter
+  // (the profile is the program's and may deny these calls).
+  ops.push(...kernelSettingOps(proc, opts.linux, opts.exec ?? false));
   ops.push({ op: "closeFds", first: 3 + opts.preserveFds });
   // The cwd is entered as root first, as runc's finalizeNamespace does: a directory only root may
   // enter is still the container's cwd (runc's "create can chdir if runc has access"); a refusal
@@ -257,6 +301,25 @@ export function processOps(proc: Process, opts: { preserveFds: number; seccomp: 
   // With no_new_privs, as late as possible (fewer of the executor's own syscalls must pass the
   // filter) but before "created", so that a filter the kernel refuses fails the create.
   if (seccompOp && proc.noNewPrivileges) ops.push(seccompOp);
+  return ops;
+}
+
+/**
+ * scheduler, ioPriority, personality, memoryPolicy and, for an exec'd process, the final CPU
+ * affinity: one syscall op each. Loaded only when a config has one (the module is start-up cost).
+ */
+function kernelSettingOps(proc: Process, lx: Spec["linux"], exec: boolean): Op[] {
+  const final = exec && proc.execCPUAffinity?.final?.trim();
+  if (!proc.scheduler && !proc.ioPriority && !lx?.personality && !lx?.memoryPolicy && !final) return [];
+  const k = require("./kernel.ts") as typeof import("./kernel.ts");
+  const ops: Op[] = [];
+  if (proc.scheduler) ops.push(k.schedulerOp(proc.scheduler));
+  if (proc.ioPriority) ops.push(k.ioPriorityOp(proc.ioPriority));
+  if (lx?.personality) ops.push(k.personalityOp(lx.personality));
+  if (lx?.memoryPolicy) ops.push(k.memoryPolicyOp(lx.memoryPolicy));
+  // The process is in the container's cgroups since stage 1 (whose cpuset reset the affinity).
+  const aff = exec ? k.affinityOp(proc.execCPUAffinity, "final") : undefined;
+  if (aff) ops.push(aff);
   return ops;
 }
 

@@ -36,6 +36,12 @@ export function compileExecPlan(input: ExecPlanInput): InitPlan {
 
   const types = new Set((spec.linux?.namespaces ?? []).map((n) => n.type));
   const ops: Op[] = [{ op: "stage", name: "tsrun:[1:EXEC]" }];
+  // execCPUAffinity.initial: where the set-up runs until tsrun moves it into the container's
+  // cgroups (at the sync below); stage 2 inherits it unless the cpuset there changes it.
+  if (proc.execCPUAffinity?.initial?.trim()) {
+    const k = require("./kernel.ts") as typeof import("./kernel.ts");
+    ops.push(k.affinityOp(proc.execCPUAffinity, "initial")!);
+  }
   for (const t of JOIN_ORDER)
     if (types.has(t)) ops.push({ op: "setns", path: `/proc/${input.initPid}/ns/${NS_PROC_NAMES[t]}`, nstype: CLONE_FLAGS[t] });
   // tsrun moves stage 1 into the container's cgroups here, so that stage 2 is born in them.
@@ -43,7 +49,7 @@ export function compileExecPlan(input: ExecPlanInput): InitPlan {
   // A joined pid (and time) namespace holds only the children of the process that joined it.
   ops.push({ op: "fork", flags: 0 }, { op: "stage", name: "tsrun:[2:EXEC]" });
 
-  ops.push(...processOps(proc, { preserveFds: input.preserveFds, seccomp: seccompOp, devConsole: false }));
+  ops.push(...processOps(proc, { preserveFds: input.preserveFds, seccomp: seccompOp, devConsole: false, linux: spec.linux, exec: true }));
   ops.push(execOp(proc, args));
   return { ops };
 }

@@ -112,8 +112,18 @@ export type Op =
    * not a later `start`. Failure is reported with the `exec` op's index; `exec` then uses the path found.
    */
   | { op: "resolveExec" }
+  /**
+   * syscall(nr, args…): a kernel call that needs no decision in C. TypeScript picks the number
+   * (for the executor's architecture) and builds any struct in `buf` (sched_attr, a cpu or node
+   * mask); with `bufArg` 0…5 the buffer's address replaces that argument (NO_BUF_ARG: none).
+   * The buffer is read-only. `what` names the step in errors ("set the scheduler (…)").
+   */
+  | { op: "syscall"; what: string; nr: number; bufArg: number; args: bigint[]; buf: Uint8Array }
   /** execve(2); a relative path is searched in `path` (the container's PATH) like execvp. */
   | { op: "exec"; file: string; argv: string[]; env: string[]; path: string };
+
+/** `bufArg` of a syscall op whose buffer (if any) is not passed. */
+export const NO_BUF_ARG = 0xffffffff;
 
 /** Sync codes: where the executor stops and waits for tsrun. */
 export const SYNC = {

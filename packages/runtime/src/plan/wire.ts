@@ -8,7 +8,7 @@
 //   s str   u32 length, UTF-8 bytes, NUL        n  nullable str: a str, or u32 0xffffffff
 //   u u32   (numbers; booleans 0/1)             q  u64 (bigints)
 //   v       u32 count, then a str each          w  u32 count, then a u32 each
-//   b       u32 length, bytes
+//   b       u32 length, bytes                   x  u32 count, then a u64 each (at most 6)
 // Pure: no FFI, no file system.
 import type { Op } from "./ops.ts";
 
@@ -16,7 +16,7 @@ export const PLAN_MAGIC = 0x50525354; // "TSRP" read as a little-endian u32
 export const PLAN_VERSION = 2;
 
 type OpName = Op["op"];
-type Field = "s" | "n" | "u" | "q" | "v" | "w" | "b";
+type Field = "s" | "n" | "u" | "q" | "v" | "w" | "b" | "x";
 
 /** The field names of op K (the compiler checks the table below against ops.ts with it). */
 type FieldOf<K extends OpName> = Exclude<keyof Extract<Op, { op: K }>, "op">;
@@ -71,6 +71,7 @@ export const OP_WIRE: { readonly [K in OpName]: { code: number; fields: readonly
   openTree: { code: 38, fields: [["path", "s"], ["fd", "u"], ["recursive", "u"]] },
   hideMount: { code: 40, fields: [["path", "s"]] },
   mountTree: { code: 39, fields: [["fd", "u"], ["attrSet", "u"], ["target", "s"], ["recursive", "u"], ["inRoot", "u"], ["targetIsFile", "u"]] },
+  syscall: { code: 41, fields: [["what", "s"], ["nr", "u"], ["bufArg", "u"], ["args", "x"], ["buf", "b"]] },
   idmapMount: {
     code: 36,
     fields: [["source", "s"], ["target", "s"], ["usernsFd", "u"], ["recursive", "u"], ["attrSet", "u"], ["inRoot", "u"], ["targetIsFile", "u"]],
@@ -136,6 +137,18 @@ export function encodePlan(ops: readonly Op[]): Uint8Array {
       throw new PlanEncodeError(i, k < 0 ? name : `${name}[${k}]`, `expected an integer in 0..2^32-1, got ${String(v)}`);
     u32(n);
   };
+  const u64 = (v: unknown, i: number, name: string, k = -1): void => {
+    if (typeof v !== "bigint" || v < 0n || v > U64_MAX) throw new PlanEncodeError(i, k < 0 ? name : `${name}[${k}]`, `expected a bigint in 0..2^64-1, got ${String(v)}`);
+    // Most values fit in 53 bits: split them without BigInt arithmetic.
+    const n = v <= 0x1fffffffffffffn ? Number(v) : -1;
+    if (n >= 0) {
+      u32(n % 0x100000000);
+      u32(Math.floor(n / 0x100000000));
+    } else {
+      u32(Number(v & 0xffffffffn));
+      u32(Number(v >> 32n));
+    }
+  };
   u32(PLAN_MAGIC);
   u32(PLAN_VERSION);
   u32(ops.length);
@@ -157,17 +170,12 @@ export function encodePlan(ops: readonly Op[]): Uint8Array {
         if (v === null || v === undefined) u32(U32_MAX);
         else str(v, i, name);
       } else if (type === "u") num(v, i, name);
-      else if (type === "q") {
-        if (typeof v !== "bigint" || v < 0n || v > U64_MAX) throw new PlanEncodeError(i, name, `expected a bigint in 0..2^64-1, got ${String(v)}`);
-        // Most values fit in 53 bits: split them without BigInt arithmetic.
-        const n = v <= 0x1fffffffffffffn ? Number(v) : -1;
-        if (n >= 0) {
-          u32(n % 0x100000000);
-          u32(Math.floor(n / 0x100000000));
-        } else {
-          u32(Number(v & 0xffffffffn));
-          u32(Number(v >> 32n));
-        }
+      else if (type === "q") u64(v, i, name);
+      else if (type === "x") {
+        // the executor has six u64 slots per op (a syscall's arguments)
+        if (!Array.isArray(v) || v.length > 6) throw new PlanEncodeError(i, name, "expected an array of at most 6 bigints");
+        u32(v.length);
+        for (let k = 0; k < v.length; k++) u64(v[k], i, name, k);
       } else if (type === "v") {
         if (!Array.isArray(v)) throw new PlanEncodeError(i, name, "expected an array of strings");
         u32(v.length);
