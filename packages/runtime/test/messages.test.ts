@@ -46,8 +46,11 @@ describe("idmapped mounts", () => {
   // The helper that holds a mapping's user namespace failed: the user learns why, not "unexpected".
   test("the namespace helper's failure names the errno and what it was doing", () => {
     expect(helperFailure({ type: "error", op: 0, errno: 28, text: "unshare 0x10000000" }, "make a user namespace for the mapping").message).toBe(
-      "idmapped mount: cannot make a user namespace for the mapping: ENOSPC: No space left on device (unshare 0x10000000)",
+      "idmapped mount: cannot make a user namespace for the mapping: ENOSPC: No space left on device (unshare CLONE_NEWUSER)",
     );
+    expect(helperFailure({ type: "error", op: 0, errno: 28, text: "unshare 0x10000000" }, "make a user namespace for the mapping").fields).toEqual({ op: "unshare", errno: 28, code: "ENOSPC" });
+    // No errno (0) is no "errno 0: Success".
+    expect(helperFailure({ type: "error", op: 1, errno: 0, text: "sync lost" }, "hold the mapped user namespace").message).toBe("idmapped mount: cannot hold the mapped user namespace: sync lost");
     expect(helperFailure({ type: "eof" }, "hold the mapped user namespace").message).toBe("idmapped mount: cannot hold the mapped user namespace: the helper process exited without a word");
     expect(helperFailure({ type: "pid", pid: 7 }, "hold the mapped user namespace").message).toBe('idmapped mount: cannot hold the mapped user namespace: it sent "pid" instead');
   });

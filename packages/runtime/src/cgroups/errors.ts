@@ -35,7 +35,7 @@ export class CgroupError extends TsrunError {
   constructor(op: string, path: string | undefined, code: string, detail?: string, options?: { cause?: unknown }) {
     const where = path === undefined ? "" : ` ${path}`;
     const why = detail ?? ERRNO_TEXT[code] ?? code;
-    super(`cgroup ${op}${where}: ${code}: ${why}`, options);
+    super(`cgroup ${op}${where}: ${code}: ${why}`, { op: `cgroup ${op}`, path, code, cause: options?.cause });
     this.op = op;
     this.path = path;
     this.code = code;

@@ -1,5 +1,5 @@
 // Locking and teardown, shared by create (on failure) and delete.
-import { openSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { writeFileAtomic } from "../io.ts";
 import { join, posix } from "node:path";
 import { cgroupManager, cgroupManagerFromJSON, type CgroupManager } from "../cgroups/manager.ts";
@@ -22,7 +22,8 @@ export function lockContainer(store: Store, id: string): number {
   try {
     fd = openSync(store.dir(id), "r");
   } catch (e) {
-    throw new ContainerError(`cannot open state directory of ${id}: ${(e as NodeJS.ErrnoException).code}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new ContainerError(`cannot open state directory of ${id}: ${code}`, { id, op: "open", path: store.dir(id), code, cause: e });
   }
   linux.flock(fd, LOCK_EX);
   return fd;
@@ -175,7 +176,14 @@ export function destroyContainer(store: Store, id: string, rec: ContainerRecord 
       cg.destroy({ timeoutMs: 0 });
     } catch {
       if (cg.exists()) cg.killAll(9);
-      cg.destroy();
+      try {
+        cg.destroy();
+      } catch (e) {
+        // A path that is no directory at all (a cgroupsPath through a file, refused at mkdir)
+        // fails rmdir with ENOTDIR: there is nothing to remove. Only a directory still there is
+        // a failure, and then the state stays so that delete can be tried again.
+        if (Object.values(cg.paths()).some((d) => existsSync(d))) throw e;
+      }
     }
   }
   rmSync(sideRecordPath(store, id), { force: true });

@@ -14,7 +14,7 @@ import type { Op } from "../plan/ops.ts";
 import { SYNC } from "../plan/ops.ts";
 import { encodePlan } from "../plan/wire.ts";
 import { writeFileAtomic } from "../io.ts";
-import { ContainerError } from "./errors.ts";
+import { ContainerError, errnoText, executorErrorFields } from "./errors.ts";
 import { status } from "./lifecycle.ts";
 import { apparmorEnabled, hostTerminal } from "./host.ts";
 import { waitExit, forwardSignals } from "./foreground.ts";
@@ -52,15 +52,15 @@ export function subCgroupDirs(paths: Record<string, string>, args: readonly stri
       for (const ctl of Object.keys(paths)) wanted.set(ctl, a);
     } else
       for (const ctl of parts[0]!.split(",")) {
-        if (!(ctl in paths)) throw new ContainerError(`invalid --cgroup argument: ${a}: the container has no ${ctl} cgroup (it has ${Object.keys(paths).filter(Boolean).join(", ")})`);
+        if (!(ctl in paths)) throw new ContainerError(`invalid --cgroup argument: ${a}: the container has no ${ctl} cgroup (it has ${Object.keys(paths).filter(Boolean).join(", ")})`, { op: "exec --cgroup" });
         wanted.set(ctl, parts[1]!);
       }
   }
   return [...wanted].map(([ctl, sub]) => {
     const base = paths[ctl]!;
     const dir = resolve(base, sub.replace(/^\/+/, ""));
-    if (dir !== base && !dir.startsWith(`${base}/`)) throw new ContainerError(`invalid --cgroup argument: ${sub} leads out of the container's cgroup`);
-    if (!existsSync(join(dir, "cgroup.procs"))) throw new ContainerError(`--cgroup ${sub}: no such sub-cgroup ${dir} (it must exist)`);
+    if (dir !== base && !dir.startsWith(`${base}/`)) throw new ContainerError(`invalid --cgroup argument: ${sub} leads out of the container's cgroup`, { op: "exec --cgroup", path: dir });
+    if (!existsSync(join(dir, "cgroup.procs"))) throw new ContainerError(`--cgroup ${sub}: no such sub-cgroup ${dir} (it must exist)`, { op: "exec --cgroup", path: dir, code: "ENOENT" });
     return dir;
   });
 }
@@ -104,9 +104,10 @@ export function validateProcess(p: unknown, source: string): Process {
 export async function execProcess(store: Store, opts: ExecOptions): Promise<number> {
   const rec = store.read(opts.id);
   const st = status(store, rec);
-  if (st === "stopped") throw new ContainerError(`cannot exec in a stopped container: ${opts.id}`);
-  if (st === "creating") throw new ContainerError(`cannot exec in container ${opts.id}: it is still being created`);
-  if (st === "paused" && !opts.ignorePaused) throw new ContainerError(`cannot exec in a paused container ${opts.id} (use --ignore-paused to override)`);
+  const id = { id: opts.id };
+  if (st === "stopped") throw new ContainerError(`cannot exec in a stopped container: ${opts.id}`, id);
+  if (st === "creating") throw new ContainerError(`cannot exec in container ${opts.id}: it is still being created`, id);
+  if (st === "paused" && !opts.ignorePaused) throw new ContainerError(`cannot exec in a paused container ${opts.id} (use --ignore-paused to override)`, id);
   const proc = opts.process;
   if (proc.terminal && opts.detach && !opts.consoleSocket) throw new ContainerError("cannot allocate tty if tsrun will detach without setting console socket");
   if (!proc.terminal && opts.consoleSocket) throw new ContainerError("cannot use console socket if tsrun will not detach or allocate tty");
@@ -119,7 +120,7 @@ export async function execProcess(store: Store, opts: ExecOptions): Promise<numb
   try {
     plan = compileExecPlan({ spec: rec.config, process: proc, initPid: rec.pid, preserveFds, apparmor: proc.apparmorProfile ? apparmorEnabled() : false });
   } catch (e) {
-    if (e instanceof PlanError) throw new ContainerError(`exec in ${opts.id}: ${e.message}`);
+    if (e instanceof PlanError) throw new ContainerError(`exec in ${opts.id}: ${e.message}`, { id: opts.id, pointer: e.pointer, cause: e });
     throw e;
   }
   const { pid: stage1, sync } = linux.spawnExecutor(encodePlan(plan.ops), {
@@ -141,9 +142,15 @@ export async function execProcess(store: Store, opts: ExecOptions): Promise<numb
           writeFileSync(join(dir, "cgroup.procs"), String(stage1));
         } catch (e) {
           const code = (e as NodeJS.ErrnoException).code ?? "";
-          throw new ContainerError(`--cgroup: cannot move the process into ${dir}: ${code}${code === "ENOSPC" ? " (a cpuset cgroup takes processes once its cpuset.cpus and cpuset.mems are set)" : ""}`);
+          throw new ContainerError(`--cgroup: cannot move the process into ${dir}: ${code}${code === "ENOSPC" ? " (a cpuset cgroup takes processes once its cpuset.cpus and cpuset.mems are set)" : ""}`, {
+            id: opts.id,
+            op: "exec --cgroup",
+            path: join(dir, "cgroup.procs"),
+            code,
+            cause: e,
+          });
         }
-    } else if (opts.subCgroups?.length) throw new ContainerError(`--cgroup: container ${opts.id} has no cgroup`);
+    } else if (opts.subCgroups?.length) throw new ContainerError(`--cgroup: container ${opts.id} has no cgroup`, id);
     // In a paused container the process starts frozen and goes on at resume, whenever that is.
     const stepTimeout = st === "paused" ? 24 * 3600_000 : STEP_TIMEOUT_MS;
     for (;;) {
@@ -162,9 +169,11 @@ export async function execProcess(store: Store, opts: ExecOptions): Promise<numb
       } else if (msg.type === "exec") {
         execd = true;
       } else if (msg.type === "error") {
-        throw new ContainerError(`exec in ${opts.id}: ${describe(plan.ops[msg.op])} failed: ${linux.errnoName(msg.errno)}: ${linux.strerror(msg.errno)}${msg.text ? ` (${msg.text})` : ""}`);
+        const errno = errnoText(msg.errno, linux.strerror);
+        const why = errno === undefined ? msg.text || "no reason given" : `${errno}${msg.text ? ` (${msg.text})` : ""}`;
+        throw new ContainerError(`exec in ${opts.id}: ${describe(plan.ops[msg.op])} failed: ${why}`, { ...executorErrorFields(plan.ops[msg.op], msg.errno), id: opts.id });
       } else if (msg.type === "eof") {
-        if (!execd) throw new ContainerError(`exec in ${opts.id}: the process exited during set-up`);
+        if (!execd) throw new ContainerError(`exec in ${opts.id}: the process exited during set-up`, id);
         break;
       }
     }

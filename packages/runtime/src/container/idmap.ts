@@ -7,27 +7,36 @@ import { CLONE_FLAGS } from "@tsrun/ocispec/src/linux-names.ts";
 import { SYNC } from "../plan/ops.ts";
 import { encodePlan } from "../plan/wire.ts";
 import * as linux from "../linux/index.ts";
-import { ContainerError } from "./errors.ts";
+import { cloneFlagNames, ContainerError, errnoText, executorErrorFields } from "./errors.ts";
+import type { Op } from "../plan/ops.ts";
 
 const fmt = (maps: LinuxIDMapping[]) => maps.map((m) => `${m.containerID} ${m.hostID} ${m.size}\n`).join("");
 
-/** What the namespace helper said instead of the expected sync, as a user can act on it. */
-export function helperFailure(m: linux.Message, step: string): ContainerError {
-  const why =
-    m.type === "error"
-      ? `${linux.errnoName(m.errno)}: ${linux.strerror(m.errno)}${m.text ? ` (${m.text})` : ""}`
-      : m.type === "eof"
-        ? "the helper process exited without a word"
-        : `it sent "${m.type}" instead`;
-  return new ContainerError(`idmapped mount: cannot ${step}: ${why}`);
+/** The helper's steps: make a user namespace, wait for its maps, wait to be let go. */
+const HELPER_OPS: readonly Op[] = [
+  { op: "unshare", flags: CLONE_FLAGS.user },
+  { op: "sync", code: SYNC.USERNS },
+  { op: "sync", code: SYNC.NAMESPACES },
+];
+
+/**
+ * What the namespace helper said instead of the expected sync, as a user can act on it. The
+ * executor's own text for an unshare is the raw flag number: the step is named from the plan.
+ */
+export function helperFailure(m: linux.Message, step: string, ops: readonly Op[] = HELPER_OPS): ContainerError {
+  if (m.type !== "error") {
+    const why = m.type === "eof" ? "the helper process exited without a word" : `it sent "${m.type}" instead`;
+    return new ContainerError(`idmapped mount: cannot ${step}: ${why}`);
+  }
+  const op = ops[m.op];
+  const text = op?.op === "unshare" ? `unshare ${cloneFlagNames(op.flags)}` : m.text;
+  const errno = errnoText(m.errno, linux.strerror);
+  const why = errno === undefined ? text || "the helper failed without an errno" : `${errno}${text ? ` (${text})` : ""}`;
+  return new ContainerError(`idmapped mount: cannot ${step}: ${why}`, executorErrorFields(op, m.errno));
 }
 
 export function idmapUserns(uid: LinuxIDMapping[], gid: LinuxIDMapping[]): number {
-  const plan = encodePlan([
-    { op: "unshare", flags: CLONE_FLAGS.user },
-    { op: "sync", code: SYNC.USERNS },
-    { op: "sync", code: SYNC.NAMESPACES },
-  ]);
+  const plan = encodePlan([...HELPER_OPS]);
   const { pid, sync } = linux.spawnExecutor(plan, { stdio: [-1, -1, -1] });
   try {
     const first = sync.recv(10_000);

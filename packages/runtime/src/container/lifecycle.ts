@@ -6,7 +6,7 @@ import { cgroupManagerFromJSON } from "../cgroups/manager.ts";
 import { runHooksWarning } from "../hooks/run.ts";
 import * as linux from "../linux/index.ts";
 import { destroyContainer, isLocked, lockContainer, waitGone } from "./cleanup.ts";
-import { ContainerError } from "./errors.ts";
+import { ContainerError, errnoText } from "./errors.ts";
 import { isAlive } from "./proc.ts";
 import { stateDocument, statusOf, type Status } from "./status.ts";
 import { CorruptState, NotFound, type ContainerRecord, type Store } from "./store.ts";
@@ -43,9 +43,9 @@ export function startContainer(store: Store, id: string, created?: ContainerReco
   try {
     const rec = created ?? store.read(id);
     const st = created ? "created" : status(store, rec);
-    if (st === "stopped") throw new ContainerError("cannot start a container that has stopped");
-    if (st === "running") throw new ContainerError("cannot start an already running container");
-    if (st !== "created") throw new ContainerError(`cannot start a container in the ${st} state`);
+    if (st === "stopped") throw new ContainerError("cannot start a container that has stopped", { id });
+    if (st === "running") throw new ContainerError("cannot start an already running container", { id });
+    if (st !== "created") throw new ContainerError(`cannot start a container in the ${st} state`, { id });
     const fifo = store.fifoPath(id);
     const fd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
     try {
@@ -86,27 +86,28 @@ function awaitExec(fd: number, rec: ContainerRecord): void {
     // EOF before anything was written: the init has not opened its end yet (or died first).
     const data = Buffer.concat(chunks);
     const failure = initFailure(data);
-    if (failure !== undefined) throw new ContainerError(`container ${rec.id}: ${failure}`);
+    if (failure !== undefined) throw new ContainerError(`container ${rec.id}: ${failure.text}`, { id: rec.id, errno: failure.errno });
     if (n === 0 && data.length > 0) return;
     if (!isAlive(rec.pid, rec.pidStartTime))
-      throw new ContainerError(`container ${rec.id}: the init exited before its program started (a startContainer hook or exec failed)`);
+      throw new ContainerError(`container ${rec.id}: the init exited before its program started (a startContainer hook or exec failed)`, { id: rec.id });
   }
 }
 
 /** The init's error in what it wrote to the exec fifo ("0" first when the hooks passed), if any. */
-function initFailure(data: Buffer): string | undefined {
+function initFailure(data: Buffer): { text: string; errno: number } | undefined {
   const at = data[0] === 0x30 ? 1 : 0;
   if (data.length < at + 12 || data.readUInt32LE(at) !== linux.MSG.ERROR) return undefined;
   const errno = data.readInt32LE(at + 8);
   const end = data.indexOf(0, at + 12);
   const text = data.toString("utf8", at + 12, end < 0 ? data.length : end).trimEnd();
   // The only hooks the init runs once `start` has opened the fifo are startContainer hooks.
-  return `${text.startsWith("hook ") ? "startContainer " : ""}${text}${errno ? `: ${linux.errnoName(errno)}: ${linux.strerror(errno)}` : ""}`;
+  const why = errnoText(errno, linux.strerror);
+  return { text: `${text.startsWith("hook ") ? "startContainer " : ""}${text}${why ? `: ${why}` : ""}`, errno };
 }
 
 export function killContainer(store: Store, id: string, signal: string, all: boolean): void {
   const sig = parseSignal(signal);
-  if (sig === undefined) throw new ContainerError(`unknown signal ${JSON.stringify(signal)}`);
+  if (sig === undefined) throw new ContainerError(`unknown signal ${JSON.stringify(signal)}`, { id });
   const rec = store.read(id);
   const st = status(store, rec);
   // runc: --all signals whatever is left in the cgroup, which may be nothing, without an error.
@@ -117,12 +118,12 @@ export function killContainer(store: Store, id: string, signal: string, all: boo
     }
     return;
   }
-  if (st === "stopped" || st === "creating") throw new ContainerError("container not running");
+  if (st === "stopped" || st === "creating") throw new ContainerError("container not running", { id });
   if (all && rec.cgroup !== undefined) {
     cgroupManagerFromJSON(rec.cgroup).killAll(sig);
     return;
   }
-  if (!linux.killVerified(rec.pid, rec.pidStartTime, sig)) throw new ContainerError("container not running");
+  if (!linux.killVerified(rec.pid, rec.pidStartTime, sig)) throw new ContainerError("container not running", { id });
   // As runc: a catchable signal to a paused container waits for resume, but SIGKILL thaws the
   // cgroup, since a frozen (v1) task cannot die until thawed.
   if (st === "paused" && sig === 9 && rec.cgroup !== undefined) cgroupManagerFromJSON(rec.cgroup).thaw();
@@ -135,8 +136,8 @@ export function killContainer(store: Store, id: string, signal: string, all: boo
 export function pauseContainer(store: Store, id: string): void {
   withLockedRecord(store, id, (rec) => {
     const st = status(store, rec);
-    if (st === "paused") throw new ContainerError(`container ${id} is already paused`);
-    if (st !== "running" && st !== "created") throw new ContainerError("container not running");
+    if (st === "paused") throw new ContainerError(`container ${id} is already paused`, { id });
+    if (st !== "running" && st !== "created") throw new ContainerError("container not running", { id });
     containerCgroup(rec).freeze();
   });
 }
@@ -144,7 +145,7 @@ export function pauseContainer(store: Store, id: string): void {
 /** Thaws a paused container (runc's `resume`); it is running again, or created if it was. */
 export function resumeContainer(store: Store, id: string): void {
   withLockedRecord(store, id, (rec) => {
-    if (status(store, rec) !== "paused") throw new ContainerError("container not paused");
+    if (status(store, rec) !== "paused") throw new ContainerError("container not paused", { id });
     containerCgroup(rec).thaw();
   });
 }
@@ -165,7 +166,7 @@ export function withLockedRecord<T>(store: Store, id: string, fn: (rec: Containe
 
 /** The manager of a container's cgroups; a container made without one cannot be frozen or updated. */
 export function containerCgroup(rec: ContainerRecord): ReturnType<typeof cgroupManagerFromJSON> {
-  if (rec.cgroup === undefined) throw new ContainerError(`container ${rec.id} has no cgroup`);
+  if (rec.cgroup === undefined) throw new ContainerError(`container ${rec.id} has no cgroup`, { id: rec.id });
   return cgroupManagerFromJSON(rec.cgroup);
 }
 
@@ -193,7 +194,7 @@ export function deleteContainer(store: Store, id: string, force: boolean, known?
       // created and never started, e.g. a failed CRI start). So a created container is deleted,
       // as by runc; a running or paused one needs --force.
       if (st !== "stopped" && st !== "created" && !force)
-        throw new ContainerError(`cannot delete container ${id} that is not stopped: ${st} (use \`delete --force\` to kill and delete it)`);
+        throw new ContainerError(`cannot delete container ${id} that is not stopped: ${st} (use \`delete --force\` to kill and delete it)`, { id });
       if (st !== "stopped") {
         linux.killVerified(rec.pid, rec.pidStartTime, 9);
         // A frozen init cannot die: thaw it (the cgroup stays, and destroyContainer empties it).
