@@ -1038,7 +1038,7 @@ static void op_chdir(const char *path, uint32_t before_user)
 		fail(errno ? errno : ENOENT, "cwd %s is outside the container", path);
 }
 
-static void run(uint32_t code, const struct op *o)
+static void run(uint32_t code, struct op *o)
 {
 	const char *s = o->s[0];
 	int fd;
@@ -1101,14 +1101,11 @@ static void run(uint32_t code, const struct op *o)
 			fail(errno, "join a new session keyring %s", s);
 		break;
 	case OP_CLOSE_FDS: op_close_fds(o->u[0]); break;
-	case OP_SYSCALL: { /* TypeScript chose the number and built any struct: the C only calls */
-		uint64_t a[6];
-		memcpy(a, o->q, sizeof a);
+	case OP_SYSCALL: /* TypeScript chose the number and built any struct: the C only calls */
 		if (o->u[1] < 6)
-			a[o->u[1]] = (uintptr_t)o->b;
-		TRY(syscall((long)o->u[0], a[0], a[1], a[2], a[3], a[4], a[5]), "%s", s);
+			o->q[o->u[1]] = (uintptr_t)o->b;
+		TRY(syscall((long)o->u[0], o->q[0], o->q[1], o->q[2], o->q[3], o->q[4], o->q[5]), "%s", s);
 		break;
-	}
 	case OP_HOOK: op_hook(o); break;
 	case OP_EXEC: op_exec(o); break;
 	case OP_RESOLVE_EXEC: op_resolve_exec(); break;
