@@ -17,7 +17,8 @@ function oclifFlags(def: CommandDef): Record<string, unknown> {
           ? Flags.integer({ ...common, ...(f.default !== undefined ? { default: f.default } : {}), ...(f.min !== undefined ? { min: f.min } : {}) })
           : f.multiple
             ? // No oclif default: its help would print "[default: ]"; run() fills in [] instead.
-              Flags.string({ ...common, multiple: true, ...(f.options ? { options: [...f.options] } : {}) })
+              // Non-greedy: one value per flag, as urfave/cli's slices (`--empty-ns network ID`).
+              Flags.string({ ...common, multiple: true, multipleNonGreedy: true, ...(f.options ? { options: [...f.options] } : {}) })
             : Flags.string({ ...common, ...(f.default !== undefined ? { default: f.default } : {}), ...(f.options ? { options: [...f.options] } : {}) });
     // The help renderer expects the cached form, which carries the name.
     out[name] = Object.assign(flag, { name });

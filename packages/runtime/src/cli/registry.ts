@@ -32,6 +32,9 @@ export const COMMANDS: Record<string, CommandEntry> = {
   events: entry("display container events such as OOM notifications and usage statistics", false, () => import("./commands/events.ts")),
   update: entry("update container resource constraints", false, () => import("./commands/update.ts")),
   resume: entry("resume every process of a paused container", false, () => import("./commands/resume.ts")),
+  // Present with runc's flags; they refuse with the reason (container/criu.ts): tsrun does not drive CRIU.
+  checkpoint: entry("checkpoint a running container (needs CRIU; refused with the reason)", false, () => import("./commands/checkpoint.ts")),
+  restore: entry("restore a container from a previous checkpoint (needs CRIU; refused with the reason)", false, () => import("./commands/restore.ts")),
 };
 
 /**
