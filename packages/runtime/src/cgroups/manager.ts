@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, rmdirSync } from "node:fs";
 import { posix } from "node:path";
 import { CgroupError, errnoCode, fsError } from "./errors.ts";
 import { detect, ownCgroups, type CgroupMode } from "./detect.ts";
-import { hierarchiesFor, resolveCgroupPaths, UNIFIED, type Hierarchies } from "./paths.ts";
+import { hierarchiesFor, ownCgroupDirs, resolveCgroupPaths, UNIFIED, type Hierarchies } from "./paths.ts";
 import { freezeV1, freezeV2, thawV1, thawV2 } from "./freezer.ts";
 import { readProcs, readText, sleepMs, subdirs, vanished, writeText } from "./fs.ts";
 import { prepareCpuset } from "./v1/cpuset.ts";
@@ -41,6 +41,16 @@ export interface CgroupManager {
   exists(): boolean;
   /** What to keep in the container's state to find its cgroups again: see cgroupManagerFromJSON. */
   toJSON(): CgroupManagerState;
+  /**
+   * Rootless only: the hierarchies create() or addProcess() gave up on because the user may not
+   * write them (key as in paths() → the error). Empty otherwise. paths() no longer lists them.
+   */
+  dropped(): Record<string, CgroupError>;
+  /**
+   * Where the container's processes are for each hierarchy: its own directory, or for one a
+   * rootless create() dropped, the cgroup tsrun is in (which the init, never moved, stays in).
+   */
+  processPaths(): Record<string, string>;
 }
 
 export interface CgroupManagerOptions {
@@ -54,6 +64,13 @@ export interface CgroupManagerOptions {
   systemd?: boolean | undefined;
   /** Problems that do not stop the operation (a freeze that failed during killAll, …). */
   warn?: ((message: string) => void) | undefined;
+  /**
+   * runc's rootless cgroup manager (`--rootless`, see cgroups/rootless.ts): when no cgroupsPath
+   * is given, a hierarchy the user may not create a cgroup in or move the process into
+   * (EACCES, EPERM, EROFS) is left out instead of failing, as runc's fs and fs2 managers do. An
+   * explicit cgroupsPath still fails: the config asked for that place.
+   */
+  rootless?: boolean | undefined;
 }
 
 export interface DestroyOptions {
@@ -77,7 +94,8 @@ export function cgroupManager(options: CgroupManagerOptions): CgroupManager {
   if (options.systemd) throw systemdUnsupported();
   const hierarchies = hierarchiesFor(detect(), options.mode);
   const paths = resolveCgroupPaths({ hierarchies, cgroupsPath: options.cgroupsPath, id: options.id, own: ownCgroups });
-  return new FsCgroupManager(hierarchies.mode, paths, hierarchies, options.warn);
+  const tolerant = options.rootless === true && (options.cgroupsPath === undefined || options.cgroupsPath === "");
+  return new FsCgroupManager(hierarchies.mode, paths, hierarchies, options.warn, tolerant);
 }
 
 /** A manager for cgroups made earlier (possibly by another tsrun process), from toJSON()'s output. */
@@ -108,30 +126,92 @@ function validState(state: unknown): CgroupManagerState {
   return { version: 1, mode: mode as CgroupMode, paths: out };
 }
 
+/** The errors runc's rootless managers ignore (fs.isIgnorableError): the user may not write there. */
+const ROOTLESS_IGNORABLE = new Set(["EACCES", "EPERM", "EROFS"]);
+
 class FsCgroupManager implements CgroupManager {
   /** Each distinct directory once (co-mounted controllers share one), in mount order. */
-  private readonly dirs: string[];
+  private dirs: string[];
   /**
    * Where pids are listed and existence is judged: the freezer directory (v1 freezer, else the
-   * cgroup2 one), so that the pids listed are exactly the set that freezing holds still.
+   * cgroup2 one), so that the pids listed are exactly the set that freezing holds still. Empty
+   * only when a rootless create() dropped every hierarchy.
    */
-  private readonly primary: string;
+  private primary: string;
+  private readonly droppedDirs: Record<string, CgroupError> = {};
+  /** The directories create() made itself, each with the ones above it it made: what a drop removes. */
+  private readonly madeFor = new Map<string, string[]>();
 
   constructor(
-    readonly mode: CgroupMode,
+    private readonly hostMode: CgroupMode,
     private readonly dirByController: Record<string, string>,
     /** Known when made from a config; looked up only when create() needs it after fromJSON. */
     private hierarchies: Hierarchies | undefined,
     private readonly warn: ((message: string) => void) | undefined,
+    /** Permission errors drop the hierarchy instead of failing (rootless, no cgroupsPath). */
+    private readonly tolerant = false,
   ) {
     this.dirs = [...new Set(Object.values(dirByController))];
-    const primary = dirByController.freezer ?? dirByController[UNIFIED] ?? this.dirs[0];
+    const primary = this.pickPrimary();
     if (primary === undefined) throw new CgroupError("resolve", undefined, "ENOENT", "no cgroup hierarchy to put the container in");
     this.primary = primary;
   }
 
+  private pickPrimary(): string | undefined {
+    return this.dirByController.freezer ?? this.dirByController[UNIFIED] ?? this.dirs[0];
+  }
+
+  /**
+   * The mode of what is left: a hybrid manager that lost its cgroup2 directory (or all its v1
+   * ones) to a rootless drop works, and is saved, as a v1 (or v2) one.
+   */
+  get mode(): CgroupMode {
+    if (this.hostMode !== "hybrid") return this.hostMode;
+    const unified = this.dirByController[UNIFIED] !== undefined;
+    const v1 = Object.keys(this.dirByController).some((k) => k !== UNIFIED);
+    return unified && !v1 ? "v2" : !unified && v1 ? "v1" : "hybrid";
+  }
+
   paths(): Record<string, string> {
     return { ...this.dirByController };
+  }
+
+  dropped(): Record<string, CgroupError> {
+    return { ...this.droppedDirs };
+  }
+
+  processPaths(): Record<string, string> {
+    const lost = Object.keys(this.droppedDirs);
+    if (lost.length === 0) return this.paths();
+    this.hierarchies ??= hierarchiesFor(detect(), this.hostMode);
+    const own = ownCgroupDirs(this.hierarchies, ownCgroups());
+    const out: Record<string, string> = {};
+    for (const key of [...Object.keys(this.dirByController), ...lost]) {
+      const dir = this.dirByController[key] ?? own[key];
+      if (dir !== undefined) out[key] = dir;
+    }
+    return out;
+  }
+
+  /** Whether `err` lets a rootless manager go on without `dir`; if so, forgets `dir` (and removes what it made of it). */
+  private dropIfTolerated(dir: string, err: unknown): boolean {
+    if (!this.tolerant || !(err instanceof CgroupError) || !ROOTLESS_IGNORABLE.has(err.code)) return false;
+    for (const [key, d] of Object.entries(this.dirByController))
+      if (d === dir) {
+        this.droppedDirs[key] = err;
+        delete this.dirByController[key];
+      }
+    this.dirs = this.dirs.filter((d) => d !== dir);
+    for (const d of (this.madeFor.get(dir) ?? []).reverse()) {
+      try {
+        rmdirSync(d);
+      } catch {
+        // Best effort: a directory we made and may not use is only clutter.
+      }
+    }
+    this.madeFor.delete(dir);
+    this.primary = this.pickPrimary() ?? "";
+    return true;
   }
 
   toJSON(): CgroupManagerState {
@@ -139,17 +219,28 @@ class FsCgroupManager implements CgroupManager {
   }
 
   exists(): boolean {
-    return existsSync(this.primary);
+    return this.primary !== "" && existsSync(this.primary);
   }
 
   create(): void {
-    this.hierarchies ??= hierarchiesFor(detect(), this.mode);
+    this.hierarchies ??= hierarchiesFor(detect(), this.hostMode);
     const made: string[] = [];
     try {
-      for (const dir of this.dirs) {
+      for (const dir of [...this.dirs]) {
         const before = made.length;
-        mkdirs(dir, made);
-        this.prepare(dir, made[before], this.hierarchies);
+        try {
+          mkdirs(dir, made);
+          this.prepare(dir, made[before], this.hierarchies);
+        } catch (err) {
+          const mine = made.splice(before);
+          this.madeFor.set(dir, mine);
+          if (!this.dropIfTolerated(dir, err)) {
+            made.push(...mine);
+            throw err;
+          }
+          continue;
+        }
+        this.madeFor.set(dir, made.slice(before));
       }
     } catch (err) {
       // Leave nothing behind a failed create: remove what we made, bottom-up. Directories that
@@ -171,19 +262,22 @@ class FsCgroupManager implements CgroupManager {
     for (const key of keys) {
       const cpuset = h.v1.cpuset;
       if (key === "cpuset" && cpuset) prepareCpuset(cpuset, dir, top);
-      else if (key === UNIFIED && this.mode === "v2" && h.unified) enableControllers(h.unified.mountpoint, dir);
+      else if (key === UNIFIED && this.hostMode === "v2" && h.unified) enableControllers(h.unified.mountpoint, dir);
     }
   }
 
   addProcess(pid: number): void {
     if (!Number.isSafeInteger(pid) || pid <= 0) throw new CgroupError("addProcess", undefined, "EINVAL", `not a pid: ${pid}`);
-    for (const dir of this.dirs) {
+    for (const dir of [...this.dirs]) {
       // EINVAL can mean a task still being born (TASK_NEW, e.g. mid-clone); it settles quickly.
       for (let attempt = 1; ; attempt++) {
         try {
           writeText(`${dir}/cgroup.procs`, String(pid));
           break;
         } catch (err) {
+          // runc's rootless Apply gives up on a hierarchy whose cgroup.procs it may not write
+          // (a cgroup that was there already, not the user's) as on one it may not mkdir in.
+          if (this.dropIfTolerated(dir, err)) break;
           if (errnoCode(err) !== "EINVAL" || attempt === 5) throw err;
           sleepMs(10);
         }
@@ -203,7 +297,7 @@ class FsCgroupManager implements CgroupManager {
       }
       for (const sub of subdirs(dir)) walk(`${dir}/${sub}`, false);
     };
-    walk(this.primary, true);
+    if (this.primary !== "") walk(this.primary, true);
     return pids;
   }
 

@@ -130,6 +130,33 @@ function validId(id: string): string {
   return id;
 }
 
+/**
+ * The directories of the cgroups tsrun itself is in, per controller (and UNIFIED): where a
+ * container stays when a rootless create() could not make its own, and so what its
+ * /sys/fs/cgroup shows (runc binds the init's current cgroups just so). Hierarchies this process
+ * is not listed in, or that show only part of the tree without it, are left out.
+ */
+export function ownCgroupDirs(h: Hierarchies, own: ProcCgroups): Record<string, string> {
+  const out: Record<string, string> = {};
+  const at = (hier: Hierarchy, cgroup: string | null | undefined, what: string) => {
+    if (cgroup === undefined || cgroup === null) return undefined;
+    try {
+      return posix.join(hier.mountpoint, belowRoot(hier, cgroup, what));
+    } catch {
+      return undefined;
+    }
+  };
+  for (const [name, hier] of Object.entries(h.v1)) {
+    const dir = at(hier, own.v1[name], name);
+    if (dir !== undefined) out[name] = dir;
+  }
+  if (h.unified) {
+    const dir = at(h.unified, own.unified, "cgroup2");
+    if (dir !== undefined) out[UNIFIED] = dir;
+  }
+  return out;
+}
+
 /** `cgroup` (a path from /proc/self/cgroup) as a path under `hier`'s mountpoint. */
 function belowRoot(hier: Hierarchy, cgroup: string, what: string): string {
   if (hier.root === "/" || cgroup === hier.root) return hier.root === "/" ? cgroup : "/";

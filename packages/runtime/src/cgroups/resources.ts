@@ -80,7 +80,10 @@ export function unsupportedResourceReasons(manager: CgroupManager, resources: Li
     const reqs = controller.requested(resources);
     if (reqs.length === 0) continue;
     if (dir === undefined) {
-      all(reqs, `the cgroup v1 ${controller.name} controller is not mounted`);
+      const lost = manager.dropped()[v2 ? UNIFIED : controller.name];
+      // runc refuses this too ("cannot set <ctl> limit: container could not join or create cgroup").
+      if (lost) all(reqs, `rootless: the container has no ${v2 ? "cgroup2" : controller.name} cgroup, since this user may not make or join one (${lost.message}); remove the limit, or run where the user owns a delegated cgroup`);
+      else all(reqs, `the cgroup v1 ${controller.name} controller is not mounted`);
       continue;
     }
     const probe = makeProbe(dir, v2);

@@ -1,9 +1,15 @@
 // runc's global flags. Engines put them before the subcommand
 // (`runc --root R --log L --log-format json create …`), which oclif cannot parse, so they are
 // taken off argv here and the rest goes to the command.
+import { runningInUserNS } from "../container/rootless.ts";
 
 export interface GlobalOptions {
   root: string;
+  /**
+   * The root is the default under $XDG_RUNTIME_DIR (no --root): made 0700 with the sticky bit
+   * before the command runs, as runc does (XDG may prune a runtime dir's entries without it).
+   */
+  xdgRoot?: boolean;
   log?: string;
   logFormat: "text" | "json";
   debug: boolean;
@@ -13,6 +19,26 @@ export interface GlobalOptions {
 }
 
 export const DEFAULT_ROOT = "/run/tsrun";
+
+export interface RootHost {
+  env: Record<string, string | undefined>;
+  euid: number;
+  inUserNS: () => boolean;
+}
+
+/**
+ * The default --root, by runc's rule (main.go, shouldHonorXDGRuntimeDir): `$XDG_RUNTIME_DIR/tsrun`
+ * for an unprivileged user, and for root in a user namespace unless $USER says "root"; /run/tsrun
+ * for the real root (its XDG_RUNTIME_DIR, /run/user/0, is ignored) and whenever XDG_RUNTIME_DIR is
+ * unset or empty. An unprivileged user without it then fails on /run/tsrun, as runc fails on
+ * /run/runc; the store's error says what to set.
+ */
+export function defaultRoot(host: RootHost = { env: process.env, euid: process.geteuid?.() ?? 0, inUserNS: runningInUserNS }): { root: string; xdg: boolean } {
+  const xdg = host.env.XDG_RUNTIME_DIR;
+  if (!xdg) return { root: DEFAULT_ROOT, xdg: false };
+  const honour = host.euid !== 0 || (host.inUserNS() && host.env.USER !== "root");
+  return honour ? { root: `${xdg}/tsrun`, xdg: true } : { root: DEFAULT_ROOT, xdg: false };
+}
 
 export class UsageError extends Error {
   override name = "UsageError";
@@ -41,8 +67,9 @@ export function splitFlag(arg: string): { name: string; value: string | undefine
   return eq < 0 ? { name: body, value: undefined } : { name: body.slice(0, eq), value: body.slice(eq + 1) };
 }
 
-export function preParse(argv: readonly string[]): PreParsed {
-  const globals: GlobalOptions = { root: DEFAULT_ROOT, logFormat: "text", debug: false, systemdCgroup: false, rootless: "auto" };
+export function preParse(argv: readonly string[], host?: RootHost): PreParsed {
+  const fallback = defaultRoot(host);
+  const globals: GlobalOptions = { root: fallback.root, logFormat: "text", debug: false, systemdCgroup: false, rootless: "auto", ...(fallback.xdg ? { xdgRoot: true } : {}) };
   let version = false;
   let help = false;
   let i = 0;
@@ -69,6 +96,7 @@ export function preParse(argv: readonly string[]): PreParsed {
       case "root":
         if (value === "") throw new UsageError("--root must not be empty");
         globals.root = value!;
+        delete globals.xdgRoot;
         break;
       case "log":
         globals.log = value!;

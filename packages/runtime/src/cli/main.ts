@@ -3,13 +3,32 @@
 import { UsageError, preParse, type PreParsed } from "./globals.ts";
 import { parseArgv, type Context } from "./def.ts";
 import { CliError } from "./errors.ts";
-import { TsrunError } from "../errors.ts";
+import { errorFields, TsrunError } from "../errors.ts";
 import { reportError } from "./log.ts";
 import { writeAll } from "../io.ts";
 import { COMMANDS } from "./registry.ts";
 import { versionText } from "../version.ts";
 import { setTraceSink, trace } from "../trace.ts";
 import { logLine, openLog } from "./log.ts";
+import { setRootlessFlag } from "../container/rootless.ts";
+import { chmodSync, mkdirSync } from "node:fs";
+
+/**
+ * The default root under $XDG_RUNTIME_DIR, made as runc makes it before any command: 0700 and
+ * sticky (the XDG base directory spec lets a runtime dir's entries be pruned unless sticky).
+ */
+function prepareXdgRoot(root: string): void {
+  try {
+    mkdirSync(root, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw new UsageError(`the path in $XDG_RUNTIME_DIR must be writable by the user: cannot create ${root}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  try {
+    chmodSync(root, 0o1700);
+  } catch (e) {
+    throw new UsageError(`cannot make ${root} 01700 (check the permissions of $XDG_RUNTIME_DIR): ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
 
 const wantsHelp = (argv: readonly string[]): boolean => {
   for (const a of argv) {
@@ -90,16 +109,18 @@ export async function main(argv: readonly string[]): Promise<number> {
     // As runc: the log file exists once a command ran, whether or not it had anything to say.
     if (globals.log) openLog(globals.log);
     if (globals.debug) setTraceSink((what) => logLine(globals, "debug", what));
+    setRootlessFlag(globals.rootless);
+    if (globals.xdgRoot && pre.command !== undefined && pre.command !== "help" && !pre.version) prepareXdgRoot(globals.root);
     const ctx: Context = { globals: pre.globals, stdout: (t) => writeAll(1, t) };
     return await dispatch(pre, ctx);
   } catch (e) {
     const globals = pre?.globals ?? { logFormat: "text" as const, debug: false };
     if (e instanceof CliError) {
-      reportError(globals, e.message);
+      reportError(globals, e.message, errorFields(e));
       return e.exitCode;
     }
     if (e instanceof TsrunError) {
-      reportError(globals, e.message);
+      reportError(globals, e.message, errorFields(e));
       return 1;
     }
     if (e instanceof UsageError) {
@@ -112,7 +133,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       reportError(globals, (e as Error).message.split("\n")[0]!);
       return oclif.exit ?? 1;
     }
-    reportError(globals, `internal error: ${(e as Error).message ?? String(e)}${globals.debug ? `\n${(e as Error).stack ?? ""}` : " (run with --debug for details)"}`);
+    reportError(globals, `internal error: ${(e as Error).message ?? String(e)}${globals.debug ? `\n${(e as Error).stack ?? ""}` : " (run with --debug for details)"}`, errorFields(e));
     return 1;
   }
 }

@@ -3,7 +3,8 @@
 // being killed — leaves nothing that `delete --force` cannot remove: the state directory is
 // claimed first, the cgroup is recorded before it is made, and the executor dies with its sync
 // socket.
-import { chownSync, closeSync, openSync, readFileSync, realpathSync, statfsSync, statSync, writeFileSync } from "node:fs";
+import { chownSync, closeSync, openSync, readFileSync, realpathSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { writeFileAtomic } from "../io.ts";
 import { resolve } from "node:path";
 import type { LinuxDeviceCgroup, Spec } from "@tsrun/ocispec/src/index.ts";
@@ -26,6 +27,7 @@ import { stateDocument } from "./status.ts";
 import type { ContainerRecord, Store } from "./store.ts";
 import { destroyContainer, lockContainer, saveCgroupRecord } from "./cleanup.ts";
 import { idmapUserns } from "./idmap.ts";
+import { bindsWithoutOpenTree, dumpableForIdMaps, rootlessCgroups, rootlessFlagGiven, withoutSetgroups } from "./rootless.ts";
 import { readMountinfo } from "../linux/mountinfo.ts";
 import { trace } from "../trace.ts";
 import { apparmorEnabled, hostTerminal } from "./host.ts";
@@ -39,6 +41,11 @@ export interface CreateOptions {
   noNewKeyring?: boolean;
   preserveFds?: number;
   systemdCgroup?: boolean;
+  /**
+   * runc's `--rootless`: with "auto" (the default) cgroup permission errors are ignored when
+   * tsrun is not root, or root in a user namespace; see cgroups/manager.ts for what is ignored.
+   */
+  rootless?: "true" | "false" | "auto";
   /** For `run` in the foreground: keep the pty master instead of sending it to a socket. */
   keepConsole?: boolean;
 }
@@ -165,7 +172,18 @@ function socketActivation(spec: Spec): number {
  * the devices the config creates (as runc does it): the v1 devices controller where there is
  * one (v1 and hybrid hosts), else an eBPF program on the cgroup2 directory.
  */
-function applyDeviceRules(cg: CgroupManager, spec: Spec): void {
+function applyDeviceRules(cg: CgroupManager, spec: Spec, rootless: boolean): void {
+  try {
+    applyDeviceRulesStrict(cg, spec);
+  } catch (e) {
+    // As runc: a rootless container's device rules are not expected to work (writing
+    // devices.deny or loading an eBPF program needs privilege); the user namespace already keeps
+    // the container from making device nodes, and it gets the host's by bind mount.
+    if (!rootless) throw e;
+  }
+}
+
+function applyDeviceRulesStrict(cg: CgroupManager, spec: Spec): void {
   const paths = cg.paths();
   const own = spec.linux?.resources?.devices ?? [];
   const created: LinuxDeviceCgroup[] = [];
@@ -216,7 +234,7 @@ function mountPointOf(path: string): string | undefined {
 }
 
 function cgroupSource(cg: CgroupManager): CgroupMountSource | undefined {
-  const paths = cg.paths();
+  const paths = cg.processPaths();
   if (paths[""] !== undefined && Object.keys(paths).length === 1) return { kind: "v2", hostPath: paths[""]! };
   const controllers = Object.entries(paths)
     .filter(([name]) => name !== "" && !name.startsWith("name="))
@@ -224,10 +242,29 @@ function cgroupSource(cg: CgroupManager): CgroupMountSource | undefined {
   return controllers.length ? { kind: "v1", controllers } : undefined;
 }
 
-function writeIdMaps(pid: number, spec: Spec): void {
+/**
+ * The init's id maps. Without privilege (euid ≠ 0) the kernel takes a gid_map only once
+ * setgroups is denied in the namespace, and only a single line mapping tsrun's own ids; runc
+ * (nsexec) denies setgroups for a rootless euid just so. runc would then try newuidmap and
+ * newgidmap for a wider mapping; tsrun does not use them, and says so.
+ */
+function writeIdMaps(id: string, pid: number, spec: Spec, denySetgroups: boolean): void {
   const fmt = (maps: { containerID: number; hostID: number; size: number }[] | undefined) => (maps ?? []).map((m) => `${m.containerID} ${m.hostID} ${m.size}\n`).join("");
-  writeFileSync(`/proc/${pid}/uid_map`, fmt(spec.linux?.uidMappings));
-  writeFileSync(`/proc/${pid}/gid_map`, fmt(spec.linux?.gidMappings));
+  const write = (file: string, text: string, pointer: string) => {
+    try {
+      writeFileSync(`/proc/${pid}/${file}`, text);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      const hint =
+        denySetgroups && (code === "EPERM" || code === "EINVAL")
+          ? `; an unprivileged user may map only its own ${file === "uid_map" ? `uid ${process.geteuid?.()}` : `gid ${process.getegid?.()}`}, in one entry of size 1 (tsrun does not use newuidmap/newgidmap)`
+          : "";
+      throw new ContainerError(`container ${id}: ${pointer}: cannot write /proc/${pid}/${file} (${JSON.stringify(text.trimEnd())}): ${code}${hint}`);
+    }
+  };
+  write("uid_map", fmt(spec.linux?.uidMappings), "/linux/uidMappings");
+  if (denySetgroups) write("setgroups", "deny", "/linux/gidMappings");
+  write("gid_map", fmt(spec.linux?.gidMappings), "/linux/gidMappings");
 }
 
 /**
@@ -288,7 +325,7 @@ function hostId(id: number, maps: readonly { containerID: number; hostID: number
  * joined user namespace the mapping is not known here: the fifo is then writable by others
  * (0622, as runc always has it), still behind the 0700 state root.
  */
-function makeExecFifo(path: string, spec: Spec): void {
+function makeExecFifo(id: string, path: string, spec: Spec): void {
   const user = spec.process?.user ?? { uid: 0, gid: 0 };
   const userns = spec.linux?.namespaces?.find((n) => n.type === "user");
   if (userns?.path) {
@@ -298,7 +335,42 @@ function makeExecFifo(path: string, spec: Spec): void {
   const uid = userns ? hostId(user.uid ?? 0, spec.linux?.uidMappings ?? []) : (user.uid ?? 0);
   const gid = userns ? hostId(user.gid ?? 0, spec.linux?.gidMappings ?? []) : (user.gid ?? 0);
   linux.mkfifo(path, 0o600);
-  if ((uid ?? 0) !== 0 || (gid ?? 0) !== 0) chownSync(path, uid ?? 0, gid ?? 0);
+  if ((uid ?? 0) === (process.geteuid?.() ?? 0) && (gid ?? 0) === (process.getegid?.() ?? 0)) return;
+  try {
+    chownSync(path, uid ?? 0, gid ?? 0);
+  } catch (e) {
+    // Only root may give a file away: an unprivileged tsrun's container user must be the
+    // caller itself on the host (in a rootless container that is what uid 0 maps to).
+    throw new ContainerError(
+      `container ${id}: /process/user: cannot hand the exec fifo to the container's user (host uid ${uid ?? 0}, gid ${gid ?? 0}): ${(e as NodeJS.ErrnoException).code}${process.geteuid?.() !== 0 ? "; as an unprivileged user, tsrun can run a container only as a user that maps to your own uid and gid" : ""}`,
+    );
+  }
+}
+
+/**
+ * Keeps the recorded cgroup in step with what a rootless manager kept: delete --force must find
+ * exactly the directories that are the container's, and none when it has none.
+ */
+function recordCgroup(store: Store, rec: ContainerRecord, cg: CgroupManager): void {
+  if (Object.keys(cg.dropped()).length === 0) return;
+  if (Object.keys(cg.paths()).length === 0) {
+    delete rec.cgroup;
+    rmSync(join(store.dir(rec.id), "cgroup.json"), { force: true });
+    return;
+  }
+  rec.cgroup = cg.toJSON();
+  saveCgroupRecord(store, rec.id, rec.cgroup);
+}
+
+/** runc ignores these silently; a container without its cgroup deserves a word. */
+function warnDropped(id: string, cg: CgroupManager): void {
+  const dropped = Object.entries(cg.dropped());
+  if (dropped.length === 0) return;
+  const names = dropped.map(([k]) => (k === "" ? "cgroup2" : k)).join(", ");
+  const none = Object.keys(cg.paths()).length === 0;
+  process.stderr.write(
+    `tsrun: warning: rootless: container ${id} runs without ${none ? "any cgroup" : `its ${names} cgroup${dropped.length > 1 ? "s" : ""}`} (${dropped[0]![1].message}${dropped.length > 1 ? `, and ${dropped.length - 1} more` : ""}): cgroup permission errors are ignored when rootless, as runc ignores them; ${none ? "pause, resume, update, ps and events need a cgroup" : `no limits on ${names}`}\n`,
+  );
 }
 
 function writePidFile(path: string, pid: number): void {
@@ -327,6 +399,11 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
       "cannot relay the container's terminal: none of stdin, stdout and stderr is a terminal, and there is no controlling terminal (/dev/tty); run tsrun from a terminal, or set process.terminal to false, or use --detach with --console-socket",
     );
   const rootfs = realpathSync(resolve(bundle, spec.root!.path));
+  const rootless = rootlessCgroups(opts.rootless ?? rootlessFlagGiven());
+  // runc's RootlessEUID: what only privilege can do is done the unprivileged way or refused.
+  const unprivileged = (process.geteuid?.() ?? 0) !== 0;
+  if (unprivileged && !spec.linux?.namespaces?.some((n) => n.type === "user"))
+    throw new ContainerError("/linux/namespaces: a rootless container requires a user namespace (tsrun is not root); `tsrun spec --rootless` makes such a config");
 
   store.claim(opts.id);
   const lock = lockContainer(store, opts.id);
@@ -349,9 +426,9 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
   const openedFds: number[] = [];
   try {
     store.write(rec);
-    makeExecFifo(store.fifoPath(opts.id), spec);
+    makeExecFifo(opts.id, store.fifoPath(opts.id), spec);
     trace("create: state and fifo");
-    const cg = cgroupManager({ id: opts.id, cgroupsPath: spec.linux?.cgroupsPath, systemd: opts.systemdCgroup ?? false });
+    const cg = cgroupManager({ id: opts.id, cgroupsPath: spec.linux?.cgroupsPath, systemd: opts.systemdCgroup ?? false, rootless });
     // runc 1.1 runs a container in a cgroup that already has processes (one shared with another
     // container) and warns, in these words (1.2 refuses it); the count is of the whole subtree.
     const already = cg.exists() ? cgroupPids(cg) : 0;
@@ -363,11 +440,20 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
     // Not in state.json yet: delete --force reads cgroup.json when state.json has no cgroup.
     saveCgroupRecord(store, opts.id, rec.cgroup);
     trace("create: cgroup recorded");
+    // Rootless, which cgroups the container gets is known only once they are tried, and the
+    // plan's /sys/fs/cgroup depends on it: made before the plan (the warm-up's gain is for root).
+    if (rootless) {
+      cg.create();
+      recordCgroup(store, rec, cg);
+    }
     // Idmapped mounts: one user namespace per mount, passed after the preserved fds.
     const idmapFds: Record<number, number> = {};
     const extraFds: number[] = [];
     (spec.mounts ?? []).forEach((m, i) => {
       if (!m.uidMappings || !m.gidMappings) return;
+      // mount_setattr(MOUNT_ATTR_IDMAP) needs CAP_SYS_ADMIN over the mount's user namespace,
+      // the host's for any mount an unprivileged user can reach.
+      if (unprivileged) throw new ContainerError(`/mounts/${i}: idmapped mounts need root (tsrun is not root: the kernel lets only CAP_SYS_ADMIN in the initial user namespace idmap a host mount)`);
       const fd = idmapUserns(m.uidMappings, m.gidMappings);
       openedFds.push(fd);
       idmapFds[i] = 3 + fdCount + extraFds.length;
@@ -405,7 +491,9 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
       if (e instanceof PlanError) throw new ContainerError(`container ${opts.id}: ${e.message}`);
       throw e;
     }
-    const encoded = encodePlan(plan.ops);
+    // Unprivileged, tsrun denies setgroups when it writes the id maps (the kernel requires it).
+    const ops = unprivileged ? dumpableForIdMaps(bindsWithoutOpenTree(spec.linux?.namespaces?.find((n) => n.type === "user")?.path ? plan.ops : withoutSetgroups(plan.ops))) : plan.ops;
+    const encoded = encodePlan(ops);
     trace("create: plan encoded");
     const preserved = [...Array.from({ length: fdCount }, (_, i) => 3 + i), ...extraFds];
     trace("create: plan compiled");
@@ -416,10 +504,10 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
     // Made only now: mkdir in cgroupfs waits for the migration warm-up (see warmup.ts: it holds
     // the cgroup lock), so everything that does not need the cgroup is done first. Stage 1 waits at its
     // first sync point until it is in the cgroup.
-    cg.create();
+    if (!rootless) cg.create();
     // A new cgroup under a frozen parent is frozen too (v1): refused, and removed as ours.
     if (frozen(cg)) throw new ContainerError(`container ${opts.id}: its cgroup is frozen (thaw it first): container's cgroup unexpectedly frozen`);
-    applyDeviceRules(cg, spec);
+    applyDeviceRules(cg, spec, rootless);
     // Every limit is applied or the create refused: never a limit silently dropped. Judged
     // once the cgroup exists (a hierarchy's root has no limit files to look at).
     const resources = spec.linux?.resources;
@@ -433,6 +521,8 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
     }
     trace("create: cgroup made");
     cg.addProcess(stage1);
+    recordCgroup(store, rec, cg);
+    warnDropped(opts.id, cg);
     trace("create: in cgroup");
 
     const state = (status: "creating" | "created") => JSON.stringify(stateDocument(rec, status));
@@ -440,7 +530,7 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
       const msg = sync.recv(STEP_TIMEOUT_MS);
       trace(`create: message ${msg.type}${msg.type === "sync" ? ` ${msg.code}` : ""}`);
       if (msg.type === "sync") {
-        if (msg.code === SYNC.USERNS) writeIdMaps(stage1, spec);
+        if (msg.code === SYNC.USERNS) writeIdMaps(opts.id, stage1, spec, unprivileged);
         if (msg.code === SYNC.MOUNTS) {
           runHooks("prestart", spec.hooks?.prestart, state("creating"));
           runHooks("createRuntime", spec.hooks?.createRuntime, state("creating"));
@@ -473,7 +563,7 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
           linux.close(msg.fd);
         } else consoleFd = msg.fd;
       } else if (msg.type === "error") {
-        throw new ContainerError(executorFailure(opts.id, plan.ops, msg));
+        throw new ContainerError(executorFailure(opts.id, ops, msg));
       } else if (msg.type === "eof" || msg.type === "exec") {
         throw new ContainerError(`container ${opts.id}: the container's init exited during set-up`);
       }

@@ -60,7 +60,7 @@ export class Store {
       mkdirSync(dir, { mode: 0o700 });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === "EEXIST") throw new ContainerError(`container with id exists: ${id}`);
-      throw new ContainerError(`cannot create state directory ${dir}: ${(e as NodeJS.ErrnoException).code}`);
+      throw new ContainerError(`cannot create state directory ${dir}: ${(e as NodeJS.ErrnoException).code}${unprivilegedHint(e)}`);
     }
     return dir;
   }
@@ -71,7 +71,11 @@ export class Store {
    * stat per create.
    */
   private ensureRoot(): void {
-    mkdirSync(this.root, { recursive: true, mode: 0o700 });
+    try {
+      mkdirSync(this.root, { recursive: true, mode: 0o700 });
+    } catch (e) {
+      throw new ContainerError(`cannot create state directory ${this.root}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}${unprivilegedHint(e)}`);
+    }
     const st = statSync(this.root);
     if ((st.mode & 0o077) !== 0 && st.uid === process.getuid?.()) chmodSync(this.root, st.mode & 0o7700);
   }
@@ -120,6 +124,15 @@ export class Store {
   remove(id: string): void {
     rmSync(this.dir(id), { recursive: true, force: true });
   }
+}
+
+/** What an unprivileged user refused a state directory can do about it. */
+function unprivilegedHint(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  if ((code !== "EACCES" && code !== "EPERM") || process.geteuid?.() === 0) return "";
+  return process.env.XDG_RUNTIME_DIR
+    ? " (an unprivileged user needs a state root it owns: pass --root DIR)"
+    : " (an unprivileged user needs a state root it owns: set XDG_RUNTIME_DIR, which makes the default $XDG_RUNTIME_DIR/tsrun, or pass --root DIR)";
 }
 
 export class NotFound extends ContainerError {
