@@ -4,7 +4,7 @@
 // cgroup: the container runs in none (runc's rootless cgroup manager ignores the permission
 // errors; tsrun says so), and what needs one is refused with the reason.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, chownSync, closeSync, cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, closeSync, cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CLONE_FLAGS, MS } from "@tsrun/ocispec/src/linux-names.ts";
 import { SYNC, type Op } from "../src/plan/ops.ts";
@@ -12,6 +12,9 @@ import { defaultRoot, preParse } from "../src/cli/globals.ts";
 import { bindsWithoutOpenTree, dumpableForIdMaps, isInitialUidMap, rootlessCgroups, withoutSetgroups } from "../src/container/rootless.ts";
 import { busyboxRootfs, leftovers, type Env } from "./containers.ts";
 import { TSRUN, tempDir, type Run } from "./helpers.ts";
+import { detect } from "../src/cgroups/detect.ts";
+import { PR, WNOHANG } from "../src/linux/constants.ts";
+import { prctl, waitpid } from "../src/linux/libc.ts";
 
 describe("rootless rules (pure)", () => {
   const host = (euid: number, inUserNS: boolean, env: Record<string, string | undefined>) => ({ euid, inUserNS: () => inUserNS, env });
@@ -84,8 +87,12 @@ describe("an unprivileged user", () => {
   const runcBundle = join(work, "runc-bundle");
   let seq = 0;
 
-  /** Runs `argv` as the user in `cwd`, output to files (a detached container keeps them open). */
-  function asUser(argv: string[], cwd = bundle, env: Record<string, string> = {}): Run {
+  /**
+   * Runs `argv` as the user in `cwd`, output to files (a detached container keeps them open).
+   * With `fromCgroup`, a root shell first moves itself into that cgroup2 cgroup (the user may not),
+   * then becomes the user: tsrun then runs where a delegated subtree would have put it.
+   */
+  function asUser(argv: string[], cwd = bundle, env: Record<string, string> = {}, fromCgroup?: string): Run {
     const base = join(dir, `out-${seq++}`);
     const out = openSync(`${base}.out`, "w+");
     const err = openSync(`${base}.err`, "w+");
@@ -94,7 +101,9 @@ describe("an unprivileged user", () => {
       const envArgs = Object.entries(vars)
         .filter(([, v]) => v !== "")
         .map(([k, v]) => `${k}=${v}`);
-      const r = Bun.spawnSync(["setpriv", "--reuid", String(uid), "--regid", String(gid), "--init-groups", "env", "-i", ...envArgs, ...argv], { cwd, stdin: "ignore", stdout: out, stderr: err });
+      const setpriv = ["setpriv", "--reuid", String(uid), "--regid", String(gid), "--init-groups", "env", "-i", ...envArgs, ...argv];
+      const cmd = fromCgroup === undefined ? setpriv : ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', fromCgroup, ...setpriv];
+      const r = Bun.spawnSync(cmd, { cwd, stdin: "ignore", stdout: out, stderr: err });
       return { code: r.exitCode ?? -1, stdout: readFileSync(`${base}.out`, "utf8"), stderr: readFileSync(`${base}.err`, "utf8") };
     } finally {
       closeSync(out);
@@ -104,6 +113,7 @@ describe("an unprivileged user", () => {
     }
   }
   const tsrun = (args: string[], env: Record<string, string> = {}) => asUser([TSRUN, ...args], bundle, env);
+  const tsrunIn = (cgroup: string, args: string[]) => asUser([TSRUN, ...args], bundle, {}, cgroup);
 
   /** The user's processes on the host, by pid. */
   function userPids(): number[] {
@@ -329,6 +339,63 @@ describe("an unprivileged user", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("cannot set any additional groups in a rootless container");
     expect(nothingLeft("bad")).toEqual([]);
+  });
+
+  test("a cgroup2 subtree delegated to the user: the container gets its cgroup there, and ps, pause, kill --all use it", () => {
+    const unified = detect().unified;
+    expect(unified).not.toBeNull();
+    // What a delegation (systemd's Delegate=yes) gives: a directory and its cgroup.procs and
+    // cgroup.subtree_control owned by the user; tsrun runs in a leaf below it.
+    const deleg = join(unified!.mountpoint, `tsrun-rootless-${process.pid}`);
+    const leaf = join(deleg, "leaf");
+    mkdirSync(leaf, { recursive: true });
+    // What tsrun leaves to its parent (its cgroup warm-up helper, the container's init once
+    // killed) becomes a zombie of pid 1, which on this VM reaps late; a zombie keeps its cgroup2
+    // cgroup busy. For this test the test process adopts and reaps them, as an engine would.
+    prctl(PR.SET_CHILD_SUBREAPER, 1);
+    const reapZombies = () => {
+      for (const task of readdirSync("/proc/self/task"))
+        for (const pid of readFileSync(`/proc/self/task/${task}/children`, "utf8").split(" ").filter(Boolean).map(Number))
+          if (describePid(pid).match(/^\(.*\) Z /)) waitpid(pid, WNOHANG);
+    };
+    try {
+      for (const p of [deleg, join(deleg, "cgroup.procs"), join(deleg, "cgroup.subtree_control"), leaf, join(leaf, "cgroup.procs")]) chownSync(p, uid, gid);
+      setConfig((s) => {
+        s.process.args = ["sh", "-c", "sleep 1000 & exec sleep 1001"];
+      });
+      const r = tsrunIn(leaf, ["run", "-d", "dg"]);
+      expect(r.code).toBe(0);
+      // The v1 hierarchies are root's: dropped, and said so; the cgroup2 one is the user's.
+      expect(r.stderr).toContain("runs without its cpu");
+      expect(r.stderr).not.toContain("any cgroup");
+      const own = join(deleg, "dg");
+      const state = JSON.parse(tsrun(["state", "dg"]).stdout);
+      expect(readFileSync(join(own, "cgroup.procs"), "utf8")).toContain(String(state.pid));
+      const ps = tsrunIn(leaf, ["ps", "--format", "json", "dg"]);
+      expect(ps.code).toBe(0);
+      expect(JSON.parse(ps.stdout)).toHaveLength(2);
+      expect(tsrunIn(leaf, ["pause", "dg"]).code).toBe(0);
+      expect(JSON.parse(tsrun(["state", "dg"]).stdout).status).toBe("paused");
+      expect(tsrunIn(leaf, ["resume", "dg"]).code).toBe(0);
+      expect(tsrunIn(leaf, ["kill", "--all", "dg", "KILL"]).code).toBe(0);
+      for (let i = 0; i < 200 && JSON.parse(tsrun(["state", "dg"]).stdout).status !== "stopped"; i++) Bun.sleepSync(10);
+      expect(tsrunIn(leaf, ["delete", "dg"]).code).toBe(0);
+      expect(existsSync(own)).toBe(false);
+      expect(nothingLeft("dg")).toEqual([]);
+    } finally {
+      prctl(PR.SET_CHILD_SUBREAPER, 0);
+      for (const d of [join(deleg, "dg"), leaf, deleg]) {
+        // EBUSY while a process still leaves it: retried briefly.
+        for (let i = 0; i < 100 && existsSync(d); i++) {
+          reapZombies();
+          try {
+            rmdirSync(d);
+          } catch {
+            Bun.sleepSync(10);
+          }
+        }
+      }
+    }
   });
 
   test("without XDG_RUNTIME_DIR the default root is /run/tsrun, and the error says what to set", () => {
