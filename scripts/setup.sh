@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 # python3 and script(1) (bsdutils) stand in for an engine's console socket and a terminal in tests.
 # skopeo, umoci, docker-registry and zstd make and serve the image fixtures of the image path.
 # docker.io: dockerd with tsrun as an added runtime is one of the engines tsrun is tested behind.
-APT_PACKAGES=(gcc libc6-dev musl-tools runc crun containerd busybox-static jq python3 bsdutils skopeo umoci docker-registry zstd docker.io)
+# containernetworking-plugins: the CNI plugins (bridge, host-local, loopback, portmap, firewall) that wire `run --image`'s network.
+APT_PACKAGES=(gcc libc6-dev musl-tools runc crun containerd busybox-static jq python3 bsdutils skopeo umoci docker-registry zstd docker.io containernetworking-plugins)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

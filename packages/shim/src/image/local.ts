@@ -29,11 +29,11 @@ export const DEFAULT_IMAGE_ROOT = "/var/lib/tsrun";
 
 /**
  * The store's own directories. Snapshots hold image content as root made it (setuid-root files,
- * device nodes), containers/ the containers' upper dirs, bundles/ the bundles of `run --image`:
+ * device nodes), containers/ the containers' upper dirs, bundles/ the bundles of `run --image` (networks/ their network: namespaces, leases, records):
  * a local user who could reach them could run an image's setuid program on the host
  * (CVE-2021-41103), so each is 0700 and nothing under them needs to be reached by anyone but root.
  */
-const STORE_DIRS = ["content", "images", "snapshots", "containers", "bundles"];
+const STORE_DIRS = ["content", "images", "snapshots", "containers", "bundles", "networks"];
 
 /** A directory mode that lets users other than the owner in (any group or other bit). */
 const opened = (mode: number) => (mode & 0o077) !== 0;

@@ -12,7 +12,7 @@
 //   StopSignal       annotation org.opencontainers.image.stopSignal (the image-spec's conversion
 //                    rule; containerd keeps it as a container label, which a bundle does not have)
 // and what it does not: Labels (containerd copies them to container labels, not to the spec),
-// ExposedPorts (no network setup here), Volumes (containerd ignores them too; Docker makes
+// ExposedPorts (`run --image -p` publishes ports, withNetwork below), Volumes (containerd ignores them too; Docker makes
 // anonymous volumes), Healthcheck, Memory/CpuShares (reserved fields, never set by builders).
 import { OCI_VERSION, parseSignal, type ImageConfig, type Mount, type Spec } from "@tsrun/ocispec";
 import { resolveUser } from "./passwd.ts";
@@ -201,4 +201,26 @@ export function specFromImage(config: ImageConfig, opts: SpecFromImageOptions): 
   if ((opts.seccomp ?? "default") === "default") spec.linux!.seccomp = defaultSeccompProfile({ capabilities: caps });
   if (Object.keys(annotations).length > 0) spec.annotations = annotations;
   return spec;
+}
+
+/** The container's own /etc/hosts, /etc/hostname and /etc/resolv.conf: files of the bundle, bind-mounted over the image's. */
+export interface EtcFiles {
+  hosts: string;
+  hostname: string;
+  resolvConf: string;
+}
+
+/**
+ * The network of `run --image` applied to a bundle's spec: the network namespace joined by path
+ * (one tsrun made and wired with CNI before the container starts), or none of its own for the
+ * host's network; and the /etc files bind-mounted as containerd and Docker mount theirs (rbind,
+ * rprivate, writable even on a read-only root: they are the container's own copies).
+ */
+export function withNetwork(spec: Spec, net: { netns: string } | "host", files: EtcFiles): Spec {
+  const namespaces = (spec.linux?.namespaces ?? []).filter((n) => n.type !== "network");
+  if (net !== "host") namespaces.push({ type: "network", path: net.netns });
+  const bind = (destination: string, source: string): Mount => ({ destination, type: "bind", source, options: ["rbind", "rprivate"] });
+  const etc = [bind("/etc/hosts", files.hosts), bind("/etc/hostname", files.hostname), bind("/etc/resolv.conf", files.resolvConf)];
+  const mounts = (spec.mounts ?? []).filter((m) => !etc.some((e) => e.destination === m.destination));
+  return { ...spec, mounts: [...mounts, ...etc], linux: { ...spec.linux, namespaces } };
 }

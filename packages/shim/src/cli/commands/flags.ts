@@ -33,3 +33,9 @@ export function bundleSpecOptions(flags: {
     seccomp: flags.seccomp === "unconfined" ? ("unconfined" as const) : ("default" as const),
   };
 }
+
+/** The network flags of `run --image` (a bundle made by `tsrun bundle` gets no network: it is the run's). */
+export const networkFlags = {
+  net: { type: "string", description: "network: bridge (a namespace of its own on tsrun's CNI bridge, the default), host (the host's), none (only lo)", options: ["bridge", "host", "none"] },
+  publish: { type: "string", char: "p", description: "publish a container port on the host: [IP:]HOSTPORT:CONTAINERPORT[/tcp|udp]; repeatable (bridge network only)", multiple: true },
+} as const;

@@ -5,19 +5,20 @@
 import { defineCommand } from "@tsrun/runtime/src/cli/def.ts";
 import { CliError } from "@tsrun/runtime/src/cli/errors.ts";
 import runtimeRun from "@tsrun/runtime/src/cli/commands/run.ts";
-import { bundleSpecOptions, imageSpecFlags } from "./flags.ts";
+import { bundleSpecOptions, imageSpecFlags, networkFlags } from "./flags.ts";
 
 export default defineCommand({
   ...runtimeRun,
   summary: "create and start a container (from a bundle, or from an image with --image), and wait for it unless --detach",
-  description: `${runtimeRun.description ?? ""} With --image REF the bundle is made from the image first (as \`tsrun bundle\` does, in the image store), ARGS after the id replace the image's Cmd, and --rm removes the container's root filesystem and bundle when it exits.`,
-  examples: [...(runtimeRun.examples ?? []), "tsrun run --image busybox --rm demo -- sh -c 'echo hello'", "tsrun run --image localhost/debian:12 --rm -t shell -- bash"],
+  description: `${runtimeRun.description ?? ""} With --image REF the bundle is made from the image first (as \`tsrun bundle\` does, in the image store), ARGS after the id replace the image's Cmd, and --rm removes the container's root filesystem and bundle when it exits. The container gets a network namespace of its own on tsrun's bridge (CNI plugins; the network's conflist is networks/tsrun.conflist in the image store, written on first use), with its own /etc/hosts, /etc/hostname and /etc/resolv.conf; the network is removed when it exits in the foreground, or by \`tsrun delete\`.`,
+  examples: [...(runtimeRun.examples ?? []), "tsrun run --image busybox --rm demo -- sh -c 'echo hello'", "tsrun run --image busybox -d -p 8080:80 web -- httpd -f -p 80", "tsrun run --image localhost/debian:12 --rm -t shell -- bash"],
   flags: {
     ...runtimeRun.flags,
     image: { type: "string", description: "run the image REF: make its bundle first (flags below shape its config)" },
     rm: { type: "boolean", description: "with --image: remove the container's bundle and root filesystem when it exits" },
     "image-root": { type: "string", description: "with --image: image store directory (default /var/lib/tsrun, or $TSRUN_IMAGE_ROOT)" },
     ...imageSpecFlags,
+    ...networkFlags,
   },
   args: [{ name: "id", description: "the container id, unique on this root; with --image, ARGS after -- replace the image's Cmd", required: true }],
   variadic: true,
@@ -25,7 +26,7 @@ export default defineCommand({
   async run(ctx, flags, args) {
     const [id, ...cmd] = args as [string, ...string[]];
     if (flags.image === undefined) {
-      const imageOnly = (["rm", "image-root", "env", "user", "workdir", "entrypoint", "tty", "hostname", "read-only"] as const).filter((f) =>
+      const imageOnly = (["rm", "image-root", "env", "user", "workdir", "entrypoint", "tty", "hostname", "read-only", "net", "publish"] as const).filter((f) =>
         Array.isArray(flags[f]) ? (flags[f] as string[]).length > 0 : flags[f] !== undefined && flags[f] !== false,
       );
       if (imageOnly.length) throw new CliError(`--${imageOnly[0]} needs --image`);
