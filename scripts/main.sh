@@ -21,6 +21,20 @@ run dist/tsrun image ls
 # A container from the image: its layers are unpacked once and shared through an overlay mount.
 run dist/tsrun --root "$demo/state" run --image localhost/busybox:demo --rm demo1 -- \
   sh -c 'echo "hello from $(hostname), pid $$ in its own namespaces"; id; ls /; grep ^Seccomp: /proc/self/status'
+# A container on tsrun's bridge network (CNI plugins): an address of its own, and port 18080 of
+# the host published to the httpd it runs; delete takes its network with it (veth, rules, lease).
+run dist/tsrun --root "$demo/state" run --image localhost/busybox:demo -d -p 18080:80 web -- \
+  sh -c 'mkdir /www && echo "hello from $(hostname), published on the host" >/www/index.html && exec httpd -f -p 80 -h /www'
+run dist/tsrun --root "$demo/state" exec web sh -c 'ip -4 -o addr show eth0; tail -1 /etc/hosts'
+printf '+ busybox wget -q -O- http://127.0.0.1:18080/\n'
+# httpd may still be starting: a few tries.
+answered=no
+for _ in $(seq 50); do
+  if busybox wget -q -O- http://127.0.0.1:18080/ 2>/dev/null; then answered=yes && break; fi
+  sleep 0.1
+done
+[ "$answered" = yes ] || { echo "main: the published port 18080 did not answer" >&2; exit 1; }
+run dist/tsrun --root "$demo/state" delete --force web
 # Change a container's files, commit them as a new image, run that.
 run dist/tsrun --root "$demo/state" run --image localhost/busybox:demo demo2 -- sh -c 'echo "committed by tsrun" > /etc/motd'
 run dist/tsrun --root "$demo/state" commit -m "add /etc/motd" demo2 localhost/busybox:motd
