@@ -280,6 +280,19 @@ describe("an unprivileged user", () => {
     expect(nothingLeft("c2")).toEqual([]);
   });
 
+  test("exec into a rootless container: root there, the user on the host, no groups to set", () => {
+    setConfig((s) => {
+      s.process.args = ["sleep", "1000"];
+    });
+    expect(tsrun(["run", "-d", "c3"]).code).toBe(0);
+    const r = tsrun(["exec", "c3", "sh", "-c", "id -u; grep -E '^(Uid|Groups):' /proc/self/status"]);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("0\nUid:\t0\t0\t0\t0\nGroups:\t0 \n");
+    expect(tsrun(["exec", "-g", "5", "c3", "true"]).stderr).toContain("cannot set any additional groups in a rootless container");
+    expect(tsrun(["delete", "--force", "c3"]).code).toBe(0);
+    expect(nothingLeft("c3")).toEqual([]);
+  });
+
   test("a limit needs a cgroup the user may not make: refused, as by runc, and nothing left", () => {
     setConfig((s) => {
       s.process.args = ["true"];

@@ -13,6 +13,7 @@ import { compileExecPlan } from "../plan/exec.ts";
 import type { Op } from "../plan/ops.ts";
 import { SYNC } from "../plan/ops.ts";
 import { encodePlan } from "../plan/wire.ts";
+import { setgroupsDenied, withoutSetgroups } from "./rootless.ts";
 import { writeFileAtomic } from "../io.ts";
 import { ContainerError, errnoText, executorErrorFields } from "./errors.ts";
 import { status } from "./lifecycle.ts";
@@ -123,7 +124,9 @@ export async function execProcess(store: Store, opts: ExecOptions): Promise<numb
     if (e instanceof PlanError) throw new ContainerError(`exec in ${opts.id}: ${e.message}`, { id: opts.id, pointer: e.pointer, cause: e });
     throw e;
   }
-  const { pid: stage1, sync } = linux.spawnExecutor(encodePlan(plan.ops), {
+  // A rootless container's user namespace denies setgroups: the process skips it, as the init did.
+  const ops = setgroupsDenied(rec.pid) ? withoutSetgroups(plan.ops) : plan.ops;
+  const { pid: stage1, sync } = linux.spawnExecutor(encodePlan(ops), {
     stdio: [0, 1, 2],
     preserveFds: Array.from({ length: preserveFds }, (_, i) => 3 + i),
   });
