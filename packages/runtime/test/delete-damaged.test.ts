@@ -19,10 +19,7 @@ function removeCustomParent(): void {
   }
 }
 
-afterAll(() => {
-  removeCustomParent();
-  rmSync(env.dir, { recursive: true, force: true });
-});
+afterAll(removeCustomParent);
 
 const alive = (pid: number) => existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z ");
 
