@@ -202,7 +202,7 @@ print("tty", out.decode().replace("\\r", ""), flush=True)
     running("exnocons");
     const r = env.tsrun(["exec", "-d", "-t", "exnocons", "true"]);
     expect(r.stderr).toBe("tsrun: cannot allocate tty if tsrun will detach without setting console socket\n");
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(255);
   });
 });
 
@@ -251,7 +251,7 @@ describe("exec and pause", () => {
     expect(env.tsrun(["pause", "exp"]).code).toBe(0);
     const refused = env.tsrun(["exec", "exp", "true"]);
     expect(refused.stderr).toBe("tsrun: cannot exec in a paused container exp (use --ignore-paused to override)\n");
-    expect(refused.code).toBe(1);
+    expect(refused.code).toBe(255);
     const p = Bun.spawn([TSRUN, "--root", env.root, "exec", "--ignore-paused", "exp", "echo", "ran"], { stdout: "pipe", stderr: "pipe" });
     await Bun.sleep(300);
     // still waiting, frozen with the container
@@ -269,16 +269,23 @@ describe("exec: bad input leaves nothing", () => {
     started.push("exstop");
     const stopped = env.tsrun(["exec", "exstop", "true"]);
     expect(stopped.stderr).toBe("tsrun: cannot exec in a stopped container: exstop\n");
-    expect(stopped.code).toBe(1);
+    expect(stopped.code).toBe(255);
 
     const init = running("exbad");
     const before = readFileSync(`/proc/${init}/task/${init}/children`, "utf8");
     const missing = env.tsrun(["exec", "exbad", "no-such-program"]);
-    expect(missing.code).toBe(1);
+    expect(missing.code).toBe(255);
     expect(missing.stderr).toContain("exec in exbad: exec no-such-program failed: ENOENT");
     expect(env.tsrun(["exec", "exbad"]).stderr).toBe("tsrun: exec: the command to run is missing (tsrun exec ID COMMAND [ARGS...])\n");
     expect(env.tsrun(["exec", "-u", "x", "exbad", "true"]).stderr).toBe('tsrun: invalid uid "x": expected a number\n');
-    expect(env.tsrun(["exec", "nosuch", "true"]).stderr).toBe("tsrun: container does not exist: nosuch\n");
+    const nosuch = env.tsrun(["exec", "nosuch", "true"]);
+    expect(nosuch.stderr).toBe("tsrun: container does not exist: nosuch\n");
+    // exec's own failures exit 255, as runc's: told apart from the process's own status 1
+    expect(nosuch.code).toBe(255);
+    const badPid = env.tsrun(["exec", "-d", "--pid-file", "/nonexistent/dir/p.pid", "exbad", "sleep", "77"]);
+    expect(badPid.stderr).toBe("tsrun: exec in exbad: cannot write the pid file /nonexistent/dir/p.pid: ENOENT\n");
+    expect(badPid.code).toBe(255);
+    expect(readFileSync(`/proc/${init}/task/${init}/children`, "utf8")).toBe(before);
     // nothing of the failed execs is left in the container's cgroup
     const procs = readFileSync(`/proc/${init}/cgroup`, "utf8").match(/^\d+:pids:(.*)$/m)![1];
     expect(readFileSync(`/sys/fs/cgroup/pids${procs}/cgroup.procs`, "utf8").trim()).toBe(String(init));

@@ -3,7 +3,7 @@
 // state, and the agent's verdicts seen inside the container. The agent is a small python3 script
 // (Bun's unix sockets cannot receive SCM_RIGHTS) that answers with SECCOMP_IOCTL_NOTIF_RECV/SEND.
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { OCI_VERSION } from "@tsrun/ocispec/src/version.ts";
 import { leftovers, testEnv } from "./containers.ts";
@@ -83,8 +83,7 @@ afterEach(() => {
 });
 
 /** Starts the agent on a fresh socket; `verdicts`: syscall number → errno (0: success without running the call). */
-async function startAgent(name: string, verdicts: Record<number, number>): Promise<Agent> {
-  const socket = join(env.dir, `${name}.sock`);
+async function startAgent(name: string, verdicts: Record<number, number>, socket = join(env.dir, `${name}.sock`)): Promise<Agent> {
   const out = join(env.dir, `${name}.jsonl`);
   const proc = Bun.spawn(["python3", agentScript, socket, out, JSON.stringify(verdicts)], { stdout: "pipe", stderr: "inherit" });
   const agent: Agent = {
@@ -169,6 +168,35 @@ describe("SCMP_ACT_NOTIFY and the seccomp agent", () => {
     expect(first.state.state.status).toBe("creating");
     expect(env.tsrun(["delete", "--force", id]).code).toBe(0);
     expect(await Promise.race([agent.proc.exited, Bun.sleep(10_000).then(() => "timeout")])).toBe(0);
+    expect(leftovers(env, id, b)).toEqual([]);
+  });
+
+  test("exec hands its own listener to the agent, with its own pid, and the agent decides its calls", async () => {
+    const id = "notify-exec";
+    const init = await startAgent(id, {});
+    const b = env.bundle(id, (s) => {
+      s.process.args = ["sleep", "300"];
+      s.linux.seccomp = notifyProfile(init.socket);
+    });
+    expect(env.tsrun(["run", "-d", "--bundle", b, id]).code).toBe(0);
+    try {
+      const initPid = JSON.parse(env.tsrun(["state", id]).stdout).pid;
+      // The first agent serves the init's listener; a second one takes the exec's at the same path.
+      unlinkSync(init.socket);
+      const agent = await startAgent(`${id}-exec`, { [nr("mkdir")]: 0, [nr("mkdirat")]: 0 }, init.socket);
+      const r = env.tsrun(["exec", id, "sh", "-c", "mkdir /nowhere/x && echo mkdir-ok"]);
+      expect(r.stderr).toBe("");
+      expect(r.stdout).toBe("mkdir-ok\n");
+      const [first] = agent.records();
+      expect(first.nfds).toBe(1);
+      expect(first.state).toMatchObject({ fds: ["seccompFd"], metadata: "agent-metadata" });
+      expect(first.state.pid).not.toBe(initPid);
+      expect(first.state.state).toMatchObject({ id, status: "running", pid: initPid });
+    } finally {
+      expect(env.tsrun(["delete", "--force", id]).code).toBe(0);
+    }
+    // Each agent ends once no task uses its filter.
+    for (const a of agents) expect(await Promise.race([a.proc.exited, Bun.sleep(10_000).then(() => "timeout")])).toBe(0);
     expect(leftovers(env, id, b)).toEqual([]);
   });
 

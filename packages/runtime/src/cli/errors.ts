@@ -1,4 +1,4 @@
-import { TsrunError } from "../errors.ts";
+import { TsrunError, type TsrunErrorOptions } from "../errors.ts";
 
 /** A failure the user can act on: printed as is, exit status 1 (or the given one), no stack trace. */
 export class CliError extends TsrunError {
@@ -6,7 +6,8 @@ export class CliError extends TsrunError {
   constructor(
     message: string,
     readonly exitCode = 1,
+    options: TsrunErrorOptions = {},
   ) {
-    super(message);
+    super(message, options);
   }
 }

@@ -17,6 +17,8 @@ import { setgroupsDenied, withoutSetgroups } from "./rootless.ts";
 import { writeFileAtomic } from "../io.ts";
 import { ContainerError, errnoText, executorErrorFields } from "./errors.ts";
 import { status } from "./lifecycle.ts";
+import { sendSeccompListener } from "./seccomp-agent.ts";
+import { stateDocument } from "./status.ts";
 import { apparmorEnabled, hostTerminal } from "./host.ts";
 import { waitExit, forwardSignals } from "./foreground.ts";
 import type { Store } from "./store.ts";
@@ -164,6 +166,12 @@ export async function execProcess(store: Store, opts: ExecOptions): Promise<numb
         pid = msg.pid;
         linux.waitpid(stage1, 0);
         stage1Left = false;
+      } else if (msg.type === "fd" && msg.kind === "seccomp") {
+        try {
+          sendSeccompListener(opts.id, rec.config, msg.fd, stateDocument(rec, "running"), pid);
+        } finally {
+          linux.close(msg.fd);
+        }
       } else if (msg.type === "fd") {
         if (opts.consoleSocket) {
           linux.sendFd(opts.consoleSocket, msg.fd, "/dev/ptmx");
@@ -194,7 +202,17 @@ export async function execProcess(store: Store, opts: ExecOptions): Promise<numb
   } finally {
     sync.close();
   }
-  if (opts.pidFile) writeFileAtomic(resolve(opts.pidFile), String(pid), 0o644);
+  if (opts.pidFile)
+    try {
+      writeFileAtomic(resolve(opts.pidFile), String(pid), 0o644);
+    } catch (e) {
+      // The process runs; a pid file nobody can read would leave it unaccounted for: stop it.
+      linux.kill(pid, 9);
+      linux.waitpid(pid, 0);
+      if (pty !== undefined) linux.close(pty);
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new ContainerError(`exec in ${opts.id}: cannot write the pid file ${resolve(opts.pidFile)}: ${code ?? (e as Error).message}`, { id: opts.id, path: resolve(opts.pidFile), op: "write", ...(code ? { code } : {}) });
+    }
   if (opts.detach) return 0;
   // The process is tsrun's child (not reaped before waitExit): its pid cannot be reused meanwhile.
   const stop = forwardSignals((sig) => linux.kill(pid, sig));

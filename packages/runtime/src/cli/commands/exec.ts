@@ -1,8 +1,9 @@
 import { readFileSync } from "node:fs";
 import type { Process } from "@tsrun/ocispec/src/index.ts";
 import { parseJson, JsonSyntaxError } from "@tsrun/ocispec/src/json.ts";
-import { defineCommand, type FlagValues } from "../def.ts";
+import { defineCommand, type Context, type FlagValues } from "../def.ts";
 import { CliError } from "../errors.ts";
+import { TsrunError } from "../../errors.ts";
 import { execProcess, validateProcess } from "../../container/exec.ts";
 import { ContainerError } from "../../container/errors.ts";
 import { Store, type ContainerRecord } from "../../container/store.ts";
@@ -89,6 +90,19 @@ export default defineCommand({
   variadic: true,
   usage: ["exec [FLAGS] ID COMMAND [ARGS...]", "exec -p process.json [FLAGS] ID"],
   async run(ctx, f, args) {
+    try {
+      return await execCommand(ctx, f, args);
+    } catch (e) {
+      // As runc: 255 when exec itself failed, so that a caller tells it from the process's own
+      // exit status (1 is a common one).
+      if (e instanceof TsrunError) throw new CliError(e.message, 255, { ...e.fields, cause: e });
+      throw e;
+    }
+  },
+});
+
+async function execCommand(ctx: Context, f: ExecFlags, args: string[]): Promise<number> {
+  {
     const [id, ...argv] = args as [string, ...string[]];
     const store = new Store(ctx.globals.root);
     const rec = store.read(id);
@@ -105,5 +119,5 @@ export default defineCommand({
       ...(f["console-socket"] ? { consoleSocket: f["console-socket"] } : {}),
       ...(f["pid-file"] ? { pidFile: f["pid-file"] } : {}),
     });
-  },
-});
+  }
+}
