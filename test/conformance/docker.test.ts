@@ -64,9 +64,15 @@ afterAll(async () => {
   }
   rmSync(work, { recursive: true, force: true });
   if (!hadRunDocker) rmSync("/run/docker", { recursive: true, force: true });
+  // The cgroup parent is at a hierarchy's root, or below tsrun's own cgroup where tsrun nests
+  // containers (this machine's memory hierarchy).
+  const own = new Map(readFileSync("/proc/self/cgroup", "utf8").trim().split("\n").map((l) => {
+    const [, ctl, path] = l.split(":");
+    return [ctl === "" ? "unified" : ctl!.replace(/^name=/, ""), path!] as const;
+  }));
   for (const h of readdirSync("/sys/fs/cgroup")) {
-    const d = join("/sys/fs/cgroup", h, CGROUP_PARENT);
-    if (existsSync(d)) rmdirSync(d);
+    for (const d of [join("/sys/fs/cgroup", h, CGROUP_PARENT), join("/sys/fs/cgroup", h, own.get(h) ?? "/", CGROUP_PARENT)])
+      if (existsSync(d)) rmdirSync(d);
   }
 }, 60_000);
 
