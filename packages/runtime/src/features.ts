@@ -33,6 +33,8 @@ export function features(): Features {
       // No resctrl support: a config with linux.intelRdt is refused.
       intelRdt: { enabled: false },
       mountExtensions: { idmap: { enabled: true } },
+      // Moved with iproute2's ip at create (linux/netdevices.ts).
+      netDevices: { enabled: true },
       // Every mode and flag of the spec is passed to set_mempolicy (plan/kernel.ts).
       memoryPolicy: { modes: Object.keys(MPOL_MODE).sort(), flags: Object.keys(MPOL_FLAG).sort() },
     },

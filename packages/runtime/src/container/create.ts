@@ -21,7 +21,7 @@ import { cgroupManager, type CgroupManager } from "../cgroups/manager.ts";
 import { applyDevicesV1, DEFAULT_ALLOWED } from "../cgroups/v1/devices.ts";
 import { reapMigrationWarmUp, startMigrationWarmUp } from "./warmup.ts";
 import * as linux from "../linux/index.ts";
-import { ContainerError } from "./errors.ts";
+import { cloneFlagNames, ContainerError, errnoText, executorErrorFields } from "./errors.ts";
 import { procStat } from "./proc.ts";
 import { stateDocument } from "./status.ts";
 import type { ContainerRecord, Store } from "./store.ts";
@@ -82,24 +82,6 @@ export function loadConfig(bundle: string): Spec {
   return v.value;
 }
 
-/** CLONE_NEW* flags by name, for messages: "unshare 0x10000000" leaves the user guessing. */
-const CLONE_NAMES: Readonly<Record<NamespaceType, string>> = {
-  mount: "CLONE_NEWNS", cgroup: "CLONE_NEWCGROUP", uts: "CLONE_NEWUTS", ipc: "CLONE_NEWIPC",
-  user: "CLONE_NEWUSER", pid: "CLONE_NEWPID", network: "CLONE_NEWNET", time: "CLONE_NEWTIME",
-};
-
-function cloneFlagNames(flags: number): string {
-  const names: string[] = [];
-  let rest = flags;
-  for (const [type, bit] of Object.entries(CLONE_FLAGS) as [NamespaceType, number][])
-    if (flags & bit) {
-      names.push(CLONE_NAMES[type]);
-      rest &= ~bit;
-    }
-  if (rest) names.push(`0x${(rest >>> 0).toString(16)}`);
-  return names.length ? names.join("|") : "0";
-}
-
 /** The plan's hooks run by the executor: startContainer ones once `start` has opened the fifo. */
 function hookKind(ops: readonly Op[], index: number): string {
   return ops.slice(0, index).some((o) => o.op === "waitFifo") ? "startContainer" : "createContainer";
@@ -152,7 +134,9 @@ export function executorFailure(id: string, ops: readonly Op[], msg: { op: numbe
       : op?.op === "unshare" && op.flags & CLONE_FLAGS.user && msg.errno === 28
         ? "; the limit of user namespaces is reached (sysctl user.max_user_namespaces)"
         : "";
-  return `container ${id}: ${describeOp(ops, msg.op)} failed: ${linux.errnoName(msg.errno)}: ${linux.strerror(msg.errno)}${detail}${hint}`;
+  // No errno (0) is no "errno 0: Success": the executor's text is then the whole reason.
+  const errno = errnoText(msg.errno, linux.strerror);
+  return `container ${id}: ${describeOp(ops, msg.op)} failed: ${errno === undefined ? msg.text || "no reason given" : `${errno}${detail}`}${hint}`;
 }
 
 /**
@@ -488,7 +472,7 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
         },
       });
     } catch (e) {
-      if (e instanceof PlanError) throw new ContainerError(`container ${opts.id}: ${e.message}`);
+      if (e instanceof PlanError) throw new ContainerError(`container ${opts.id}: ${e.message}`, { ...e.fields, id: opts.id, cause: e });
       throw e;
     }
     // Unprivileged, tsrun denies setgroups when it writes the id maps (the kernel requires it).
@@ -551,6 +535,9 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
         store.write(rec);
         linux.waitpid(stage1, 0);
         stage1 = 0;
+        // linux.netDevices: into the init's new network namespace now, before it goes on to its
+        // sysctls and hooks (it waits at its next sync), as runc does after its first child.
+        if (spec.linux?.netDevices) (require("../linux/netdevices.ts") as typeof import("../linux/netdevices.ts")).moveNetDevices(spec.linux.netDevices, msg.pid);
       } else if (msg.type === "fd") {
         if (msg.kind === "seccomp") {
           try {
@@ -563,7 +550,7 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
           linux.close(msg.fd);
         } else consoleFd = msg.fd;
       } else if (msg.type === "error") {
-        throw new ContainerError(executorFailure(opts.id, ops, msg));
+        throw new ContainerError(executorFailure(opts.id, ops, msg), { ...executorErrorFields(ops[msg.op], msg.errno), id: opts.id });
       } else if (msg.type === "eof" || msg.type === "exec") {
         throw new ContainerError(`container ${opts.id}: the container's init exited during set-up`);
       }

@@ -1,5 +1,6 @@
 // config.json → InitPlan. Pure: everything it needs from the host comes in `PlanInput`, so it is
 // unit-tested without root and the same config always gives the same plan.
+import { TsrunError } from "../errors.ts";
 import type { Hook, LinuxDevice, Mount, Process, Spec } from "@tsrun/ocispec/src/index.ts";
 import { CAPABILITIES, CLONE_FLAGS, MS, RLIMITS, sysctlNamespace, sysctlPath, type NamespaceType } from "@tsrun/ocispec/src/linux-names.ts";
 import { isBind, parseMountOptions } from "./mounts.ts";
@@ -40,13 +41,14 @@ export interface PlanInput {
   hostIsProcfs?: (path: string) => boolean;
 }
 
-export class PlanError extends Error {
+/** A config the plan cannot carry out: the field's pointer leads the message and is a field of its own. */
+export class PlanError extends TsrunError {
   override name = "PlanError";
   constructor(
     readonly pointer: string,
     message: string,
   ) {
-    super(`${pointer}: ${message}`);
+    super(`${pointer}: ${message}`, { pointer });
   }
 }
 
@@ -229,7 +231,6 @@ function checkNetDevices(spec: Spec, newNetns: boolean): void {
     if (inside.has(name) && !name.includes("%d")) throw new PlanError(`${pointer}/name`, `${name} is also the name given to ${inside.get(name)} in the container`);
     inside.set(name, host);
   }
-  throw new PlanError("/linux/netDevices", "moving network devices is not implemented yet");
 }
 
 /**
