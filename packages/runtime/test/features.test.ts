@@ -224,7 +224,7 @@ describe("root filesystem", () => {
     });
   });
 
-  test("the device cgroup allows the default devices and the config's, and denies the rest; number 0 is a number, not *", () => {
+  test("the device cgroup allows the default devices and the config's rules, and denies the rest; number 0 is a number, not *", () => {
     // The nodes are made in the container's /dev, a tmpfs it mounts itself: on a rootfs under a
     // nodev mount (a nodev $TMPDIR) every open of a node fails with EACCES before the device
     // cgroup is asked, which would hide what the cgroup decides.
@@ -242,7 +242,11 @@ describe("root filesystem", () => {
       (s) => {
         for (const set of ["bounding", "effective", "permitted"]) s.process.capabilities[set].push("CAP_MKNOD");
         s.linux.devices = [{ path: "/dev/fuse", type: "c", major: 10, minor: 229 }];
-        s.linux.resources = { ...s.linux.resources, devices: [...(s.linux.resources?.devices ?? []), { allow: true, type: "b", major: 8, minor: 0, access: "r" }] };
+        // As with runc, a node of linux.devices is used through a rule of resources.devices.
+        s.linux.resources = {
+          ...s.linux.resources,
+          devices: [...(s.linux.resources?.devices ?? []), { allow: true, type: "c", major: 10, minor: 229, access: "rwm" }, { allow: true, type: "b", major: 8, minor: 0, access: "r" }],
+        };
       },
     );
     expect(r.err).toBe("");

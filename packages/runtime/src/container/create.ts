@@ -95,6 +95,8 @@ function describeOp(ops: readonly Op[], index: number): string {
       return `mount ${op.source ?? "(none)"} on ${op.inRoot ? "/" + op.target.replace(/^\.$/, "") : op.target}${op.fstype ? ` (type ${op.fstype})` : ""}`;
     case "setns":
       return `join namespace ${op.path}`;
+    case "syscall":
+      return op.what;
     case "unshare":
       return `unshare ${cloneFlagNames(op.flags)}`;
     case "fork":
@@ -167,13 +169,31 @@ function applyDeviceRules(cg: CgroupManager, spec: Spec, rootless: boolean): voi
   }
 }
 
+/** The default allowed devices that are also default nodes, by rule: a config device at that path replaces both. */
+const DEFAULT_NODE_PATHS: Readonly<Record<string, string>> = {
+  "c 1:3": "/dev/null", "c 1:5": "/dev/zero", "c 1:7": "/dev/full", "c 1:8": "/dev/random", "c 1:9": "/dev/urandom", "c 5:0": "/dev/tty",
+};
+
+/**
+ * The device allow-list as runc 1.1.5 makes it (specconv): everything denied, then the config's
+ * own rules, then the default devices. A node the config creates (linux.devices) gets no rule of
+ * its own: using it takes a rule in linux.resources.devices, so a deny there holds (runc's
+ * "device cgroup deny"); a config node at a default device's path takes that default's rule away.
+ */
+export function deviceRules(spec: Spec): LinuxDeviceCgroup[] {
+  const own = spec.linux?.resources?.devices ?? [];
+  const configured = new Set((spec.linux?.devices ?? []).map((d) => d.path));
+  const defaults = DEFAULT_ALLOWED.filter((r) => {
+    const path = DEFAULT_NODE_PATHS[`${r.type} ${r.major}:${r.minor}`];
+    return path === undefined || !configured.has(path);
+  });
+  return [{ allow: false, access: "rwm" }, ...own, ...defaults];
+}
+
 function applyDeviceRulesStrict(cg: CgroupManager, spec: Spec): void {
   const paths = cg.paths();
   const own = spec.linux?.resources?.devices ?? [];
-  const created: LinuxDeviceCgroup[] = [];
-  for (const d of spec.linux?.devices ?? [])
-    if (d.type !== "p") created.push({ allow: true, type: d.type === "b" ? "b" : "c", major: d.major ?? -1, minor: d.minor ?? -1, access: "rwm" });
-  const rules: LinuxDeviceCgroup[] = [{ allow: false, access: "rwm" }, ...own, ...DEFAULT_ALLOWED, ...created];
+  const rules = deviceRules(spec);
   if (paths["devices"] !== undefined) return applyDevicesV1(paths["devices"], rules);
   if (paths[""] !== undefined) {
     // Loaded only here: the eBPF compiler is start-up cost on every other host.

@@ -76,6 +76,8 @@ function describe(op: Op | undefined): string {
   switch (op.op) {
     case "setns":
       return `join namespace ${op.path}`;
+    case "syscall":
+      return op.what;
     case "exec":
       return `exec ${op.file}`;
     case "chdir":

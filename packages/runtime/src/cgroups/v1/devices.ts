@@ -13,9 +13,9 @@ export const DEFAULT_ALLOWED: LinuxDeviceCgroup[] = [
   { allow: true, type: "c", major: 1, minor: 8, access: "rwm" }, // random
   { allow: true, type: "c", major: 1, minor: 9, access: "rwm" }, // urandom
   { allow: true, type: "c", major: 5, minor: 0, access: "rwm" }, // tty
-  { allow: true, type: "c", major: 5, minor: 1, access: "rwm" }, // console
   { allow: true, type: "c", major: 5, minor: 2, access: "rwm" }, // ptmx
   { allow: true, type: "c", major: 136, access: "rwm" }, // pts/*
+  { allow: true, type: "c", major: 10, minor: 200, access: "rwm" }, // net/tun
 ];
 
 /** The line devices.allow / devices.deny take: "c 1:3 rwm", "a *:* rwm". */
