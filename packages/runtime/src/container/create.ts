@@ -30,6 +30,7 @@ import { idmapUserns } from "./idmap.ts";
 import { bindsWithoutOpenTree, dumpableForIdMaps, rootlessCgroups, rootlessFlagGiven, withoutSetgroups } from "./rootless.ts";
 import { readMountinfo } from "../linux/mountinfo.ts";
 import { trace } from "../trace.ts";
+import { sendSeccompListener } from "./seccomp-agent.ts";
 import { apparmorEnabled, hostTerminal } from "./host.ts";
 
 export interface CreateOptions {
@@ -269,26 +270,6 @@ function writeIdMaps(id: string, pid: number, spec: Spec, denySetgroups: boolean
   write("uid_map", fmt(spec.linux?.uidMappings), "/linux/uidMappings");
   if (denySetgroups) write("setgroups", "deny", "/linux/gidMappings");
   write("gid_map", fmt(spec.linux?.gidMappings), "/linux/gidMappings");
-}
-
-/**
- * Hands the init's seccomp listener to the agent at linux.seccomp.listenerPath with the
- * container process state (config-linux.md): one connection, one message, the fd in SCM_RIGHTS.
- * The init's pid is known here: it is reported at the fork, before stage 2 runs any op.
- */
-function sendSeccompListener(id: string, spec: Spec, fd: number, state: ReturnType<typeof stateDocument>): void {
-  const path = spec.linux?.seccomp?.listenerPath;
-  // The compiler asks for a listener only when it has a path to send it to.
-  if (!path) throw new ContainerError(`container ${id}: /linux/seccomp/listenerPath: the init made a seccomp listener but no agent socket is configured`);
-  const processState = { ociVersion: OCI_VERSION, fds: ["seccompFd"], pid: state.pid, metadata: spec.linux?.seccomp?.listenerMetadata ?? "", state };
-  try {
-    linux.sendFd(path, fd, JSON.stringify(processState));
-  } catch (e) {
-    if (!(e instanceof linux.SysError)) throw e;
-    throw new ContainerError(
-      `container ${id}: cannot send the seccomp listener to the agent at ${path} (/linux/seccomp/listenerPath): ${linux.errnoName(e.errno)}: ${linux.strerror(e.errno)}`,
-    );
-  }
 }
 
 const PROC_SUPER_MAGIC = 0x9fa0;
