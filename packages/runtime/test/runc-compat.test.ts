@@ -45,6 +45,17 @@ describe("devices", () => {
   });
 });
 
+describe("network", () => {
+  test("a new network namespace has its loopback up, as runc's does (127.0.0.1 answers inside)", () => {
+    const b = env.bundle("loup", (s) => (s.process.args = ["sh", "-c", "cat /sys/class/net/lo/flags; (echo pong | nc -l -p 7777 127.0.0.1 &) ; sleep 0.2; nc 127.0.0.1 7777 </dev/null"]));
+    const r = env.tsrun(["run", "--bundle", b, "loup"]);
+    expect(r.stderr).toBe("");
+    // IFF_UP | IFF_LOOPBACK (and RUNNING once up)
+    expect(Number(r.stdout.split("\n")[0]) & 0x1).toBe(1);
+    expect(r.stdout).toContain("pong");
+  });
+});
+
 describe("kill", () => {
   test("kill --all of a stopped container succeeds (nothing left to signal), as with runc", async () => {
     const b = env.bundle("killall", (s) => (s.process.args = ["true"]));

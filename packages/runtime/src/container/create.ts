@@ -390,6 +390,7 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
   if (unprivileged && !spec.linux?.namespaces?.some((n) => n.type === "user"))
     throw new ContainerError("/linux/namespaces: a rootless container requires a user namespace (tsrun is not root); `tsrun spec --rootless` makes such a config");
 
+  const newNetns = (spec.linux?.namespaces ?? []).some((n) => n.type === "network" && !n.path);
   store.claim(opts.id);
   const lock = lockContainer(store, opts.id);
   const rec: ContainerRecord = {
@@ -538,6 +539,9 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
         stage1 = 0;
         // linux.netDevices: into the init's new network namespace now, before it goes on to its
         // sysctls and hooks (it waits at its next sync), as runc does after its first child.
+        // A new network namespace gets its loopback up, as runc's does: 127.0.0.1 answers inside.
+        // Unprivileged tsrun cannot enter it (the container's user namespace owns it).
+        if (newNetns && process.geteuid?.() === 0) linux.loopbackUp(`/proc/${msg.pid}/ns/net`);
         if (spec.linux?.netDevices) (require("../linux/netdevices.ts") as typeof import("../linux/netdevices.ts")).moveNetDevices(spec.linux.netDevices, msg.pid);
       } else if (msg.type === "fd") {
         if (msg.kind === "seccomp") {

@@ -9,6 +9,7 @@ export {
   getErrno,
   kill,
   killVerified,
+  loopbackUp,
   mkfifo,
   mount,
   pidfdOpen,

@@ -38,6 +38,9 @@ function open() {
     readlinkat: { args: [i32, ptr, ptr, u64], returns: i64_fast },
     getxattr: { args: [ptr, ptr, ptr, u64], returns: i64_fast },
     listxattr: { args: [ptr, ptr, u64], returns: i64_fast },
+    setns: { args: [i32, i32], returns: i32 },
+    socket: { args: [i32, i32, i32], returns: i32 },
+    ioctl: { args: [i32, u64, ptr], returns: i32 },
   });
 }
 
@@ -505,5 +508,44 @@ export function fdListxattr(fd: number): string[] {
     const e = getErrno();
     if (e === EOPNOTSUPP) return [];
     if (e !== ERANGE || size > 1 << 24) throw new SysError("listxattr", e, `fd ${fd}`);
+  }
+}
+
+const CLONE_NEWNET = 0x40000000;
+const AF_INET = 2;
+const SOCK_DGRAM_CLOEXEC = 2 | 0o2000000;
+const SIOCGIFFLAGS = 0x8913;
+const SIOCSIFFLAGS = 0x8914;
+const IFF_UP = 0x1;
+
+/**
+ * Sets the loopback interface of the network namespace at `nsPath` up, as runc's loopback
+ * strategy does for every new network namespace: without it 127.0.0.1 does not answer inside.
+ * Done from tsrun: setns(CLONE_NEWNET) is allowed in a multithreaded process and changes only
+ * the calling thread, which is put back into its own namespace before anything else runs on it.
+ */
+export function loopbackUp(nsPath: string): void {
+  const own = check(libc().openat(-100, Buffer.from("/proc/thread-self/ns/net\0"), 0o2000000, 0), "open", "/proc/thread-self/ns/net");
+  let target = -1;
+  let sock = -1;
+  try {
+    target = check(libc().openat(-100, Buffer.from(`${nsPath}\0`), 0o2000000, 0), "open", nsPath);
+    check(libc().setns(target, CLONE_NEWNET), "setns", nsPath);
+    try {
+      sock = check(libc().socket(AF_INET, SOCK_DGRAM_CLOEXEC, 0), "socket", "AF_INET");
+      // struct ifreq: the name (16 bytes), then ifr_flags (a short) at offset 16
+      const ifreq = new Uint8Array(40);
+      ifreq.set(Buffer.from("lo"));
+      check(libc().ioctl(sock, SIOCGIFFLAGS, ifreq), "ioctl SIOCGIFFLAGS", "lo");
+      const view = new DataView(ifreq.buffer);
+      view.setUint16(16, view.getUint16(16, true) | IFF_UP, true);
+      check(libc().ioctl(sock, SIOCSIFFLAGS, ifreq), "ioctl SIOCSIFFLAGS", "lo");
+    } finally {
+      if (sock >= 0) libc().close(sock);
+      check(libc().setns(own, CLONE_NEWNET), "setns", "back to tsrun's own network namespace");
+    }
+  } finally {
+    if (target >= 0) libc().close(target);
+    libc().close(own);
   }
 }
