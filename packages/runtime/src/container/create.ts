@@ -541,7 +541,14 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
         // sysctls and hooks (it waits at its next sync), as runc does after its first child.
         // A new network namespace gets its loopback up, as runc's does: 127.0.0.1 answers inside.
         // Unprivileged tsrun cannot enter it (the container's user namespace owns it).
-        if (newNetns && process.geteuid?.() === 0) linux.loopbackUp(`/proc/${msg.pid}/ns/net`);
+        if (newNetns && process.geteuid?.() === 0) {
+          try {
+            linux.loopbackUp(`/proc/${msg.pid}/ns/net`);
+          } catch (e) {
+            // The init is gone already (ENOENT): its own error message follows and says why.
+            if (!(e instanceof linux.SysError && e.code === "ENOENT")) throw new ContainerError(`container ${opts.id}: cannot set the loopback interface up: ${(e as Error).message}`, { id: opts.id, op: "loopback" });
+          }
+        }
         if (spec.linux?.netDevices) (require("../linux/netdevices.ts") as typeof import("../linux/netdevices.ts")).moveNetDevices(spec.linux.netDevices, msg.pid);
       } else if (msg.type === "fd") {
         if (msg.kind === "seccomp") {
