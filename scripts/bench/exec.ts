@@ -3,25 +3,17 @@
 // lifecycle.ts, in a private mount namespace without the cgroup2 `unified` mount, where crun
 // runs. Usage: bun scripts/bench/exec.ts [rounds]   (needs `bun run build`)
 // TSRUN_BENCH_BASE=/path/to/an/older/tsrun adds that build as "tsrun-base".
-import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { defaultSpec } from "../../packages/ocispec/src/defaults.ts";
-import { measure, median, report, which, type Variant } from "./lib.ts";
+import { inPureV1Namespace, measure, median, report, which, type Variant } from "./lib.ts";
 
 const root = join(import.meta.dir, "../..");
 const tsrun = join(root, "dist/tsrun");
 const rounds = Number(process.argv[2] ?? 50);
 
-if (!process.env.TSRUN_BENCH_INNER) {
-  if (!existsSync(tsrun)) {
-    console.error("exec bench: dist/tsrun is missing; run `bun run build` first");
-    process.exit(1);
-  }
-  const inner = `umount /sys/fs/cgroup/unified 2>/dev/null; exec ${process.execPath} ${import.meta.path} ${rounds}`;
-  const r = Bun.spawnSync(["unshare", "-m", "--propagation", "private", "sh", "-c", inner], { env: { ...process.env, TSRUN_BENCH_INNER: "1" }, stdout: "inherit", stderr: "inherit" });
-  process.exit(r.exitCode ?? 1);
-}
+inPureV1Namespace(import.meta.path, tsrun, [String(rounds)]);
 
 const work = mkdtempSync(join(tmpdir(), "tsrun-bench-exec-"));
 const containers: [string, string, string][] = [];

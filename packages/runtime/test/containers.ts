@@ -78,3 +78,29 @@ function safeReaddir(d: string): string[] {
     return [];
   }
 }
+
+// A stand-in for an engine's console socket: receives the pty master (SCM_RIGHTS), prints the
+// name that came with it, then everything the container writes to its terminal.
+export const CONSOLE_RECEIVER = `
+import array, os, socket, sys
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind(sys.argv[1]); srv.listen(1)
+print("listening", flush=True)
+conn, _ = srv.accept()
+fds = array.array("i")
+msg, anc, _, _ = conn.recvmsg(1024, socket.CMSG_LEN(4))
+for level, kind, data in anc:
+    fds.frombytes(data[: len(data) - (len(data) % 4)])
+print("name", msg.decode(), flush=True)
+master = fds[0]
+out = b""
+while True:
+    try:
+        b = os.read(master, 4096)
+    except OSError:
+        break
+    if not b:
+        break
+    out += b
+print("tty", out.decode().replace("\\r", ""), flush=True)
+`;

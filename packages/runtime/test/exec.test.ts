@@ -4,7 +4,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { closeSync, existsSync, openSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { testEnv } from "./containers.ts";
+import { CONSOLE_RECEIVER as RECEIVER, testEnv } from "./containers.ts";
 import { TSRUN } from "./helpers.ts";
 
 const started: string[] = [];
@@ -154,29 +154,6 @@ describe("exec", () => {
 });
 
 describe("exec with a console socket", () => {
-  // An engine's console socket: receives the pty master, prints its name and the terminal's output.
-  const RECEIVER = `
-import array, os, socket, sys
-srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-srv.bind(sys.argv[1]); srv.listen(1)
-print("listening", flush=True)
-conn, _ = srv.accept()
-fds = array.array("i")
-msg, anc, _, _ = conn.recvmsg(1024, socket.CMSG_LEN(4))
-for level, kind, data in anc:
-    fds.frombytes(data[: len(data) - (len(data) % 4)])
-print("name", msg.decode(), flush=True)
-out = b""
-while True:
-    try:
-        b = os.read(fds[0], 4096)
-    except OSError:
-        break
-    if not b:
-        break
-    out += b
-print("tty", out.decode().replace("\\r", ""), flush=True)
-`;
   test("-d -t --console-socket sends the pty master; the process runs on that terminal", async () => {
     running("excons");
     const sock = join(env.dir, "exec-console.sock");

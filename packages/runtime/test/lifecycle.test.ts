@@ -3,7 +3,7 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { leftovers, testEnv } from "./containers.ts";
+import { CONSOLE_RECEIVER as RECEIVER, leftovers, testEnv } from "./containers.ts";
 import { TSRUN } from "./helpers.ts";
 
 const env = testEnv();
@@ -127,31 +127,6 @@ describe("run", () => {
 });
 
 describe("terminals", () => {
-  // A stand-in for an engine's console socket: receives the pty master (SCM_RIGHTS), prints the
-  // name that came with it, then everything the container writes to its terminal.
-  const RECEIVER = `
-import array, os, socket, sys
-srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-srv.bind(sys.argv[1]); srv.listen(1)
-print("listening", flush=True)
-conn, _ = srv.accept()
-fds = array.array("i")
-msg, anc, _, _ = conn.recvmsg(1024, socket.CMSG_LEN(4))
-for level, kind, data in anc:
-    fds.frombytes(data[: len(data) - (len(data) % 4)])
-print("name", msg.decode(), flush=True)
-master = fds[0]
-out = b""
-while True:
-    try:
-        b = os.read(master, 4096)
-    except OSError:
-        break
-    if not b:
-        break
-    out += b
-print("tty", out.decode().replace("\\r", ""), flush=True)
-`;
 
   test("create --console-socket sends the pty master; the program runs on the terminal", async () => {
     const sock = join(env.dir, "console.sock");
