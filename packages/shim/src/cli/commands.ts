@@ -10,6 +10,7 @@ export const IMAGE_COMMANDS: Record<string, CommandEntry> = {
   commit: entry("make a new image from a container's changes to its image", false, () => import("./commands/commit.ts")),
   "image import": entry("import an OCI image layout (dir or tar) or a docker-archive tar", false, () => import("./commands/image-import.ts")),
   "image pull": entry("pull an image from an OCI distribution registry", false, () => import("./commands/image-pull.ts")),
+  "image push": entry("push an image to an OCI distribution registry", false, () => import("./commands/image-push.ts")),
   "image ls": entry("list the images of the image store", false, () => import("./commands/image-ls.ts")),
   "image inspect": entry("show an image's manifest, config and layers as JSON", false, () => import("./commands/image-inspect.ts")),
   "image serve": entry("serve the image store over gRPC (tsrun.image.v1.Images)", false, () => import("./commands/image-serve.ts")),

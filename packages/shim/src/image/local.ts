@@ -7,9 +7,9 @@ import { basename, dirname, join, resolve } from "node:path";
 import type { Descriptor, ImageConfig, ImageManifest } from "@tsrun/ocispec";
 import { commitImage } from "./commit.ts";
 import { contentStore, getImage, listImages, putImage, removeImage, type ImageRecord } from "./images.ts";
-import { importImage } from "./import.ts";
+import { importImage, type ImportProgress } from "./import.ts";
 import { formatReference, parseReference } from "./reference.ts";
-import { pull } from "./registry.ts";
+import { pull, push, type PullProgress, type PushProgress } from "./registry.ts";
 import { formatPlatform, hostPlatform, resolveImage, ImageResolveError, type ResolvedImage } from "./resolve.ts";
 import { containerDir, prepareRootfs, readRootfs, unmountRootfs } from "./rootfs.ts";
 import { hasSnapshot } from "./snapshots.ts";
@@ -24,6 +24,26 @@ import {
   type ImageSummary,
   type PullRequest,
 } from "./service.ts";
+
+export interface PushRequest {
+  /** The image in this store. */
+  ref: string;
+  /** Where to push it (default: `ref` itself, which names the registry and repository). */
+  dest?: string;
+  /** Plain HTTP instead of HTTPS (default only for loopback registries). */
+  plainHttp?: boolean;
+  credentials?: { username: string; password: string };
+}
+
+export interface PushedImage {
+  /** The reference pushed to. */
+  name: string;
+  /** What it names in the registry now (the store's own manifest or index, byte for byte). */
+  digest: string;
+  mediaType: string;
+  uploaded: string[];
+  skipped: string[];
+}
 
 export const DEFAULT_IMAGE_ROOT = "/var/lib/tsrun";
 
@@ -119,20 +139,41 @@ export class LocalImages implements ImageService {
     return { name: rec.name, digest: rec.target.digest, mediaType: rec.target.mediaType, size, created: rec.created, platform };
   }
 
-  async import(file: string, opts: { name?: string } = {}): Promise<ImageSummary[]> {
-    const imported = await importImage(this.root, resolve(file), opts.name !== undefined ? { name: opts.name } : {});
+  async import(file: string, opts: { name?: string; onProgress?: (e: ImportProgress) => void } = {}): Promise<ImageSummary[]> {
+    const imported = await importImage(this.root, resolve(file), {
+      ...(opts.name !== undefined ? { name: opts.name } : {}),
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    });
     return imported.map((i) => this.summary(getImage(this.root, i.name)!));
   }
 
-  async pull(req: PullRequest): Promise<ImageSummary> {
+  async pull(req: PullRequest, opts: { onProgress?: (e: PullProgress) => void } = {}): Promise<ImageSummary> {
     const store = contentStore(this.root);
     const r = await pull(req.ref, {
       store,
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
       ...(req.platform ? { platform: req.platform } : {}),
       ...(req.plainHttp !== undefined ? { plainHttp: req.plainHttp } : {}),
       ...(req.credentials ? { credentials: req.credentials } : {}),
     });
     return this.summary(putImage(this.root, r.name, r.descriptor));
+  }
+
+  /**
+   * Pushes the image `req.ref` names in this store to a registry: to `req.dest` when given, else
+   * to the registry and repository its own name says.
+   */
+  async push(req: PushRequest, opts: { onProgress?: (e: PushProgress) => void } = {}): Promise<PushedImage> {
+    const rec = this.find(req.ref);
+    if (!rec) throw new ImageNotFound(req.ref, this.root);
+    const dest = formatReference(parseReference(req.dest ?? rec.name));
+    const r = await push(dest, rec.target, {
+      store: contentStore(this.root),
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+      ...(req.plainHttp !== undefined ? { plainHttp: req.plainHttp } : {}),
+      ...(req.credentials ? { credentials: req.credentials } : {}),
+    });
+    return { name: r.name, digest: r.descriptor.digest, mediaType: r.descriptor.mediaType, uploaded: r.uploaded, skipped: r.skipped };
   }
 
   async list(): Promise<ImageSummary[]> {

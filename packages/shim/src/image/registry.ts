@@ -176,8 +176,8 @@ function computeDigest(bytes: Uint8Array, algorithm: string): string {
   return `${algorithm}:${new Bun.CryptoHasher(algorithm).update(bytes).digest("hex")}`;
 }
 
-/** One pull's conversation with one registry repository: base URL, auth state, redirects. */
-class RegistrySession {
+/** One pull's or push's conversation with one registry repository: base URL, auth state, redirects. */
+export class RegistrySession {
   readonly base: string;
   readonly host: string;
   private authorization: string | undefined;
@@ -191,47 +191,70 @@ class RegistrySession {
     private readonly credentials: CredentialSource | undefined,
     fetchFn: typeof fetch | undefined,
     private readonly signal: AbortSignal | undefined,
+    /** What errors start with ("pull REF", "push REF") and the token scope's actions. */
+    private readonly verb: "pull" | "push" = "pull",
   ) {
     this.host = registryHost(ref.domain);
     this.base = `${plainHttp ? "http" : "https"}://${this.host}`;
     this.fetchFn = fetchFn ?? fetch;
   }
 
+  /** GET `path` under /v2/<repository>/ (see request). */
+  get(path: string, headers: Record<string, string>, opts: { freshConnection?: boolean } = {}): Promise<Response> {
+    return this.request("GET", path, { headers, ...opts });
+  }
+
   /**
-   * GET `path` (under /v2/<repository>/), authenticating on a 401 and following redirects by
+   * Sends `method` to `target` (a path under /v2/<repository>/, or an absolute URL the registry
+   * gave, such as an upload's Location), authenticating on a 401 and following redirects by
    * hand: a blob redirect usually points at a storage service that must not see our token.
+   * `body` is a factory because a request answered 401 or redirected is sent again, and a
+   * stream that was sent once cannot be.
    */
-  async get(path: string, headers: Record<string, string>, opts: { freshConnection?: boolean } = {}): Promise<Response> {
-    const start = new URL(`${this.base}/v2/${this.ref.path}/${path}`);
+  async request(
+    method: string,
+    target: string | URL,
+    opts: { headers?: Record<string, string>; body?: () => NonNullable<RequestInit["body"]>; freshConnection?: boolean } = {},
+  ): Promise<Response> {
+    const start = target instanceof URL ? target : new URL(`${this.base}/v2/${this.ref.path}/${target}`);
+    const origin = new URL(this.base).origin;
     let authRetried = false;
     for (;;) {
       let url = start;
       const sentAuth = this.authorization;
       let res: Response | undefined;
       for (let hop = 0; ; hop++) {
-        const h: Record<string, string> = { ...headers };
-        if (sentAuth && url.origin === start.origin) h.authorization = sentAuth;
+        const h: Record<string, string> = { ...opts.headers };
+        if (sentAuth && url.origin === origin) h.authorization = sentAuth;
         try {
           // After a broken download, pooled keep-alive connections to the same server are
           // likely dead too; a retry on one of them would fail again for no reason.
-          res = await this.fetchFn(url, { headers: h, redirect: "manual", signal: this.signal, ...(opts.freshConnection ? { keepalive: false } : {}) });
+          res = await this.fetchFn(url, {
+            method,
+            headers: h,
+            redirect: "manual",
+            signal: this.signal,
+            ...(opts.body ? { body: opts.body() } : {}),
+            ...(opts.freshConnection ? { keepalive: false } : {}),
+          });
         } catch (e) {
           if ((e as Error).name === "AbortError") throw e;
           const hint = !this.plainHttp && /ssl|tls|certificate|wrong version|EPROTO/i.test(String((e as Error).message))
-            ? "; if this registry speaks plain http, pull with plainHttp"
+            ? `; if this registry speaks plain http, ${this.verb} with plainHttp (--plain-http)`
             : "";
-          throw new RegistryError(`pull ${this.name}: cannot reach ${url.origin}: ${(e as Error).message}${hint}`, this.name, undefined);
+          throw new RegistryError(`${this.verb} ${this.name}: cannot reach ${url.origin}: ${(e as Error).message}${hint}`, this.name, undefined);
         }
         const location = res.headers.get("location");
-        if (res.status >= 300 && res.status < 400 && location) {
-          if (hop >= MAX_REDIRECTS) throw new RegistryError(`pull ${this.name}: more than ${MAX_REDIRECTS} redirects from ${start.href}`, this.name, res.status);
+        // Only GET and HEAD follow: a 3xx to an upload is the registry's answer, not a detour.
+        if ((method === "GET" || method === "HEAD") && res.status >= 300 && res.status < 400 && location) {
+          if (hop >= MAX_REDIRECTS) throw new RegistryError(`${this.verb} ${this.name}: more than ${MAX_REDIRECTS} redirects from ${start.href}`, this.name, res.status);
           await res.body?.cancel();
           url = new URL(location, url);
           continue;
         }
         break;
       }
-      if (res.status !== 401 || authRetried || url.origin !== start.origin) return res;
+      if (res.status !== 401 || authRetried || url.origin !== origin) return res;
       authRetried = true;
       const challenge = res.headers.get("www-authenticate");
       await res.body?.cancel();
@@ -259,7 +282,7 @@ class RegistrySession {
       if (bearer) {
         return await fetchBearerToken({
           challenge: bearer,
-          defaultScope: `repository:${this.ref.path}:pull`,
+          defaultScope: `repository:${this.ref.path}:${this.verb === "push" ? "pull,push" : "pull"}`,
           credentials: creds,
           allowInsecure: this.plainHttp,
           fetch: this.fetchFn,
@@ -272,11 +295,11 @@ class RegistrySession {
         return basicAuthorization(creds);
       }
     } catch (e) {
-      if (e instanceof RegistryAuthError) throw new RegistryError(`pull ${this.name}: authentication failed: ${e.message}`, this.name, e.status ?? 401);
+      if (e instanceof RegistryAuthError) throw new RegistryError(`${this.verb} ${this.name}: authentication failed: ${e.message}`, this.name, e.status ?? 401);
       throw e;
     }
     throw new RegistryError(
-      `pull ${this.name}: ${this.host} answered 401 ${header ? `with a challenge tsrun cannot answer (${header})` : "without a WWW-Authenticate challenge"}`,
+      `${this.verb} ${this.name}: ${this.host} answered 401 ${header ? `with a challenge tsrun cannot answer (${header})` : "without a WWW-Authenticate challenge"}`,
       this.name,
       401,
     );
@@ -596,4 +619,275 @@ export async function pull(reference: string | ImageReference, opts: PullOptions
   const ref = typeof reference === "string" ? parseReference(reference) : reference;
   if (ref.tag === undefined && ref.digest === undefined) throw new TypeError(`pull ${formatReference(ref)}: the reference names neither a tag nor a digest`);
   return new Puller(ref, opts).run();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Push
+
+export type PushProgress =
+  | {
+      type: "blob";
+      what: string;
+      digest: string;
+      /** Bytes read from the store and handed to the upload so far. */
+      completed: number;
+      total: number;
+      /** exists: the registry already has it (not uploaded); start/data: uploading; done: the registry took it. */
+      state: "exists" | "start" | "data" | "done";
+    }
+  | { type: "manifest"; descriptor: Descriptor; reference: string }
+  /** The store holds only some manifests of the reference's index: `pushed` is pushed in its place. */
+  | { type: "partial-index"; index: Descriptor; pushed: Descriptor; missing: number };
+
+export interface PushOptions {
+  store: ContentStore;
+  /** Speak http instead of https. Default: only for localhost, 127.0.0.1 and [::1]. */
+  plainHttp?: boolean;
+  credentials?: CredentialSource;
+  onProgress?: (event: PushProgress) => void;
+  /** The fetch to use (tests, proxies); default the global fetch. */
+  fetch?: typeof fetch;
+  /** Blobs uploaded at the same time (default 3). */
+  concurrency?: number;
+  signal?: AbortSignal;
+}
+
+export interface PushResult {
+  /** The normalized reference pushed to: "registry.example:5000/demo/app:1". */
+  name: string;
+  reference: ImageReference;
+  /** What the tag (or digest) now names in the registry: the index, or a manifest. */
+  descriptor: Descriptor;
+  /** Blobs uploaded, and blobs the registry already had. */
+  uploaded: string[];
+  skipped: string[];
+}
+
+/** A manifest to push, read (and verified) from the store, with the blobs it needs. */
+interface PushManifest {
+  descriptor: Descriptor;
+  bytes: Uint8Array;
+  blobs: { desc: Descriptor; role: string }[];
+}
+
+class Pusher {
+  private readonly session: RegistrySession;
+  private readonly store: ContentStore;
+  private readonly name: string;
+  private readonly progress: (e: PushProgress) => void;
+  private readonly uploaded: string[] = [];
+  private readonly skipped: string[] = [];
+
+  constructor(
+    private readonly ref: ImageReference,
+    private readonly target: Descriptor,
+    private readonly opts: PushOptions,
+  ) {
+    this.store = opts.store;
+    this.name = formatReference(ref);
+    this.progress = opts.onProgress ?? (() => {});
+    this.session = new RegistrySession(ref, this.name, opts.plainHttp ?? isLoopbackDomain(ref.domain), opts.credentials, opts.fetch, opts.signal, "push");
+  }
+
+  private fail(what: string, res: { status: number }, detail: { text: string; code?: string }, digest?: string): RegistryError {
+    const hint =
+      res.status === 401 || res.status === 403
+        ? this.opts.credentials
+          ? "; the credentials may not allow pushing to this repository"
+          : "; the registry may need credentials (--username, password in $TSRUN_REGISTRY_PASSWORD)"
+        : "";
+    return new RegistryError(`push ${this.name}: ${this.session.host} refused ${what}: ${detail.text} (${res.status})${hint}`, this.name, res.status, digest, detail.code);
+  }
+
+  async run(): Promise<PushResult> {
+    const { manifests, top } = this.plan();
+    const blobs = new Map<string, { desc: Descriptor; role: string }>();
+    for (const m of manifests) for (const b of m.blobs) if (!blobs.has(b.desc.digest)) blobs.set(b.desc.digest, b);
+    await forEachLimited([...blobs.values()], this.opts.concurrency ?? 3, (b) => this.pushBlob(b.desc, b.role));
+    // Children by digest first: a registry checks that an index's manifests exist.
+    for (const m of manifests) if (m !== top) await this.putManifest(m, m.descriptor.digest);
+    await this.putManifest(top, this.ref.tag ?? this.ref.digest!);
+    return { name: this.name, reference: this.ref, descriptor: top.descriptor, uploaded: this.uploaded, skipped: this.skipped };
+  }
+
+  /** Reads the manifest (or index) and what it needs from the store; children before parents. */
+  private plan(): { manifests: PushManifest[]; top: PushManifest } {
+    const out: PushManifest[] = [];
+    const visit = (desc: Descriptor, depth: number, allowPartial: boolean): PushManifest => {
+      if (depth > MAX_INDEX_DEPTH) throw new RegistryError(`push ${this.name}: indexes nested deeper than ${MAX_INDEX_DEPTH} levels`, this.name, undefined, desc.digest);
+      if (!this.store.has(desc.digest)) throw new RegistryError(`push ${this.name}: the image store lacks ${desc.mediaType} ${desc.digest}`, this.name, undefined, desc.digest);
+      // readBytes checks the digest: a manifest changed on disk is not pushed under its old name.
+      const bytes = this.store.readBytes(desc.digest);
+      const doc = JSON.parse(new TextDecoder().decode(bytes)) as ImageIndex & ImageManifest;
+      if (INDEX_TYPES.includes(desc.mediaType)) {
+        const present = doc.manifests.filter((m) => this.store.has(m.digest));
+        if (present.length < doc.manifests.length) {
+          // A pull keeps one platform of an index; the registry would refuse the index for
+          // lacking the others, so the platform manifest the store has is what gets pushed.
+          if (!allowPartial || present.length === 0)
+            throw new RegistryError(
+              `push ${this.name}: the image store holds ${present.length} of the ${doc.manifests.length} manifests of index ${desc.digest}; an index can only be pushed whole`,
+              this.name,
+              undefined,
+              desc.digest,
+            );
+          const chosen = selectPlatformManifest({ ...doc, manifests: present }, hostPlatform()) ?? present[0]!;
+          this.progress({ type: "partial-index", index: desc, pushed: chosen, missing: doc.manifests.length - present.length });
+          return visit(chosen, depth + 1, false);
+        }
+        for (const m of doc.manifests) visit(m, depth + 1, false);
+        const m: PushManifest = { descriptor: { mediaType: desc.mediaType, digest: desc.digest, size: bytes.length }, bytes, blobs: [] };
+        out.push(m);
+        return m;
+      }
+      if (!MANIFEST_TYPES.includes(desc.mediaType))
+        throw new RegistryError(`push ${this.name}: ${desc.digest} has media type ${JSON.stringify(desc.mediaType)}, not an image index or manifest`, this.name, undefined, desc.digest);
+      const blobs = [{ desc: doc.config, role: "config" }, ...doc.layers.map((l, i) => ({ desc: l, role: `layer ${i + 1} of ${doc.layers.length}` }))];
+      for (const b of blobs)
+        if (!this.store.has(b.desc.digest))
+          throw new RegistryError(`push ${this.name}: the image store lacks the ${b.role} blob ${b.desc.digest} of manifest ${desc.digest}`, this.name, undefined, b.desc.digest);
+      const m: PushManifest = { descriptor: { mediaType: desc.mediaType, digest: desc.digest, size: bytes.length }, bytes, blobs };
+      out.push(m);
+      return m;
+    };
+    const top = visit(this.target, 0, true);
+    return { manifests: out, top };
+  }
+
+  private async pushBlob(desc: Descriptor, role: string): Promise<void> {
+    const { digest, size } = desc;
+    const have = this.store.size(digest);
+    if (have !== size)
+      throw new DigestMismatchError(digest, digest, size, have ?? 0, `push ${this.name}: ${role} ${digest} in the image store (${this.store.blobPath(digest)})`);
+    const head = await this.session.request("HEAD", `blobs/${digest}`);
+    await head.body?.cancel();
+    if (head.ok) {
+      this.skipped.push(digest);
+      this.progress({ type: "blob", what: role, digest, completed: size, total: size, state: "exists" });
+      return;
+    }
+    if (head.status !== 404) throw this.fail(`${role} ${digest}`, head, { text: head.statusText || "HEAD failed" }, digest);
+
+    const started = await this.session.request("POST", "blobs/uploads/", { headers: { "content-length": "0" } });
+    if (started.status !== 202) throw this.fail(`the upload of ${role} ${digest}`, started, await registryErrorText(started), digest);
+    await started.body?.cancel();
+    const location = started.headers.get("location");
+    if (!location) throw new RegistryError(`push ${this.name}: ${this.session.host} started an upload of ${role} ${digest} without saying where to send it (no Location)`, this.name, started.status, digest);
+    const url = new URL(location, this.session.base);
+    url.searchParams.set("digest", digest);
+
+    this.progress({ type: "blob", what: role, digest, completed: 0, total: size, state: "start" });
+    let verifyError: unknown;
+    let res: Response;
+    try {
+      res = await this.session.request("PUT", url, {
+        headers: { "content-type": "application/octet-stream", "content-length": String(size) },
+        body: () =>
+          verifiedBlobStream(this.store, desc, `push ${this.name}: ${role} ${digest} in the image store`, (completed) => {
+            this.progress({ type: "blob", what: role, digest, completed, total: size, state: "data" });
+          }, (e) => {
+            verifyError = e;
+          }),
+      });
+    } catch (e) {
+      throw verifyError ?? e;
+    }
+    if (verifyError) {
+      await res.body?.cancel();
+      throw verifyError;
+    }
+    if (res.status !== 201) throw this.fail(`${role} ${digest}`, res, await registryErrorText(res), digest);
+    await res.body?.cancel();
+    this.uploaded.push(digest);
+    this.progress({ type: "blob", what: role, digest, completed: size, total: size, state: "done" });
+  }
+
+  private async putManifest(m: PushManifest, reference: string): Promise<void> {
+    const res = await this.session.request("PUT", `manifests/${reference}`, { headers: { "content-type": m.descriptor.mediaType }, body: () => m.bytes });
+    if (res.status !== 201) throw this.fail(`manifest ${m.descriptor.digest}${reference === m.descriptor.digest ? "" : ` as ${reference}`}`, res, await registryErrorText(res), m.descriptor.digest);
+    await res.body?.cancel();
+    const stored = res.headers.get("docker-content-digest");
+    // A registry that rewrote the manifest would make the pushed name mean something else.
+    if (stored && stored !== m.descriptor.digest)
+      throw new RegistryError(`push ${this.name}: ${this.session.host} stored manifest ${m.descriptor.digest} as ${stored}`, this.name, res.status, m.descriptor.digest);
+    this.progress({ type: "manifest", descriptor: m.descriptor, reference });
+  }
+}
+
+/**
+ * A stored blob's bytes, hashed on the way out. The last chunk is held back until the digest
+ * and size are known to match, so a blob changed on disk never reaches the registry whole:
+ * the upload's body fails instead and `onBad` gets the DigestMismatchError.
+ */
+function verifiedBlobStream(store: ContentStore, desc: Descriptor, what: string, onBytes: (completed: number) => void, onBad: (e: DigestMismatchError) => void): ReadableStream<Uint8Array> {
+  const { algorithm } = parseDigest(desc.digest);
+  if (algorithm !== "sha256" && algorithm !== "sha512") throw new Error(`cannot verify content with digest algorithm "${algorithm}": only sha256 and sha512 are supported`);
+  const hasher = new Bun.CryptoHasher(algorithm);
+  const source = store.openStream(desc.digest).getReader();
+  let held: Uint8Array | undefined;
+  let read = 0;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      for (;;) {
+        const { done, value } = await source.read();
+        if (done) {
+          const actual = `${algorithm}:${hasher.digest("hex")}`;
+          if (actual !== desc.digest || read !== desc.size) {
+            const e = new DigestMismatchError(desc.digest, actual, desc.size, read, what);
+            onBad(e);
+            controller.error(e);
+            return;
+          }
+          if (held) controller.enqueue(held);
+          controller.close();
+          return;
+        }
+        if (value.length === 0) continue;
+        read += value.length;
+        hasher.update(value);
+        const out = held;
+        held = value;
+        if (out) {
+          onBytes(read - value.length);
+          controller.enqueue(out);
+          return;
+        }
+      }
+    },
+    cancel(reason) {
+      return source.cancel(reason);
+    },
+  });
+}
+
+/** Runs `fn` over `items`, at most `limit` at a time; the first failure stops new starts. */
+async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const worker = async () => {
+    while (!failure && next < items.length) {
+      const i = next++;
+      try {
+        await fn(items[i]!, i);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  if (failure) throw failure.error;
+}
+
+/**
+ * Pushes the image `target` (an index or manifest in `opts.store`) to `reference`'s registry
+ * and repository, under its tag (or digest). Blobs the registry has are not uploaded again;
+ * every blob is checked against its digest as it is read. Throws RegistryError naming the
+ * reference, the registry and the status, or DigestMismatchError for a corrupt stored blob.
+ */
+export async function push(reference: string | ImageReference, target: Descriptor, opts: PushOptions): Promise<PushResult> {
+  const ref = typeof reference === "string" ? parseReference(reference) : reference;
+  if (ref.tag === undefined && ref.digest === undefined) throw new TypeError(`push ${formatReference(ref)}: the reference names neither a tag nor a digest`);
+  if (ref.digest !== undefined && ref.tag === undefined && ref.digest !== target.digest)
+    throw new RegistryError(`push ${formatReference(ref)}: the image is ${target.digest}, not the digest the reference names`, formatReference(ref), undefined, target.digest);
+  return new Pusher(ref, target, opts).run();
 }
