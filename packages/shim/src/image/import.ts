@@ -32,6 +32,36 @@ export interface ImportOptions {
   name?: string;
   /** The platform that must be complete in the archive (default: this host's). */
   platform?: PlatformSpec;
+  /** Told as each blob's bytes are copied into the store. */
+  onProgress?: (event: ImportProgress) => void;
+}
+
+/** One blob being copied from the archive into the store. */
+export interface ImportProgress {
+  type: "blob";
+  /** The file of the archive it comes from (blobs/sha256/…, or a docker-archive's layer.tar). */
+  what: string;
+  completed: number;
+  total: number;
+  state: "start" | "data" | "done";
+}
+
+type ImportProgressFn = (event: ImportProgress) => void;
+
+/** Passes `source` through, telling `progress` how many bytes went by. */
+async function* counted(source: AsyncIterable<Uint8Array>, what: string, total: number, progress: ImportProgressFn | undefined): AsyncIterable<Uint8Array> {
+  if (!progress) {
+    yield* source;
+    return;
+  }
+  let completed = 0;
+  progress({ type: "blob", what, completed, total, state: "start" });
+  for await (const c of source) {
+    completed += c.length;
+    progress({ type: "blob", what, completed, total, state: "data" });
+    yield c;
+  }
+  progress({ type: "blob", what, completed, total, state: "done" });
 }
 
 export interface ImportedImage {
@@ -70,7 +100,12 @@ class DirArchive implements Archive {
   constructor(
     readonly dir: string,
     readonly store: ContentStore,
+    private readonly progress?: ImportProgressFn,
   ) {}
+
+  private read(p: string, rel: string): AsyncIterable<Uint8Array> {
+    return counted(createReadStream(p, { highWaterMark: 1 << 20 }) as AsyncIterable<Uint8Array>, rel, statSync(p).size, this.progress);
+  }
 
   private file(path: string): string | undefined {
     // Paths come from the archive's own documents: keep them inside it.
@@ -91,7 +126,7 @@ class DirArchive implements Archive {
     const d = parseDigest(desc.digest);
     const p = this.file(`blobs/${d.algorithm}/${d.encoded}`);
     if (p === undefined) return false;
-    await this.store.ingest(desc, createReadStream(p, { highWaterMark: 1 << 20 }) as AsyncIterable<Uint8Array>, { what });
+    await this.store.ingest(desc, this.read(p, `blobs/${d.algorithm}/${d.encoded}`), { what });
     return true;
   }
 
@@ -104,7 +139,7 @@ class DirArchive implements Archive {
       await this.ensure(desc, what);
       return desc;
     }
-    return this.store.putStream(createReadStream(p, { highWaterMark: 1 << 20 }) as AsyncIterable<Uint8Array>, { what });
+    return this.store.putStream(this.read(p, clean(path)), { what });
   }
 }
 
@@ -127,6 +162,7 @@ class TarArchive implements Archive {
   constructor(
     readonly file: string,
     readonly store: ContentStore,
+    private readonly progress?: ImportProgressFn,
   ) {}
 
   async scan(): Promise<void> {
@@ -161,14 +197,14 @@ class TarArchive implements Archive {
       if (m && (m[1] === "sha256" || m[1] === "sha512")) {
         const desc = { digest: `${m[1]}:${m[2]}`, size };
         if (this.store.has(desc.digest)) entry.resume();
-        else await this.store.ingest(desc, entry as AsyncIterable<Uint8Array>, { what });
+        else await this.store.ingest(desc, counted(entry as AsyncIterable<Uint8Array>, name, size, this.progress), { what });
         this.stored.set(name, desc);
       } else if (size <= SMALL_MAX && !name.endsWith(".tar")) {
         const parts: Buffer[] = [];
         for await (const c of entry) parts.push(c as Buffer);
         this.smalls.set(name, Buffer.concat(parts));
       } else {
-        this.stored.set(name, await this.store.putStream(entry as AsyncIterable<Uint8Array>, { what }));
+        this.stored.set(name, await this.store.putStream(counted(entry as AsyncIterable<Uint8Array>, name, size, this.progress), { what }));
       }
     }
   }
@@ -228,9 +264,9 @@ export async function importImage(root: string, path: string, opts: ImportOption
     throw new ImportError(`cannot import ${path}: ${e instanceof Error ? e.message : e}`);
   }
   let archive: Archive;
-  if (st.isDirectory()) archive = new DirArchive(path, store);
+  if (st.isDirectory()) archive = new DirArchive(path, store, opts.onProgress);
   else {
-    const t = new TarArchive(path, store);
+    const t = new TarArchive(path, store, opts.onProgress);
     try {
       await t.scan();
     } catch (e) {

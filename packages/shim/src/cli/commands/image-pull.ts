@@ -1,11 +1,12 @@
 import { defineCommand } from "@tsrun/runtime/src/cli/def.ts";
 import { CliError } from "@tsrun/runtime/src/cli/errors.ts";
 import { imageRootFlag, images, userErrors } from "./common.ts";
+import { progressDisplay } from "./image-progress.ts";
 
 export default defineCommand({
   summary: "pull an image from an OCI distribution registry",
   description:
-    "Fetches REF's manifest (the host platform's, from an index), config and layers into the image store, verifying every blob; a pull that was cut resumes where it stopped. Registries on loopback are spoken to over plain HTTP, others over HTTPS unless --plain-http. Credentials: --username with the password in $TSRUN_REGISTRY_PASSWORD.",
+    "Fetches REF's manifest (the host platform's, from an index), config and layers into the image store, verifying every blob; a pull that was cut resumes where it stopped. On a terminal, each layer's progress is shown on stderr. Registries on loopback are spoken to over plain HTTP, others over HTTPS unless --plain-http. Credentials: --username with the password in $TSRUN_REGISTRY_PASSWORD.",
   examples: ["tsrun image pull docker.io/library/busybox:latest", "tsrun image pull --platform linux/arm64 localhost:5000/demo:1"],
   flags: {
     ...imageRootFlag,
@@ -18,14 +19,22 @@ export default defineCommand({
     return userErrors(async () => {
       const password = process.env.TSRUN_REGISTRY_PASSWORD;
       if (flags.username !== undefined && password === undefined) throw new CliError("--username needs the password in $TSRUN_REGISTRY_PASSWORD");
-      const s = await images(flags).pull({
-        ref: args[0]!,
-        ...(flags.platform !== undefined ? { platform: flags.platform } : {}),
-        ...(flags["plain-http"] ? { plainHttp: true } : {}),
-        ...(flags.username !== undefined ? { credentials: { username: flags.username, password: password! } } : {}),
-      });
-      ctx.stdout(`pulled ${s.name} ${s.digest}\n`);
-      return 0;
+      const display = progressDisplay();
+      try {
+        const s = await images(flags).pull(
+          {
+            ref: args[0]!,
+            ...(flags.platform !== undefined ? { platform: flags.platform } : {}),
+            ...(flags["plain-http"] ? { plainHttp: true } : {}),
+            ...(flags.username !== undefined ? { credentials: { username: flags.username, password: password! } } : {}),
+          },
+          { onProgress: (e) => e.type === "blob" && display?.update(e) },
+        );
+        ctx.stdout(`pulled ${s.name} ${s.digest}\n`);
+        return 0;
+      } finally {
+        display?.finish();
+      }
     });
   },
 });
