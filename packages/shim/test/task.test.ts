@@ -294,6 +294,80 @@ describe("Task service over ttrpc (root)", () => {
     err.drain();
   }, 60_000);
 
+  test("null IO (no stdio paths, as every CRI sandbox): Create returns, the container's stdio is /dev/null", async () => {
+    // The init waits for Start with the runtime's stdio as its own: Create must not wait for it.
+    const b = makeBundle(["sh", "-c", "for f in 0 1 2; do test \"$(readlink /proc/$$/fd/$f)\" = /dev/null || exit 1$f; done; exit 7"]);
+    const { pid } = await create({ ...createRequest(b), stdin: "", stdout: "", stderr: "" });
+    expect(pid).toBeGreaterThan(0);
+    await start(b.id);
+    expect((await wait(b.id)).exitStatus).toBe(7);
+    expect((await del(b.id)).exitStatus).toBe(7);
+    expect(tsrunState(b.id)).toBe(false);
+  }, 60_000);
+
+  test("a failing create with null IO still reports the runtime's error, from its JSON log", async () => {
+    const b = makeBundle(["true"], { config: (c) => (c.process.cwd = "relative/dir") });
+    const err = await failure(create({ ...createRequest(b), stdin: "", stdout: "", stderr: "" }));
+    expect(err.code).toBe(Code.UNKNOWN);
+    expect(err.message).toStartWith("OCI runtime create failed: ");
+    expect(err.message).toContain("cwd");
+    expect(mountedUnder(b.rootfs)).toEqual([]);
+  }, 60_000);
+
+  test("Exec, Start, Wait, State, Pids, Delete of an exec'd process; its output through its own fifos", async () => {
+    const b = makeBundle(["sleep", "100"]);
+    await create({ ...createRequest(b), stdout: "", stderr: "" });
+    await start(b.id);
+    const out = join(dir, `${b.id}-exec-out`);
+    const errPath = join(dir, `${b.id}-exec-err`);
+    mkfifo(out, 0o600);
+    mkfifo(errPath, 0o600);
+    const outReader = new FifoReader(out);
+    const errReader = new FifoReader(errPath);
+    const spec = { args: ["sh", "-c", "echo from-exec; echo to-err >&2; exit 5"], cwd: "/", env: ["PATH=/bin"], user: { uid: 0, gid: 0 } };
+    const any = { typeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process", value: new TextEncoder().encode(JSON.stringify(spec)) };
+    await call("Exec", { id: b.id, execId: "e1", stdout: out, stderr: errPath, spec: any }, p.execRequest, p.empty);
+    expect((await call("State", { id: b.id, execId: "e1" }, p.stateRequest, p.stateResponse)).status).toBe(TaskStatus.CREATED);
+    const waiting = call("Wait", { id: b.id, execId: "e1" }, p.waitRequest, p.waitResponse);
+    const { pid } = await call("Start", { id: b.id, execId: "e1" }, p.startRequest, p.startResponse);
+    expect(pid).toBeGreaterThan(0);
+    expect((await waiting).exitStatus).toBe(5);
+    const st = await call("State", { id: b.id, execId: "e1" }, p.stateRequest, p.stateResponse);
+    expect(st).toMatchObject({ status: TaskStatus.STOPPED, exitStatus: 5, execId: "e1", pid });
+    expect((await call("Delete", { id: b.id, execId: "e1" }, p.deleteRequest, p.deleteResponse)).exitStatus).toBe(5);
+    expect(outReader.drain()).toBe("from-exec\n");
+    expect(errReader.drain()).toBe("to-err\n");
+    expect((await failure(call("State", { id: b.id, execId: "e1" }, p.stateRequest, p.stateResponse))).code).toBe(Code.NOT_FOUND);
+
+    // A long-running exec is listed by Pids with its exec id, killed, and reports the signal.
+    const sleeper = { ...spec, args: ["sleep", "100"] };
+    await call("Exec", { id: b.id, execId: "e2", spec: { ...any, value: new TextEncoder().encode(JSON.stringify(sleeper)) } }, p.execRequest, p.empty);
+    const e2 = await call("Start", { id: b.id, execId: "e2" }, p.startRequest, p.startResponse);
+    const { processes } = await call("Pids", { id: b.id }, p.pidsRequest, p.pidsResponse);
+    const listed = processes.find((x) => x.pid === e2.pid);
+    expect(listed?.info?.typeUrl).toBe("containerd.runc.v1.ProcessDetails");
+    expect(p.processDetails.decode(listed!.info!.value).execId).toBe("e2");
+    expect(processes.map((x) => x.pid)).toContain((await state(b.id)).pid);
+    expect((await failure(call("Delete", { id: b.id, execId: "e2" }, p.deleteRequest, p.deleteResponse))).code).toBe(Code.FAILED_PRECONDITION);
+    await call("Kill", { id: b.id, execId: "e2", signal: 9 }, p.killRequest, p.empty);
+    expect((await call("Wait", { id: b.id, execId: "e2" }, p.waitRequest, p.waitResponse)).exitStatus).toBe(137);
+    expect((await call("Delete", { id: b.id, execId: "e2" }, p.deleteRequest, p.deleteResponse)).exitStatus).toBe(137);
+
+    // A failing exec start reports the runtime's error, and Wait does not hang on it.
+    const missing = { ...spec, args: ["/no/such/binary"] };
+    await call("Exec", { id: b.id, execId: "e3", spec: { ...any, value: new TextEncoder().encode(JSON.stringify(missing)) } }, p.execRequest, p.empty);
+    const failed = await failure(call("Start", { id: b.id, execId: "e3" }, p.startRequest, p.startResponse));
+    expect(failed.message).toStartWith("OCI runtime exec failed: ");
+    expect(failed.message).toContain("/no/such/binary");
+    expect((await failure(call("Wait", { id: b.id, execId: "e3" }, p.waitRequest, p.waitResponse))).message).toStartWith("OCI runtime exec failed: ");
+    await call("Delete", { id: b.id, execId: "e3" }, p.deleteRequest, p.deleteResponse);
+
+    await kill(b.id, 9);
+    expect((await wait(b.id)).exitStatus).toBe(137);
+    await del(b.id);
+    expect(tsrunState(b.id)).toBe(false);
+  }, 60_000);
+
   test("a failing create reports the runtime's error and leaves nothing mounted", async () => {
     const b = makeBundle(["true"], { config: (c) => (c.process.cwd = "relative/dir") });
     const err = await failure(create(createRequest(b)));
@@ -308,8 +382,8 @@ describe("Task service over ttrpc (root)", () => {
     expect((await failure(state("no-such-task"))).code).toBe(Code.NOT_FOUND);
     expect((await failure(kill("no-such-task", 9))).code).toBe(Code.NOT_FOUND);
     expect((await failure(state("no-such-task", TASK_SERVICE_V3))).code).toBe(Code.NOT_FOUND);
-    const exec = await failure(client.call(TASK_SERVICE_V2, "Exec", new Uint8Array(0)));
-    expect([exec.code, exec.message]).toEqual([Code.UNIMPLEMENTED, "exec is not supported by containerd-shim-tsrun-v2 yet"]);
+    const checkpoint = await failure(client.call(TASK_SERVICE_V2, "Checkpoint", new Uint8Array(0)));
+    expect([checkpoint.code, checkpoint.message]).toEqual([Code.UNIMPLEMENTED, "checkpoint is not supported by containerd-shim-tsrun-v2"]);
     const b = makeBundle(["true"]);
     const tty = await failure(create({ ...createRequest(b), terminal: true }));
     expect(tty.code).toBe(Code.UNIMPLEMENTED);

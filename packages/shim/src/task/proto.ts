@@ -12,6 +12,7 @@ export const TASK_SERVICE_V2 = "containerd.task.v2.Task";
 /** containerd 2.x asks for v3 first; the messages are the same, only the package differs. */
 export const TASK_SERVICE_V3 = "containerd.task.v3.Task";
 export const RUNC_OPTIONS_TYPE = "containerd.runc.v1.Options";
+export const PROCESS_DETAILS_TYPE = "containerd.runc.v1.ProcessDetails";
 
 /** containerd.v1.types.Status */
 export const TaskStatus = { UNKNOWN: 0, CREATED: 1, RUNNING: 2, STOPPED: 3, PAUSED: 4, PAUSING: 5 } as const;
@@ -65,6 +66,22 @@ export interface StateResponse {
   exitStatus: number;
   exitedAt: Timestamp | null;
   execId: string;
+}
+export interface ExecProcessRequest {
+  id: string;
+  execId: string;
+  terminal: boolean;
+  stdin: string;
+  stdout: string;
+  stderr: string;
+  /** runtime-spec Process, JSON in the Any's value. */
+  spec: Any | null;
+}
+export interface ResizePtyRequest {
+  id: string;
+  execId: string;
+  width: number;
+  height: number;
 }
 export interface KillRequest {
   id: string;
@@ -123,6 +140,9 @@ function load() {
     deleteRequest: codec<ProcessRequest>(root, `${P}DeleteRequest`),
     deleteResponse: codec<DeleteResponse>(root, `${P}DeleteResponse`),
     killRequest: codec<KillRequest>(root, `${P}KillRequest`),
+    execRequest: codec<ExecProcessRequest>(root, `${P}ExecProcessRequest`),
+    resizePtyRequest: codec<ResizePtyRequest>(root, `${P}ResizePtyRequest`),
+    processDetails: codec<{ execId: string }>(root, "containerd.runc.v1.ProcessDetails"),
     waitRequest: codec<ProcessRequest>(root, `${P}WaitRequest`),
     waitResponse: codec<WaitResponse>(root, `${P}WaitResponse`),
     pidsRequest: codec<IdRequest>(root, `${P}PidsRequest`),

@@ -47,7 +47,18 @@ export class OciRuntime {
     if (flags.noPivot) args.push("--no-pivot");
     if (flags.noNewKeyring) args.push("--no-new-keyring");
     args.push(id);
-    await this.run(args, stdio, "create");
+    await this.run(args, stdio, "create", { handsOnStdio: true });
+  }
+
+  /**
+   * `exec --detach`: returns once the process runs; its stdio is the runtime's own, and with a
+   * console socket the runtime sends the pty master there instead (as go-runc's Exec).
+   */
+  async exec(id: string, processFile: string, pidFile: string, stdio: [Fd, Fd, Fd], consoleSocket?: string): Promise<void> {
+    const args = ["exec", "--detach", "--pid-file", pidFile, "--process", processFile];
+    if (consoleSocket) args.push("--console-socket", consoleSocket);
+    args.push(id);
+    await this.run(args, stdio, "exec", { handsOnStdio: true });
   }
 
   async start(id: string): Promise<void> {
@@ -62,23 +73,41 @@ export class OciRuntime {
     await this.run(["delete", ...(force ? ["--force"] : []), id], ["ignore", "ignore", "ignore"], "delete");
   }
 
-  private async run(args: string[], stdio: [Fd, Fd, Fd], what: string): Promise<void> {
+  /** `ps --format json`: the pids of every process in the container's cgroup. */
+  async ps(id: string): Promise<number[]> {
+    const out = await this.run(["ps", "--format", "json", id], ["ignore", "pipe", "ignore"], "ps");
+    const pids = JSON.parse(out || "[]") as unknown;
+    if (!Array.isArray(pids) || !pids.every((p) => Number.isInteger(p))) throw new RuntimeError(`${this.binary} ps printed ${JSON.stringify(out.slice(0, 200))}, not a JSON list of pids`, 0);
+    return pids as number[];
+  }
+
+  /**
+   * Runs one runtime command; resolves with its stdout when that was "pipe".
+   * `handsOnStdio`: the runtime passes its stdio to a container process that outlives it, so its
+   * stderr must never be a pipe of the shim's (the shim would wait for an EOF that comes only
+   * when the container exits, and with null IO the container would write into the shim). Such a
+   * command's failure is read from the JSON log only, as containerd's runc shim reads runc's.
+   */
+  private async run(args: string[], stdio: [Fd | "pipe", Fd | "pipe", Fd], what: string, opts: { handsOnStdio?: boolean } = {}): Promise<string> {
     const argv = [this.binary, "--root", this.opts.root, "--log", this.opts.log, "--log-format", "json", ...args];
     const logStart = logSize(this.opts.log);
     // The runtime must not see a systemd notify socket meant for containerd.
     const env = { ...process.env, NOTIFY_SOCKET: undefined };
-    // stderr is captured only when the caller has no use for it: a failing create writes its
-    // error to the container's stderr, and to the log, which is read below either way.
-    const captured = stdio[2] === "ignore";
+    // stderr is captured only from commands that start no container process: create and exec
+    // write their errors to the container's stderr, and to the log, which is read below either way.
+    const captured = stdio[2] === "ignore" && !opts.handsOnStdio;
     let proc: Bun.Subprocess;
     try {
       proc = this.opts.reaper.spawn(argv, { env, stdio: [stdio[0], stdio[1], captured ? "pipe" : stdio[2]] });
     } catch (err) {
       throw new RuntimeError(`cannot run ${this.binary}: ${(err as Error).message}`, -1);
     }
-    const stderr = captured ? await new Response(proc.stderr as ReadableStream<Uint8Array>).text() : "";
+    const [stdout, stderr] = await Promise.all([
+      stdio[1] === "pipe" ? new Response(proc.stdout as ReadableStream<Uint8Array>).text() : "",
+      captured ? new Response(proc.stderr as ReadableStream<Uint8Array>).text() : "",
+    ]);
     const code = await proc.exited;
-    if (code === 0) return;
+    if (code === 0) return stdout;
     const message = lastLoggedError(this.opts.log, logStart) ?? (stderr.trim().split("\n").pop() || `exit status ${code}`);
     throw new RuntimeError(`${this.binary} ${what} failed: ${message}`, code);
   }

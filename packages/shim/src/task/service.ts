@@ -1,14 +1,16 @@
 // containerd.task.v2.Task for containers run by the tsrun binary: Create, Start, State, Kill,
-// Wait, Delete, Pids, CloseIO, Connect and Shutdown. Exec, terminals, pause/resume, update,
-// stats and checkpoints answer UNIMPLEMENTED. containerd 1.6 learns of exits by Wait, so this
-// slice publishes no events.
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+// Wait, Delete, Pids, CloseIO, Connect and Shutdown, for the init and for exec'd processes
+// (Exec, and ResizePty for an exec's terminal). The init's terminal, pause/resume, update, stats
+// and checkpoints answer UNIMPLEMENTED. containerd 1.6 learns of exits by Wait, so this slice
+// publishes no events.
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { CallContext, Method } from "../ttrpc/server.ts";
 import { timestamp } from "../ttrpc/codec.ts";
 import { alreadyExists, Code, failedPrecondition, invalidArgument, notFound, TtrpcError, unimplemented } from "../ttrpc/status.ts";
+import { Console, ConsoleSocket } from "./console.ts";
 import { TaskIo, type StdioPaths } from "./io.ts";
-import { taskMethods, taskProto, RUNC_OPTIONS_TYPE, TaskStatus, type Any, type Codec, type CreateTaskRequest, type Mount, type ProcessRequest } from "./proto.ts";
+import { taskMethods, taskProto, PROCESS_DETAILS_TYPE, RUNC_OPTIONS_TYPE, TaskStatus, type Any, type Codec, type CreateTaskRequest, type ExecProcessRequest, type Mount, type ProcessRequest } from "./proto.ts";
 import type { Exit, Reaper } from "./reaper.ts";
 import { mountRootfs, unmountRootfs } from "./rootfs.ts";
 import { DEFAULT_BINARY, DEFAULT_ROOT, OciRuntime, RuntimeError } from "./runtime.ts";
@@ -17,6 +19,28 @@ export const NAMESPACE_METADATA = "containerd-namespace-ttrpc";
 export const SHIM_VERSION = "containerd-shim-tsrun-v2 0.1.0";
 /** How long Delete waits for a never-started init to die after `delete --force` killed it. */
 const DELETE_EXIT_WAIT_MS = 10_000;
+/** How long deleting an exited exec waits for its terminal's last output to reach the client. */
+const CONSOLE_DRAIN_MS = 5_000;
+/** containerd's identifier rule (identifiers.Validate); an exec id also names files in the bundle. */
+const EXEC_ID = /^[A-Za-z0-9]([A-Za-z0-9_.-]{0,74}[A-Za-z0-9])?$/;
+
+/** A process added to a task by Exec; it runs once Start names its exec id. */
+interface ExecProcess {
+  execId: string;
+  /** runtime-spec Process, as Exec received it (with `terminal` set from the request). */
+  spec: Record<string, unknown>;
+  stdio: StdioPaths;
+  terminal: boolean;
+  pid: number;
+  started: boolean;
+  starting: boolean;
+  io: TaskIo | undefined;
+  console: Console | undefined;
+  exit: Exit | undefined;
+  /** Settles when the process has exited; rejects if it never started (Start failed). */
+  exited: Promise<Exit>;
+  settle: { resolve: (e: Exit) => void; reject: (err: Error) => void };
+}
 
 /** What the shim keeps for each container; persisted settings go to <bundle>/options.json. */
 interface Task {
@@ -30,6 +54,7 @@ interface Task {
   started: boolean;
   exit: Exit | undefined;
   exited: Promise<Exit>;
+  execs: Map<string, ExecProcess>;
 }
 
 /** The runtime settings Create resolved, saved in the bundle for `shim delete` after a crash (runc's options.json, same keys). */
@@ -60,18 +85,21 @@ export class TaskService {
     const p = taskProto();
     const m: Record<string, Method> = {
       Create: unary(p.createRequest, p.createResponse, (req, ctx) => this.create(req, ctx)),
-      Start: unary(p.startRequest, p.startResponse, (req) => this.start(req)),
+      Start: unary(p.startRequest, p.startResponse, (req) => (req.execId ? this.startExec(req) : this.start(req))),
+      Exec: unary(p.execRequest, p.empty, (req) => this.exec(req)),
+      ResizePty: unary(p.resizePtyRequest, p.empty, (req) => {
+        const e = this.execProcess(req.id, req.execId);
+        if (!e.console) throw failedPrecondition(`exec ${JSON.stringify(req.execId)} of task ${JSON.stringify(req.id)} has no terminal`);
+        e.console.resize(req.width, req.height);
+        return {};
+      }),
       State: unary(p.stateRequest, p.stateResponse, (req) => this.state(req)),
       Kill: unary(p.killRequest, p.empty, (req) => this.kill(req.id, req.execId, req.signal, req.all)),
       Wait: unary(p.waitRequest, p.waitResponse, (req) => this.wait(req)),
       Delete: unary(p.deleteRequest, p.deleteResponse, (req) => this.delete(req)),
-      Pids: unary(p.pidsRequest, p.pidsResponse, (req) => {
-        const t = this.task(req.id, "");
-        return { processes: t.exit ? [] : [{ pid: t.pid, info: null }] };
-      }),
+      Pids: unary(p.pidsRequest, p.pidsResponse, (req) => this.pids(req.id)),
       CloseIO: unary(p.closeIORequest, p.empty, (req) => {
-        const t = this.task(req.id, req.execId);
-        if (req.stdin) t.io.closeStdin();
+        if (req.stdin) (req.execId ? this.execProcess(req.id, req.execId).io : this.task(req.id, "").io)?.closeStdin();
         return {};
       }),
       Connect: unary(p.connectRequest, p.connectResponse, (req) => {
@@ -85,8 +113,6 @@ export class TaskService {
       }),
     };
     const unsupported: Record<string, string> = {
-      Exec: "exec is not supported by containerd-shim-tsrun-v2 yet",
-      ResizePty: "terminals are not supported by containerd-shim-tsrun-v2 yet",
       Pause: "pause is not supported by containerd-shim-tsrun-v2 yet",
       Resume: "resume is not supported by containerd-shim-tsrun-v2 yet",
       Update: "resource updates are not supported by containerd-shim-tsrun-v2 yet",
@@ -113,12 +139,19 @@ export class TaskService {
     return ns;
   }
 
+  /** The task; with an exec id, the caller meant an exec and must use execProcess instead. */
   private task(id: string, execId: string): Task {
     const t = this.tasks.get(id);
     if (!t) throw notFound(`task ${JSON.stringify(id)} not found`);
-    // No exec can be created (Exec is unimplemented), so any exec id is unknown.
     if (execId) throw notFound(`exec ${JSON.stringify(execId)} of task ${JSON.stringify(id)} not found`);
     return t;
+  }
+
+  private execProcess(id: string, execId: string): ExecProcess {
+    const t = this.task(id, "");
+    const e = t.execs.get(execId);
+    if (!e) throw notFound(`exec ${JSON.stringify(execId)} of task ${JSON.stringify(id)} not found`);
+    return e;
   }
 
   private async create(req: CreateTaskRequest, ctx: CallContext) {
@@ -147,7 +180,7 @@ export class TaskService {
         await runtime.create(req.id, req.bundle, pidFile, io.fds, { noPivot: runc?.noPivotRoot, noNewKeyring: runc?.noNewKeyring });
         io.release();
         const pid = readPid(pidFile);
-        const task: Task = { id: req.id, bundle: req.bundle, pid, stdio, io, runtime, rootfs, started: false, exit: undefined, exited: this.opts.reaper.watch(pid) };
+        const task: Task = { id: req.id, bundle: req.bundle, pid, stdio, io, runtime, rootfs, started: false, exit: undefined, exited: this.opts.reaper.watch(pid), execs: new Map() };
         void task.exited.then((exit) => {
           task.exit = exit;
           task.io.closeStdin();
@@ -177,7 +210,113 @@ export class TaskService {
     return { pid: t.pid };
   }
 
+  private exec(req: ExecProcessRequest) {
+    const t = this.task(req.id, "");
+    if (!EXEC_ID.test(req.execId)) throw invalidArgument(`Exec: exec id ${JSON.stringify(req.execId)} is not a valid identifier`);
+    if (t.execs.has(req.execId)) throw alreadyExists(`exec ${JSON.stringify(req.execId)} of task ${JSON.stringify(req.id)} already exists`);
+    if (t.exit) throw failedPrecondition(`task ${JSON.stringify(req.id)} has exited: nothing to exec in`);
+    if (!req.spec?.value.length) throw invalidArgument(`Exec ${req.execId}: the process spec is missing`);
+    let spec: Record<string, unknown>;
+    try {
+      spec = JSON.parse(new TextDecoder().decode(req.spec.value)) as Record<string, unknown>;
+    } catch (err) {
+      throw invalidArgument(`Exec ${req.execId}: the process spec is not JSON: ${(err as Error).message}`);
+    }
+    if (typeof spec !== "object" || spec === null || Array.isArray(spec)) throw invalidArgument(`Exec ${req.execId}: the process spec is not a JSON object`);
+    // The request's flag decides whether the shim makes a terminal; the runtime must agree.
+    spec.terminal = req.terminal;
+    let settle!: ExecProcess["settle"];
+    const exited = new Promise<Exit>((resolve, reject) => (settle = { resolve, reject }));
+    // A Start that fails rejects it; a Wait may not be listening.
+    exited.catch(() => {});
+    const stdio = { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr };
+    t.execs.set(req.execId, { execId: req.execId, spec, stdio, terminal: req.terminal, pid: 0, started: false, starting: false, io: undefined, console: undefined, exit: undefined, exited, settle });
+    return {};
+  }
+
+  private async startExec(req: ProcessRequest) {
+    const t = this.task(req.id, "");
+    const e = this.execProcess(req.id, req.execId);
+    if (e.started || e.starting) throw failedPrecondition(`exec ${JSON.stringify(e.execId)} of task ${JSON.stringify(t.id)} has already been started`);
+    if (t.exit) throw failedPrecondition(`task ${JSON.stringify(t.id)} has exited: exec ${JSON.stringify(e.execId)} cannot start`);
+    e.starting = true;
+    const processFile = join(t.bundle, `${e.execId}.process.json`);
+    const pidFile = join(t.bundle, `${e.execId}.pid`);
+    let socket: ConsoleSocket | undefined;
+    try {
+      writeFileSync(processFile, JSON.stringify(e.spec), { mode: 0o600 });
+      // With a terminal the process's stdio is the pty; the fifos are the shim's to copy.
+      e.io = TaskIo.open(e.terminal ? { ...e.stdio, stderr: "" } : e.stdio);
+      if (e.terminal) socket = ConsoleSocket.listen();
+      await t.runtime.exec(t.id, processFile, pidFile, e.terminal ? ["ignore", "ignore", "ignore"] : e.io.fds, socket?.path);
+      if (socket) {
+        const master = socket.receiveMaster();
+        const [stdin, stdout] = e.io.fds;
+        e.console = new Console(master, typeof stdin === "number" ? stdin : undefined, typeof stdout === "number" ? stdout : undefined);
+      } else {
+        e.io.release();
+      }
+      e.pid = readPid(pidFile);
+    } catch (err) {
+      e.console?.close();
+      e.console = undefined;
+      e.io?.close();
+      e.io = undefined;
+      const failure = runtimeFailure(err, "OCI runtime exec failed");
+      e.settle.reject(failure);
+      throw failure;
+    } finally {
+      e.starting = false;
+      socket?.close();
+      rmSync(processFile, { force: true });
+      rmSync(pidFile, { force: true });
+    }
+    e.started = true;
+    void this.opts.reaper.watch(e.pid).then((exit) => {
+      e.exit = exit;
+      e.settle.resolve(exit);
+    });
+    return { pid: e.pid };
+  }
+
+  private async pids(id: string) {
+    const t = this.task(id, "");
+    let pids: number[];
+    try {
+      pids = await t.runtime.ps(t.id);
+    } catch (err) {
+      // A stopped container has no cgroup processes left to list.
+      if (t.exit) return { processes: [] };
+      throw runtimeFailure(err, "OCI runtime ps failed");
+    }
+    const byPid = new Map<number, string>();
+    for (const e of t.execs.values()) if (e.started && !e.exit) byPid.set(e.pid, e.execId);
+    const p = taskProto();
+    return {
+      processes: pids.map((pid) => {
+        const execId = byPid.get(pid);
+        // `ctr task ps` shows the exec id from the runc shim's ProcessDetails.
+        return { pid, info: execId ? { typeUrl: PROCESS_DETAILS_TYPE, value: p.processDetails.encode({ execId }) } : null };
+      }),
+    };
+  }
+
   private state(req: ProcessRequest) {
+    if (req.execId) {
+      const t = this.task(req.id, "");
+      const e = this.execProcess(req.id, req.execId);
+      return {
+        id: t.id,
+        bundle: t.bundle,
+        pid: e.pid,
+        status: e.exit ? TaskStatus.STOPPED : e.started ? TaskStatus.RUNNING : TaskStatus.CREATED,
+        ...e.stdio,
+        terminal: e.terminal,
+        exitStatus: e.exit?.status ?? 0,
+        exitedAt: e.exit ? timestamp(e.exit.at) : null,
+        execId: e.execId,
+      };
+    }
     const t = this.task(req.id, req.execId);
     const status = t.exit ? TaskStatus.STOPPED : t.started ? TaskStatus.RUNNING : TaskStatus.CREATED;
     return {
@@ -194,6 +333,19 @@ export class TaskService {
   }
 
   private async kill(id: string, execId: string, signal: number, all: boolean) {
+    if (execId) {
+      // As the runc shim: an exec'd process is signalled directly; its pid stays ours until reaped.
+      const e = this.execProcess(id, execId);
+      if (e.exit) throw notFound(`exec ${JSON.stringify(execId)} of task ${JSON.stringify(id)}: process already finished`);
+      if (!e.started) throw failedPrecondition(`exec ${JSON.stringify(execId)} of task ${JSON.stringify(id)} has not been started`);
+      try {
+        process.kill(e.pid, signal);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ESRCH") throw notFound(`exec ${JSON.stringify(execId)} of task ${JSON.stringify(id)}: process already finished`);
+        throw new TtrpcError(Code.UNKNOWN, `kill exec ${execId} (pid ${e.pid}) with signal ${signal}: ${(err as Error).message}`);
+      }
+      return {};
+    }
     const t = this.task(id, execId);
     if (t.exit && !all) throw notFound(`task ${JSON.stringify(id)}: process already finished`);
     try {
@@ -207,12 +359,23 @@ export class TaskService {
   }
 
   private async wait(req: ProcessRequest) {
-    const t = this.task(req.id, req.execId);
-    const exit = await t.exited;
+    const exit = await (req.execId ? this.execProcess(req.id, req.execId).exited : this.task(req.id, "").exited);
     return { exitStatus: exit.status, exitedAt: timestamp(exit.at) };
   }
 
+  private async deleteExec(req: ProcessRequest) {
+    const t = this.task(req.id, "");
+    const e = this.execProcess(req.id, req.execId);
+    if (e.starting || (e.started && !e.exit)) throw failedPrecondition(`exec ${JSON.stringify(e.execId)} of task ${JSON.stringify(t.id)} is running: kill it before deleting it`);
+    // The terminal's last output must reach the client before containerd closes its side.
+    if (e.console) await within(e.console.drained, CONSOLE_DRAIN_MS);
+    closeExecIo(e);
+    t.execs.delete(e.execId);
+    return { pid: e.pid, exitStatus: e.exit?.status ?? 0, exitedAt: e.exit ? timestamp(e.exit.at) : null };
+  }
+
   private async delete(req: ProcessRequest) {
+    if (req.execId) return this.deleteExec(req);
     const t = this.task(req.id, req.execId);
     if (t.started && !t.exit) throw failedPrecondition(`task ${JSON.stringify(t.id)} is running: kill it before deleting it`);
     try {
@@ -224,10 +387,18 @@ export class TaskService {
     const exit = t.exit ?? (await within(t.exited, DELETE_EXIT_WAIT_MS));
     if (!exit) throw new TtrpcError(Code.DEADLINE_EXCEEDED, `task ${JSON.stringify(t.id)}: init ${t.pid} did not exit within ${DELETE_EXIT_WAIT_MS} ms of being deleted`);
     t.io.close();
+    for (const e of t.execs.values()) closeExecIo(e);
     if (t.rootfs) unmountRootfs(t.rootfs);
     this.tasks.delete(t.id);
     return { pid: t.pid, exitStatus: exit.status, exitedAt: timestamp(exit.at) };
   }
+}
+
+function closeExecIo(e: ExecProcess): void {
+  e.console?.close();
+  e.console = undefined;
+  e.io?.close();
+  e.io = undefined;
 }
 
 /** The promise's value, or undefined when it takes longer than `ms`. */
