@@ -161,6 +161,59 @@ describe("containerd 1.6 runs containers through containerd-shim-tsrun-v2 (root)
     await expectNothingLeft("e2e-fds");
   }, 60_000);
 
+  test("ctr run --null-io completes (Create does not wait on the container's stdio) and reports the exit status", async () => {
+    const r = ctr(["run", "--null-io", "--rm", "--runtime", "io.containerd.tsrun.v2", IMAGE, "e2e-nullio", "sh", "-c", "echo lost; exit 6"], 30_000);
+    expect(r.stdout).toBe("");
+    expect(r.code).toBe(6);
+    await expectNothingLeft("e2e-nullio");
+  }, 60_000);
+
+  test("a failing create with null IO reports tsrun's own error through containerd", async () => {
+    const r = ctr(["run", "--null-io", "--rm", "--cwd", "relative/dir", "--runtime", "io.containerd.tsrun.v2", IMAGE, "e2e-badcwd", "true"], 30_000);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain("OCI runtime create failed: ");
+    expect(r.stderr).toContain("relative/dir");
+    await expectNothingLeft("e2e-badcwd");
+  }, 60_000);
+
+  test("ctr task exec: output, exit status, a terminal (-t), ps with exec ids, and a killed exec's status", async () => {
+    const run = ctr(["run", "--null-io", "-d", "--runtime", "io.containerd.tsrun.v2", IMAGE, "e2e-exec", "sleep", "100"]);
+    expect([run.stderr, run.code]).toEqual(["", 0]);
+    const echo = ctr(["task", "exec", "--fifo-dir", fifos, "--exec-id", "x1", "e2e-exec", "echo", "from exec"]);
+    expect([echo.stdout, echo.stderr, echo.code]).toEqual(["from exec\n", "", 0]);
+    const failing = ctr(["task", "exec", "--fifo-dir", fifos, "--exec-id", "x2", "e2e-exec", "sh", "-c", "echo err >&2; exit 3"]);
+    expect([failing.stderr, failing.code]).toEqual(["err\n", 3]);
+
+    // -t needs ctr's own stdin to be a terminal: script(1) gives it one, sized here so that ctr
+    // has a size to pass on through ResizePty (it does so after Start: the exec polls for it).
+    const cmd = ["ctr", "--address", sock, "--namespace", NS, "task", "exec", "-t", "--fifo-dir", fifos, "--exec-id", "x3", "e2e-exec", "sh", "-c", 'tty; for i in $(seq 100); do s=$(stty size); test "$s" = "17 91" && break; sleep 0.05; done; echo "size $s"; exit 4'];
+    const script = `stty rows 17 cols 91 && exec ${cmd.map((a) => `'${a.replaceAll("'", `'"'"'`)}'`).join(" ")}`;
+    const tty = Bun.spawnSync(["script", "-qec", script, "/dev/null"], { stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: 60_000 });
+    // Both ptys (the exec's, then script's) turn \n into \r\n.
+    const ttyOut = tty.stdout.toString().replaceAll("\r", "");
+    expect(ttyOut).toMatch(/^\/dev\/pts\/\d+\n/);
+    expect(ttyOut).toContain("size 17 91\n");
+    expect(tty.exitCode).toBe(4);
+
+    const sleeper = Bun.spawn(["ctr", "--address", sock, "--namespace", NS, "task", "exec", "--fifo-dir", fifos, "--exec-id", "x4", "e2e-exec", "sleep", "100"], { stdio: ["ignore", "pipe", "pipe"] });
+    let ps = "";
+    const end = Date.now() + 10_000;
+    while (!/x4/.test(ps) && Date.now() < end) {
+      await Bun.sleep(50);
+      ps = ctr(["task", "ps", "e2e-exec"]).stdout;
+    }
+    expect(ps).toMatch(/ExecID:x4/);
+    expect(ctr(["task", "kill", "--exec-id", "x4", "-s", "SIGKILL", "e2e-exec"]).code).toBe(0);
+    expect(await sleeper.exited).toBe(137);
+
+    expect(ctr(["task", "kill", "-s", "SIGKILL", "e2e-exec"]).code).toBe(0);
+    const stopped = Date.now() + 10_000;
+    while (!/STOPPED/.test(ctr(["tasks", "ls"]).stdout) && Date.now() < stopped) await Bun.sleep(50);
+    expect(ctr(["tasks", "delete", "e2e-exec"]).code).toBe(0);
+    expect(ctr(["containers", "delete", "e2e-exec"]).code).toBe(0);
+    await expectNothingLeft("e2e-exec");
+  }, 120_000);
+
   test("a detached task is listed as running, killed, and deleted", async () => {
     expect(ctr(["run", "--fifo-dir", fifos, "-d", "--runtime", "io.containerd.tsrun.v2", IMAGE, "e2e-detach", "sleep", "100"]).code).toBe(0);
     expect(ctr(["tasks", "ls"]).stdout).toMatch(/e2e-detach\s+\d+\s+RUNNING/);
