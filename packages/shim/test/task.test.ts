@@ -368,6 +368,41 @@ describe("Task service over ttrpc (root)", () => {
     expect(tsrunState(b.id)).toBe(false);
   }, 60_000);
 
+  test("Pause and Resume freeze and thaw the task (State says PAUSED), Update sets a limit, Stats reads cgroup v1 metrics", async () => {
+    const b = makeBundle(["sh", "-c", "while :; do sleep 0.05; done"]);
+    await create({ ...createRequest(b), stdout: "", stderr: "" });
+    await start(b.id);
+    const { pid } = await state(b.id);
+    await call("Pause", { id: b.id }, p.idRequest, p.empty);
+    expect((await state(b.id)).status).toBe(TaskStatus.PAUSED);
+    // The task's freezer cgroup is what the runtime froze.
+    const cgroup = readFileSync(`/proc/${pid}/cgroup`, "utf8").split("\n").find((l) => /:freezer:/.test(l))!.split(":")[2];
+    expect(readFileSync(`/sys/fs/cgroup/freezer${cgroup}/freezer.state`, "utf8").trim()).toBe("FROZEN");
+    await call("Resume", { id: b.id }, p.idRequest, p.empty);
+    expect((await state(b.id)).status).toBe(TaskStatus.RUNNING);
+    expect(readFileSync(`/sys/fs/cgroup/freezer${cgroup}/freezer.state`, "utf8").trim()).toBe("THAWED");
+
+    const resources = { typeUrl: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources", value: new TextEncoder().encode(JSON.stringify({ pids: { limit: 42 } })) };
+    await call("Update", { id: b.id, resources }, p.updateRequest, p.empty);
+    const pidsCgroup = readFileSync(`/proc/${pid}/cgroup`, "utf8").split("\n").find((l) => /:pids:/.test(l))!.split(":")[2];
+    expect(readFileSync(`/sys/fs/cgroup/pids${pidsCgroup}/pids.max`, "utf8").trim()).toBe("42");
+    const bad = await failure(call("Update", { id: b.id, resources: { ...resources, value: new TextEncoder().encode("{nope") } }, p.updateRequest, p.empty));
+    expect(bad.code).toBe(Code.INVALID_ARGUMENT);
+
+    const { stats } = await call("Stats", { id: b.id }, p.statsRequest, p.statsResponse);
+    expect(stats?.typeUrl).toBe("io.containerd.cgroups.v1.Metrics");
+    const metrics = p.cgroupsV1Metrics.decode(stats!.value) as Record<string, any>;
+    expect(Number(metrics.pids.current)).toBeGreaterThanOrEqual(1);
+    expect(Number(metrics.pids.limit)).toBe(42);
+    expect(Number(metrics.memory.usage.usage)).toBeGreaterThan(0);
+    expect(Number(metrics.cpu.usage.total)).toBeGreaterThan(0);
+
+    await kill(b.id, 9);
+    await wait(b.id);
+    expect((await failure(call("Pause", { id: b.id }, p.idRequest, p.empty))).code).toBe(Code.FAILED_PRECONDITION);
+    await del(b.id);
+  }, 60_000);
+
   test("a failing create reports the runtime's error and leaves nothing mounted", async () => {
     const b = makeBundle(["true"], { config: (c) => (c.process.cwd = "relative/dir") });
     const err = await failure(create(createRequest(b)));

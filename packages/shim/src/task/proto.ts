@@ -6,6 +6,7 @@ import mountProto from "../../proto/containerd/types/mount.proto" with { type: "
 import taskTypesProto from "../../proto/containerd/types/task.proto" with { type: "text" };
 import shimProto from "../../proto/containerd/task/v2/shim.proto" with { type: "text" };
 import runcOptionsProto from "../../proto/containerd/runc/options.proto" with { type: "text" };
+import cgroupsV1MetricsProto from "../../proto/containerd/cgroups/v1/metrics.proto" with { type: "text" };
 import { codec, parseProtos, type Any, type Codec, type Timestamp } from "../ttrpc/codec.ts";
 
 export const TASK_SERVICE_V2 = "containerd.task.v2.Task";
@@ -83,6 +84,15 @@ export interface ResizePtyRequest {
   width: number;
   height: number;
 }
+export interface UpdateTaskRequest {
+  id: string;
+  /** runtime-spec LinuxResources, JSON in the Any's value. */
+  resources: Any | null;
+  annotations: Record<string, string>;
+}
+export interface StatsResponse {
+  stats: Any | null;
+}
 export interface KillRequest {
   id: string;
   execId: string;
@@ -128,7 +138,7 @@ export interface RuncOptions {
 const P = "containerd.task.v2.";
 
 function load() {
-  const root: protobuf.Root = parseProtos([mountProto, taskTypesProto, shimProto, runcOptionsProto]);
+  const root: protobuf.Root = parseProtos([mountProto, taskTypesProto, shimProto, runcOptionsProto, cgroupsV1MetricsProto]);
   return {
     root,
     createRequest: codec<CreateTaskRequest>(root, `${P}CreateTaskRequest`),
@@ -142,6 +152,11 @@ function load() {
     killRequest: codec<KillRequest>(root, `${P}KillRequest`),
     execRequest: codec<ExecProcessRequest>(root, `${P}ExecProcessRequest`),
     resizePtyRequest: codec<ResizePtyRequest>(root, `${P}ResizePtyRequest`),
+    idRequest: codec<IdRequest>(root, `${P}PauseRequest`),
+    updateRequest: codec<UpdateTaskRequest>(root, `${P}UpdateTaskRequest`),
+    statsRequest: codec<IdRequest>(root, `${P}StatsRequest`),
+    statsResponse: codec<StatsResponse>(root, `${P}StatsResponse`),
+    cgroupsV1Metrics: codec<Record<string, unknown>>(root, "io.containerd.cgroups.v1.Metrics"),
     processDetails: codec<{ execId: string }>(root, "containerd.runc.v1.ProcessDetails"),
     waitRequest: codec<ProcessRequest>(root, `${P}WaitRequest`),
     waitResponse: codec<WaitResponse>(root, `${P}WaitResponse`),

@@ -73,6 +73,28 @@ export class OciRuntime {
     await this.run(["delete", ...(force ? ["--force"] : []), id], ["ignore", "ignore", "ignore"], "delete");
   }
 
+  async pause(id: string): Promise<void> {
+    await this.run(["pause", id], ["ignore", "ignore", "ignore"], "pause");
+  }
+
+  async resume(id: string): Promise<void> {
+    await this.run(["resume", id], ["ignore", "ignore", "ignore"], "resume");
+  }
+
+  /** `update -r -`: the resources (runtime-spec LinuxResources JSON) on stdin, as go-runc's Update. */
+  async update(id: string, resources: string): Promise<void> {
+    await this.run(["update", "-r", "-", id], ["pipe", "ignore", "ignore"], "update", { input: resources });
+  }
+
+  /** `events --stats`: one runc stats object (the `data` of its one JSON line). */
+  async stats(id: string): Promise<Record<string, unknown>> {
+    const out = await this.run(["events", "--stats", id], ["ignore", "pipe", "ignore"], "events --stats");
+    const line = out.split("\n").find((l) => l.trim());
+    const event = line ? (JSON.parse(line) as { type?: string; data?: Record<string, unknown> }) : undefined;
+    if (event?.type !== "stats" || !event.data) throw new RuntimeError(`${this.binary} events --stats printed ${JSON.stringify(out.slice(0, 200))}, not a stats event`, 0);
+    return event.data;
+  }
+
   /** `ps --format json`: the pids of every process in the container's cgroup. */
   async ps(id: string): Promise<number[]> {
     const out = await this.run(["ps", "--format", "json", id], ["ignore", "pipe", "ignore"], "ps");
@@ -88,7 +110,7 @@ export class OciRuntime {
    * when the container exits, and with null IO the container would write into the shim). Such a
    * command's failure is read from the JSON log only, as containerd's runc shim reads runc's.
    */
-  private async run(args: string[], stdio: [Fd | "pipe", Fd | "pipe", Fd], what: string, opts: { handsOnStdio?: boolean } = {}): Promise<string> {
+  private async run(args: string[], stdio: [Fd | "pipe", Fd | "pipe", Fd], what: string, opts: { handsOnStdio?: boolean; input?: string } = {}): Promise<string> {
     const argv = [this.binary, "--root", this.opts.root, "--log", this.opts.log, "--log-format", "json", ...args];
     const logStart = logSize(this.opts.log);
     // The runtime must not see a systemd notify socket meant for containerd.
@@ -101,6 +123,11 @@ export class OciRuntime {
       proc = this.opts.reaper.spawn(argv, { env, stdio: [stdio[0], stdio[1], captured ? "pipe" : stdio[2]] });
     } catch (err) {
       throw new RuntimeError(`cannot run ${this.binary}: ${(err as Error).message}`, -1);
+    }
+    if (opts.input !== undefined) {
+      const sink = proc.stdin as import("bun").FileSink;
+      sink.write(opts.input);
+      await sink.end();
     }
     const [stdout, stderr] = await Promise.all([
       stdio[1] === "pipe" ? new Response(proc.stdout as ReadableStream<Uint8Array>).text() : "",

@@ -1,7 +1,7 @@
 // containerd.task.v2.Task for containers run by the tsrun binary: Create, Start, State, Kill,
 // Wait, Delete, Pids, CloseIO, Connect and Shutdown, for the init and for exec'd processes
-// (Exec, and ResizePty for an exec's terminal). The init's terminal, pause/resume, update, stats
-// and checkpoints answer UNIMPLEMENTED. containerd 1.6 learns of exits by Wait, so this slice
+// (Exec, and ResizePty for an exec's terminal), Pause, Resume, Update and Stats (cgroup v1
+// metrics). The init's terminal and checkpoints answer UNIMPLEMENTED. containerd 1.6 learns of exits by Wait, so this slice
 // publishes no events.
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -12,6 +12,7 @@ import { Console, ConsoleSocket } from "./console.ts";
 import { TaskIo, type StdioPaths } from "./io.ts";
 import { taskMethods, taskProto, PROCESS_DETAILS_TYPE, RUNC_OPTIONS_TYPE, TaskStatus, type Any, type Codec, type CreateTaskRequest, type ExecProcessRequest, type Mount, type ProcessRequest } from "./proto.ts";
 import type { Exit, Reaper } from "./reaper.ts";
+import { CGROUPS_V1_METRICS_TYPE, metricsFromRuncStats } from "./metrics.ts";
 import { mountRootfs, unmountRootfs } from "./rootfs.ts";
 import { DEFAULT_BINARY, DEFAULT_ROOT, OciRuntime, RuntimeError } from "./runtime.ts";
 
@@ -52,6 +53,8 @@ interface Task {
   runtime: OciRuntime;
   rootfs: string | undefined;
   started: boolean;
+  /** Frozen by Pause, thawed by Resume (State reports PAUSED meanwhile). */
+  paused: boolean;
   exit: Exit | undefined;
   exited: Promise<Exit>;
   execs: Map<string, ExecProcess>;
@@ -97,6 +100,35 @@ export class TaskService {
       Kill: unary(p.killRequest, p.empty, (req) => this.kill(req.id, req.execId, req.signal, req.all)),
       Wait: unary(p.waitRequest, p.waitResponse, (req) => this.wait(req)),
       Delete: unary(p.deleteRequest, p.deleteResponse, (req) => this.delete(req)),
+      Pause: unary(p.idRequest, p.empty, async (req) => {
+        const t = this.running(req.id, "paused");
+        await this.runtimeCall(() => t.runtime.pause(t.id), "OCI runtime pause failed");
+        t.paused = true;
+        return {};
+      }),
+      Resume: unary(p.idRequest, p.empty, async (req) => {
+        const t = this.running(req.id, "resumed");
+        await this.runtimeCall(() => t.runtime.resume(t.id), "OCI runtime resume failed");
+        t.paused = false;
+        return {};
+      }),
+      Update: unary(p.updateRequest, p.empty, async (req) => {
+        const t = this.running(req.id, "updated");
+        if (!req.resources?.value.length) throw invalidArgument(`Update ${req.id}: resources are missing`);
+        const resources = new TextDecoder().decode(req.resources.value);
+        try {
+          JSON.parse(resources);
+        } catch (err) {
+          throw invalidArgument(`Update ${req.id}: the resources are not JSON: ${(err as Error).message}`);
+        }
+        await this.runtimeCall(() => t.runtime.update(t.id, resources), "OCI runtime update failed");
+        return {};
+      }),
+      Stats: unary(p.statsRequest, p.statsResponse, async (req) => {
+        const t = this.running(req.id, "measured");
+        const stats = await this.runtimeCall(() => t.runtime.stats(t.id), "OCI runtime stats failed");
+        return { stats: { typeUrl: CGROUPS_V1_METRICS_TYPE, value: p.cgroupsV1Metrics.encode(metricsFromRuncStats(stats)) } };
+      }),
       Pids: unary(p.pidsRequest, p.pidsResponse, (req) => this.pids(req.id)),
       CloseIO: unary(p.closeIORequest, p.empty, (req) => {
         if (req.stdin) (req.execId ? this.execProcess(req.id, req.execId).io : this.task(req.id, "").io)?.closeStdin();
@@ -113,10 +145,6 @@ export class TaskService {
       }),
     };
     const unsupported: Record<string, string> = {
-      Pause: "pause is not supported by containerd-shim-tsrun-v2 yet",
-      Resume: "resume is not supported by containerd-shim-tsrun-v2 yet",
-      Update: "resource updates are not supported by containerd-shim-tsrun-v2 yet",
-      Stats: "stats are not supported by containerd-shim-tsrun-v2 yet",
       Checkpoint: "checkpoint is not supported by containerd-shim-tsrun-v2",
     };
     for (const [name, why] of Object.entries(unsupported)) {
@@ -145,6 +173,21 @@ export class TaskService {
     if (!t) throw notFound(`task ${JSON.stringify(id)} not found`);
     if (execId) throw notFound(`exec ${JSON.stringify(execId)} of task ${JSON.stringify(id)} not found`);
     return t;
+  }
+
+  /** A task whose init still lives (pause, resume, update and stats act on its cgroup). */
+  private running(id: string, what: string): Task {
+    const t = this.task(id, "");
+    if (t.exit) throw failedPrecondition(`task ${JSON.stringify(id)} has exited and cannot be ${what}`);
+    return t;
+  }
+
+  private async runtimeCall<T>(fn: () => Promise<T>, what: string): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw runtimeFailure(err, what);
+    }
   }
 
   private execProcess(id: string, execId: string): ExecProcess {
@@ -180,7 +223,7 @@ export class TaskService {
         await runtime.create(req.id, req.bundle, pidFile, io.fds, { noPivot: runc?.noPivotRoot, noNewKeyring: runc?.noNewKeyring });
         io.release();
         const pid = readPid(pidFile);
-        const task: Task = { id: req.id, bundle: req.bundle, pid, stdio, io, runtime, rootfs, started: false, exit: undefined, exited: this.opts.reaper.watch(pid), execs: new Map() };
+        const task: Task = { id: req.id, bundle: req.bundle, pid, stdio, io, runtime, rootfs, started: false, paused: false, exit: undefined, exited: this.opts.reaper.watch(pid), execs: new Map() };
         void task.exited.then((exit) => {
           task.exit = exit;
           task.io.closeStdin();
@@ -318,7 +361,7 @@ export class TaskService {
       };
     }
     const t = this.task(req.id, req.execId);
-    const status = t.exit ? TaskStatus.STOPPED : t.started ? TaskStatus.RUNNING : TaskStatus.CREATED;
+    const status = t.exit ? TaskStatus.STOPPED : t.paused ? TaskStatus.PAUSED : t.started ? TaskStatus.RUNNING : TaskStatus.CREATED;
     return {
       id: t.id,
       bundle: t.bundle,
