@@ -1,9 +1,8 @@
 // The runtime-spec features document (features.md, features-linux.md). Built from the same
 // tables the validator uses; each field says what this build of tsrun really does, and grows as
 // the runtime does.
-import type { Features } from "@tsrun/ocispec/src/index.ts";
-import { CAPABILITIES, HOOK_NAMES, MOUNT_OPTIONS, NAMESPACE_TYPES } from "@tsrun/ocispec/src/linux-names.ts";
-import { OCI_VERSION, OCI_VERSION_MIN } from "@tsrun/ocispec/src/version.ts";
+import type { Features } from "@tsrun/ocispec/core";
+import { CAPABILITIES, HOOK_NAMES, MOUNT_OPTIONS, NAMESPACE_TYPES, OCI_VERSION, OCI_VERSION_MIN } from "@tsrun/ocispec/core";
 import { COMMIT, VERSION } from "./version.ts";
 import { SECCOMP_FILTER_FLAG } from "./seccomp/index.ts";
 import { MPOL_FLAG, MPOL_MODE } from "./plan/kernel.ts";

@@ -1,4 +1,4 @@
-import { OCI_VERSION } from "@tsrun/ocispec/src/version.ts";
+import { OCI_VERSION } from "@tsrun/ocispec/core";
 
 declare const TSRUN_COMMIT: string | undefined;
 

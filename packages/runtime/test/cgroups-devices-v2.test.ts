@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import type { LinuxDeviceCgroup } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxDeviceCgroup } from "@tsrun/ocispec/core";
 import { DEFAULT_ALLOWED } from "../src/cgroups/index.ts";
 import { applyDevicesV2, attachedDeviceFilters, BPF_DEVCG, compileDeviceFilter, loadDeviceFilter, reduceDeviceRules } from "../src/cgroups/devices-v2.ts";
 import { CgroupError } from "../src/cgroups/errors.ts";

@@ -5,7 +5,7 @@
 import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import type { LinuxResources } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxResources } from "@tsrun/ocispec/core";
 import { cpuV2 } from "../src/cgroups/v2/cpu.ts";
 import { ioV2 } from "../src/cgroups/v2/io.ts";
 import { memoryV2 } from "../src/cgroups/v2/memory.ts";

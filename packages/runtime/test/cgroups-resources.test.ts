@@ -5,7 +5,7 @@
 
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, rmdirSync } from "node:fs";
-import type { LinuxResources } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxResources } from "@tsrun/ocispec/core";
 import { applyResources, CgroupError, cgroupManager, detect, unsupportedResourceReasons, unsupportedResources, UNIFIED, type CgroupManager, type CgroupMode } from "../src/cgroups/index.ts";
 
 const TOP = `/tsrun-res-${process.pid}-${Date.now().toString(36)}`;

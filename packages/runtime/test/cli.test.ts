@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readFileSync, writeFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { schemaProblems } from "@tsrun/ocispec/src/validators.ts";
+import { schemaProblems } from "@tsrun/ocispec";
 import { hasCommand, tempDir, tsrun, TSRUN } from "./helpers.ts";
 
 const noStackTrace = (text: string) => expect(text).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);

@@ -2,7 +2,7 @@
 // behind" check (no state dir, no cgroup dir, no mount, no process).
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync, cpSync } from "node:fs";
 import { join } from "node:path";
-import { defaultSpec } from "@tsrun/ocispec/src/defaults.ts";
+import { defaultSpec } from "@tsrun/ocispec/defaults";
 import { repo, tempDir, tsrun, type Run } from "./helpers.ts";
 
 let rootfsTemplate: string | undefined;

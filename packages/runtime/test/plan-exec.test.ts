@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { defaultSpec } from "@tsrun/ocispec/src/defaults.ts";
+import { defaultSpec } from "@tsrun/ocispec/defaults";
 import { compileExecPlan } from "../src/plan/exec.ts";
 import { PlanError } from "../src/plan/compile.ts";
 import { SYNC, type Op } from "../src/plan/ops.ts";

@@ -1,7 +1,7 @@
 // The runtime-spec 1.3 settings that become generic syscall ops (plan/kernel.ts): the numbers,
 // the struct bytes, where in the plan they go, and bad input refused by JSON pointer. Pure.
 import { describe, expect, test } from "bun:test";
-import { defaultSpec } from "@tsrun/ocispec/src/defaults.ts";
+import { defaultSpec } from "@tsrun/ocispec/defaults";
 import { compilePlan, PlanError, type PlanInput } from "../src/plan/compile.ts";
 import { compileExecPlan } from "../src/plan/exec.ts";
 import { parseIdList } from "../src/plan/kernel.ts";

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { defaultSpec } from "@tsrun/ocispec/src/defaults.ts";
-import { MS } from "@tsrun/ocispec/src/linux-names.ts";
+import { defaultSpec } from "@tsrun/ocispec/defaults";
+import { MS } from "@tsrun/ocispec/core";
 import { compilePlan, inRootPath, PlanError, type PlanInput } from "../src/plan/compile.ts";
 import { parseMountOptions } from "../src/plan/mounts.ts";
 import { SYNC, type Op } from "../src/plan/ops.ts";

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, chownSync, closeSync, cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { CLONE_FLAGS, MS } from "@tsrun/ocispec/src/linux-names.ts";
+import { CLONE_FLAGS, MS } from "@tsrun/ocispec/core";
 import { SYNC, type Op } from "../src/plan/ops.ts";
 import { defaultRoot, preParse } from "../src/cli/globals.ts";
 import { bindsWithoutOpenTree, dumpableForIdMaps, isInitialUidMap, rootlessCgroups, withoutSetgroups } from "../src/container/rootless.ts";

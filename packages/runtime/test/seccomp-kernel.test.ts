@@ -4,7 +4,7 @@
 import { describe, expect, test } from "bun:test";
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { LinuxSeccomp, LinuxSyscall } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxSeccomp, LinuxSyscall } from "@tsrun/ocispec/core";
 import { buildNative } from "../../../scripts/build-native.ts";
 import type { Op } from "../src/plan/ops.ts";
 import { encodePlan } from "../src/plan/wire.ts";

@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { OCI_VERSION } from "@tsrun/ocispec/src/version.ts";
+import { OCI_VERSION } from "@tsrun/ocispec/core";
 import { leftovers, testEnv } from "./containers.ts";
 import { SYSCALLS_X86_64 } from "../src/seccomp/syscalls-x86_64.ts";
 

@@ -1,7 +1,7 @@
 // The seccomp compiler, checked by running its BPF programs in a small classic-BPF interpreter
 // (the subset the compiler emits, with the kernel checker's rules on jumps) on synthetic seccomp_data.
 import { describe, expect, test } from "bun:test";
-import type { LinuxSeccomp, LinuxSyscall } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxSeccomp, LinuxSyscall } from "@tsrun/ocispec/core";
 import { TsrunError } from "../src/errors.ts";
 import { AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, BPF, compileSeccomp, decode, SeccompError, syscallNames, type Insn } from "../src/seccomp/index.ts";
 import { SYSCALLS_X86 } from "../src/seccomp/syscalls-x86.ts";

@@ -4,7 +4,7 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { MS } from "@tsrun/ocispec/src/linux-names.ts";
+import { MS } from "@tsrun/ocispec/core";
 import { FlagError, parseFlags } from "../src/bin/flags.ts";
 import { socketPath } from "../src/bin/manager.ts";
 import { mountPoints, mountTarget, planMount, RootfsError } from "../src/task/rootfs.ts";

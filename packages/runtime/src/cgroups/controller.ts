@@ -1,7 +1,7 @@
 // What every per-controller resource file (v1/*.ts, v2/*.ts) provides, and the probe through
 // which resources.ts asks whether this host can apply a setting.
 
-import type { LinuxResources } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxResources } from "@tsrun/ocispec/core";
 
 /** One setting the config asks for, and the files that can apply it (any one of them). */
 export interface Requested {

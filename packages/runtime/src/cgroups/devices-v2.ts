@@ -14,7 +14,7 @@
 // match would skip the deny (w does not cover r|w) and allow it, where v1 denies it.
 
 import { closeSync, constants, openSync } from "node:fs";
-import type { LinuxDeviceCgroup } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxDeviceCgroup } from "@tsrun/ocispec/core";
 import { addressOf, bpf, close, SysError } from "../linux/libc.ts";
 import { errnoName } from "../linux/errno.ts";
 import { CgroupError, fsError } from "./errors.ts";

@@ -8,7 +8,7 @@
 
 import { existsSync, readdirSync } from "node:fs";
 import { posix } from "node:path";
-import type { LinuxResources } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxResources } from "@tsrun/ocispec/core";
 import { CgroupError } from "./errors.ts";
 import { readText } from "./fs.ts";
 import type { CgroupManager } from "./manager.ts";

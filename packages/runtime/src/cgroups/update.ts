@@ -6,7 +6,7 @@
 // inconsistent"); tsrun does not.
 
 import { readdirSync } from "node:fs";
-import type { LinuxResources } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxResources } from "@tsrun/ocispec/core";
 import { applyResources } from "./resources.ts";
 import type { CgroupManager } from "./manager.ts";
 import { UNIFIED } from "./paths.ts";

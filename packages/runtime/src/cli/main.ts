@@ -73,7 +73,7 @@ async function dispatch(pre: PreParsed, ctx: Context): Promise<number> {
     throw new UsageError(`unknown command "${id} ${rest[0]}"; the ${id} commands are: ${subs.map((k) => k.slice(id.length + 1)).join(", ")}`);
   }
   if (!entry) {
-    const { closest } = await import("@tsrun/ocispec/src/suggest.ts");
+    const { closest } = await import("@tsrun/ocispec/suggest");
     const guess = closest(id, Object.keys(COMMANDS));
     throw new UsageError(`unknown command "${id}"${guess ? ` (did you mean "${guess}"?)` : ""}; run "tsrun --help" for the list`);
   }

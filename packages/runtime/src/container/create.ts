@@ -7,12 +7,10 @@ import { chownSync, closeSync, openSync, readFileSync, realpathSync, rmSync, sta
 import { join } from "node:path";
 import { writeFileAtomic } from "../io.ts";
 import { resolve } from "node:path";
-import type { LinuxDeviceCgroup, Spec } from "@tsrun/ocispec/src/index.ts";
-import { validateConfig } from "@tsrun/ocispec/src/config.ts";
-import { parseJson, JsonSyntaxError } from "@tsrun/ocispec/src/json.ts";
-import { formatProblem } from "@tsrun/ocispec/src/problem.ts";
-import { OCI_VERSION } from "@tsrun/ocispec/src/version.ts";
-import { CLONE_FLAGS, NS_PROC_NAMES, sysctlNamespace, sysctlPath, type NamespaceType } from "@tsrun/ocispec/src/linux-names.ts";
+import type { LinuxDeviceCgroup, Spec } from "@tsrun/ocispec/core";
+import { validateConfig } from "@tsrun/ocispec/config";
+import { parseJson, JsonSyntaxError } from "@tsrun/ocispec/json";
+import { formatProblem, OCI_VERSION, CLONE_FLAGS, NS_PROC_NAMES, sysctlNamespace, sysctlPath, type NamespaceType } from "@tsrun/ocispec/core";
 import { compilePlan, PlanError, type CgroupMountSource } from "../plan/compile.ts";
 import { SYNC, type Op } from "../plan/ops.ts";
 import { encodePlan } from "../plan/wire.ts";

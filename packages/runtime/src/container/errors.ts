@@ -1,4 +1,4 @@
-import { CLONE_FLAGS, type NamespaceType } from "@tsrun/ocispec/src/linux-names.ts";
+import { CLONE_FLAGS, type NamespaceType } from "@tsrun/ocispec/core";
 import { TsrunError, type ErrorFields } from "../errors.ts";
 import { errnoName } from "../linux/errno.ts";
 import type { Op } from "../plan/ops.ts";

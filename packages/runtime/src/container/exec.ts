@@ -2,10 +2,9 @@
 // the init's namespaces and cgroups and gets the init's set-up (or what process.json says);
 // only fds 0-2 and the preserved ones reach it, it is not dumpable until its program runs, and
 // /proc/<pid>/exe is never the tsrun binary.
-import type { Process } from "@tsrun/ocispec/src/index.ts";
-import { validateConfig } from "@tsrun/ocispec/src/config.ts";
-import { formatProblem } from "@tsrun/ocispec/src/problem.ts";
-import { OCI_VERSION } from "@tsrun/ocispec/src/version.ts";
+import type { Process } from "@tsrun/ocispec/core";
+import { validateConfig } from "@tsrun/ocispec/config";
+import { formatProblem, OCI_VERSION } from "@tsrun/ocispec/core";
 import { cgroupManagerFromJSON } from "../cgroups/manager.ts";
 import * as linux from "../linux/index.ts";
 import { PlanError } from "../plan/compile.ts";

@@ -2,8 +2,8 @@
 // user namespace and waits; tsrun writes the mapping, keeps an fd of the namespace and lets the
 // executor go. The fd is handed to the container's executor for mount_setattr(MOUNT_ATTR_IDMAP).
 import { openSync, writeFileSync } from "node:fs";
-import type { LinuxIDMapping } from "@tsrun/ocispec/src/index.ts";
-import { CLONE_FLAGS } from "@tsrun/ocispec/src/linux-names.ts";
+import type { LinuxIDMapping } from "@tsrun/ocispec/core";
+import { CLONE_FLAGS } from "@tsrun/ocispec/core";
 import { SYNC } from "../plan/ops.ts";
 import { encodePlan } from "../plan/wire.ts";
 import * as linux from "../linux/index.ts";

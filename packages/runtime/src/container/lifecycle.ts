@@ -1,7 +1,7 @@
 // start, kill, delete, pause, resume, state and list: each takes the container's lock when it changes it and
 // reads the status from the live process.
 import { closeSync, constants, openSync, readSync, unlinkSync } from "node:fs";
-import { parseSignal } from "@tsrun/ocispec/src/linux-names.ts";
+import { parseSignal } from "@tsrun/ocispec/core";
 import { cgroupManagerFromJSON } from "../cgroups/manager.ts";
 import { runHooksWarning } from "../hooks/run.ts";
 import * as linux from "../linux/index.ts";

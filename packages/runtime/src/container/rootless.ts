@@ -2,7 +2,7 @@
 // (runc's --rootless and its rootless cgroup managers), and the plan's steps that only privilege
 // could carry out, done the unprivileged way (as runc's nsexec does them) or refused in runc's words.
 import { readFileSync } from "node:fs";
-import { CLONE_FLAGS, MS } from "@tsrun/ocispec/src/linux-names.ts";
+import { CLONE_FLAGS, MS } from "@tsrun/ocispec/core";
 import { SYNC, type Op } from "../plan/ops.ts";
 import { ContainerError } from "./errors.ts";
 

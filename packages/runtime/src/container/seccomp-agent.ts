@@ -1,8 +1,8 @@
 // The seccomp user-notification listener of a container's process goes to the agent at
 // linux.seccomp.listenerPath with the container process state (config-linux.md): one
 // connection, one message, the fd in SCM_RIGHTS. The init's and every exec'd process's alike.
-import type { Spec } from "@tsrun/ocispec/src/index.ts";
-import { OCI_VERSION } from "@tsrun/ocispec/src/version.ts";
+import type { Spec } from "@tsrun/ocispec/core";
+import { OCI_VERSION } from "@tsrun/ocispec/core";
 import * as linux from "../linux/index.ts";
 import { ContainerError } from "./errors.ts";
 import type { stateDocument } from "./status.ts";

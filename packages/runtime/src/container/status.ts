@@ -3,7 +3,7 @@
 // time), the freezer says whether it is paused, and the exec fifo says whether `start` has
 // happened.
 import { existsSync } from "node:fs";
-import type { State } from "@tsrun/ocispec/src/index.ts";
+import type { State } from "@tsrun/ocispec/core";
 import { cgroupManagerFromJSON } from "../cgroups/manager.ts";
 import { cgroupPaused } from "../cgroups/pause.ts";
 import { isAlive } from "./proc.ts";

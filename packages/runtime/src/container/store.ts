@@ -2,7 +2,7 @@
 // per-container lock (flock on the directory) held by whoever changes the container.
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import type { Spec } from "@tsrun/ocispec/src/index.ts";
+import type { Spec } from "@tsrun/ocispec/core";
 import { ContainerError } from "./errors.ts";
 import { writeFileAtomic } from "../io.ts";
 

@@ -1,7 +1,7 @@
 // `update`: new resource limits for a live container, from runc's flags or a LinuxResources JSON
 // (-r FILE or -r - for stdin), applied all-or-nothing (cgroups/update.ts) and merged into the
 // record's config so that later commands see the limits in force.
-import type { LinuxResources } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxResources } from "@tsrun/ocispec/core";
 import { updateResources } from "../cgroups/update.ts";
 import { ContainerError } from "./errors.ts";
 import { containerCgroup, status, withLockedRecord } from "./lifecycle.ts";

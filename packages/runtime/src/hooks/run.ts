@@ -2,7 +2,7 @@
 // the state JSON on stdin, args and env as configured, the bundle as working directory, killed at
 // their timeout.
 import { statSync } from "node:fs";
-import type { Hook } from "@tsrun/ocispec/src/index.ts";
+import type { Hook } from "@tsrun/ocispec/core";
 import { TsrunError } from "../errors.ts";
 
 export class HookError extends TsrunError {

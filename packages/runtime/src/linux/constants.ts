@@ -1,6 +1,6 @@
 // Linux constants (x86_64 and arm64 agree on all of these) used around the FFI. The ones the
 // runtime spec names (mount flags, capabilities, signals) live in @tsrun/ocispec's linux-names.
-export { MS, MOUNT_ATTR, CAPABILITIES as CAPS, SIGNALS as SIG } from "@tsrun/ocispec/src/linux-names.ts";
+export { MS, MOUNT_ATTR, CAPABILITIES as CAPS, SIGNALS as SIG } from "@tsrun/ocispec/core";
 
 /** clone(2) / unshare(2) namespace flags. CLONE_NEWTIME only works with unshare (its bit is in
  * clone's exit-signal byte). */

@@ -7,7 +7,7 @@
 // Nothing is moved back at delete: the spec forbids it ("MUST NOT attempt to move the interface
 // out of the namespace before deletion"); when the namespace dies the kernel returns physical
 // devices to the initial namespace and destroys virtual ones (veth, macvlan …), as with runc.
-import type { LinuxNetDevice } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxNetDevice } from "@tsrun/ocispec/core";
 import { ContainerError } from "../container/errors.ts";
 
 interface IpAddr {

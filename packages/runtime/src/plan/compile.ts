@@ -1,8 +1,8 @@
 // config.json → InitPlan. Pure: everything it needs from the host comes in `PlanInput`, so it is
 // unit-tested without root and the same config always gives the same plan.
 import { TsrunError } from "../errors.ts";
-import type { Hook, LinuxDevice, Mount, Process, Spec } from "@tsrun/ocispec/src/index.ts";
-import { CAPABILITIES, CLONE_FLAGS, MS, RLIMITS, sysctlNamespace, sysctlPath, type NamespaceType } from "@tsrun/ocispec/src/linux-names.ts";
+import type { Hook, LinuxDevice, Mount, Process, Spec } from "@tsrun/ocispec/core";
+import { CAPABILITIES, CLONE_FLAGS, MS, RLIMITS, sysctlNamespace, sysctlPath, type NamespaceType } from "@tsrun/ocispec/core";
 import { isBind, parseMountOptions } from "./mounts.ts";
 import { SYNC, type InitPlan, type Op } from "./ops.ts";
 

@@ -1,8 +1,8 @@
 // An exec'd process's plan: join every namespace of the container's init, then set the process
 // up as the init was (user, capabilities, rlimits, no_new_privs, AppArmor, seccomp) and exec.
 // Pure, like compile.ts: the same inputs always give the same plan.
-import type { Process, Spec } from "@tsrun/ocispec/src/index.ts";
-import { CLONE_FLAGS, NS_PROC_NAMES, type NamespaceType } from "@tsrun/ocispec/src/linux-names.ts";
+import type { Process, Spec } from "@tsrun/ocispec/core";
+import { CLONE_FLAGS, NS_PROC_NAMES, type NamespaceType } from "@tsrun/ocispec/core";
 import { execOp, PlanError, processOps, seccompOf } from "./compile.ts";
 import { SYNC, type InitPlan, type Op } from "./ops.ts";
 

@@ -3,7 +3,7 @@
 // (set_mempolicy) and CPU affinity (sched_setaffinity). Each becomes a generic `syscall` op:
 // TypeScript checks the values (refusing by JSON pointer), picks the syscall number and builds
 // the struct bytes; the executor only makes the call. Pure.
-import type { CPUAffinity, LinuxIOPriority, LinuxMemoryPolicy, LinuxPersonality, Scheduler } from "@tsrun/ocispec/src/index.ts";
+import type { CPUAffinity, LinuxIOPriority, LinuxMemoryPolicy, LinuxPersonality, Scheduler } from "@tsrun/ocispec/core";
 import { PlanError } from "./compile.ts";
 import { NO_BUF_ARG, type Op } from "./ops.ts";
 

@@ -1,5 +1,5 @@
 // Mount options → mount(2) flags, data, propagation and mount_setattr attributes. Pure.
-import { MOUNT_OPTIONS, MS } from "@tsrun/ocispec/src/linux-names.ts";
+import { MOUNT_OPTIONS, MS } from "@tsrun/ocispec/core";
 
 export interface ParsedMountOptions {
   /** Flags for mount(2) (MS_BIND, MS_RDONLY, …), excluding propagation. */

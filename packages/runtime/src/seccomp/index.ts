@@ -21,7 +21,7 @@
 // SCMP_ACT_NOTIFY returns SECCOMP_RET_USER_NOTIF and makes the filter a listener
 // (SECCOMP_FILTER_FLAG_NEW_LISTENER): the init sends the listener fd to tsrun, which passes it
 // on to the agent at listenerPath (container/create.ts).
-import type { LinuxSeccomp, LinuxSeccompArg, LinuxSyscall } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxSeccomp, LinuxSeccompArg, LinuxSyscall } from "@tsrun/ocispec/core";
 import { TsrunError } from "../errors.ts";
 import { Assembler, BPF, BPF_MAXINSNS, encode, type Target } from "./bpf.ts";
 import { SYSCALLS_X86 } from "./syscalls-x86.ts";

@@ -5,7 +5,7 @@
 // mount(2), a read-only bind needs a remount, and everything else is filesystem data.
 import { lstatSync, mkdirSync, readFileSync } from "node:fs";
 import { join, normalize, relative, sep } from "node:path";
-import { MS } from "@tsrun/ocispec/src/linux-names.ts";
+import { MS } from "@tsrun/ocispec/core";
 import { isBind, parseMountOptions } from "@tsrun/runtime/src/plan/mounts.ts";
 import { mount, SysError, umount2 } from "@tsrun/runtime/src/linux/libc.ts";
 import { MNT_DETACH } from "@tsrun/runtime/src/linux/constants.ts";

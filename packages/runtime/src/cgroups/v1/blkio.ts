@@ -3,7 +3,7 @@
 // CFQ. Throttling (blkio.throttle.*) works whatever the I/O scheduler.
 
 import { existsSync } from "node:fs";
-import type { LinuxBlockIO, LinuxResources, LinuxThrottleDevice } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxBlockIO, LinuxResources, LinuxThrottleDevice } from "@tsrun/ocispec/core";
 import { writeText } from "../fs.ts";
 import { controller, type Requested } from "../controller.ts";
 import { devNumber, given, givenNonZero, intText, RESOURCES } from "../values.ts";

@@ -3,7 +3,7 @@
 // the parent's), so a write refused with EINVAL because of the old value of its partner is
 // retried once the partner has its new value.
 
-import type { LinuxResources } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxResources } from "@tsrun/ocispec/core";
 import { errnoCode } from "../errors.ts";
 import { readText, writeText } from "../fs.ts";
 import { controller, type Requested } from "../controller.ts";

@@ -7,7 +7,7 @@
 
 import { existsSync } from "node:fs";
 import { posix } from "node:path";
-import type { LinuxResources } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxResources } from "@tsrun/ocispec/core";
 import { readText, writeText } from "../fs.ts";
 import type { V1Hierarchy } from "../detect.ts";
 import { controller, type Requested } from "../controller.ts";

@@ -1,6 +1,6 @@
 // The v1 devices controller: the container's device allow-list, rule by rule, in order
 // (devices.deny "a" empties the list, devices.allow "a" allows everything).
-import type { LinuxDeviceCgroup } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxDeviceCgroup } from "@tsrun/ocispec/core";
 import { writeText } from "../fs.ts";
 
 /** The devices every container may use, after the config's own rules (as runc allows them). */

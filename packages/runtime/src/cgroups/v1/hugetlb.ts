@@ -3,7 +3,7 @@
 // that reserved-but-unfaulted pages (mmap(MAP_HUGETLB) without touching) count as well.
 
 import { existsSync } from "node:fs";
-import type { LinuxResources } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxResources } from "@tsrun/ocispec/core";
 import { writeText } from "../fs.ts";
 import { controller, type Requested } from "../controller.ts";
 import { given, hugepageName, RESOURCES, v1Limit } from "../values.ts";

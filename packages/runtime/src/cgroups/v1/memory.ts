@@ -5,7 +5,7 @@
 // concerns updating a running container, never creating one.
 
 import { existsSync } from "node:fs";
-import type { LinuxResources } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxResources } from "@tsrun/ocispec/core";
 import { readText, writeText } from "../fs.ts";
 import { controller, type Requested } from "../controller.ts";
 import { given, givenNonZero, invalid, memswFirst, RESOURCES, v1Limit } from "../values.ts";

@@ -1,5 +1,5 @@
 // net_cls (v1): the class id put on the cgroup's packets (tc and iptables match on it).
-import type { LinuxResources } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxResources } from "@tsrun/ocispec/core";
 import { writeText } from "../fs.ts";
 import { controller, type Requested } from "../controller.ts";
 import { given, givenNonZero, intText, RESOURCES } from "../values.ts";

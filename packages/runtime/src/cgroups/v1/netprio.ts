@@ -1,5 +1,5 @@
 // net_prio (v1): egress priority per network interface, one "name prio" line per write.
-import type { LinuxResources } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxResources } from "@tsrun/ocispec/core";
 import { writeText } from "../fs.ts";
 import { controller, type Requested } from "../controller.ts";
 import { given, intText, RESOURCES } from "../values.ts";

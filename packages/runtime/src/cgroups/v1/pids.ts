@@ -1,5 +1,5 @@
 // pids (v1): the task limit, pids.max.
-import type { LinuxResources } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxResources } from "@tsrun/ocispec/core";
 import { writeText } from "../fs.ts";
 import { controller, type Requested } from "../controller.ts";
 import { given, pidsMax, RESOURCES } from "../values.ts";

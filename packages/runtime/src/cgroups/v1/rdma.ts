@@ -1,7 +1,7 @@
 // rdma (v1 and v2 alike): rdma.max, one "device hca_handle=N hca_object=M" line per device; a
 // count left out keeps its current value.
-import type { LinuxResources } from "@tsrun/ocispec/src/index.ts";
-import { pointerToken } from "@tsrun/ocispec/src/problem.ts";
+import type { LinuxResources } from "@tsrun/ocispec/core";
+import { pointerToken } from "@tsrun/ocispec/core";
 import { writeText } from "../fs.ts";
 import { controller, type Requested } from "../controller.ts";
 import { given, intText, invalid, RESOURCES } from "../values.ts";

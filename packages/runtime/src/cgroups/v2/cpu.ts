@@ -2,7 +2,7 @@
 // period", quota "max" for unlimited), cpu.max.burst and cpu.idle. cgroup v2 has no real-time
 // group budget, so realtimeRuntime/realtimePeriod are never applicable here.
 
-import type { LinuxResources } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxResources } from "@tsrun/ocispec/core";
 import { readText, writeText } from "../fs.ts";
 import { controller, type Requested } from "../controller.ts";
 import { writeInterdependent } from "../v1/cpu.ts";

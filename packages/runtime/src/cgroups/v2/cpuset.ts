@@ -1,6 +1,6 @@
 // cpuset (v2): cpuset.cpus and cpuset.mems. Unlike v1, an empty cpuset in v2 means "the parent's
 // effective set", so nothing needs filling at creation.
-import type { LinuxResources } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxResources } from "@tsrun/ocispec/core";
 import { writeText } from "../fs.ts";
 import { controller, type Requested } from "../controller.ts";
 import { given, RESOURCES } from "../values.ts";

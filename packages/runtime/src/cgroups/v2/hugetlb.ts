@@ -1,7 +1,7 @@
 // hugetlb (v2): hugetlb.<size>.max per page size, and hugetlb.<size>.rsvd.max (reservations,
 // Linux 5.7+) to the same value when the kernel has it (see v1/hugetlb.ts).
 import { existsSync } from "node:fs";
-import type { LinuxResources } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxResources } from "@tsrun/ocispec/core";
 import { writeText } from "../fs.ts";
 import { controller, type Requested } from "../controller.ts";
 import { given, hugepageName, RESOURCES, v2Limit } from "../values.ts";

@@ -4,7 +4,7 @@
 // a rate of 0 (v1: remove the limit) becomes "max". v2 has no leaf weights.
 
 import { existsSync } from "node:fs";
-import type { LinuxBlockIO, LinuxResources } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxBlockIO, LinuxResources } from "@tsrun/ocispec/core";
 import { writeText } from "../fs.ts";
 import { controller, type Requested } from "../controller.ts";
 import { blkioToIoWeight, devNumber, given, givenNonZero, intText, RESOURCES } from "../values.ts";

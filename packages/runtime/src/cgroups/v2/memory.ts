@@ -7,7 +7,7 @@
 // v2 works). memory.kernel is ignored as on v1.
 
 import { existsSync } from "node:fs";
-import type { LinuxResources } from "@tsrun/ocispec/src/index.ts";
+import type { LinuxResources } from "@tsrun/ocispec/core";
 import { writeText } from "../fs.ts";
 import { controller, type Requested } from "../controller.ts";
 import { given, givenNonZero, RESOURCES, swapV2, v2Limit } from "../values.ts";

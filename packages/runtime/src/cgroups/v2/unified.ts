@@ -3,8 +3,8 @@
 // key must name a file of that directory: no "/", no "." or "..". The file existing is what makes
 // a key applicable (controller files appear only where the controller is enabled).
 
-import type { LinuxResources } from "@tsrun/ocispec/src/index.ts";
-import { pointerToken } from "@tsrun/ocispec/src/problem.ts";
+import type { LinuxResources } from "@tsrun/ocispec/core";
+import { pointerToken } from "@tsrun/ocispec/core";
 import { writeText } from "../fs.ts";
 import { controller, type Requested } from "../controller.ts";
 import { given, invalid, RESOURCES } from "../values.ts";

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
-import type { Process } from "@tsrun/ocispec/src/index.ts";
-import { parseJson, JsonSyntaxError } from "@tsrun/ocispec/src/json.ts";
+import type { Process } from "@tsrun/ocispec/core";
+import { parseJson, JsonSyntaxError } from "@tsrun/ocispec/json";
 import { defineCommand, type Context, type FlagValues } from "../def.ts";
 import { CliError } from "../errors.ts";
 import { TsrunError } from "../../errors.ts";

@@ -1,6 +1,6 @@
 import { writeFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { defaultSpec } from "@tsrun/ocispec/src/defaults.ts";
+import { defaultSpec } from "@tsrun/ocispec/defaults";
 import { defineCommand } from "../def.ts";
 import { CliError } from "../errors.ts";
 

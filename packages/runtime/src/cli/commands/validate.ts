@@ -1,9 +1,8 @@
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { validateConfig } from "@tsrun/ocispec/src/config.ts";
-import { parseJson, JsonSyntaxError } from "@tsrun/ocispec/src/json.ts";
-import { formatProblem } from "@tsrun/ocispec/src/problem.ts";
-import { OCI_VERSION } from "@tsrun/ocispec/src/version.ts";
+import { validateConfig } from "@tsrun/ocispec/config";
+import { parseJson, JsonSyntaxError } from "@tsrun/ocispec/json";
+import { formatProblem, OCI_VERSION } from "@tsrun/ocispec/core";
 import { defineCommand } from "../def.ts";
 import { CliError } from "../errors.ts";
 
