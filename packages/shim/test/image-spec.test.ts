@@ -6,9 +6,7 @@ import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatProblem, validateConfig, type ImageConfig } from "@tsrun/ocispec";
-import { AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, BPF, compileSeccomp, decode, syscallNames } from "@tsrun/runtime/src/seccomp/index.ts";
-import { SYSCALLS_X86_64 } from "@tsrun/runtime/src/seccomp/syscalls-x86_64.ts";
-import { SYSCALLS_X86 } from "@tsrun/runtime/src/seccomp/syscalls-x86.ts";
+import { AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, BPF, compileSeccomp, decode, syscallNames, SYSCALLS_X86_64, SYSCALLS_X86 } from "@tsrun/runtime/seccomp";
 import { parseGroup, parsePasswd, readRootfsFile, resolveInRoot, resolveUser, resolveUserFrom, UserResolutionError } from "../src/image/passwd.ts";
 import { defaultSeccompProfile } from "../src/image/seccomp-default.ts";
 import { DEFAULT_CAPABILITIES, DEFAULT_PATH, ImageSpecError, mergeEnv, processArgs, specFromImage, STOP_SIGNAL_ANNOTATION } from "../src/image/spec.ts";

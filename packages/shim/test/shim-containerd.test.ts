@@ -5,8 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { umount2 } from "@tsrun/runtime/src/linux/libc.ts";
-import { MNT_DETACH } from "@tsrun/runtime/src/linux/constants.ts";
+import { umount2, MNT_DETACH } from "@tsrun/runtime/linux";
 import { mountPoints } from "../src/task/rootfs.ts";
 import { DEFAULT_ROOT } from "../src/task/runtime.ts";
 import { SOCKET_DIR } from "../src/bin/manager.ts";

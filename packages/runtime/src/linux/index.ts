@@ -1,4 +1,5 @@
-// The Linux edge of tsrun: libc and the native executor through bun:ffi, constants, errno names.
+// The Linux edge of tsrun: libc and the native executor through bun:ffi, constants, errno names,
+// mountinfo. Also the package's sub-entry "@tsrun/runtime/linux".
 // Importing this costs nothing: libc and libtsrun.so are opened on first use.
 export * from "./constants.ts";
 export { ERRNO, errnoName } from "./errno.ts";
@@ -27,6 +28,23 @@ export {
   waitpid,
   waitpidTimeout,
   type WaitStatus,
+  makedev,
+  mknod,
+  lgetxattr,
+  llistxattr,
+  lsetxattr,
+  fdGetxattr,
+  fdListxattr,
+  openat,
+  fstatat,
+  readdirFd,
+  readlinkat,
+  AT_EMPTY_PATH,
+  AT_FDCWD,
+  AT_SYMLINK_NOFOLLOW,
+  O_PATH,
+  type FileStat,
 } from "./libc.ts";
+export { parseMountinfo, readMountinfo, isMountPoint, type MountinfoEntry } from "./mountinfo.ts";
 export { ERROR_OP_PLAN, FD_KIND, MSG } from "./protocol.ts";
 export { executorFd, sendFd, spawnExecutor, spawnWarmup, SyncChannel, SyncTimeout, type Message, type SpawnOptions, type Spawned } from "./native.ts";

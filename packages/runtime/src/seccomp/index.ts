@@ -28,6 +28,9 @@ import { SYSCALLS_X86 } from "./syscalls-x86.ts";
 import { SYSCALLS_X86_64 } from "./syscalls-x86_64.ts";
 import { SYSCALLS_X32 } from "./syscalls-x32.ts";
 
+// The syscall tables (name → number) per architecture, for callers that check a profile by hand.
+export { SYSCALLS_X86, SYSCALLS_X86_64, SYSCALLS_X32 };
+
 export class SeccompError extends TsrunError {
   override name = "SeccompError";
 }

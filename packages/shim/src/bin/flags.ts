@@ -1,4 +1,4 @@
-import { splitFlag } from "@tsrun/runtime/src/cli/globals.ts";
+import { splitFlag } from "@tsrun/runtime/cli";
 // The shim's command line, in Go `flag` syntax as containerd writes it:
 // `-namespace ns -address /run/containerd/containerd.sock -publish-binary /usr/bin/containerd -id ID [-debug] start`.
 // Pure: argv in, options out.

@@ -4,7 +4,7 @@
 // - `delete` cleans up after a shim that is gone: the runtime's state, the rootfs mounts, the socket.
 import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { fcntl } from "@tsrun/runtime/src/linux/libc.ts";
+import { fcntl } from "@tsrun/runtime/linux";
 import { timestamp } from "../ttrpc/codec.ts";
 import { taskProto } from "../task/proto.ts";
 import { Reaper } from "../task/reaper.ts";

@@ -1,6 +1,6 @@
 // The commands this package adds to tsrun. `run` is replaced by one that also takes --image and
 // hands everything else to the runtime's own `run` (still on the fast parser: it is hot).
-import { entry, type CommandEntry } from "@tsrun/runtime/src/cli/registry.ts";
+import { entry, type CommandEntry } from "@tsrun/runtime/cli";
 
 export const IMAGE_COMMANDS: Record<string, CommandEntry> = {
   run: entry("create and start a container (from a bundle, or from an image with --image), and wait for it unless --detach", true, () => import("./commands/run.ts")),

@@ -33,7 +33,7 @@ import { pack, type Headers, type Pack } from "tar-stream";
 import * as untypedTarHeaders from "tar-stream/headers.js";
 import { mediaTypes, type Descriptor } from "@tsrun/ocispec";
 import { AT_EMPTY_PATH, AT_FDCWD, AT_SYMLINK_NOFOLLOW, fdGetxattr, fdListxattr, fstatat, O_PATH, openat, readdirFd, readlinkat, type FileStat } from "./fsys.ts";
-import { O_CLOEXEC } from "@tsrun/runtime/src/linux/constants.ts";
+import { O_CLOEXEC } from "@tsrun/runtime/linux";
 import type { ContentStore } from "./store.ts";
 
 /** Name prefix of an OCI whiteout file (the entry deletes NAME from the layers below). */

@@ -25,8 +25,7 @@ import {
   type Stats,
 } from "node:fs";
 import { join } from "node:path";
-import { mount, umount2, SysError } from "@tsrun/runtime/src/linux/libc.ts";
-import { isMountPoint as isMountPointIn } from "@tsrun/runtime/src/linux/mountinfo.ts";
+import { mount, umount2, SysError, isMountPoint as isMountPointIn } from "@tsrun/runtime/linux";
 import { lgetxattr, llistxattr, lsetxattr, mknod, S_IFBLK, S_IFCHR, S_IFIFO } from "./fsys.ts";
 import { contentStore } from "./images.ts";
 import { resolveImage, type PlatformSpec, type ResolvedImage } from "./resolve.ts";

@@ -15,7 +15,7 @@
 // (the record says "adding") is killed first, so it cannot add after the DEL.
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { umount2 } from "@tsrun/runtime/src/linux/libc.ts";
+import { umount2 } from "@tsrun/runtime/linux";
 import { addList, CniError, containerAddresses, delList, type CniResult } from "./cni.ts";
 import { defaultConflist, loopbackConfig, parseConflist, type NetworkConfigList, type PortMapping } from "./config.ts";
 import { cniContainerId, networkDir, recordPath } from "./paths.ts";

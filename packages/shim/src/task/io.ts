@@ -11,7 +11,7 @@
 // - "" means no stream (/dev/null); `file:///abs/path` appends stdout and stderr to a file.
 import { closeSync, constants, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
-import { fcntl } from "@tsrun/runtime/src/linux/libc.ts";
+import { fcntl } from "@tsrun/runtime/linux";
 import { unimplemented, invalidArgument } from "../ttrpc/status.ts";
 
 const F_GETFL = 3;

@@ -6,8 +6,7 @@
 // died before anyone watched it, a daemon a container left behind). SIGCHLD triggers a sweep; a
 // slow timer sweeps too, in case a signal is coalesced while a sweep runs.
 import { readdirSync, readFileSync } from "node:fs";
-import { setChildSubreaper, waitpid } from "@tsrun/runtime/src/linux/libc.ts";
-import { WNOHANG } from "@tsrun/runtime/src/linux/constants.ts";
+import { setChildSubreaper, waitpid, WNOHANG } from "@tsrun/runtime/linux";
 
 type Stdio = number | "ignore" | "pipe" | "inherit";
 

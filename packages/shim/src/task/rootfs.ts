@@ -6,11 +6,9 @@
 import { lstatSync, mkdirSync, readFileSync } from "node:fs";
 import { join, normalize, relative, sep } from "node:path";
 import { MS } from "@tsrun/ocispec/core";
-import { isBind, parseMountOptions } from "@tsrun/runtime/src/plan/mounts.ts";
-import { mount, SysError, umount2 } from "@tsrun/runtime/src/linux/libc.ts";
-import { MNT_DETACH } from "@tsrun/runtime/src/linux/constants.ts";
+import { isBind, parseMountOptions } from "@tsrun/runtime";
+import { mount, SysError, umount2, MNT_DETACH, parseMountinfo } from "@tsrun/runtime/linux";
 import type { Mount } from "./proto.ts";
-import { parseMountinfo } from "@tsrun/runtime/src/linux/mountinfo.ts";
 
 /** mount(2) copies at most a page of data; containerd shortens long overlay lowerdirs by chdir, which a multithreaded shim cannot do safely. */
 const MAX_DATA = 4095;

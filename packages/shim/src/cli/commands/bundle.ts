@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
-import { defineCommand } from "@tsrun/runtime/src/cli/def.ts";
+import { defineCommand } from "@tsrun/runtime/cli";
 import { imageRootFlag, images, userErrors } from "./common.ts";
 import { bundleSpecOptions, imageSpecFlags } from "./flags.ts";
 

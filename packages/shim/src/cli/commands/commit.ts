@@ -1,9 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { cgroupManagerFromJSON } from "@tsrun/runtime/src/cgroups/manager.ts";
-import { defineCommand } from "@tsrun/runtime/src/cli/def.ts";
-import { status } from "@tsrun/runtime/src/container/lifecycle.ts";
-import { Store, type ContainerRecord } from "@tsrun/runtime/src/container/store.ts";
+import { cgroupManagerFromJSON, status, Store, type ContainerRecord } from "@tsrun/runtime";
+import { defineCommand } from "@tsrun/runtime/cli";
 import { imageRootFlag, images, userErrors } from "./common.ts";
 
 /** Whether the cgroup is frozen already (paused by someone else): it is then left as it is. */

@@ -1,5 +1,5 @@
 // What the image commands share: the image store root flag and the service over it.
-import { CliError } from "@tsrun/runtime/src/cli/errors.ts";
+import { CliError } from "@tsrun/runtime/cli";
 import { DEFAULT_IMAGE_ROOT, LocalImages } from "../../image/local.ts";
 
 export const imageRootFlag = {

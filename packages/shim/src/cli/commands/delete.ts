@@ -5,10 +5,9 @@
 // for such a container: delete stays on the start path's budget.
 import { existsSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import runtimeDelete from "@tsrun/runtime/src/cli/commands/delete.ts";
-import { defineCommand } from "@tsrun/runtime/src/cli/def.ts";
-import { CliError } from "@tsrun/runtime/src/cli/errors.ts";
-import { Store } from "@tsrun/runtime/src/container/store.ts";
+import runtimeDelete from "@tsrun/runtime/cli/delete";
+import { defineCommand, CliError } from "@tsrun/runtime/cli";
+import { Store } from "@tsrun/runtime";
 import { cniContainerId, recordPath } from "../../network/paths.ts";
 
 /** The image store a bundle of `run --image` belongs to, or undefined for any other bundle. */

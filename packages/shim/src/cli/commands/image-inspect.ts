@@ -1,4 +1,4 @@
-import { defineCommand } from "@tsrun/runtime/src/cli/def.ts";
+import { defineCommand } from "@tsrun/runtime/cli";
 import { imageRootFlag, images, userErrors } from "./common.ts";
 
 export default defineCommand({

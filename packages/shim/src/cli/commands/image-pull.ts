@@ -1,5 +1,4 @@
-import { defineCommand } from "@tsrun/runtime/src/cli/def.ts";
-import { CliError } from "@tsrun/runtime/src/cli/errors.ts";
+import { defineCommand, CliError } from "@tsrun/runtime/cli";
 import { imageRootFlag, images, userErrors } from "./common.ts";
 import { progressDisplay } from "./image-progress.ts";
 

@@ -1,6 +1,5 @@
 import { readFileSync } from "node:fs";
-import { defineCommand } from "@tsrun/runtime/src/cli/def.ts";
-import { CliError } from "@tsrun/runtime/src/cli/errors.ts";
+import { defineCommand, CliError } from "@tsrun/runtime/cli";
 import type { ServerTls } from "../../grpc/image-server.ts";
 import { serveImagesCommand } from "../../grpc/serve.ts";
 import { imageRootFlag, images, userErrors } from "./common.ts";

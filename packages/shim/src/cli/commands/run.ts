@@ -2,9 +2,8 @@
 // named; with one, a bundle is made from the image first (under the image store's
 // bundles/<ID>) and, with --rm, removed after the container is gone. The image code
 // is loaded only for --image: a plain `run` stays on the start path's budget.
-import { defineCommand } from "@tsrun/runtime/src/cli/def.ts";
-import { CliError } from "@tsrun/runtime/src/cli/errors.ts";
-import runtimeRun from "@tsrun/runtime/src/cli/commands/run.ts";
+import { defineCommand, CliError } from "@tsrun/runtime/cli";
+import runtimeRun from "@tsrun/runtime/cli/run";
 import { bundleSpecOptions, imageSpecFlags, networkFlags } from "./flags.ts";
 
 export default defineCommand({
