@@ -316,10 +316,14 @@ export function lgetxattr(path: string, name: string): Buffer | undefined {
 
 /** llistxattr(2): the attribute names of the path itself ([] where the fs keeps none). */
 export function llistxattr(path: string): string[] {
-  const p = cstr(path);
+  return listNames((buf, size) => Number(libc().llistxattr(cstr(path), buf, size)), "llistxattr", path);
+}
+
+/** A list*xattr(2) call's names, with the buffer grown until they fit. */
+function listNames(call: (buf: Buffer, size: number) => number, name: string, what: string): string[] {
   for (let size = 1024; ; size *= 4) {
     const buf = Buffer.alloc(size);
-    const r = Number(libc().llistxattr(p, buf, size));
+    const r = call(buf, size);
     if (r >= 0)
       return buf
         .subarray(0, r)
@@ -328,7 +332,7 @@ export function llistxattr(path: string): string[] {
         .filter((x) => x !== "");
     const e = getErrno();
     if (e === EOPNOTSUPP) return [];
-    if (e !== ERANGE || size > 1 << 24) throw new SysError("llistxattr", e, path);
+    if (e !== ERANGE || size > 1 << 24) throw new SysError(name, e, what);
   }
 }
 
@@ -496,19 +500,7 @@ export function fdGetxattr(fd: number, name: string): Buffer | undefined {
 /** The attribute names of the file open as `fd` ([] where the fs keeps none); see fdGetxattr. */
 export function fdListxattr(fd: number): string[] {
   const p = cstr(`/proc/self/fd/${fd}`);
-  for (let size = 1024; ; size *= 4) {
-    const buf = Buffer.alloc(size);
-    const r = Number(libc().listxattr(p, buf, size));
-    if (r >= 0)
-      return buf
-        .subarray(0, r)
-        .toString("utf8")
-        .split("\0")
-        .filter((x) => x !== "");
-    const e = getErrno();
-    if (e === EOPNOTSUPP) return [];
-    if (e !== ERANGE || size > 1 << 24) throw new SysError("listxattr", e, `fd ${fd}`);
-  }
+  return listNames((buf, size) => Number(libc().listxattr(p, buf, size)), "listxattr", `fd ${fd}`);
 }
 
 const CLONE_NEWNET = 0x40000000;
