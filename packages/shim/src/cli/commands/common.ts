@@ -37,3 +37,16 @@ export async function userErrors<T>(body: () => Promise<T>): Promise<T> {
 }
 
 const BUILTIN = new Set<unknown>([TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError]);
+
+/**
+ * The registry options pull and push share: --plain-http, and --username with the password
+ * from $TSRUN_REGISTRY_PASSWORD (never a flag: it would show in ps).
+ */
+export function registryOptions(flags: { "plain-http": boolean; username?: string | undefined }): { plainHttp?: true; credentials?: { username: string; password: string } } {
+  const password = process.env.TSRUN_REGISTRY_PASSWORD;
+  if (flags.username !== undefined && password === undefined) throw new CliError("--username needs the password in $TSRUN_REGISTRY_PASSWORD");
+  return {
+    ...(flags["plain-http"] ? { plainHttp: true as const } : {}),
+    ...(flags.username !== undefined ? { credentials: { username: flags.username, password: password! } } : {}),
+  };
+}

@@ -1,5 +1,5 @@
-import { defineCommand, CliError } from "@tsrun/runtime/cli";
-import { imageRootFlag, images, userErrors } from "./common.ts";
+import { defineCommand } from "@tsrun/runtime/cli";
+import { imageRootFlag, images, registryOptions, userErrors } from "./common.ts";
 import { progressDisplay } from "./image-progress.ts";
 
 export default defineCommand({
@@ -16,16 +16,14 @@ export default defineCommand({
   args: [{ name: "ref", description: "image reference", required: true }],
   run(ctx, flags, args) {
     return userErrors(async () => {
-      const password = process.env.TSRUN_REGISTRY_PASSWORD;
-      if (flags.username !== undefined && password === undefined) throw new CliError("--username needs the password in $TSRUN_REGISTRY_PASSWORD");
+      const registry = registryOptions(flags);
       const display = progressDisplay();
       try {
         const s = await images(flags).pull(
           {
             ref: args[0]!,
             ...(flags.platform !== undefined ? { platform: flags.platform } : {}),
-            ...(flags["plain-http"] ? { plainHttp: true } : {}),
-            ...(flags.username !== undefined ? { credentials: { username: flags.username, password: password! } } : {}),
+            ...registry,
           },
           { onProgress: (e) => e.type === "blob" && display?.update(e) },
         );

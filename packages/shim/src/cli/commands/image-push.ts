@@ -1,5 +1,5 @@
-import { defineCommand, CliError } from "@tsrun/runtime/cli";
-import { imageRootFlag, images, userErrors } from "./common.ts";
+import { defineCommand } from "@tsrun/runtime/cli";
+import { imageRootFlag, images, registryOptions, userErrors } from "./common.ts";
 import { progressDisplay } from "./image-progress.ts";
 
 export default defineCommand({
@@ -18,16 +18,14 @@ export default defineCommand({
   ],
   run(ctx, flags, args) {
     return userErrors(async () => {
-      const password = process.env.TSRUN_REGISTRY_PASSWORD;
-      if (flags.username !== undefined && password === undefined) throw new CliError("--username needs the password in $TSRUN_REGISTRY_PASSWORD");
+      const registry = registryOptions(flags);
       const display = progressDisplay();
       try {
         const r = await images(flags).push(
           {
             ref: args[0]!,
             ...(args[1] !== undefined ? { dest: args[1] } : {}),
-            ...(flags["plain-http"] ? { plainHttp: true } : {}),
-            ...(flags.username !== undefined ? { credentials: { username: flags.username, password: password! } } : {}),
+            ...registry,
           },
           {
             onProgress: (e) => {
