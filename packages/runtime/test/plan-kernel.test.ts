@@ -36,7 +36,9 @@ const pointerOf = (f: () => unknown): string => {
   throw new Error("no PlanError");
 };
 
-describe.if(process.arch === "x64")("syscall ops", () => {
+describe("syscall ops", () => {
+  // The numbers below are x86_64's: elsewhere these tests fail visibly rather than skip.
+  test("these tests are written for x86_64", () => expect(process.arch).toBe("x64"));
   test("scheduler: sched_setattr(0, struct sched_attr, 0) with policy, flags, nice, priority, deadline fields", () => {
     const [op] = syscalls(compilePlan(input((s) => (s.process.scheduler = { policy: "SCHED_FIFO", priority: 10, flags: ["SCHED_FLAG_RESET_ON_FORK"] }))).ops);
     expect(op!.nr).toBe(nr("sched_setattr"));
