@@ -10,9 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,13 +22,6 @@
 #define CLOSE_RANGE_CLOEXEC_ (1U << 2)
 #define MAX_PRESERVE 1024
 #define STACK_SIZE (256 * 1024)
-
-static int fail_close(int fd)
-{
-	int e = errno;
-	close(fd);
-	return -e;
-}
 
 struct spawn {
 	int exe_fd;
@@ -142,81 +133,6 @@ int tsrun_spawn_warmup(int exe_fd, const char *procs)
 	strcpy(path, procs);
 	s.argv[0] = "tsrun-exec", s.argv[1] = "--warm", s.argv[2] = path, s.argv[3] = NULL;
 	return start(&s);
-}
-
-/*
- * Receives one datagram from the sync socket without waiting (tsrun polls it first): its
- * length, 0 at EOF, or -errno. An fd passed along (SCM_RIGHTS) lands in *fd, CLOEXEC; else -1.
- */
-int tsrun_recv(int sock, void *buf, int len, int *fd)
-{
-	union { struct cmsghdr h; char b[CMSG_SPACE(4 * sizeof(int))]; } ctl;
-	struct iovec iov = { buf, (size_t)len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof ctl.b };
-	ssize_t n;
-	*fd = -1;
-	while ((n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT)) < 0 && errno == EINTR)
-		;
-	if (n < 0)
-		return -errno;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-			int f;
-			memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
-			if (*fd < 0)
-				*fd = f;
-			else
-				close(f); /* the protocol passes one fd per message */
-		}
-	}
-	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
-		if (*fd >= 0)
-			close(*fd);
-		*fd = -1;
-		return -EMSGSIZE;
-	}
-	return (int)n;
-}
-
-/* Connects to the unix stream socket at path and sends fd with `name` as the data, as runc does
- * for --console-socket (the pty master, named by the path it was opened as: /dev/ptmx). */
-int tsrun_send_fd(const char *path, int fd, const char *name)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } ctl = { 0 };
-	size_t nlen = strlen(name);
-	struct iovec iov = { (void *)(nlen ? name : "\0"), nlen ? nlen : 1 };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof ctl.b };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-	ssize_t n;
-	if (strlen(path) >= sizeof sa.sun_path)
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof fd);
-	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s < 0)
-		return -errno;
-	if (connect(s, (struct sockaddr *)&sa, sizeof sa) < 0)
-		return fail_close(s);
-	/* A stream socket may take a long payload (a seccomp agent's state JSON) in parts: the fd
-	 * goes with the first part only, as the runtime-spec asks. */
-	while (iov.iov_len) {
-		if ((n = sendmsg(s, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return fail_close(s);
-		iov.iov_base = (char *)iov.iov_base + n;
-		iov.iov_len -= (size_t)n;
-		mh.msg_control = NULL;
-		mh.msg_controllen = 0;
-	}
-	close(s);
-	return 0;
 }
 
 /* The wire version this library was built with, checked against a plan before a spawn. */

@@ -41,6 +41,12 @@ function open() {
     setns: { args: [i32, i32], returns: i32 },
     socket: { args: [i32, i32, i32], returns: i32 },
     ioctl: { args: [i32, u64, ptr], returns: i32 },
+    bind: { args: [i32, ptr, u32], returns: i32 },
+    listen: { args: [i32, i32], returns: i32 },
+    connect: { args: [i32, ptr, u32], returns: i32 },
+    accept4: { args: [i32, ptr, ptr, i32], returns: i32 },
+    recvmsg: { args: [i32, ptr, i32], returns: i64_fast },
+    sendmsg: { args: [i32, ptr, i32], returns: i64_fast },
   });
 }
 
@@ -540,4 +546,131 @@ export function loopbackUp(nsPath: string): void {
     if (target >= 0) libc().close(target);
     libc().close(own);
   }
+}
+
+// ---------------------------------------------------------------- unix sockets and SCM_RIGHTS
+// Bun's sockets cannot pass descriptors: these do it with libc (x86_64/arm64 LP64 layouts).
+
+const SOL_SOCKET = 1;
+const SCM_RIGHTS = 1;
+const MSG_TRUNC = 0x20;
+const MSG_CTRUNC = 0x8;
+const MSG_DONTWAIT = 0x40;
+const MSG_NOSIGNAL = 0x4000;
+const MSG_CMSG_CLOEXEC = 0x40000000;
+const EMSGSIZE = 90;
+const SUN_PATH_MAX = 108;
+
+/** struct sockaddr_un for `path`. */
+function unixAddress(path: string): Uint8Array {
+  const name = Buffer.from(path);
+  if (name.length >= SUN_PATH_MAX) throw new SysError("socket", 36 /* ENAMETOOLONG */, path);
+  const addr = new Uint8Array(2 + SUN_PATH_MAX);
+  new DataView(addr.buffer).setUint16(0, 1 /* AF_UNIX */, true);
+  addr.set(name, 2);
+  return addr;
+}
+
+/** struct msghdr over one buffer (iovec) and a control buffer; [header, iovec] to keep alive. */
+function msghdr(data: Uint8Array, control: Uint8Array | null): [BigUint64Array, BigUint64Array] {
+  const iov = new BigUint64Array([BigInt(addressOfBuffer(data)), BigInt(data.length)]);
+  const msg = new BigUint64Array(7); // name, namelen, iov, iovlen, control, controllen, flags
+  msg[2] = BigInt(addressOfBuffer(iov));
+  msg[3] = 1n;
+  if (control) {
+    msg[4] = BigInt(addressOfBuffer(control));
+    msg[5] = BigInt(control.length);
+  }
+  return [msg, iov];
+}
+
+/**
+ * Receives one message without waiting (the caller polls first): its length (0 at EOF) and the
+ * first descriptor passed with it (CLOEXEC; any further ones are closed), or -1. A message or
+ * control data cut short is an error, EMSGSIZE, and its descriptor is closed.
+ */
+export function recvWithFd(sock: number, buf: Uint8Array, wait = false): { n: number; fd: number } {
+  const control = new Uint8Array(64);
+  const [msg, iov] = msghdr(buf, control);
+  let n: number;
+  while ((n = Number(libc().recvmsg(sock, msg, MSG_CMSG_CLOEXEC | (wait ? 0 : MSG_DONTWAIT)))) < 0 && getErrno() === EINTR);
+  void iov;
+  if (n < 0) throw new SysError("recvmsg", getErrno(), `fd ${sock}`);
+  const view = new DataView(control.buffer);
+  let fd = -1;
+  // struct cmsghdr { size_t len; int level; int type; data }, each aligned to 8
+  for (let at = 0; at + 16 <= Number(msg[5]); ) {
+    const len = Number(view.getBigUint64(at, true));
+    if (len < 16) break;
+    if (view.getInt32(at + 8, true) === SOL_SOCKET && view.getInt32(at + 12, true) === SCM_RIGHTS)
+      for (let i = at + 16; i + 4 <= at + len; i += 4) {
+        const f = view.getInt32(i, true);
+        if (fd < 0) fd = f;
+        else libc().close(f); // one descriptor per message
+      }
+    at += (len + 7) & ~7;
+  }
+  if (Number(msg[6]! & 0xffffffffn) & (MSG_TRUNC | MSG_CTRUNC)) {
+    if (fd >= 0) libc().close(fd);
+    throw new SysError("recvmsg", EMSGSIZE, `fd ${sock}: message cut short`);
+  }
+  return { n, fd };
+}
+
+/**
+ * Connects to the unix stream socket at `path` and sends `fd` with `data` (runc's
+ * --console-socket; a seccomp agent's state). A stream takes a long payload in parts: the
+ * descriptor goes with the first one only, as the runtime-spec asks.
+ */
+export function sendFd(path: string, fd: number, data: Uint8Array): void {
+  const s = check(libc().socket(1 /* AF_UNIX */, 1 /* SOCK_STREAM */ | 0o2000000, 0), "socket", path);
+  try {
+    const addr = unixAddress(path);
+    check(libc().connect(s, addr, addr.length), "connect", path);
+    const control = new Uint8Array(24); // CMSG_SPACE(sizeof(int))
+    const view = new DataView(control.buffer);
+    view.setBigUint64(0, 20n, true); // CMSG_LEN(sizeof(int))
+    view.setInt32(8, SOL_SOCKET, true);
+    view.setInt32(12, SCM_RIGHTS, true);
+    view.setInt32(16, fd, true);
+    let rest = data.length ? data : new Uint8Array(1);
+    let first = true;
+    while (rest.length) {
+      const [msg, iov] = msghdr(rest, first ? control : null);
+      const n = Number(libc().sendmsg(s, msg, MSG_NOSIGNAL));
+      void iov;
+      if (n < 0) {
+        if (getErrno() === EINTR) continue;
+        throw new SysError("sendmsg", getErrno(), path);
+      }
+      rest = rest.subarray(n);
+      first = false;
+    }
+  } finally {
+    libc().close(s);
+  }
+}
+
+/** A listening unix stream socket at `path` (non-blocking, CLOEXEC). */
+export function listenUnix(path: string, backlog = 1): number {
+  const s = check(libc().socket(1, 1 | 0o4000 /* SOCK_NONBLOCK */ | 0o2000000, 0), "socket", path);
+  try {
+    const addr = unixAddress(path);
+    check(libc().bind(s, addr, addr.length), "bind", path);
+    check(libc().listen(s, backlog), "listen", path);
+    return s;
+  } catch (e) {
+    libc().close(s);
+    throw e;
+  }
+}
+
+/** accept4(2) of a pending connection, CLOEXEC. */
+export function acceptUnix(listener: number): number {
+  return check(libc().accept4(listener, null, null, 0o2000000), "accept", `fd ${listener}`);
+}
+
+/** ioctl(2) with a buffer argument. */
+export function ioctl(fd: number, request: number, arg: Uint8Array): void {
+  check(libc().ioctl(fd, request, arg), "ioctl", `fd ${fd}`);
 }

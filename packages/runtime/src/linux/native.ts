@@ -8,7 +8,7 @@ import libPath from "../../native/build/libtsrun.so" with { type: "file" };
 import exePath from "../../native/build/tsrun-exec" with { type: "file" };
 import { AF_UNIX, SOCK } from "./constants.ts";
 import { ERROR_OP_PLAN, FD_KIND, MSG } from "./protocol.ts";
-import { close, pollIn, sealedMemfd, sendBytes, socketpair, SysError } from "./libc.ts";
+import { close, pollIn, recvWithFd, sealedMemfd, sendBytes, sendFd as sendFdWith, socketpair, SysError } from "./libc.ts";
 
 const { i32, u32, ptr } = FFIType;
 
@@ -37,8 +37,6 @@ function open() {
 function load(path: string) {
   return dlopen(path, {
     tsrun_spawn: { args: [i32, i32, i32, ptr, ptr, i32], returns: i32 },
-    tsrun_recv: { args: [i32, ptr, i32, ptr], returns: i32 },
-    tsrun_send_fd: { args: [ptr, i32, ptr], returns: i32 },
     tsrun_wire_version: { args: [], returns: u32 },
     tsrun_spawn_warmup: { args: [i32, ptr], returns: i32 },
   });
@@ -140,7 +138,6 @@ function cText(b: Uint8Array): string {
 /** tsrun's end of the sync socket (see the protocol diagram in native/executor.c). */
 export class SyncChannel {
   private readonly buf = new Uint8Array(1024);
-  private readonly fdOut = new Int32Array(1);
   private open = true;
 
   constructor(readonly fd: number) {}
@@ -148,12 +145,10 @@ export class SyncChannel {
   /** The next message; {type:"eof"} once every executor stage has exited or exec'd. Throws SyncTimeout. */
   recv(timeoutMs: number): Message {
     if (!pollIn(this.fd, Math.max(0, Math.floor(timeoutMs)))) throw new SyncTimeout(timeoutMs);
-    const n = native().tsrun_recv(this.fd, this.buf, this.buf.length, this.fdOut);
-    if (n < 0) throw new SysError("recvmsg", -n, "sync socket");
+    const { n, fd } = recvWithFd(this.fd, this.buf);
     if (n === 0) return { type: "eof" };
     const v = new DataView(this.buf.buffer, 0, n);
     const type = n >= 4 ? v.getUint32(0, true) : 0;
-    const fd = this.fdOut[0]!;
     if (type === MSG.FD && fd >= 0 && n >= 8) {
       const kind = v.getUint32(4, true) === FD_KIND.SECCOMP ? "seccomp" : "console";
       return { type: "fd", fd, kind, name: cText(this.buf.subarray(8, n)) };
@@ -189,6 +184,5 @@ export class SyncChannel {
 
 /** Sends fd over the unix stream socket at path with `name` as the data (runc's --console-socket). */
 export function sendFd(unixSocketPath: string, fd: number, name: string): void {
-  const r = native().tsrun_send_fd(Buffer.from(`${unixSocketPath}\0`), fd, Buffer.from(`${name}\0`));
-  if (r < 0) throw new SysError("sendmsg", -r, unixSocketPath);
+  sendFdWith(unixSocketPath, fd, Buffer.from(name));
 }
