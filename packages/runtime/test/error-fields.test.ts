@@ -7,7 +7,7 @@ import { errorFields, TsrunError } from "../src/errors.ts";
 import { CgroupError } from "../src/cgroups/errors.ts";
 import { ContainerError, executorErrorFields } from "../src/container/errors.ts";
 import { PlanError } from "../src/plan/compile.ts";
-import { executorFailure } from "../src/container/create.ts";
+import { executorFailure } from "../src/container/errors.ts";
 import { leftovers, testEnv } from "./containers.ts";
 
 const env = testEnv();

@@ -10,7 +10,7 @@ import { resolve } from "node:path";
 import type { LinuxDeviceCgroup, Spec } from "@tsrun/ocispec/core";
 import { validateConfig } from "@tsrun/ocispec/config";
 import { parseJson, JsonSyntaxError } from "@tsrun/ocispec/json";
-import { formatProblem, OCI_VERSION, CLONE_FLAGS, NS_PROC_NAMES, sysctlNamespace, sysctlPath, type NamespaceType } from "@tsrun/ocispec/core";
+import { formatProblem, OCI_VERSION, NS_PROC_NAMES, sysctlNamespace, sysctlPath } from "@tsrun/ocispec/core";
 import { compilePlan, PlanError, type CgroupMountSource } from "../plan/compile.ts";
 import { SYNC, type Op } from "../plan/ops.ts";
 import { encodePlan } from "../plan/wire.ts";
@@ -19,7 +19,7 @@ import { cgroupManager, type CgroupManager } from "../cgroups/manager.ts";
 import { applyDevicesV1, DEFAULT_ALLOWED } from "../cgroups/v1/devices.ts";
 import { reapMigrationWarmUp, startMigrationWarmUp } from "./warmup.ts";
 import * as linux from "../linux/index.ts";
-import { cloneFlagNames, ContainerError, errnoText, executorErrorFields } from "./errors.ts";
+import { ContainerError, executorErrorFields, executorFailure } from "./errors.ts";
 import { procStat } from "./proc.ts";
 import { stateDocument } from "./status.ts";
 import type { ContainerRecord, Store } from "./store.ts";
@@ -79,65 +79,6 @@ export function loadConfig(bundle: string): Spec {
     throw new ContainerError(`invalid ${file} (${n} problem${n === 1 ? "" : "s"}): ${v.problems.map(formatProblem).join("; ")}`);
   }
   return v.value;
-}
-
-/** The plan's hooks run by the executor: startContainer ones once `start` has opened the fifo. */
-function hookKind(ops: readonly Op[], index: number): string {
-  return ops.slice(0, index).some((o) => o.op === "waitFifo") ? "startContainer" : "createContainer";
-}
-
-function describeOp(ops: readonly Op[], index: number): string {
-  const op = ops[index];
-  if (!op) return "unknown step";
-  switch (op.op) {
-    case "mount":
-      return `mount ${op.source ?? "(none)"} on ${op.inRoot ? "/" + op.target.replace(/^\.$/, "") : op.target}${op.fstype ? ` (type ${op.fstype})` : ""}`;
-    case "setns":
-      return `join namespace ${op.path}`;
-    case "syscall":
-      return op.what;
-    case "unshare":
-      return `unshare ${cloneFlagNames(op.flags)}`;
-    case "fork":
-      return `clone of the container's init with ${cloneFlagNames(op.flags)}`;
-    case "exec":
-      return `exec ${op.file}`;
-    case "chdir":
-      return `chdir to cwd ${op.path}`;
-    case "hook":
-      return `${hookKind(ops, index)} hook ${op.path}`;
-    case "mknod":
-      return `mknod ${"/" + op.path}`;
-    case "writeFile":
-      return `write ${op.path}`;
-    case "pivotRoot":
-    case "chrootMove":
-    case "setRoot":
-      return `${op.op} ${op.path}`;
-    case "setUser":
-      return `set user ${op.uid}:${op.gid}`;
-    default:
-      return op.op;
-  }
-}
-
-/** What the executor's error report means to the user: the step, why, and a hint where one helps. */
-export function executorFailure(id: string, ops: readonly Op[], msg: { op: number; errno: number; text: string }): string {
-  const op = ops[msg.op];
-  // A hook that ran and failed has no errno ("errno 0: Success" said nothing): its exit status
-  // and output are the story, in the words `start` uses for startContainer hooks.
-  if (op?.op === "hook" && msg.errno === 0) return `container ${id}: ${hookKind(ops, msg.op)} ${msg.text.trimEnd()}`;
-  // For unshare and clone the executor's text is only the raw flag number, named above.
-  const detail = msg.text && op?.op !== "unshare" && op?.op !== "fork" ? ` (${msg.text})` : "";
-  const hint =
-    op?.op === "unshare" && op.flags & CLONE_FLAGS.user && msg.errno === 1
-      ? "; the kernel refuses a new user namespace to a process in a chroot (run tsrun outside it)"
-      : op?.op === "unshare" && op.flags & CLONE_FLAGS.user && msg.errno === 28
-        ? "; the limit of user namespaces is reached (sysctl user.max_user_namespaces)"
-        : "";
-  // No errno (0) is no "errno 0: Success": the executor's text is then the whole reason.
-  const errno = errnoText(msg.errno, linux.strerror);
-  return `container ${id}: ${describeOp(ops, msg.op)} failed: ${errno === undefined ? msg.text || "no reason given" : `${errno}${detail}`}${hint}`;
 }
 
 /**

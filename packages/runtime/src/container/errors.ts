@@ -1,6 +1,7 @@
 import { CLONE_FLAGS, type NamespaceType } from "@tsrun/ocispec/core";
 import { TsrunError, type ErrorFields } from "../errors.ts";
 import { errnoName } from "../linux/errno.ts";
+import { strerror } from "../linux/libc.ts";
 import type { Op } from "../plan/ops.ts";
 
 /** A container operation that failed for a reason the user can act on. */
@@ -54,4 +55,63 @@ export function executorErrorFields(op: Op | undefined, errno: number): ErrorFie
   const path = opPath(op);
   if (path !== undefined) fields.path = path;
   return fields;
+}
+
+/** The plan's hooks run by the executor: startContainer ones once `start` has opened the fifo. */
+function hookKind(ops: readonly Op[], index: number): string {
+  return ops.slice(0, index).some((o) => o.op === "waitFifo") ? "startContainer" : "createContainer";
+}
+
+export function describeOp(ops: readonly Op[], index: number): string {
+  const op = ops[index];
+  if (!op) return "unknown step";
+  switch (op.op) {
+    case "mount":
+      return `mount ${op.source ?? "(none)"} on ${op.inRoot ? "/" + op.target.replace(/^\.$/, "") : op.target}${op.fstype ? ` (type ${op.fstype})` : ""}`;
+    case "setns":
+      return `join namespace ${op.path}`;
+    case "syscall":
+      return op.what;
+    case "unshare":
+      return `unshare ${cloneFlagNames(op.flags)}`;
+    case "fork":
+      return `clone of the container's init with ${cloneFlagNames(op.flags)}`;
+    case "exec":
+      return `exec ${op.file}`;
+    case "chdir":
+      return `chdir to cwd ${op.path}`;
+    case "hook":
+      return `${hookKind(ops, index)} hook ${op.path}`;
+    case "mknod":
+      return `mknod ${"/" + op.path}`;
+    case "writeFile":
+      return `write ${op.path}`;
+    case "pivotRoot":
+    case "chrootMove":
+    case "setRoot":
+      return `${op.op} ${op.path}`;
+    case "setUser":
+      return `set user ${op.uid}:${op.gid}`;
+    default:
+      return op.op;
+  }
+}
+
+/** What the executor's error report means to the user: the step, why, and a hint where one helps. */
+export function executorFailure(id: string, ops: readonly Op[], msg: { op: number; errno: number; text: string }, subject = `container ${id}`): string {
+  const op = ops[msg.op];
+  // A hook that ran and failed has no errno ("errno 0: Success" said nothing): its exit status
+  // and output are the story, in the words `start` uses for startContainer hooks.
+  if (op?.op === "hook" && msg.errno === 0) return `${subject}: ${hookKind(ops, msg.op)} ${msg.text.trimEnd()}`;
+  // For unshare and clone the executor's text is only the raw flag number, named above.
+  const detail = msg.text && op?.op !== "unshare" && op?.op !== "fork" ? ` (${msg.text})` : "";
+  const hint =
+    op?.op === "unshare" && op.flags & CLONE_FLAGS.user && msg.errno === 1
+      ? "; the kernel refuses a new user namespace to a process in a chroot (run tsrun outside it)"
+      : op?.op === "unshare" && op.flags & CLONE_FLAGS.user && msg.errno === 28
+        ? "; the limit of user namespaces is reached (sysctl user.max_user_namespaces)"
+        : "";
+  // No errno (0) is no "errno 0: Success": the executor's text is then the whole reason.
+  const errno = errnoText(msg.errno, strerror);
+  return `${subject}: ${describeOp(ops, msg.op)} failed: ${errno === undefined ? msg.text || "no reason given" : `${errno}${detail}`}${hint}`;
 }

@@ -9,12 +9,11 @@ import { cgroupManagerFromJSON } from "../cgroups/manager.ts";
 import * as linux from "../linux/index.ts";
 import { PlanError } from "../plan/compile.ts";
 import { compileExecPlan } from "../plan/exec.ts";
-import type { Op } from "../plan/ops.ts";
 import { SYNC } from "../plan/ops.ts";
 import { encodePlan } from "../plan/wire.ts";
 import { setgroupsDenied, withoutSetgroups } from "./rootless.ts";
 import { writeFileAtomic } from "../io.ts";
-import { ContainerError, errnoText, executorErrorFields } from "./errors.ts";
+import { ContainerError, executorErrorFields, executorFailure } from "./errors.ts";
 import { status } from "./lifecycle.ts";
 import { sendSeccompListener } from "./seccomp-agent.ts";
 import { stateDocument } from "./status.ts";
@@ -69,26 +68,6 @@ export function subCgroupDirs(paths: Record<string, string>, args: readonly stri
 
 /** How long tsrun waits for any one step of the executor. */
 const STEP_TIMEOUT_MS = 60_000;
-
-function describe(op: Op | undefined): string {
-  if (!op) return "set-up";
-  switch (op.op) {
-    case "setns":
-      return `join namespace ${op.path}`;
-    case "syscall":
-      return op.what;
-    case "exec":
-      return `exec ${op.file}`;
-    case "chdir":
-      return `chdir to cwd ${op.path}`;
-    case "setUser":
-      return `set user ${op.uid}:${op.gid}`;
-    case "writeFile":
-      return `write ${op.path}`;
-    default:
-      return op.op;
-  }
-}
 
 /** Checks a process as `create` checks the config's: every problem at once, by pointer. */
 export function validateProcess(p: unknown, source: string): Process {
@@ -181,9 +160,7 @@ export async function execProcess(store: Store, opts: ExecOptions): Promise<numb
       } else if (msg.type === "exec") {
         execd = true;
       } else if (msg.type === "error") {
-        const errno = errnoText(msg.errno, linux.strerror);
-        const why = errno === undefined ? msg.text || "no reason given" : `${errno}${msg.text ? ` (${msg.text})` : ""}`;
-        throw new ContainerError(`exec in ${opts.id}: ${describe(plan.ops[msg.op])} failed: ${why}`, { ...executorErrorFields(plan.ops[msg.op], msg.errno), id: opts.id });
+        throw new ContainerError(executorFailure(opts.id, plan.ops, msg, `exec in ${opts.id}`), { ...executorErrorFields(plan.ops[msg.op], msg.errno), id: opts.id });
       } else if (msg.type === "eof") {
         if (!execd) throw new ContainerError(`exec in ${opts.id}: the process exited during set-up`, id);
         break;
