@@ -25,7 +25,7 @@ import { stateDocument } from "./status.ts";
 import type { ContainerRecord, Store } from "./store.ts";
 import { destroyContainer, lockContainer, saveCgroupRecord } from "./cleanup.ts";
 import { idmapUserns } from "./idmap.ts";
-import { bindsWithoutOpenTree, dumpableForIdMaps, rootlessCgroups, rootlessFlagGiven, withoutSetgroups } from "./rootless.ts";
+import { rootlessCgroups, rootlessFlagGiven } from "./rootless.ts";
 import { readMountinfo } from "../linux/mountinfo.ts";
 import { trace } from "../trace.ts";
 import { sendSeccompListener } from "./seccomp-agent.ts";
@@ -402,6 +402,7 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
         noPivot: opts.noPivot ?? false,
         ...(opts.noPivot ? { hostProcMounts: readMountinfo(["proc", "sysfs"]).filter((m) => m.root === "/").map((m) => m.mountpoint) } : {}),
         cgroups: cgroupSource(cg),
+        unprivileged,
         hostIsProcfs: (p) => statfsSync(p).type === PROC_SUPER_MAGIC,
         hostPathKind: (p) => {
           try {
@@ -416,8 +417,7 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
       if (e instanceof PlanError) throw new ContainerError(`container ${opts.id}: ${e.message}`, { ...e.fields, id: opts.id, cause: e });
       throw e;
     }
-    // Unprivileged, tsrun denies setgroups when it writes the id maps (the kernel requires it).
-    const ops = unprivileged ? dumpableForIdMaps(bindsWithoutOpenTree(spec.linux?.namespaces?.find((n) => n.type === "user")?.path ? plan.ops : withoutSetgroups(plan.ops))) : plan.ops;
+    const ops = plan.ops;
     const encoded = encodePlan(ops);
     trace("create: plan encoded");
     const preserved = [...Array.from({ length: fdCount }, (_, i) => 3 + i), ...extraFds];

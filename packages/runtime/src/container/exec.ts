@@ -11,7 +11,7 @@ import { PlanError } from "../plan/compile.ts";
 import { compileExecPlan } from "../plan/exec.ts";
 import { SYNC } from "../plan/ops.ts";
 import { encodePlan } from "../plan/wire.ts";
-import { setgroupsDenied, withoutSetgroups } from "./rootless.ts";
+import { setgroupsDenied } from "./rootless.ts";
 import { writeFileAtomic } from "../io.ts";
 import { ContainerError, executorErrorFields, executorFailure } from "./errors.ts";
 import { status } from "./lifecycle.ts";
@@ -101,14 +101,13 @@ export async function execProcess(store: Store, opts: ExecOptions): Promise<numb
   const preserveFds = opts.preserveFds ?? 0;
   let plan;
   try {
-    plan = compileExecPlan({ spec: rec.config, process: proc, initPid: rec.pid, preserveFds, apparmor: proc.apparmorProfile ? apparmorEnabled() : false });
+    // A rootless container's user namespace denies setgroups: the process skips it, as the init did.
+    plan = compileExecPlan({ spec: rec.config, process: proc, initPid: rec.pid, preserveFds, apparmor: proc.apparmorProfile ? apparmorEnabled() : false, denySetgroups: setgroupsDenied(rec.pid) });
   } catch (e) {
     if (e instanceof PlanError) throw new ContainerError(`exec in ${opts.id}: ${e.message}`, { id: opts.id, pointer: e.pointer, cause: e });
     throw e;
   }
-  // A rootless container's user namespace denies setgroups: the process skips it, as the init did.
-  const ops = setgroupsDenied(rec.pid) ? withoutSetgroups(plan.ops) : plan.ops;
-  const { pid: stage1, sync } = linux.spawnExecutor(encodePlan(ops), {
+  const { pid: stage1, sync } = linux.spawnExecutor(encodePlan(plan.ops), {
     stdio: [0, 1, 2],
     preserveFds: Array.from({ length: preserveFds }, (_, i) => 3 + i),
   });

@@ -1,10 +1,7 @@
 // What tsrun does differently when it is not root (runc's "rootless"): which cgroups it tries
-// (runc's --rootless and its rootless cgroup managers), and the plan's steps that only privilege
-// could carry out, done the unprivileged way (as runc's nsexec does them) or refused in runc's words.
+// (runc's --rootless and its rootless cgroup managers), and what a joining process must know of a
+// rootless container. The plan's unprivileged steps are the plan compiler's (PlanInput.unprivileged).
 import { readFileSync } from "node:fs";
-import { CLONE_FLAGS, MS } from "@tsrun/ocispec/core";
-import { SYNC, type Op } from "../plan/ops.ts";
-import { ContainerError } from "./errors.ts";
 
 /**
  * Whether this process runs in a user namespace other than the initial one, as runc's
@@ -54,19 +51,6 @@ export function rootlessFlagGiven(): RootlessFlag {
 }
 
 /**
- * With setgroups denied (an unprivileged tsrun), setgroups(2) fails in the container: the user's
- * switch leaves the groups as the namespace has them, as runc does (setupUser skips setgroups for
- * a rootless euid), and additional groups, which could not be set, are refused in runc's words.
- */
-export function withoutSetgroups(ops: Op[]): Op[] {
-  return ops.map((op) => {
-    if (op.op !== "setUser" || !op.setgroups) return op;
-    if (op.groups.length) throw new ContainerError(`/process/user/additionalGids: cannot set any additional groups in a rootless container (tsrun is not root, so setgroups is denied in its user namespace)`);
-    return { ...op, setgroups: false };
-  });
-}
-
-/**
  * Whether setgroups(2) is denied in the user namespace of `pid` (a rootless container's init):
  * a process joining it (exec) must then skip setgroups as the init did, as runc's setupUser
  * reads /proc/self/setgroups for every process it sets up.
@@ -79,42 +63,3 @@ export function setgroupsDenied(pid: number): boolean {
   }
 }
 
-const PR_SET_DUMPABLE = 4;
-
-/**
- * The executor is not dumpable, so its /proc files are root's: an unprivileged tsrun could not
- * open uid_map, setgroups and gid_map to write them. As runc's nsexec does, stage 1 is dumpable
- * only while it waits for the maps (it is still the executor, the caller's own process, and no
- * other namespace has been joined yet), and not dumpable again right after.
- */
-export function dumpableForIdMaps(ops: Op[]): Op[] {
-  return ops.flatMap((op, i): Op[] => {
-    const prev = ops[i - 1];
-    if (op.op === "sync" && op.code === SYNC.USERNS && prev?.op === "unshare" && prev.flags & CLONE_FLAGS.user)
-      return [{ op: "prctl", option: PR_SET_DUMPABLE, arg: 1n }, op, { op: "prctl", option: PR_SET_DUMPABLE, arg: 0n }];
-    return [op];
-  });
-}
-
-/**
- * An unprivileged tsrun cannot clone a mount tree in its own mount namespace (open_tree with
- * OPEN_TREE_CLONE needs CAP_SYS_ADMIN over it), so the plan's binds of trees cloned before the
- * user namespace become plain binds made in the container's new mount namespace, as runc makes
- * them rootless. That namespace holds a copy of the host's mounts and is owned by the container's
- * user namespace, so binding them is allowed; what the clone bought (tsrun's own credentials for
- * the path walk) is moot here, since the container's root is the caller itself. The attributes
- * follow with mount_setattr, which may only add restrictions to the locked host mounts.
- */
-export function bindsWithoutOpenTree(ops: Op[]): Op[] {
-  const trees = new Map<number, string>();
-  for (const op of ops) if (op.op === "openTree") trees.set(op.fd, op.path);
-  if (trees.size === 0) return ops;
-  return ops.flatMap((op): Op[] => {
-    if (op.op === "openTree") return [];
-    if (op.op !== "mountTree") return [op];
-    const source = trees.get(op.fd);
-    if (source === undefined) return [op];
-    const bind: Op = { op: "mount", source, target: op.target, fstype: null, flags: MS.BIND | (op.recursive ? MS.REC : 0), data: null, inRoot: op.inRoot, targetIsFile: op.targetIsFile };
-    return op.attrSet ? [bind, { op: "mountSetattr", target: op.target, attrSet: op.attrSet, attrClr: 0, propagation: 0, recursive: op.recursive, inRoot: op.inRoot }] : [bind];
-  });
-}

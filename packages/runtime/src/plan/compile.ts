@@ -39,6 +39,8 @@ export interface PlanInput {
   hostPathKind: (path: string) => "file" | "dir" | "missing" | "other";
   /** Whether a host path is on a procfs (statfs), for a bind mount onto /proc. Without it, such binds are refused. */
   hostIsProcfs?: (path: string) => boolean;
+  /** tsrun is not root (rootless): what only privilege can do is done the unprivileged way, as runc does it for a rootless euid. */
+  unprivileged?: boolean;
 }
 
 /** A config the plan cannot carry out: the field's pointer leads the message and is a field of its own. */
@@ -138,7 +140,10 @@ export function compilePlan(input: PlanInput): InitPlan {
   // credentials: the container's root may not be allowed to search their directories, and a
   // mount of the old namespace cannot be bound in the new one (runc does the same).
   const bindFds = new Map<number, number>();
-  if (fresh.has("user")) {
+  // Unprivileged, tsrun cannot clone a mount tree in its own mount namespace (OPEN_TREE_CLONE
+  // needs CAP_SYS_ADMIN over it): binds are then made in the container's new mount namespace, as
+  // runc makes them rootless (see mountOps).
+  if (fresh.has("user") && !input.unprivileged) {
     // High fixed numbers, above the preserved and idmap fds, so that the mounts can name them.
     let fd = 64 + input.preserveFds + Object.keys(input.idmapFds ?? {}).length;
     (spec.mounts ?? []).forEach((m, i) => {
@@ -154,7 +159,12 @@ export function compilePlan(input: PlanInput): InitPlan {
   // the first process in them), then fork stage 2 into the rest.
   for (const j of joined) ops.push({ op: "setns", path: j.path, nstype: CLONE_FLAGS[j.type] });
   if (fresh.has("user")) {
-    ops.push({ op: "unshare", flags: CLONE_FLAGS.user }, { op: "sync", code: SYNC.USERNS });
+    ops.push({ op: "unshare", flags: CLONE_FLAGS.user });
+    // The executor is not dumpable, so its /proc files are root's: an unprivileged tsrun could
+    // not open uid_map, setgroups and gid_map. As runc's nsexec does, stage 1 is dumpable only
+    // while it waits for the maps (no other namespace joined yet), and not dumpable right after.
+    if (input.unprivileged) ops.push({ op: "prctl", option: PR_SET_DUMPABLE, arg: 1n }, { op: "sync", code: SYNC.USERNS }, { op: "prctl", option: PR_SET_DUMPABLE, arg: 0n });
+    else ops.push({ op: "sync", code: SYNC.USERNS });
     ops.push({ op: "setUser", uid: 0, gid: 0, groups: [], setgroups: false });
   }
   if (fresh.has("time")) {
@@ -200,7 +210,8 @@ export function compilePlan(input: PlanInput): InitPlan {
   if (spec.domainname !== undefined && fresh.has("uts")) ops.push({ op: "setdomainname", name: spec.domainname });
 
   if (!input.noNewKeyring) ops.push({ op: "sessionKeyring", name: `_ses.${input.id ?? "tsrun"}` });
-  ops.push(...processOps(proc, { preserveFds: input.preserveFds, seccomp: seccompOp, devConsole: true, linux: spec.linux }));
+  // An unprivileged tsrun writes "deny" to a new user namespace's setgroups (the kernel requires it).
+  ops.push(...processOps(proc, { preserveFds: input.preserveFds, seccomp: seccompOp, devConsole: true, linux: spec.linux, denySetgroups: !!input.unprivileged && fresh.has("user") }));
   ops.push({ op: "sync", code: SYNC.CREATED });
   ops.push({ op: "waitFifo" });
   ops.push(...hookOps(spec.hooks?.startContainer));
@@ -248,6 +259,8 @@ export function processOps(
     linux?: Spec["linux"];
     /** An exec'd process: execCPUAffinity applies (the spec excludes the init). */
     exec?: boolean;
+    /** setgroups(2) is denied in the process's user namespace (rootless). */
+    denySetgroups?: boolean;
   },
 ): Op[] {
   const ops: Op[] = [];
@@ -275,7 +288,12 @@ export function processOps(
   // Without no_new_privs, loading a filter takes CAP_SYS_ADMIN: load it while the init still
   // has it, before the user and capabilities change (as runc does).
   if (seccompOp && !proc.noNewPrivileges) ops.push(seccompOp);
-  ops.push({ op: "setUser", uid: user.uid ?? 0, gid: user.gid ?? 0, groups: user.additionalGids ?? [], setgroups: true });
+  // With setgroups denied in the user namespace (a rootless container), setgroups(2) would fail:
+  // the groups stay as the namespace has them, as runc's setupUser leaves them, and additional
+  // groups, which could not be set, are refused in runc's words.
+  if (opts.denySetgroups && user.additionalGids?.length)
+    throw new PlanError("/process/user/additionalGids", "cannot set any additional groups in a rootless container (tsrun is not root, so setgroups is denied in its user namespace)");
+  ops.push({ op: "setUser", uid: user.uid ?? 0, gid: user.gid ?? 0, groups: user.additionalGids ?? [], setgroups: !opts.denySetgroups });
   const caps = proc.capabilities ?? {};
   const permitted = capMask(caps.permitted);
   const inheritable = capMask(caps.inheritable);
@@ -385,10 +403,10 @@ function rootfsOps(input: PlanInput, userns: boolean, bindFds: ReadonlyMap<numbe
     const holdsLater =
       dests.slice(i + 1).some(inside) || (dest === "dev" && m.type === "tmpfs") || (spec.linux?.devices ?? []).some((d) => inside(inRootPath(d.path))) || inside(cwdPath);
     if (parsed.flags & MS.RDONLY && m.type === "tmpfs" && !isBind(m.type, parsed) && holdsLater) {
-      ops.push(...mountOps(input, { ...m, options: (m.options ?? []).filter((o) => o !== "ro") }, i, bindFds.get(i)));
+      ops.push(...mountOps(input, { ...m, options: (m.options ?? []).filter((o) => o !== "ro") }, i, bindFds.get(i), userns));
       const keep = parsed.flags & (MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.NOATIME | MS.NODIRATIME | MS.RELATIME | MS.STRICTATIME);
       remountReadonly.push({ op: "mount", source: null, target: dest, fstype: null, flags: MS.REMOUNT | MS.RDONLY | keep, data: null, inRoot: true });
-    } else ops.push(...mountOps(input, m, i, bindFds.get(i)));
+    } else ops.push(...mountOps(input, m, i, bindFds.get(i), userns));
   });
 
   if (devIsTmpfs) {
@@ -451,7 +469,7 @@ function checkProcDestination(input: PlanInput, m: Mount, target: string, bind: 
 }
 
 /** `openedFd`: the bind source was opened earlier as that fd (see openPath in compilePlan). */
-function mountOps(input: PlanInput, m: Mount, index: number, openedFd?: number): Op[] {
+function mountOps(input: PlanInput, m: Mount, index: number, openedFd: number | undefined, userns: boolean): Op[] {
   const parsed = parseMountOptions(m.options);
   const target = inRootPath(m.destination);
   checkProcDestination(input, m, target, isBind(m.type, parsed), index);
@@ -469,7 +487,15 @@ function mountOps(input: PlanInput, m: Mount, index: number, openedFd?: number):
   } else if (isBind(m.type, parsed)) {
     const abs = sourcePath(input, m, index);
     const kind = input.hostPathKind(abs);
-    if (openedFd === undefined) ops.push({ op: "mount", source: abs, target, fstype: null, flags: parsed.flags | MS.BIND, data, inRoot: true, targetIsFile: kind !== "dir" });
+    if (userns && input.unprivileged) {
+      // Rootless: bound in the container's new mount namespace (it holds a copy of the host's
+      // mounts and is owned by the container's user namespace, so binding them is allowed), the
+      // attributes after with mount_setattr, which may only add restrictions to locked mounts.
+      const recursive = (parsed.flags & MS.REC) !== 0;
+      ops.push({ op: "mount", source: abs, target, fstype: null, flags: MS.BIND | (recursive ? MS.REC : 0), data: null, inRoot: true, targetIsFile: kind !== "dir" });
+      const attrSet = mountAttrs(parsed.flags);
+      if (attrSet) ops.push({ op: "mountSetattr", target, attrSet, attrClr: 0, propagation: 0, recursive, inRoot: true });
+    } else if (openedFd === undefined) ops.push({ op: "mount", source: abs, target, fstype: null, flags: parsed.flags | MS.BIND, data, inRoot: true, targetIsFile: kind !== "dir" });
     else {
       // The tree was cloned before the user namespace (openTree): attributes, then attach.
       const attrSet = mountAttrs(parsed.flags);

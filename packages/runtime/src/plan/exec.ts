@@ -17,6 +17,8 @@ export interface ExecPlanInput {
   preserveFds: number;
   /** AppArmor is enabled on this host. */
   apparmor?: boolean;
+  /** setgroups(2) is denied in the container's user namespace (rootless). */
+  denySetgroups?: boolean;
 }
 
 /**
@@ -49,7 +51,7 @@ export function compileExecPlan(input: ExecPlanInput): InitPlan {
   // A joined pid (and time) namespace holds only the children of the process that joined it.
   ops.push({ op: "fork", flags: 0 }, { op: "stage", name: "tsrun:[2:EXEC]" });
 
-  ops.push(...processOps(proc, { preserveFds: input.preserveFds, seccomp: seccompOp, devConsole: false, linux: spec.linux, exec: true }));
+  ops.push(...processOps(proc, { preserveFds: input.preserveFds, seccomp: seccompOp, devConsole: false, linux: spec.linux, exec: true, denySetgroups: input.denySetgroups ?? false }));
   ops.push(execOp(proc, args));
   return { ops };
 }
