@@ -374,7 +374,7 @@ class Puller {
     if (!platform) platform = this.configPlatform(manifest.config, want);
 
     const layers = manifest.layers;
-    await this.forEachLimited(layers, this.opts.concurrency ?? 3, (layer, i) => this.fetchBlob(layer, `layer ${i + 1} of ${layers.length}`));
+    await forEachLimited(layers, this.opts.concurrency ?? 3, (layer, i) => this.fetchBlob(layer, `layer ${i + 1} of ${layers.length}`));
 
     return {
       name: this.name,
@@ -590,23 +590,6 @@ class Puller {
     if (completed < size) throw new TruncatedBodyError(`the connection ended after ${completed} of ${size} bytes`);
   }
 
-  /** Runs `fn` over `items`, at most `limit` at a time; the first failure stops new starts. */
-  private async forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
-    let next = 0;
-    let failure: { error: unknown } | undefined;
-    const worker = async () => {
-      while (!failure && next < items.length) {
-        const i = next++;
-        try {
-          await fn(items[i]!, i);
-        } catch (error) {
-          failure ??= { error };
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-    if (failure) throw failure.error;
-  }
 }
 
 /**
