@@ -3,11 +3,10 @@
 // lifecycle.ts, in a private mount namespace without the cgroup2 `unified` mount, where crun
 // runs. Usage: bun scripts/bench/exec.ts [rounds]   (needs `bun run build`)
 // TSRUN_BENCH_BASE=/path/to/an/older/tsrun adds that build as "tsrun-base".
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { defaultSpec } from "../../packages/ocispec/src/defaults.ts";
-import { inPureV1Namespace, measure, median, report, which, type Variant } from "./lib.ts";
+import { benchRuntimes, inPureV1Namespace, measure, median, report, type Variant } from "./lib.ts";
 
 const root = join(import.meta.dir, "../..");
 const tsrun = join(root, "dist/tsrun");
@@ -18,24 +17,8 @@ inPureV1Namespace(import.meta.path, tsrun, [String(rounds)]);
 const work = mkdtempSync(join(tmpdir(), "tsrun-bench-exec-"));
 const containers: [string, string, string][] = [];
 try {
-  const rootfs = join(work, "rootfs");
-  if (!Bun.spawnSync(["bash", join(root, "scripts/make-rootfs.sh"), rootfs]).success) throw new Error("make-rootfs failed");
-  const runtimes: [string, string][] = [["tsrun", tsrun]];
-  if (process.env.TSRUN_BENCH_BASE) runtimes.push(["tsrun-base", process.env.TSRUN_BENCH_BASE]);
-  for (const peer of ["runc", "crun"]) {
-    const p = which(peer);
-    if (p) runtimes.push([peer, p]);
-  }
-  const variants: Variant[] = runtimes.map(([name, bin]) => {
-    const bundle = join(work, `bundle-${name}`);
-    mkdirSync(bundle);
-    cpSync(rootfs, join(bundle, "rootfs"), { recursive: true, verbatimSymlinks: true });
-    const spec = defaultSpec() as any;
-    spec.ociVersion = "1.0.2"; // every peer reads it
-    spec.process.terminal = false;
-    spec.process.args = ["sleep", "3600"];
-    writeFileSync(join(bundle, "config.json"), JSON.stringify(spec));
-    const state = join(work, `state-${name}`);
+  const runtimes = benchRuntimes(work, tsrun, ["sleep", "3600"]);
+  const variants: Variant[] = runtimes.map(({ name, bin, bundle, state }) => {
     const id = `bench-exec-${name}`;
     // No pipe: the detached container would inherit it and spawnSync wait for its EOF for ever.
     const r = Bun.spawnSync([bin, "--root", state, "run", "-d", "--bundle", bundle, id], { stdout: "ignore", stderr: "ignore" });
@@ -46,7 +29,7 @@ try {
   const times = measure(variants, rounds, 3);
   report(`exec of /bin/true into a running container, ${rounds} alternating rounds (private mount ns, cgroup v1)`, times, "tsrun exec /bin/true");
   const t = median(times.get("tsrun exec /bin/true")!);
-  for (const [name] of runtimes.slice(1)) {
+  for (const { name } of runtimes.slice(1)) {
     const p = median(times.get(`${name} exec /bin/true`)!);
     console.log(`tsrun / ${name}: ${(t / p).toFixed(2)} (${t < p ? "tsrun faster" : "tsrun slower"})`);
   }

@@ -1,4 +1,7 @@
 // Shared by the benchmark scripts: run commands alternately, report medians and ratios.
+import { cpSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { defaultSpec } from "../../packages/ocispec/src/defaults.ts";
 export interface Variant {
   name: string;
   /** Called before each run; returns the argv to run (so each run can get a fresh directory). */
@@ -58,4 +61,39 @@ export function inPureV1Namespace(script: string, tsrun: string, args: string[])
   const inner = `umount /sys/fs/cgroup/unified 2>/dev/null; exec ${process.execPath} ${script} ${args.join(" ")}`;
   const r = Bun.spawnSync(["unshare", "-m", "--propagation", "private", "sh", "-c", inner], { env: { ...process.env, TSRUN_BENCH_INNER: "1" }, stdout: "inherit", stderr: "inherit" });
   process.exit(r.exitCode ?? 1);
+}
+
+/** A runtime under measurement: its name, binary, and a busybox bundle and state root of its own. */
+export interface BenchRuntime {
+  name: string;
+  bin: string;
+  bundle: string;
+  state: string;
+}
+
+/**
+ * tsrun (and TSRUN_BENCH_BASE, an older build, as "tsrun-base"), then runc and crun where
+ * installed, each with a busybox bundle in `work` whose process runs `args`.
+ */
+export function benchRuntimes(work: string, tsrun: string, args: string[]): BenchRuntime[] {
+  const root = join(import.meta.dir, "../..");
+  const rootfs = join(work, "rootfs");
+  if (!Bun.spawnSync(["bash", join(root, "scripts/make-rootfs.sh"), rootfs]).success) throw new Error("make-rootfs failed");
+  const bins: [string, string][] = [["tsrun", tsrun]];
+  if (process.env.TSRUN_BENCH_BASE) bins.push(["tsrun-base", process.env.TSRUN_BENCH_BASE]);
+  for (const peer of ["runc", "crun"]) {
+    const p = which(peer);
+    if (p) bins.push([peer, p]);
+  }
+  return bins.map(([name, bin]) => {
+    const bundle = join(work, `bundle-${name}`);
+    mkdirSync(bundle);
+    cpSync(rootfs, join(bundle, "rootfs"), { recursive: true, verbatimSymlinks: true });
+    const spec = defaultSpec() as any;
+    spec.ociVersion = "1.0.2"; // every peer reads it
+    spec.process.terminal = false;
+    spec.process.args = args;
+    writeFileSync(join(bundle, "config.json"), JSON.stringify(spec));
+    return { name, bin, bundle, state: join(work, `state-${name}`) };
+  });
 }

@@ -3,11 +3,10 @@
 // in a private mount namespace without the cgroup2 `unified` mount: every runtime sees the same
 // (pure v1) host. Usage: bun scripts/bench/lifecycle.ts [rounds]   (needs `bun run build`)
 // TSRUN_BENCH_BASE=/path/to/an/older/tsrun adds that build as "tsrun-base", to measure a change.
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { defaultSpec } from "../../packages/ocispec/src/defaults.ts";
-import { inPureV1Namespace, measure, median, report, which, type Variant } from "./lib.ts";
+import { benchRuntimes, inPureV1Namespace, measure, median, report, type Variant } from "./lib.ts";
 
 const root = join(import.meta.dir, "../..");
 const tsrun = join(root, "dist/tsrun");
@@ -17,31 +16,14 @@ inPureV1Namespace(import.meta.path, tsrun, [String(rounds)]);
 
 const work = mkdtempSync(join(tmpdir(), "tsrun-bench-life-"));
 try {
-  const rootfs = join(work, "rootfs");
-  const mk = Bun.spawnSync(["bash", join(root, "scripts/make-rootfs.sh"), rootfs]);
-  if (!mk.success) throw new Error("make-rootfs failed");
-  const runtimes: [string, string][] = [["tsrun", tsrun]];
-  if (process.env.TSRUN_BENCH_BASE) runtimes.push(["tsrun-base", process.env.TSRUN_BENCH_BASE]);
-  for (const peer of ["runc", "crun"]) {
-    const p = which(peer);
-    if (p) runtimes.push([peer, p]);
-  }
-  const variants: Variant[] = runtimes.map(([name, bin]) => {
-    const bundle = join(work, `bundle-${name}`);
-    mkdirSync(bundle);
-    cpSync(rootfs, join(bundle, "rootfs"), { recursive: true, verbatimSymlinks: true });
-    const spec = defaultSpec() as any;
-    spec.ociVersion = "1.0.2"; // every peer reads it
-    spec.process.terminal = false;
-    spec.process.args = ["/bin/true"];
-    writeFileSync(join(bundle, "config.json"), JSON.stringify(spec));
-    const state = join(work, `state-${name}`);
+  const runtimes = benchRuntimes(work, tsrun, ["/bin/true"]);
+  const variants: Variant[] = runtimes.map(({ name, bin, bundle, state }) => {
     return { name: `${name} run /bin/true`, argv: (i: number) => [bin, "--root", state, "run", "--bundle", bundle, `bench-${name}-${i}`] };
   });
   const times = measure(variants, rounds, 3);
   report(`run + delete of /bin/true, ${rounds} alternating rounds (private mount ns, cgroup v1)`, times, "tsrun run /bin/true");
   const t = median(times.get("tsrun run /bin/true")!);
-  for (const [name] of runtimes.slice(1)) {
+  for (const { name } of runtimes.slice(1)) {
     const p = median(times.get(`${name} run /bin/true`)!);
     console.log(`tsrun / ${name}: ${(t / p).toFixed(2)} (${t < p ? "tsrun faster" : "tsrun slower"})`);
   }
