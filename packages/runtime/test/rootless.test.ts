@@ -264,9 +264,17 @@ describe("an unprivileged user", () => {
     expect(JSON.parse(tsrun(["state", "c1"]).stdout).status).toBe("running");
     const list = tsrun(["list", "--format", "json"]);
     expect(list.code).toBe(0);
-    expect(JSON.parse(list.stdout).map((s: { id: string; status: string }) => [s.id, s.status])).toEqual([["c1", "running"]]);
+    expect(JSON.parse(list.stdout).map((s: { id: string; status: string; owner: string }) => [s.id, s.status, s.owner])).toEqual([["c1", "running", name]]);
+    // runc's table: OWNER is the user who made the container, by name.
+    expect(tsrun(["list"]).stdout.split("\n")[1]!.trim().split(/\s+/).at(-1)).toBe(name);
     expect(tsrun(["list", "-q"]).stdout).toBe("c1\n");
-    // Without a cgroup, what needs one is refused by name; kill goes to the init.
+    // Without a cgroup, what needs one is refused by name (ps too, as runc's fails); kill goes to the init.
+    for (const format of ["table", "json"]) {
+      const ps = tsrun(["ps", "--format", format, "c1"]);
+      expect(ps.code).toBe(1);
+      expect(ps.stderr).toContain("unable to get all container pids: container c1 has no cgroup");
+      expect(ps.stdout).toBe("");
+    }
     const pause = tsrun(["pause", "c1"]);
     expect(pause.code).toBe(1);
     expect(pause.stderr).toContain("has no cgroup");

@@ -1,3 +1,4 @@
+import { readFileSync, statSync } from "node:fs";
 import { defineCommand } from "../def.ts";
 import { listContainers } from "../../container/lifecycle.ts";
 import { Store } from "../../container/store.ts";
@@ -8,6 +9,40 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(Math.max(widths[c]! + 3, 12)))).join("").trimEnd() + "\n").join("");
 }
 
+/**
+ * The owner runc's `list` shows: the user owning the container's state directory (the user who
+ * created it: a rootless root lists its own containers), by name from /etc/passwd, else "#uid".
+ */
+function owners(store: Store): (id: string) => string {
+  let names: Map<number, string> | undefined;
+  return (id) => {
+    let uid: number;
+    try {
+      uid = statSync(store.dir(id)).uid;
+    } catch {
+      return "";
+    }
+    names ??= passwdNames();
+    return names.get(uid) ?? `#${uid}`;
+  };
+}
+
+function passwdNames(): Map<number, string> {
+  const names = new Map<number, string>();
+  let text = "";
+  try {
+    text = readFileSync("/etc/passwd", "utf8");
+  } catch {
+    return names;
+  }
+  for (const line of text.split("\n")) {
+    const [name, , uid] = line.split(":");
+    const n = Number(uid);
+    if (name && uid && Number.isInteger(n) && !names.has(n)) names.set(n, name);
+  }
+  return names;
+}
+
 export default defineCommand({
   summary: "list the containers of this root",
   flags: {
@@ -16,10 +51,16 @@ export default defineCommand({
   },
   args: [],
   run(ctx, flags) {
-    const all = listContainers(new Store(ctx.globals.root));
-    if (flags.quiet) ctx.stdout(all.map((s) => s.id + "\n").join(""));
-    else if (flags.format === "json") ctx.stdout(JSON.stringify(all.map((s) => ({ ...s, owner: s.owner || "root" }))) + "\n");
-    else ctx.stdout(table([["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"], ...all.map((s) => [s.id, String(s.pid), s.status, s.bundle ?? "", String(s.created ?? ""), (s.owner as string) || "root"])]));
+    const store = new Store(ctx.globals.root);
+    const all = listContainers(store);
+    if (flags.quiet) {
+      ctx.stdout(all.map((s) => s.id + "\n").join(""));
+      return 0;
+    }
+    const owner = owners(store);
+    const rows: Array<(typeof all)[number]> = all.map((s) => ({ ...s, owner: owner(s.id) }));
+    if (flags.format === "json") ctx.stdout(JSON.stringify(rows) + "\n");
+    else ctx.stdout(table([["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"], ...rows.map((s) => [s.id, String(s.pid), s.status, s.bundle ?? "", String(s.created ?? ""), String(s.owner)])]));
     return 0;
   },
 });
