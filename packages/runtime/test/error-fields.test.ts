@@ -1,7 +1,7 @@
 // An error's fields (JSON pointer, path, errno) reach the --log-format json error line beside
 // runc's three keys, and the library's callers as TsrunError.fields; the messages stay as they were.
 import { describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { errorFields, TsrunError } from "../src/errors.ts";
 import { CgroupError } from "../src/cgroups/errors.ts";
@@ -47,6 +47,23 @@ describe("--log-format json: the error line carries the error's fields", () => {
     expect(line).toMatchObject({ level: "error", op: "cgroup mkdir", code: "ENOTDIR", errno: 20 });
     expect(String(line.path)).toMatch(/^\/sys\/fs\/cgroup\/.+\/cgroup\.procs\/f-cg$/);
     expect(String(line.msg)).toBe(`cgroup mkdir ${line.path}: ENOTDIR: not a directory`);
+  });
+
+  test("a missing container and a corrupt state file are named by id, path and code", () => {
+    const log = join(env.dir, "f-state.log");
+    expect(env.tsrun(["--log", log, "--log-format", "json", "state", "f-none"]).code).toBe(1);
+    const missing = JSON.parse(readFileSync(log, "utf8").trim().split("\n").at(-1)!) as Record<string, unknown>;
+    expect(missing).toMatchObject({ level: "error", msg: "container does not exist: f-none", id: "f-none", code: "ENOENT", errno: 2 });
+    mkdirSync(join(env.root, "f-bad"), { recursive: true });
+    writeFileSync(join(env.root, "f-bad", "state.json"), '{"id":"f-bad","pi');
+    try {
+      expect(env.tsrun(["--log", log, "--log-format", "json", "state", "f-bad"]).code).toBe(1);
+      const corrupt = JSON.parse(readFileSync(log, "utf8").trim().split("\n").at(-1)!) as Record<string, unknown>;
+      expect(corrupt).toMatchObject({ level: "error", id: "f-bad", op: "parse", path: join(env.root, "f-bad", "state.json") });
+      expect(String(corrupt.msg)).toStartWith("container f-bad: state.json is corrupt (");
+    } finally {
+      expect(env.tsrun(["delete", "--force", "f-bad"]).code).toBe(0);
+    }
   });
 
   test("the text format gets them as key=value pairs after msg", () => {

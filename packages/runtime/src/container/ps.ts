@@ -6,7 +6,9 @@ import type { Store } from "./store.ts";
 
 export function containerPids(store: Store, id: string): number[] {
   const rec = store.read(id);
-  if (rec.cgroup === undefined) return [];
+  // A container made rootless without cgroup access has no cgroup to list: runc fails here too
+  // ("unable to get all container pids"), rather than answer that nothing runs.
+  if (rec.cgroup === undefined) throw new ContainerError(`unable to get all container pids: container ${id} has no cgroup (it was created without access to one)`, { id });
   const cg = containerCgroup(rec);
   // A stopped container whose cgroup is gone has no processes; that is not an error (runc).
   if (status(store, rec) === "stopped" && !cg.exists()) return [];

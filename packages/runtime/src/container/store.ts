@@ -98,14 +98,14 @@ export class Store {
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === "ENOENT" && !this.exists(id)) throw new NotFound(id);
-      throw new CorruptState(id, code === "ENOENT" ? "state.json is missing" : `cannot read state.json: ${code}`);
+      throw new CorruptState(id, code === "ENOENT" ? "state.json is missing" : `cannot read state.json: ${code}`, { path: this.statePath(id), op: "read", ...(code ? { code } : {}) });
     }
     try {
       const rec = JSON.parse(text) as ContainerRecord;
       if (rec.id !== id || typeof rec.pid !== "number" || typeof rec.config !== "object") throw new Error("fields missing");
       return rec;
     } catch (e) {
-      throw new CorruptState(id, `state.json is corrupt (${(e as Error).message})`);
+      throw new CorruptState(id, `state.json is corrupt (${(e as Error).message})`, { path: this.statePath(id), op: "parse" });
     }
   }
 
@@ -137,7 +137,7 @@ function unprivilegedHint(e: unknown): string {
 
 export class NotFound extends ContainerError {
   constructor(id: string) {
-    super(`container does not exist: ${id}`);
+    super(`container does not exist: ${id}`, { id, code: "ENOENT" });
   }
 }
 
@@ -145,7 +145,8 @@ export class CorruptState extends ContainerError {
   constructor(
     readonly id: string,
     detail: string,
+    fields: { path?: string; op?: string; code?: string } = {},
   ) {
-    super(`container ${id}: ${detail}; \`tsrun delete --force ${id}\` removes it`);
+    super(`container ${id}: ${detail}; \`tsrun delete --force ${id}\` removes it`, { ...fields, id });
   }
 }
