@@ -293,6 +293,28 @@ describe("layerFromUpper edge cases", () => {
     expect(String((err as Error).message)).toContain("etc/.wh.passwd");
   });
 
+  test("mount points: the runtime's empty placeholders are left out, content at them is kept", async () => {
+    const u = mkdtempSync(join(tmp, "mnt-"));
+    mkdirSync(join(u, "etc"));
+    // What a networked container leaves: empty files the runtime made to bind hosts, hostname, resolv.conf on.
+    for (const f of ["hosts", "hostname", "resolv.conf"]) writeFileSync(join(u, "etc", f), "");
+    mkdirSync(join(u, "data"));
+    // A mount destination holding something is content (written before a mount, or never mounted).
+    mkdirSync(join(u, "full"));
+    writeFileSync(join(u, "full/f"), "kept");
+    writeFileSync(join(u, "etc/motd"), "");
+    writeFileSync(join(u, "etc/written"), "x");
+    const s = new ContentStore(join(tmp, "content-mnt"));
+    const mountPoints = new Set(["etc/hosts", "etc/hostname", "etc/resolv.conf", "data", "full", "etc/written"]);
+    const l = await layerFromUpper(u, s, { mountPoints });
+    const names = (await readTar(gunzipSync(s.readBytes(l.descriptor.digest)))).map((e) => e.header.name);
+    // etc/motd is empty but no mount destination: a change the container made.
+    expect(names).toEqual(["etc/", "etc/motd", "etc/written", "full/", "full/f"]);
+    // Without the option every entry is there.
+    const all = await layerFromUpper(u, s);
+    expect((await readTar(gunzipSync(s.readBytes(all.descriptor.digest)))).map((e) => e.header.name)).toEqual(["data/", "etc/", "etc/hostname", "etc/hosts", "etc/motd", "etc/resolv.conf", "etc/written", "full/", "full/f"]);
+  });
+
   test("a missing upper dir is a clear error", async () => {
     const err = await layerFromUpper(join(tmp, "nope"), store).catch((e: unknown) => e);
     expect(String(err)).toContain("does not exist");

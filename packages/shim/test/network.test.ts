@@ -244,6 +244,25 @@ describe("run --image on the bridge network", () => {
     expect(leftoversOf(`netp1${process.pid}`)).toEqual([]);
     expect(leftoversOf(`netp2${process.pid}`)).toEqual([]);
   });
+
+  test("commit leaves out the empty /etc/hosts, hostname and resolv.conf tsrun made to mount its files on", () => {
+    const id = `netcommit${process.pid}`;
+    const ref = `localhost/netcommit:${process.pid}`;
+    try {
+      const run = t(["run", "--image", IMAGE, id, "--", "sh", "-c", "echo changed > /x; cat /etc/hostname"]);
+      expect(run.stderr).toBe("");
+      expect(run.stdout).toBe(`${id}\n`);
+      expect(t(["commit", id, ref]).code).toBe(0);
+      const layers = JSON.parse(t(["image", "inspect", "--image-root", imageRoot, ref]).stdout).manifest.layers as { digest: string }[];
+      const blob = join(imageRoot, "content/blobs/sha256", layers.at(-1)!.digest.slice("sha256:".length));
+      // The image has no /etc/hosts etc.: only the container's own change is in its layer.
+      expect(sh(`tar tzf ${blob}`).trim().split("\n")).toEqual(["etc/", "x"]);
+    } finally {
+      t(["delete", "--force", id]);
+      t(["image", "rm", "--image-root", imageRoot, ref]);
+    }
+    expect(leftoversOf(id)).toEqual([]);
+  }, 30_000);
 });
 
 /** Pids of processes started for the attachment (plugins, unshare) that are running a CNI ADD. */

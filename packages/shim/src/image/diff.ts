@@ -55,6 +55,14 @@ export interface LayerFromUpperOptions {
    * tests use to play that process.
    */
   beforeOpen?: (rel: string) => void;
+  /**
+   * The container's mount destinations, relative to its root ("etc/hosts"). The runtime makes an
+   * empty file or dir at a destination missing from the image to mount on; that placeholder is
+   * the runtime's, not a change the container made (what was mounted there is not in the upper
+   * dir at all), so it is left out of the layer, as Docker leaves its init layer out of a commit.
+   * Only an empty file or an empty dir is left out: anything else at such a path is content.
+   */
+  mountPoints?: ReadonlySet<string>;
 }
 
 export interface LayerDigests {
@@ -264,6 +272,24 @@ function fdStat(fd: number): FileStat {
   return fstatat(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
 }
 
+/** An empty regular file, or a dir with nothing in it: what a runtime makes to mount on. */
+function isPlaceholder(dirFd: number, raw: Buffer, st: FileStat): boolean {
+  const fmt = st.mode & S_IFMT;
+  if (fmt === S_IFREG) return st.size === 0n;
+  if (fmt !== S_IFDIR) return false;
+  let fd: number;
+  try {
+    fd = openat(dirFd, raw, OPEN_DIR);
+  } catch {
+    return false;
+  }
+  try {
+    return readdirFd(fd).length === 0;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
  * The tar entries for the upper dir `upperDir`, in the order they are written. Synchronous and
  * lazy: each dir is listed when the walk reaches it. Every fd opened is closed when the walk ends
@@ -331,6 +357,7 @@ function* planEntries(upperDir: string, opts: LayerFromUpperOptions = {}): Gener
           `upper dir ${upperDir}: ${rel}: a name starting with "${WHITEOUT_PREFIX}" cannot be stored in an OCI layer, every reader would take it for a whiteout; rename it in the container and commit again`,
         );
       if (fmt === S_IFSOCK) continue; // a socket is a live endpoint, not content; tar has no type for it
+      if (opts.mountPoints?.has(rel) && isPlaceholder(dirFd, raw, st)) continue;
 
       opts.beforeOpen?.(rel);
       // From here on everything comes from the open file, which no rename can change.

@@ -3,7 +3,7 @@
 // commands and the gRPC image service both call.
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
-import { basename, dirname, join, resolve } from "node:path";
+import { basename, dirname, join, posix, resolve } from "node:path";
 import type { Descriptor, ImageConfig, ImageManifest } from "@tsrun/ocispec";
 import { commitImage } from "./commit.ts";
 import { contentStore, getImage, listImages, putImage, removeImage, type ImageRecord } from "./images.ts";
@@ -347,8 +347,28 @@ export class LocalImages implements ImageService {
       ...(req.author !== undefined ? { author: req.author } : {}),
       ...(req.message !== undefined ? { message: req.message } : {}),
       ...(req.changes ? { changes: req.changes } : {}),
+      layer: { mountPoints: mountDestinations(req.bundle) },
     });
     return this.summary(putImage(this.root, ref, result.manifestDescriptor));
   }
 }
 
+/**
+ * The mount destinations of the bundle's config.json, relative to the root ("etc/hosts"): the
+ * empty files and dirs the runtime made there to mount on are not the container's changes.
+ */
+function mountDestinations(bundle: string): Set<string> {
+  const out = new Set<string>();
+  let spec: { mounts?: Array<{ destination?: unknown }> };
+  try {
+    spec = JSON.parse(readFileSync(join(bundle, "config.json"), "utf8")) as typeof spec;
+  } catch {
+    return out;
+  }
+  for (const m of spec.mounts ?? []) {
+    if (typeof m.destination !== "string") continue;
+    const rel = posix.normalize(`/${m.destination}`).replace(/^\/+/, "").replace(/\/+$/, "");
+    if (rel !== "" && rel !== ".") out.add(rel);
+  }
+  return out;
+}
