@@ -162,8 +162,8 @@ struct op {
 	uint32_t u[6];
 	uint64_t q[6];
 	struct strv v[2];
-	const unsigned char *b; /* bytes, or a u32 array */
-	uint32_t nb;            /* byte count, or element count of the u32 array */
+	const unsigned char *b; /* bytes */
+	uint32_t nb;            /* byte count */
 };
 
 static int take(struct cursor *c, void *out, size_t n)
@@ -198,7 +198,6 @@ static int decode(uint32_t code, struct cursor *c, struct op *o)
 	if (code == 0 || code > OP_LAST || !op_format[code])
 		return -1;
 	for (const char *f = op_format[code]; *f; f++) {
-		size_t size = *f == 'w' ? 4 : 1;
 		switch (*f) {
 		case 's': case 'n':
 			if (take_str(c, &o->s[ns++], *f == 'n'))
@@ -222,11 +221,11 @@ static int decode(uint32_t code, struct cursor *c, struct op *o)
 					return -1;
 			nv++;
 			break;
-		case 'w': case 'b':
-			if (take(c, &o->nb, 4) || (size_t)(c->end - c->p) / size < o->nb)
+		case 'b':
+			if (take(c, &o->nb, 4) || (size_t)(c->end - c->p) < o->nb)
 				return -1;
 			o->b = c->p;
-			c->p += (size_t)o->nb * size;
+			c->p += o->nb;
 			break;
 		}
 	}
@@ -264,15 +263,16 @@ static const unsigned char *load_plan(int fd, uint32_t *count)
 	if (h[3] != (uint64_t)st.st_size)
 		fail(EINVAL, "plan: header says %u bytes, got %lld", h[3], (long long)st.st_size);
 	struct cursor all = { plan + 16, plan + st.st_size };
-	for (uint32_t i = 0, code, len; i < h[2]; i++, all.p += len) {
+	for (uint32_t i = 0, step = 0, code, len; i < h[2]; i++, all.p += len) {
 		struct op o;
 		cur_op = i;
 		if (take(&all, &code, 4) || take(&all, &len, 4) || (size_t)(all.end - all.p) < len)
 			fail(EINVAL, "plan: op %u is truncated", i);
-		if (decode(code, &(struct cursor){ all.p, all.p + len }, &o))
+		if (decode(code & ~OP_CONT, &(struct cursor){ all.p, all.p + len }, &o))
 			fail(EINVAL, "plan: op %u (code %u) is malformed", i, code);
+		step += !(code & OP_CONT);
 		if (code == OP_EXEC)
-			exec_op = all.p - 8, exec_index = i;
+			exec_op = all.p - 8, exec_index = step - 1;
 	}
 	cur_op = ERROR_OP_PLAN;
 	if (all.p != all.end)
@@ -694,20 +694,7 @@ static void op_symlink(const char *to, const char *path, int inroot)
 		close(dir);
 }
 
-/* ---------------------------------------------------------------- credentials */
-
-static void op_set_user(const struct op *o)
-{
-	if (o->u[2]) {
-		gid_t groups[o->nb + 1];
-		memcpy(groups, o->b, (size_t)o->nb * 4);
-		TRY(syscall(SYS_setgroups, o->nb, groups), "setgroups");
-	}
-	/* keep the permitted set across the uid change; the caps op then sets every set */
-	TRY(prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "prctl(PR_SET_KEEPCAPS)");
-	TRY(syscall(SYS_setresgid, o->u[1], o->u[1], o->u[1]), "setresgid %u", o->u[1]);
-	TRY(syscall(SYS_setresuid, o->u[0], o->u[0], o->u[0]), "setresuid %u", o->u[0]);
-}
+/* ---------------------------------------------------------------- capabilities */
 
 static void capset_masks(uint64_t eff, uint64_t perm, uint64_t inh)
 {
@@ -1043,13 +1030,11 @@ static void run(uint32_t code, struct op *o)
 	const char *s = o->s[0];
 	int fd;
 	switch (code) {
-	case OP_STAGE: prctl(PR_SET_NAME, s, 0, 0, 0); break;
 	case OP_SETNS:
 		TRY(fd = open(s, O_RDONLY | O_CLOEXEC), "setns %s", s);
 		TRY(setns(fd, (int)o->u[0]), "setns %s", s);
 		close(fd);
 		break;
-	case OP_UNSHARE: TRY(unshare((int)o->u[0]), "unshare %#x", o->u[0]); break;
 	case OP_SYNC: op_sync(o->u[0]); break;
 	case OP_FORK: op_fork(o->u[0]); break;
 	case OP_WRITE_FILE: op_write_file(o); break;
@@ -1066,25 +1051,12 @@ static void run(uint32_t code, struct op *o)
 	case OP_SYMLINK: op_symlink(s, o->s[1], o->u[0]); break;
 	case OP_PIVOT_ROOT: op_pivot_root(s); break;
 	case OP_HIDE_MOUNT: op_hide_mount(s); break;
-	case OP_CHROOT_MOVE:
-		TRY(chdir(s), "chdir %s", s);
-		TRY(mount(s, "/", NULL, MS_MOVE, NULL), "move %s onto /", s);
-		TRY(chroot("."), "chroot %s", s);
-		TRY(chdir("/"), "chdir /");
-		break;
 	case OP_MASK_PATH: op_mask_path(s); break;
 	case OP_READONLY_PATH: op_readonly_path(s); break;
 	case OP_REMOUNT_ROOT_READONLY: TRY(remount_bind("/", MS_RDONLY, LOCKED_FLAGS), "remount / read-only"); break;
-	case OP_SETHOSTNAME: TRY(sethostname(s, strlen(s)), "sethostname %s", s); break;
-	case OP_SETDOMAINNAME: TRY(setdomainname(s, strlen(s)), "setdomainname %s", s); break;
-	case OP_SETRLIMIT: TRY(syscall(SYS_prlimit64, 0, o->u[0], o->q, NULL), "setrlimit %u", o->u[0]); break;
-	case OP_PRCTL: TRY(prctl((int)o->u[0], (unsigned long)o->q[0], 0, 0, 0), "prctl %u", o->u[0]); break;
-	case OP_SET_USER: op_set_user(o); break;
 	case OP_CAPS: op_caps(o); break;
 	case OP_SECCOMP: op_seccomp(o); break;
-	case OP_UMASK: umask(o->u[0]); break;
 	case OP_CHDIR: op_chdir(s, o->u[0]); break;
-	case OP_SETSID: TRY(setsid(), "setsid"); break;
 	case OP_CONSOLE: op_console(o->u[0], o->u[1], o->u[2], o->u[3]); break;
 	case OP_OPEN_FIFO: TRY(fifo_fd = open(s, O_PATH | O_CLOEXEC), "open the exec fifo %s", s); break;
 	case OP_WAIT_FIFO: op_wait_fifo(); break;
@@ -1102,8 +1074,9 @@ static void run(uint32_t code, struct op *o)
 		break;
 	case OP_CLOSE_FDS: op_close_fds(o->u[0]); break;
 	case OP_SYSCALL: /* TypeScript chose the number and built any struct: the C only calls */
-		if (o->u[1] < 6)
-			o->q[o->u[1]] = (uintptr_t)o->b;
+		for (int i = 0; i < 6; i++) /* the args of the bufArgs mask are offsets into the buffer */
+			if (o->u[1] >> i & 1)
+				o->q[i] += (uintptr_t)o->b;
 		TRY(syscall((long)o->u[0], o->q[0], o->q[1], o->q[2], o->q[3], o->q[4], o->q[5]), "%s", s);
 		break;
 	case OP_HOOK: op_hook(o); break;
@@ -1135,13 +1108,14 @@ int main(int argc, char **argv)
 	while (prctl(PR_CAPBSET_READ, last_cap + 1, 0, 0, 0) >= 0)
 		last_cap++;
 	const unsigned char *p = load_plan(atoi(argv[1]), &count);
-	for (uint32_t i = 0; i < count; i++, p += 8 + len) {
+	for (uint32_t i = 0, step = 0; i < count; i++, p += 8 + len) {
 		struct op o;
 		memcpy(&code, p, 4);
 		memcpy(&len, p + 4, 4);
-		decode(code, &(struct cursor){ p + 8, p + 8 + len }, &o); /* load_plan checked it */
-		cur_op = i;
-		run(code, &o);
+		decode(code & ~OP_CONT, &(struct cursor){ p + 8, p + 8 + len }, &o); /* load_plan checked it */
+		if (!(code & OP_CONT))
+			cur_op = step++;
+		run(code & ~OP_CONT, &o);
 	}
 	fail(EINVAL, "the plan ended without exec");
 }

@@ -7,20 +7,18 @@
  * Payload fields, in the order of the fields in ops.ts, typed by the op's format string:
  *   s str (u32 length, bytes, NUL)   n nullable str (a str, or u32 0xffffffff)
  *   u u32 (numbers; booleans 0/1)    q u64 (bigints)
- *   v string array (u32 count, strs) w u32 array (u32 count, u32s)   b bytes (u32 length, bytes)
+ *   v string array (u32 count, strs) b bytes (u32 length, bytes)
  *   x u64 array (u32 count, u64s; they fill the q slots, at most 6 per op)
  */
 #ifndef TSRUN_WIRE_H
 #define TSRUN_WIRE_H
 
 #define PLAN_MAGIC 0x50525354u /* "TSRP" read as a little-endian u32 */
-#define PLAN_VERSION 2u
+#define PLAN_VERSION 3u
 
 /* name, code, format: the fields of ops.ts in order */
 #define OPS(X)                                                                              \
-	X(STAGE, 1, "s")                  /* name */                                        \
 	X(SETNS, 2, "su")                 /* path nstype */                                 \
-	X(UNSHARE, 3, "u")                /* flags */                                       \
 	X(SYNC, 4, "u")                   /* code */                                        \
 	X(FORK, 5, "u")                   /* flags */                                       \
 	X(WRITE_FILE, 6, "ssu")           /* path data inRoot */                            \
@@ -31,20 +29,12 @@
 	X(MKNOD, 11, "suuuuuun")          /* path mode major minor uid gid inRoot bindFallback */ \
 	X(SYMLINK, 12, "ssu")             /* target path inRoot */                          \
 	X(PIVOT_ROOT, 13, "s")            /* path */                                        \
-	X(CHROOT_MOVE, 14, "s")           /* path */                                        \
 	X(MASK_PATH, 15, "s")             /* path */                                        \
 	X(READONLY_PATH, 16, "s")         /* path */                                        \
 	X(REMOUNT_ROOT_READONLY, 17, "")                                                    \
-	X(SETHOSTNAME, 18, "s")           /* name */                                        \
-	X(SETDOMAINNAME, 19, "s")         /* name */                                        \
-	X(SETRLIMIT, 20, "uqq")           /* resource soft hard */                          \
-	X(PRCTL, 21, "uq")                /* option arg */                                  \
-	X(SET_USER, 22, "uuwu")           /* uid gid groups setgroups */                    \
 	X(CAPS, 23, "qqqqq")              /* bounding effective permitted inheritable ambient */ \
 	X(SECCOMP, 24, "ub")              /* flags program */                               \
-	X(UMASK, 25, "u")                 /* mask */                                        \
 	X(CHDIR, 26, "su")                /* path beforeUser */                             \
-	X(SETSID, 27, "")                                                                   \
 	X(CONSOLE, 28, "uuuu")            /* rows cols devConsole uid */                    \
 	X(OPEN_FIFO, 29, "s")             /* path */                                        \
 	X(WAIT_FIFO, 30, "")                                                                \
@@ -58,10 +48,13 @@
 	X(OPEN_TREE, 38, "suu")           /* path fd recursive */                           \
 	X(MOUNT_TREE, 39, "uusuuu")       /* fd attrSet target recursive inRoot targetIsFile */ \
 	X(HIDE_MOUNT, 40, "s")            /* path */                                        \
-	X(SYSCALL, 41, "suuxb")           /* what nr bufArg args buf (its address replaces args[bufArg]) */
+	X(SYSCALL, 41, "suuxb")           /* what nr bufArgs args buf (args in the bufArgs mask: offsets into buf) */
 
 #define OP_ENUM(name, code, format) OP_##name = code,
 enum op_code { OPS(OP_ENUM) OP_LAST = 41 };
+/* Set in a code: this wire op continues the plan step before it (wire.ts encodes some steps of
+ * ops.ts as several syscall ops); errors report the step's index in the plan, not the wire's. */
+#define OP_CONT 0x80000000u
 
 /* Messages executor -> tsrun: one SOCK_SEQPACKET datagram each, u32 type first.
  * The answer to MSG_SYNC is one datagram tsrun -> executor: a status byte (0 = go on, anything

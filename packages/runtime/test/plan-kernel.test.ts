@@ -5,7 +5,7 @@ import { defaultSpec } from "@tsrun/ocispec/defaults";
 import { compilePlan, PlanError, type PlanInput } from "../src/plan/compile.ts";
 import { compileExecPlan } from "../src/plan/exec.ts";
 import { parseIdList } from "../src/plan/kernel.ts";
-import { NO_BUF_ARG, type Op } from "../src/plan/ops.ts";
+import type { Op } from "../src/plan/ops.ts";
 import { SYSCALLS_X86_64 } from "../src/seccomp/syscalls-x86_64.ts";
 
 type Json = any;
@@ -42,7 +42,7 @@ describe("syscall ops", () => {
   test("scheduler: sched_setattr(0, struct sched_attr, 0) with policy, flags, nice, priority, deadline fields", () => {
     const [op] = syscalls(compilePlan(input((s) => (s.process.scheduler = { policy: "SCHED_FIFO", priority: 10, flags: ["SCHED_FLAG_RESET_ON_FORK"] }))).ops);
     expect(op!.nr).toBe(nr("sched_setattr"));
-    expect(op!.bufArg).toBe(1);
+    expect(op!.bufArgs).toBe(0b10); // the struct's address is args[1]
     expect(op!.args).toEqual([0n, 0n, 0n]);
     expect(op!.what).toContain("set the scheduler (/process/scheduler: sched_setattr SCHED_FIFO priority 10");
     const v = new DataView(op!.buf.buffer, op!.buf.byteOffset, op!.buf.byteLength);
@@ -56,7 +56,7 @@ describe("syscall ops", () => {
 
   test("ioPriority: ioprio_set(IOPRIO_WHO_PGRP, 0, class << 13 | level)", () => {
     const [op] = syscalls(compilePlan(input((s) => (s.process.ioPriority = { class: "IOPRIO_CLASS_BE", priority: 6 }))).ops);
-    expect(op).toEqual({ op: "syscall", what: "set the I/O priority (/process/ioPriority: ioprio_set IOPRIO_CLASS_BE level 6)", nr: nr("ioprio_set"), bufArg: NO_BUF_ARG, args: [2n, 0n, BigInt((2 << 13) | 6)], buf: new Uint8Array() });
+    expect(op).toEqual({ op: "syscall", what: "set the I/O priority (/process/ioPriority: ioprio_set IOPRIO_CLASS_BE level 6)", nr: nr("ioprio_set"), bufArgs: 0, args: [2n, 0n, BigInt((2 << 13) | 6)], buf: new Uint8Array() });
   });
 
   test("personality: PER_LINUX32 is 8, PER_LINUX 0", () => {
@@ -70,10 +70,10 @@ describe("syscall ops", () => {
     const [op] = syscalls(compilePlan(input((s) => (s.linux.memoryPolicy = { mode: "MPOL_INTERLEAVE", nodes: "0-2,65", flags: ["MPOL_F_STATIC_NODES"] }))).ops);
     expect(op!.nr).toBe(nr("set_mempolicy"));
     expect(op!.args).toEqual([BigInt(3 | (1 << 15)), 0n, 129n]);
-    expect(op!.bufArg).toBe(1);
+    expect(op!.bufArgs).toBe(0b10);
     expect(Array.from(op!.buf)).toEqual([7, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]);
     const [local] = syscalls(compilePlan(input((s) => (s.linux.memoryPolicy = { mode: "MPOL_LOCAL" }))).ops);
-    expect([local!.args, local!.bufArg]).toEqual([[4n, 0n, 0n], NO_BUF_ARG]);
+    expect([local!.args, local!.bufArgs]).toEqual([[4n, 0n, 0n], 0]);
   });
 
   test("they run after no_new_privs, before closeFds, any seccomp filter and the user change; init and exec alike", () => {
@@ -108,7 +108,7 @@ describe("syscall ops", () => {
     const names = exec.map((o) => o.op);
     expect(names.indexOf("syscall")).toBeLessThan(names.indexOf("sync"));
     const [initial, , , , , final] = syscalls(exec);
-    expect([initial!.args, Array.from(initial!.buf), initial!.bufArg]).toEqual([[0n, 8n, 0n], [1, 0, 0, 0, 0, 0, 0, 0], 2]);
+    expect([initial!.args, Array.from(initial!.buf), initial!.bufArgs]).toEqual([[0n, 8n, 0n], [1, 0, 0, 0, 0, 0, 0, 0], 0b100]);
     expect(Array.from(final!.buf)[0]).toBe(2);
     expect(final!.what).toBe("set the CPU affinity before exec (/process/execCPUAffinity/final: CPUs 1)");
     // absent or empty: the affinity is left to the kernel

@@ -4,8 +4,10 @@ import { describe, expect, test } from "bun:test";
 import { ERROR_OP_PLAN, FD_KIND, MSG } from "../src/linux/protocol.ts";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { NO_BUF_ARG, type Op } from "../src/plan/ops.ts";
-import { encodePlan, OP_WIRE, PLAN_MAGIC, PLAN_VERSION, PlanEncodeError } from "../src/plan/wire.ts";
+import type { Op } from "../src/plan/ops.ts";
+import { FOLD, FOLD_SYSCALLS, type FieldCheck } from "../src/plan/fold.ts";
+import { encodePlan, OP_CONT, OP_WIRE, PLAN_MAGIC, PLAN_VERSION, PlanEncodeError } from "../src/plan/wire.ts";
+import { SYSCALLS_X86_64 } from "../src/seccomp/syscalls-x86_64.ts";
 
 /** One of every op, every optional field set, odd values (unicode, empty, max). */
 const EVERY_OP: Op[] = [
@@ -51,13 +53,18 @@ const EVERY_OP: Op[] = [
   { op: "openTree", path: "/srv/data", fd: 70, recursive: true },
   { op: "mountTree", fd: 70, attrSet: 1, target: "mnt", recursive: true, inRoot: true, targetIsFile: false },
   { op: "idmapMount", source: "/vol", target: "data", usernsFd: 5, recursive: true, attrSet: 1, inRoot: true, targetIsFile: false },
-  { op: "syscall", what: "set the scheduler (sched_setattr SCHED_FIFO priority 10)", nr: 314, bufArg: 1, args: [0n, 0n, 0n], buf: new Uint8Array(56).fill(3) },
-  { op: "syscall", what: "set the I/O priority", nr: 251, bufArg: NO_BUF_ARG, args: [1n, 0n, (1n << 64n) - 1n, 4n, 5n, 6n], buf: new Uint8Array() },
+  { op: "syscall", what: "set the scheduler (sched_setattr SCHED_FIFO priority 10)", nr: 314, bufArgs: 0b10, args: [0n, 0n, 0n], buf: new Uint8Array(56).fill(3) },
+  { op: "syscall", what: "set the I/O priority", nr: 251, bufArgs: 0, args: [1n, 0n, (1n << 64n) - 1n, 4n, 5n, 6n], buf: new Uint8Array() },
   { op: "exec", file: "sh", argv: ["sh", "-c", "echo 🐧"], env: ["PATH=/bin", "TERM=xterm"], path: "/usr/bin:/bin" },
 ];
 
 /** A decoder written from the format description (the C decoder's twin), for round trips. */
 function decode(plan: Uint8Array): Op[] {
+  return decodeSteps(plan).ops;
+}
+
+/** The wire ops, and for each the plan step it belongs to (OP_CONT: the step of the op before). */
+function decodeSteps(plan: Uint8Array): { ops: Op[]; steps: number[] } {
   const v = new DataView(plan.buffer, plan.byteOffset, plan.byteLength);
   const utf8 = new TextDecoder("utf-8", { fatal: true });
   let at = 0;
@@ -76,8 +83,11 @@ function decode(plan: Uint8Array): Op[] {
   expect(u32()).toBe(plan.length);
   const byCode = new Map(Object.entries(OP_WIRE).map(([name, w]) => [w.code, { name, ...w }]));
   const ops: Op[] = [];
+  const steps: number[] = [];
   for (let i = 0; i < count; i++) {
-    const spec = byCode.get(u32())!;
+    const code = u32();
+    steps.push(code & OP_CONT ? steps.at(-1)! : (steps.at(-1) ?? -1) + 1);
+    const spec = byCode.get((code & ~OP_CONT) >>> 0)!;
     const len = u32();
     const end = at + len;
     const op: Record<string, unknown> = { op: spec.name };
@@ -86,7 +96,6 @@ function decode(plan: Uint8Array): Op[] {
       else if (type === "u") op[name] = u32();
       else if (type === "q") op[name] = ((at += 8), v.getBigUint64(at - 8, true));
       else if (type === "v") op[name] = Array.from({ length: u32() }, () => str(false));
-      else if (type === "w") op[name] = Array.from({ length: u32() }, () => u32());
       else if (type === "x") op[name] = Array.from({ length: u32() }, () => ((at += 8), v.getBigUint64(at - 8, true)));
       else if (type === "b") {
         const n = u32();
@@ -98,14 +107,20 @@ function decode(plan: Uint8Array): Op[] {
     ops.push(op as unknown as Op);
   }
   expect(at).toBe(plan.length);
-  return ops;
+  return { ops, steps };
+}
+
+/** What wire.ts writes for a step: the syscalls of fold.ts, or the op itself. */
+const NO_CHECK: FieldCheck = { u32: (v) => v as number, u64: (v) => v as bigint, str: (v) => v as string, list: (v) => v as unknown[] };
+function wireOps(op: Op): Op[] {
+  return Object.hasOwn(FOLD, op.op) ? (FOLD as unknown as Record<string, (o: Op, c: FieldCheck) => Op[]>)[op.op]!(op, NO_CHECK) : [op];
 }
 
 /** What the wire keeps of an op: booleans become 0/1, an absent optional its zero. */
 function normalized(op: Op): Record<string, unknown> {
   const out: Record<string, unknown> = { op: op.op };
   const rec = op as unknown as Record<string, unknown>;
-  for (const [name, type] of OP_WIRE[op.op].fields) {
+  for (const [name, type] of OP_WIRE[op.op as keyof typeof OP_WIRE].fields) {
     const v = rec[name];
     out[name] = type === "u" && (typeof v === "boolean" || v === undefined) ? Number(v ?? 0) : type === "n" ? (v ?? null) : v;
   }
@@ -114,14 +129,14 @@ function normalized(op: Op): Record<string, unknown> {
 
 describe("encodePlan", () => {
   test("header: magic, version, op count, total length, little endian", () => {
-    const plan = encodePlan([{ op: "setsid" }, { op: "umask", mask: 0o22 }]);
+    const plan = encodePlan([{ op: "waitFifo" }, { op: "closeFds", first: 0o22 }]);
     const v = new DataView(plan.buffer);
     expect(Array.from(plan.subarray(0, 4))).toEqual([0x54, 0x53, 0x52, 0x50]); // "TSRP"
-    expect(v.getUint32(4, true)).toBe(2); // version 2: chdir has beforeUser
+    expect(v.getUint32(4, true)).toBe(3); // version 3: plain steps are syscall ops
     expect(v.getUint32(8, true)).toBe(2);
     expect(v.getUint32(12, true)).toBe(plan.length);
-    // setsid: code 27, no payload; umask: code 25, 4 bytes
-    expect(Array.from(plan.subarray(16))).toEqual([27, 0, 0, 0, 0, 0, 0, 0, 25, 0, 0, 0, 4, 0, 0, 0, 0o22, 0, 0, 0]);
+    // waitFifo: code 30, no payload; closeFds: code 31, 4 bytes
+    expect(Array.from(plan.subarray(16))).toEqual([30, 0, 0, 0, 0, 0, 0, 0, 31, 0, 0, 0, 4, 0, 0, 0, 0o22, 0, 0, 0]);
   });
 
   test("strings are length-prefixed and NUL-terminated UTF-8; null is 0xffffffff; arrays count-prefixed", () => {
@@ -137,14 +152,16 @@ describe("encodePlan", () => {
 
   test("every op round-trips", () => {
     // the sample covers every op of the vocabulary
-    expect(new Set<string>(EVERY_OP.map((o) => o.op))).toEqual(new Set(Object.keys(OP_WIRE)));
-    const decoded = decode(encodePlan(EVERY_OP));
-    expect(decoded).toEqual(EVERY_OP.map(normalized) as unknown as Op[]);
+    expect(new Set<string>(EVERY_OP.map((o) => o.op))).toEqual(new Set([...Object.keys(OP_WIRE), ...Object.keys(FOLD)]));
+    const { ops, steps } = decodeSteps(encodePlan(EVERY_OP));
+    expect(ops).toEqual(EVERY_OP.flatMap(wireOps).map(normalized) as unknown as Op[]);
+    // each wire op belongs to the step it came from: errors are reported by step
+    expect(steps).toEqual(EVERY_OP.flatMap((op, i) => wireOps(op).map(() => i)));
   });
 
   test("the encoded sample has no field the wire table forgets", () => {
-    for (const op of EVERY_OP) {
-      const wire = new Set(OP_WIRE[op.op].fields.map(([n]) => n as string));
+    for (const op of EVERY_OP.filter((o) => !Object.hasOwn(FOLD, o.op))) {
+      const wire = new Set(OP_WIRE[op.op as keyof typeof OP_WIRE].fields.map(([n]) => n as string));
       for (const k of Object.keys(op)) if (k !== "op") expect(wire.has(k) ? k : `${op.op}.${k} missing from OP_WIRE`).toBe(k);
     }
   });
@@ -161,8 +178,8 @@ describe("encodePlan", () => {
       [{ op: "exec", file: "sh", argv: ["sh", "x\0"], env: [], path: "" }, /field argv\[1\]: contains a NUL byte/],
       [{ op: "setUser", uid: 0, gid: 0, groups: [-5], setgroups: true }, /field groups\[0\]/],
       [{ op: "nope" } as unknown as Op, /op 1 field op: unknown op "nope"/],
-      [{ op: "syscall", what: "", nr: 1, bufArg: 0, args: [0n, 0n, 0n, 0n, 0n, 0n, 0n], buf: new Uint8Array() }, /field args: expected an array of at most 6 bigints/],
-      [{ op: "syscall", what: "", nr: 1, bufArg: 0, args: [0n, -1n], buf: new Uint8Array() }, /field args\[1\]: expected a bigint/],
+      [{ op: "syscall", what: "", nr: 1, bufArgs: 0, args: [0n, 0n, 0n, 0n, 0n, 0n, 0n], buf: new Uint8Array() }, /field args: expected an array of at most 6 bigints/],
+      [{ op: "syscall", what: "", nr: 1, bufArgs: 0, args: [0n, -1n], buf: new Uint8Array() }, /field args\[1\]: expected a bigint/],
     ];
     for (const [op, msg] of bad) {
       expect(() => encodePlan([{ op: "setsid" }, op])).toThrow(PlanEncodeError);
@@ -181,9 +198,10 @@ describe("encodePlan", () => {
 describe("wire.h agrees with wire.ts", () => {
   const header = readFileSync(join(import.meta.dir, "../native/wire.h"), "utf8");
 
-  test("magic and version", () => {
+  test("magic, version and the continuation bit", () => {
     expect(Number(header.match(/#define PLAN_MAGIC (0x[0-9a-f]+)u/)?.[1])).toBe(PLAN_MAGIC);
     expect(Number(header.match(/#define PLAN_VERSION (\d+)u/)?.[1])).toBe(PLAN_VERSION);
+    expect(Number(header.match(/#define OP_CONT (0x[0-9a-f]+)u/)?.[1])).toBe(OP_CONT);
   });
 
   test("op codes and field formats", () => {

@@ -5,7 +5,7 @@
 // the struct bytes; the executor only makes the call. Pure.
 import type { CPUAffinity, LinuxIOPriority, LinuxMemoryPolicy, LinuxPersonality, Scheduler } from "@tsrun/ocispec/core";
 import { PlanError } from "./compile.ts";
-import { NO_BUF_ARG, type Op } from "./ops.ts";
+import type { Op } from "./ops.ts";
 
 /**
  * Syscall numbers of the architecture the executor runs on. The seccomp compiler's tables are
@@ -22,7 +22,8 @@ function syscallNumber(name: string, pointer: string): number {
 }
 
 function call(what: string, name: string, pointer: string, args: bigint[], buf?: { bytes: Uint8Array; arg: number }): Op {
-  return { op: "syscall", what, nr: syscallNumber(name, pointer), bufArg: buf ? buf.arg : NO_BUF_ARG, args, buf: buf?.bytes ?? new Uint8Array() };
+  // the buffer goes at offset 0 of its argument: the executor adds the buffer's address
+  return { op: "syscall", what, nr: syscallNumber(name, pointer), bufArgs: buf ? 1 << buf.arg : 0, args, buf: buf?.bytes ?? new Uint8Array() };
 }
 
 /** The most CPUs or memory nodes a list may name: the kernel's own limit (CONFIG_NR_CPUS max). */

@@ -115,15 +115,13 @@ export type Op =
   /**
    * syscall(nr, args…): a kernel call that needs no decision in C. TypeScript picks the number
    * (for the executor's architecture) and builds any struct in `buf` (sched_attr, a cpu or node
-   * mask); with `bufArg` 0…5 the buffer's address replaces that argument (NO_BUF_ARG: none).
-   * The buffer is read-only. `what` names the step in errors ("set the scheduler (…)").
+   * mask, strings); each argument whose bit is set in `bufArgs` is an offset into the buffer,
+   * and the executor adds the buffer's address to it. The buffer is read-only. `what` names the
+   * step in errors ("set the scheduler (…)"). wire.ts also encodes the plain steps of fold.ts so.
    */
-  | { op: "syscall"; what: string; nr: number; bufArg: number; args: bigint[]; buf: Uint8Array }
+  | { op: "syscall"; what: string; nr: number; bufArgs: number; args: bigint[]; buf: Uint8Array }
   /** execve(2); a relative path is searched in `path` (the container's PATH) like execvp. */
   | { op: "exec"; file: string; argv: string[]; env: string[]; path: string };
-
-/** `bufArg` of a syscall op whose buffer (if any) is not passed. */
-export const NO_BUF_ARG = 0xffffffff;
 
 /** Sync codes: where the executor stops and waits for tsrun. */
 export const SYNC = {

@@ -7,25 +7,28 @@
 // Payload fields in the order of the op's fields in ops.ts; types:
 //   s str   u32 length, UTF-8 bytes, NUL        n  nullable str: a str, or u32 0xffffffff
 //   u u32   (numbers; booleans 0/1)             q  u64 (bigints)
-//   v       u32 count, then a str each          w  u32 count, then a u32 each
-//   b       u32 length, bytes                   x  u32 count, then a u64 each (at most 6)
+//   v       u32 count, then a str each          b  u32 length, bytes
+//   x       u32 count, then a u64 each (at most 6)
+// The steps of fold.ts are written as `syscall` ops; a step written as several has OP_CONT in
+// the code of all but its first, and the executor reports errors by step.
 // Pure: no FFI, no file system.
+import { FOLD, type FieldCheck, type FoldedOpName } from "./fold.ts";
 import type { Op } from "./ops.ts";
 
 export const PLAN_MAGIC = 0x50525354; // "TSRP" read as a little-endian u32
-export const PLAN_VERSION = 2;
+export const PLAN_VERSION = 3;
+/** In an op's code: the op continues the plan step of the op before it. */
+export const OP_CONT = 0x80000000;
 
-type OpName = Op["op"];
-type Field = "s" | "n" | "u" | "q" | "v" | "w" | "b" | "x";
+type OpName = Exclude<Op["op"], FoldedOpName>;
+type Field = "s" | "n" | "u" | "q" | "v" | "b" | "x";
 
 /** The field names of op K (the compiler checks the table below against ops.ts with it). */
 type FieldOf<K extends OpName> = Exclude<keyof Extract<Op, { op: K }>, "op">;
 
-/** Code and fields (name, type) of each op, in wire order. */
+/** Code and fields (name, type) of each op the executor has code for, in wire order. */
 export const OP_WIRE: { readonly [K in OpName]: { code: number; fields: readonly (readonly [FieldOf<K>, Field])[] } } = {
-  stage: { code: 1, fields: [["name", "s"]] },
   setns: { code: 2, fields: [["path", "s"], ["nstype", "u"]] },
-  unshare: { code: 3, fields: [["flags", "u"]] },
   sync: { code: 4, fields: [["code", "u"]] },
   fork: { code: 5, fields: [["flags", "u"]] },
   writeFile: { code: 6, fields: [["path", "s"], ["data", "s"], ["inRoot", "u"]] },
@@ -45,20 +48,12 @@ export const OP_WIRE: { readonly [K in OpName]: { code: number; fields: readonly
   },
   symlink: { code: 12, fields: [["target", "s"], ["path", "s"], ["inRoot", "u"]] },
   pivotRoot: { code: 13, fields: [["path", "s"]] },
-  chrootMove: { code: 14, fields: [["path", "s"]] },
   maskPath: { code: 15, fields: [["path", "s"]] },
   readonlyPath: { code: 16, fields: [["path", "s"]] },
   remountRootReadonly: { code: 17, fields: [] },
-  sethostname: { code: 18, fields: [["name", "s"]] },
-  setdomainname: { code: 19, fields: [["name", "s"]] },
-  setrlimit: { code: 20, fields: [["resource", "u"], ["soft", "q"], ["hard", "q"]] },
-  prctl: { code: 21, fields: [["option", "u"], ["arg", "q"]] },
-  setUser: { code: 22, fields: [["uid", "u"], ["gid", "u"], ["groups", "w"], ["setgroups", "u"]] },
   caps: { code: 23, fields: [["bounding", "q"], ["effective", "q"], ["permitted", "q"], ["inheritable", "q"], ["ambient", "q"]] },
   seccomp: { code: 24, fields: [["flags", "u"], ["program", "b"]] },
-  umask: { code: 25, fields: [["mask", "u"]] },
   chdir: { code: 26, fields: [["path", "s"], ["beforeUser", "u"]] },
-  setsid: { code: 27, fields: [] },
   console: { code: 28, fields: [["rows", "u"], ["cols", "u"], ["devConsole", "u"], ["uid", "u"]] },
   openFifo: { code: 29, fields: [["path", "s"]] },
   waitFifo: { code: 30, fields: [] },
@@ -71,7 +66,7 @@ export const OP_WIRE: { readonly [K in OpName]: { code: number; fields: readonly
   openTree: { code: 38, fields: [["path", "s"], ["fd", "u"], ["recursive", "u"]] },
   hideMount: { code: 40, fields: [["path", "s"]] },
   mountTree: { code: 39, fields: [["fd", "u"], ["attrSet", "u"], ["target", "s"], ["recursive", "u"], ["inRoot", "u"], ["targetIsFile", "u"]] },
-  syscall: { code: 41, fields: [["what", "s"], ["nr", "u"], ["bufArg", "u"], ["args", "x"], ["buf", "b"]] },
+  syscall: { code: 41, fields: [["what", "s"], ["nr", "u"], ["bufArgs", "u"], ["args", "x"], ["buf", "b"]] },
   idmapMount: {
     code: 36,
     fields: [["source", "s"], ["target", "s"], ["usernsFd", "u"], ["recursive", "u"], ["attrSet", "u"], ["inRoot", "u"], ["targetIsFile", "u"]],
@@ -122,43 +117,48 @@ export function encodePlan(ops: readonly Op[]): Uint8Array {
     len += 4;
   };
   // k: the element's index in an array field (named in errors only: no string built per element)
+  const field = (name: string, k: number): string => (k < 0 ? name : `${name}[${k}]`);
+  const asStr = (s: unknown, i: number, name: string, k = -1): string => {
+    if (typeof s !== "string") throw new PlanEncodeError(i, field(name, k), `expected a string, got ${typeof s}`);
+    if (s.includes("\0")) throw new PlanEncodeError(i, field(name, k), "contains a NUL byte");
+    return s;
+  };
+  const asU32 = (v: unknown, i: number, name: string, k = -1): number => {
+    const n = typeof v === "boolean" ? Number(v) : v === undefined ? 0 : v;
+    if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > U32_MAX)
+      throw new PlanEncodeError(i, field(name, k), `expected an integer in 0..2^32-1, got ${String(v)}`);
+    return n;
+  };
+  const asU64 = (v: unknown, i: number, name: string, k = -1): bigint => {
+    if (typeof v !== "bigint" || v < 0n || v > U64_MAX) throw new PlanEncodeError(i, field(name, k), `expected a bigint in 0..2^64-1, got ${String(v)}`);
+    return v;
+  };
   const str = (s: unknown, i: number, name: string, k = -1): void => {
-    if (typeof s !== "string") throw new PlanEncodeError(i, k < 0 ? name : `${name}[${k}]`, `expected a string, got ${typeof s}`);
-    if (s.includes("\0")) throw new PlanEncodeError(i, k < 0 ? name : `${name}[${k}]`, "contains a NUL byte");
-    room(s.length * 3 + 5); // UTF-8 takes at most 3 bytes per UTF-16 unit
-    const { written } = utf8.encodeInto(s, buf.subarray(len + 4));
+    asStr(s, i, name, k);
+    room((s as string).length * 3 + 5); // UTF-8 takes at most 3 bytes per UTF-16 unit
+    const { written } = utf8.encodeInto(s as string, buf.subarray(len + 4));
     u32at(len, written);
     len += 4 + written;
     buf[len++] = 0;
   };
-  const num = (v: unknown, i: number, name: string, k = -1): void => {
-    const n = typeof v === "boolean" ? Number(v) : v === undefined ? 0 : v;
-    if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > U32_MAX)
-      throw new PlanEncodeError(i, k < 0 ? name : `${name}[${k}]`, `expected an integer in 0..2^32-1, got ${String(v)}`);
-    u32(n);
-  };
+  const num = (v: unknown, i: number, name: string, k = -1): void => u32(asU32(v, i, name, k));
   const u64 = (v: unknown, i: number, name: string, k = -1): void => {
-    if (typeof v !== "bigint" || v < 0n || v > U64_MAX) throw new PlanEncodeError(i, k < 0 ? name : `${name}[${k}]`, `expected a bigint in 0..2^64-1, got ${String(v)}`);
+    asU64(v, i, name, k);
     // Most values fit in 53 bits: split them without BigInt arithmetic.
-    const n = v <= 0x1fffffffffffffn ? Number(v) : -1;
+    const n = (v as bigint) <= 0x1fffffffffffffn ? Number(v) : -1;
     if (n >= 0) {
       u32(n % 0x100000000);
       u32(Math.floor(n / 0x100000000));
     } else {
-      u32(Number(v & 0xffffffffn));
-      u32(Number(v >> 32n));
+      u32(Number((v as bigint) & 0xffffffffn));
+      u32(Number((v as bigint) >> 32n));
     }
   };
-  u32(PLAN_MAGIC);
-  u32(PLAN_VERSION);
-  u32(ops.length);
-  const total = len;
-  u32(0);
-  for (let i = 0; i < ops.length; i++) {
-    const op = ops[i]!;
-    const spec = OP_WIRE[op.op];
+  /** One wire op for the op of plan step i; `cont`: it continues that step (OP_CONT). */
+  const put = (op: Op, i: number, cont: boolean): void => {
+    const spec = Object.hasOwn(OP_WIRE, op.op) ? OP_WIRE[op.op as OpName] : undefined;
     if (!spec) throw new PlanEncodeError(i, "op", `unknown op ${JSON.stringify(op.op)}`);
-    u32(spec.code);
+    u32((spec.code | (cont ? OP_CONT : 0)) >>> 0);
     const size = len;
     u32(0);
     const start = len;
@@ -180,10 +180,6 @@ export function encodePlan(ops: readonly Op[]): Uint8Array {
         if (!Array.isArray(v)) throw new PlanEncodeError(i, name, "expected an array of strings");
         u32(v.length);
         for (let k = 0; k < v.length; k++) str(v[k], i, name, k);
-      } else if (type === "w") {
-        if (!Array.isArray(v)) throw new PlanEncodeError(i, name, "expected an array of numbers");
-        u32(v.length);
-        for (let k = 0; k < v.length; k++) num(v[k], i, name, k);
       } else {
         if (!(v instanceof Uint8Array)) throw new PlanEncodeError(i, name, "expected a Uint8Array");
         u32(v.length);
@@ -193,7 +189,34 @@ export function encodePlan(ops: readonly Op[]): Uint8Array {
       }
     }
     u32at(size, len - start);
+    count++;
+  };
+  u32(PLAN_MAGIC);
+  u32(PLAN_VERSION);
+  const countAt = len;
+  u32(0);
+  const total = len;
+  u32(0);
+  let count = 0;
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i]!;
+    if (!Object.hasOwn(FOLD, op.op)) {
+      put(op, i, false);
+      continue;
+    }
+    const check: FieldCheck = {
+      u32: (v, name, k) => asU32(v, i, name, k),
+      u64: (v, name) => asU64(v, i, name),
+      str: (v, name) => asStr(v, i, name),
+      list: (v, name) => {
+        if (!Array.isArray(v)) throw new PlanEncodeError(i, name, "expected an array");
+        return v as unknown[];
+      },
+    };
+    const fold = FOLD[op.op as FoldedOpName] as (op: Op, check: FieldCheck) => Op[];
+    fold(op, check).forEach((call, k) => put(call, i, k > 0));
   }
+  u32at(countAt, count);
   u32at(total, len);
   return buf.slice(0, len);
 }

@@ -1,0 +1,60 @@
+// The plain steps the encoder writes as generic syscall ops (plan/fold.ts): their numbers against
+// the kernel's tables, their buffers and texts. Pure; the executor runs them in native.test.ts.
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { FOLD, FOLD_SYSCALLS, type FieldCheck } from "../src/plan/fold.ts";
+import type { Op } from "../src/plan/ops.ts";
+import { SYSCALLS_X86_64 } from "../src/seccomp/syscalls-x86_64.ts";
+
+const check: FieldCheck = { u32: (v) => v as number, u64: (v) => v as bigint, str: (v) => v as string, list: (v) => v as unknown[] };
+const fold = (op: Op) => (FOLD as unknown as Record<string, (o: Op, c: FieldCheck) => Extract<Op, { op: "syscall" }>[]>)[op.op]!(op, check);
+const nr = (name: keyof (typeof FOLD_SYSCALLS)["x64"]) => FOLD_SYSCALLS[process.arch as "x64"][name];
+const cstr = (buf: Uint8Array, at: bigint) => new TextDecoder().decode(buf.subarray(Number(at), buf.indexOf(0, Number(at))));
+
+describe("syscall numbers", () => {
+  test("x86_64's agree with the seccomp compiler's table", () => {
+    for (const [name, n] of Object.entries(FOLD_SYSCALLS.x64)) expect([name, n]).toEqual([name, SYSCALLS_X86_64[name]!]);
+  });
+
+  test("arm64's agree with the kernel's asm-generic table", () => {
+    const header = readFileSync("/usr/include/asm-generic/unistd.h", "utf8");
+    for (const [name, n] of Object.entries(FOLD_SYSCALLS.arm64)) expect([name, n]).toEqual([name, Number(header.match(new RegExp(`#define __NR_${name} (\\d+)`))?.[1])]);
+  });
+});
+
+describe("steps as syscalls", () => {
+  test("stage, sethostname, setrlimit, prctl, umask, unshare: one call each, with the executor's old texts", () => {
+    const [stage] = fold({ op: "stage", name: "tsrun:[2:INIT]" });
+    expect([stage!.nr, stage!.args[0], stage!.bufArgs, cstr(stage!.buf, stage!.args[1]!)]).toEqual([nr("prctl"), 15n, 0b10, "tsrun:[2:INIT]"]);
+    const [host] = fold({ op: "sethostname", name: "höst" });
+    expect([host!.what, host!.nr, host!.args, host!.bufArgs, Array.from(host!.buf)]).toEqual(["sethostname höst", nr("sethostname"), [0n, 5n], 0b1, [0x68, 0xc3, 0xb6, 0x73, 0x74]]);
+    const [rl] = fold({ op: "setrlimit", resource: 7, soft: 1024n, hard: (1n << 64n) - 1n });
+    const v = new DataView(rl!.buf.buffer);
+    expect([rl!.what, rl!.nr, rl!.args, rl!.bufArgs, v.getBigUint64(0, true), v.getBigUint64(8, true)]).toEqual(["setrlimit 7", nr("prlimit64"), [0n, 7n, 0n, 0n], 0b100, 1024n, (1n << 64n) - 1n]);
+    expect(fold({ op: "prctl", option: 38, arg: 1n })).toEqual([{ op: "syscall", what: "prctl 38", nr: nr("prctl"), bufArgs: 0, args: [38n, 1n, 0n, 0n, 0n], buf: new Uint8Array() }]);
+    expect(fold({ op: "umask", mask: 0o27 })[0]!.args).toEqual([0o27n]);
+    expect(fold({ op: "unshare", flags: 0x10000000 })[0]!.what).toBe("unshare 0x10000000");
+  });
+
+  test("setUser: setgroups (when asked) with the u32 list, keepcaps, setresgid, setresuid", () => {
+    const calls = fold({ op: "setUser", uid: 1000, gid: 100, groups: [5, 4294967294], setgroups: true });
+    expect(calls.map((c) => [c.what, c.nr])).toEqual([
+      ["setgroups", nr("setgroups")],
+      ["prctl(PR_SET_KEEPCAPS)", nr("prctl")],
+      ["setresgid 100", nr("setresgid")],
+      ["setresuid 1000", nr("setresuid")],
+    ]);
+    expect([calls[0]!.args, calls[0]!.bufArgs, Array.from(calls[0]!.buf)]).toEqual([[2n, 0n], 0b10, [5, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff]]);
+    expect(calls[3]!.args).toEqual([1000n, 1000n, 1000n]);
+    expect(fold({ op: "setUser", uid: 0, gid: 0, groups: [], setgroups: false }).map((c) => c.what)).toEqual(["prctl(PR_SET_KEEPCAPS)", "setresgid 0", "setresuid 0"]);
+  });
+
+  test("chrootMove: chdir, mount MS_MOVE onto /, chroot ., chdir /, the strings in one buffer", () => {
+    const calls = fold({ op: "chrootMove", path: "/r/fs" });
+    expect(calls.map((c) => c.what)).toEqual(["chdir /r/fs", "move /r/fs onto /", "chroot /r/fs", "chdir /"]);
+    const mount = calls[1]!;
+    expect([mount.bufArgs, cstr(mount.buf, mount.args[0]!), cstr(mount.buf, mount.args[1]!), mount.args[3]]).toEqual([0b11, "/r/fs", "/", 0x2000n]);
+    expect(cstr(calls[2]!.buf, calls[2]!.args[0]!)).toBe(".");
+    expect(cstr(calls[3]!.buf, calls[3]!.args[0]!)).toBe("/");
+  });
+});
