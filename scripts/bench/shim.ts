@@ -1,0 +1,229 @@
+// The containerd shim: containerd-shim-tsrun-v2 against containerd's own containerd-shim-runc-v2
+// (driving runc), both behind one private containerd 1.6 (own socket, root, state, fifo dir),
+// in the same run:
+// - latency of `ctr run --rm IMAGE ID true` (fifo IO), alternating, medians and ratios;
+// - resident memory of the shim processes with 1, 10 and 50 running `sleep` containers, total
+//   and per container (RSS from /proc/PID/status, and PSS, which shares the pages of a binary
+//   mapped by many shims fairly among them, from /proc/PID/smaps_rollup).
+// Goals (issue 10): latency ≤ 0.8× the runc shim's; ≤ 5 MB RSS per container at 10.
+// The run happens in a private mount namespace (as the other benchmarks; the mounts of the
+// snapshots go with it) and removes everything it made: containerd, shims, containers, cgroups,
+// runtime state and files. Needs root, containerd, ctr, runc, containerd-shim-runc-v2, umoci and
+// jq, and `bun run build`.
+// Usage: bun scripts/bench/shim.ts [rounds] [counts]   (defaults: 20 and 1,10,50)
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { inPureV1Namespace, measure, median, report, which, type Variant } from "./lib.ts";
+import { DEFAULT_ROOT } from "../../packages/shim/src/task/runtime.ts";
+import { SOCKET_DIR } from "../../packages/shim/src/bin/manager.ts";
+
+const root = join(import.meta.dir, "../..");
+const tsrun = join(root, "dist/tsrun");
+const shim = join(root, "dist/containerd-shim-tsrun-v2");
+const rounds = Number(process.argv[2] ?? 20);
+const counts = (process.argv[3] ?? "1,10,50").split(",").map(Number);
+
+inPureV1Namespace(import.meta.path, tsrun, process.argv.slice(2));
+
+for (const cmd of ["containerd", "ctr", "runc", "containerd-shim-runc-v2", "umoci", "jq"]) {
+  if (!which(cmd)) {
+    console.error(`shim bench: ${cmd} is missing (scripts/setup.sh installs it)`);
+    process.exit(1);
+  }
+}
+if (!existsSync(shim)) {
+  console.error(`shim bench: ${shim} is missing; run \`bun run build\` first`);
+  process.exit(1);
+}
+
+const NS = "tsrun-bench";
+const IMAGE = "localhost/tsrun-bench:latest";
+const SHIMS = [
+  { name: "tsrun shim", runtime: "io.containerd.tsrun.v2", extra: [] as string[] },
+  // runc's state under our own dir (ctr passes it to the runc shim as its Root option).
+  { name: "runc shim", runtime: "io.containerd.runc.v2", extra: [] as string[] },
+];
+
+// Short: containerd's socket and the shims' must fit in sun_path.
+const dir = mkdtempSync("/tmp/tsrun-bsh-");
+const sock = join(dir, "c.sock");
+const fifos = join(dir, "fifo");
+SHIMS[1]!.extra = ["--runc-root", join(dir, "runc")];
+// Host paths the shims and runtimes make outside our dir (containerd 1.6 gives the shims no
+// directory) and the cgroup parents of ctr's /<ns>/<id>: removed at the end if this run made them.
+const cgroupParents = readdirSync("/sys/fs/cgroup", { withFileTypes: true })
+  .filter((e) => e.isDirectory())
+  .map((e) => join("/sys/fs/cgroup", e.name, NS));
+const madeHere = [join(DEFAULT_ROOT, NS), DEFAULT_ROOT, SOCKET_DIR, dirname(DEFAULT_ROOT), ...cgroupParents].filter((p) => !existsSync(p));
+let containerd: Bun.Subprocess | undefined;
+
+function ctr(args: string[], timeoutMs = 60_000): { code: number; stdout: string; stderr: string } {
+  const r = Bun.spawnSync(["ctr", "--address", sock, "--namespace", NS, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: timeoutMs });
+  return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+
+function mustCtr(args: string[]): string {
+  const r = ctr(args);
+  if (r.code !== 0) throw new Error(`ctr ${args.join(" ")}: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+/** Processes other than containerd whose argv names our socket: the shim daemons (-address) and short shim commands. */
+function shimPids(): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync("/proc")) {
+    if (!/^\d+$/.test(e) || Number(e) === containerd?.pid) continue;
+    try {
+      if (readFileSync(`/proc/${e}/cmdline`, "utf8").split("\0").includes(sock)) out.push(Number(e));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return out;
+}
+
+/** kB of a /proc/PID file field ("VmRSS:  1234 kB"). */
+function kb(file: string, field: string): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(file, "utf8"));
+  return m ? Number(m[1]) : 0;
+}
+
+async function waitFor(what: string, ok: () => boolean, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(50);
+  }
+}
+
+/** Kills and deletes every task and container of our namespace. */
+async function clearContainers(): Promise<void> {
+  const ids = ctr(["containers", "ls", "-q"]).stdout.split("\n").filter(Boolean);
+  for (const id of ids) ctr(["tasks", "kill", "-s", "SIGKILL", id]);
+  for (const id of ids) {
+    const end = Date.now() + 10_000;
+    while (Date.now() < end && /RUNNING|PAUSED|CREATED/.test(ctr(["tasks", "ls"]).stdout.split("\n").find((l) => l.startsWith(`${id} `)) ?? "")) await Bun.sleep(50);
+    ctr(["tasks", "delete", "-f", id]);
+    ctr(["containers", "delete", id]);
+  }
+  await waitFor("the shims to exit", () => shimPids().length === 0, 20_000);
+}
+
+async function setUp(): Promise<void> {
+  const bin = join(dir, "bin");
+  mkdirSync(bin);
+  symlinkSync(shim, join(bin, "containerd-shim-tsrun-v2"));
+  symlinkSync(tsrun, join(bin, "tsrun"));
+  writeFileSync(join(dir, "config.toml"), 'version = 2\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n');
+  containerd = Bun.spawn(["containerd", "--config", join(dir, "config.toml"), "--root", join(dir, "root"), "--state", join(dir, "state"), "--address", sock], {
+    env: { ...process.env, PATH: `${bin}:${process.env.PATH}` },
+    stdio: ["ignore", Bun.file(join(dir, "containerd.log")), Bun.file(join(dir, "containerd.log"))],
+  });
+  await waitFor("containerd", () => {
+    if (containerd!.exitCode !== null) throw new Error(`containerd exited: ${readFileSync(join(dir, "containerd.log"), "utf8").slice(-2000)}`);
+    return ctr(["version"], 5000).code === 0;
+  });
+  const tar = join(dir, "image.tar");
+  const mk = Bun.spawnSync(["bash", join(root, "scripts/make-image.sh"), tar, IMAGE], { stdout: "pipe", stderr: "pipe" });
+  if (!mk.success) throw new Error(`make-image.sh: ${mk.stderr}`);
+  mustCtr(["images", "import", tar]);
+}
+
+async function tearDown(): Promise<void> {
+  try {
+    if (containerd && containerd.exitCode === null) await clearContainers();
+  } catch (err) {
+    console.error(`shim bench: cleanup: ${(err as Error).message}`);
+  }
+  if (containerd && containerd.exitCode === null) {
+    containerd.kill("SIGTERM");
+    const end = Date.now() + 10_000;
+    while (containerd.exitCode === null && Date.now() < end) await Bun.sleep(50);
+    if (containerd.exitCode === null) containerd.kill("SIGKILL");
+    await containerd.exited;
+  }
+  // Whatever a failure left: runtime state first (each runtime's own delete), then processes.
+  const tsrunState = join(DEFAULT_ROOT, NS);
+  for (const [bin, state] of [[tsrun, tsrunState], ["runc", join(dir, "runc", NS)]] as const) {
+    if (!existsSync(state)) continue;
+    for (const e of readdirSync(state, { withFileTypes: true })) {
+      if (e.isDirectory()) Bun.spawnSync([bin, "--root", state, "delete", "--force", e.name], { stdio: ["ignore", "ignore", "ignore"] });
+    }
+  }
+  for (const pid of shimPids()) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // Gone.
+    }
+  }
+  // The snapshot mounts live in this private mount namespace only; unmount them before removing the dir.
+  Bun.spawnSync(["sh", "-c", `grep -o " ${dir}[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l`]);
+  rmSync(dir, { recursive: true, force: true });
+  for (const p of madeHere) {
+    try {
+      rmdirSync(p);
+    } catch {
+      // Not empty (someone else's) or gone.
+    }
+  }
+}
+
+async function latency(): Promise<void> {
+  const variants: Variant[] = SHIMS.map((s) => ({
+    name: `${s.name} ctr run --rm true`,
+    argv: (i: number) => ["ctr", "--address", sock, "--namespace", NS, "run", "--rm", "--fifo-dir", fifos, "--runtime", s.runtime, ...s.extra, IMAGE, `lat-${s.name.split(" ")[0]}-${i}`, "true"],
+  }));
+  const times = measure(variants, rounds, 3);
+  report(`ctr run --rm … true through containerd 1.6, ${rounds} alternating rounds (private mount ns, cgroup v1)`, times, variants[1]!.name);
+  const ratio = median(times.get(variants[0]!.name)!) / median(times.get(variants[1]!.name)!);
+  console.log(`tsrun shim / runc shim latency: ${ratio.toFixed(2)}× (goal ≤ 0.80×: ${ratio <= 0.8 ? "met" : "not met"})`);
+}
+
+async function memory(): Promise<void> {
+  console.log(`\nshim memory with N running \`sleep\` containers (all processes of the shims: daemons and any children)`);
+  console.log(`${"shim".padEnd(12)} ${"N".padStart(4)} ${"procs".padStart(6)} ${"RSS MB".padStart(9)} ${"RSS/ctr".padStart(9)} ${"PSS MB".padStart(9)} ${"PSS/ctr".padStart(9)}`);
+  const perContainer = new Map<string, number>();
+  for (const n of counts) {
+    for (const s of SHIMS) {
+      const tag = s.name.split(" ")[0]!;
+      for (let i = 0; i < n; i++) mustCtr(["run", "-d", "--null-io", "--runtime", s.runtime, ...s.extra, IMAGE, `mem-${tag}-${n}-${i}`, "sleep", "3600"]);
+      await waitFor(`${n} running tasks`, () => ctr(["tasks", "ls"]).stdout.split("\n").filter((l) => / RUNNING$/.test(l.trim())).length === n);
+      // Let the shims settle (start-up garbage, lazy pages) before reading them.
+      await Bun.sleep(2000);
+      let rss = 0;
+      let pss = 0;
+      const pids = shimPids();
+      for (const pid of pids) {
+        try {
+          rss += kb(`/proc/${pid}/status`, "VmRSS");
+          pss += kb(`/proc/${pid}/smaps_rollup`, "Pss");
+        } catch {
+          // Gone meanwhile.
+        }
+      }
+      const mb = (k: number) => k / 1024;
+      perContainer.set(`${s.name}@${n}`, mb(rss) / n);
+      console.log(`${s.name.padEnd(12)} ${String(n).padStart(4)} ${String(pids.length).padStart(6)} ${mb(rss).toFixed(1).padStart(9)} ${(mb(rss) / n).toFixed(1).padStart(9)} ${mb(pss).toFixed(1).padStart(9)} ${(mb(pss) / n).toFixed(1).padStart(9)}`);
+      await clearContainers();
+    }
+  }
+  for (const n of counts) {
+    const t = perContainer.get(`tsrun shim@${n}`)!;
+    const r = perContainer.get(`runc shim@${n}`)!;
+    console.log(`N=${n}: tsrun shim ${t.toFixed(1)} MB RSS per container, ${(t / r).toFixed(2)}× the runc shim's${n === 10 ? ` (goal ≤ 5 MB: ${t <= 5 ? "met" : "not met"})` : ""}`);
+  }
+}
+
+let failed = false;
+try {
+  await setUp();
+  await latency();
+  await memory();
+} catch (err) {
+  console.error(`shim bench: ${(err as Error).message}`);
+  failed = true;
+} finally {
+  await tearDown();
+}
+process.exit(failed ? 1 : 0);
