@@ -1,6 +1,7 @@
-// Compiles the CLI into one self-contained binary: dist/tsrun. Run `bun scripts/gen.ts` first
-// (`bun run build` does both).
-import { mkdirSync } from "node:fs";
+// Compiles the CLI into one self-contained binary, dist/tsrun, and names it
+// dist/containerd-shim-tsrun-v2 too (a symlink: run under that name, the binary is containerd's
+// shim). Run `bun scripts/gen.ts` first (`bun run build` does both).
+import { mkdirSync, rmSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { buildNative } from "./build-native.ts";
 
@@ -19,8 +20,9 @@ function commit(): string {
 // The C half of the plan boundary is embedded in the binary: build it first.
 buildNative();
 
-// The shim package's entry: the runtime's command line plus the image commands.
-const binaries = [{ entry: "packages/shim/src/cli/bin.ts", out: "tsrun" }, { entry: "packages/shim/src/bin/shim.ts", out: "containerd-shim-tsrun-v2" }];
+// The shim package's entry: the runtime's command line plus the image commands, and the shim
+// when run as containerd-shim-tsrun-v2.
+const binaries = [{ entry: "packages/shim/src/cli/bin.ts", out: "tsrun" }];
 const sha = commit();
 for (const b of binaries) {
   const outfile = join(dist, b.out);
@@ -37,3 +39,10 @@ for (const b of binaries) {
   }
   console.error(`build: ${outfile}`);
 }
+
+// One executable, two names. A relative link, so dist/ can move; an installer may copy or hard
+// link it instead (the name it is run by is what counts).
+const shim = join(dist, "containerd-shim-tsrun-v2");
+rmSync(shim, { force: true });
+symlinkSync("tsrun", shim);
+console.error(`build: ${shim} -> tsrun`);

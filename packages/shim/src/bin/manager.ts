@@ -1,15 +1,10 @@
-// The shim's two short-lived commands, run by containerd with the bundle as cwd:
-// - `start` spawns the long-lived daemon (this binary without an action), waits until it
-//   answers on its socket, writes <bundle>/address and prints the address;
-// - `delete` cleans up after a shim that is gone: the runtime's state, the rootfs mounts, the socket.
-import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+// `start`, the shim's short-lived command containerd runs with the bundle as cwd: it spawns the
+// long-lived daemon (this binary without an action), waits until it answers on its socket,
+// writes <bundle>/address and prints the address. It loads none of the Task service's modules
+// (containerd waits for it on every container start); `delete` is in cleanup.ts.
+import { closeSync, constants, existsSync, mkdirSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fcntl } from "@tsrun/runtime/linux";
-import { timestamp } from "../ttrpc/codec.ts";
-import { taskProto } from "../task/proto.ts";
-import { Reaper } from "../task/reaper.ts";
-import { unmountRootfs } from "../task/rootfs.ts";
-import { loadSavedOptions, newRuntime } from "../task/service.ts";
 import type { ShimFlags } from "./flags.ts";
 
 /** Where runc's shim puts its sockets; containerd 1.6 does not pass a directory. */
@@ -26,9 +21,15 @@ export function socketPath(address: string, namespace: string, id: string, dir =
   return path;
 }
 
-/** The argv that runs this program again (a compiled binary, or bun with the entry script). */
-export function selfCommand(): string[] {
-  return Bun.main.startsWith("/$bunfs/") ? [process.execPath] : [process.execPath, Bun.main];
+/**
+ * The argv that runs this program again, and the argv[0] to give it. Compiled, the shim is the
+ * tsrun executable run under the shim's name, and process.execPath is the executable itself
+ * (symlinks resolved), so the name goes in argv[0] (what cli/bin.ts dispatches on). From source,
+ * bun runs the entry script.
+ */
+export function selfCommand(): { argv: string[]; argv0: string } {
+  if (Bun.main.startsWith("/$bunfs/")) return { argv: [process.execPath], argv0: process.argv0 };
+  return { argv: [process.execPath, Bun.main], argv0: process.execPath };
 }
 
 export async function startShim(f: ShimFlags): Promise<string> {
@@ -48,12 +49,13 @@ export async function startShim(f: ShimFlags): Promise<string> {
   rmSync(socket, { force: true });
   mkdirSync(dirname(socket), { recursive: true, mode: 0o700 });
   const log = openLog(bundle);
-  const argv = [...selfCommand(), "-namespace", namespace, "-id", f.id, "-address", f.address, "-socket", socket];
+  const self = selfCommand();
+  const argv = [...self.argv, "-namespace", namespace, "-id", f.id, "-address", f.address, "-socket", socket];
   if (f.publishBinary) argv.push("-publish-binary", f.publishBinary);
   if (f.debug) argv.push("-debug");
   // The daemon must not hold containerd's output pipe (stdout and stderr of this process):
   // containerd reads until every holder has closed it. Its stderr is the shim log instead.
-  const daemon = Bun.spawn(argv, { cwd: bundle, stdio: ["ignore", "ignore", log], detached: true });
+  const daemon = Bun.spawn(argv, { argv0: self.argv0, cwd: bundle, stdio: ["ignore", "ignore", log], detached: true });
   closeSync(log);
   const deadline = Date.now() + START_TIMEOUT_MS;
   for (;;) {
@@ -98,49 +100,4 @@ export async function connectable(path: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-/**
- * `delete`: what a shim that died would have cleaned up. Idempotent: containerd runs it after
- * every normal Shutdown too. Problems are reported on stderr (containerd logs them as warnings);
- * the DeleteResponse goes to stdout either way.
- */
-export async function deleteShim(f: ShimFlags): Promise<Uint8Array> {
-  if (!f.id) throw new Error("delete: -id is required");
-  const namespace = f.namespace || "default";
-  const bundle = f.bundle || process.cwd();
-  const saved = loadSavedOptions(bundle);
-  try {
-    const runtime = newRuntime(saved, namespace, bundle, new Reaper());
-    await runtime.delete(f.id, true);
-  } catch (err) {
-    const message = (err as Error).message;
-    if (!/does not exist|not found/i.test(message)) console.error(`containerd-shim-tsrun-v2 delete ${f.id}: ${message}`);
-  }
-  try {
-    unmountRootfs(join(bundle, "rootfs"));
-  } catch (err) {
-    console.error(`containerd-shim-tsrun-v2 delete ${f.id}: unmounting the rootfs: ${(err as Error).message}`);
-  }
-  await removeDeadSocket(bundle);
-  let pid = 0;
-  try {
-    pid = Number(readFileSync(join(bundle, "init.pid"), "utf8").trim()) || 0;
-  } catch {
-    // Create never got as far as the pid file.
-  }
-  // 137 = 128 + SIGKILL: the container died with its shim, as far as anyone can tell.
-  return taskProto().deleteResponse.encode({ pid, exitStatus: 137, exitedAt: timestamp(Date.now()) });
-}
-
-async function removeDeadSocket(bundle: string): Promise<void> {
-  let address: string;
-  try {
-    address = readFileSync(join(bundle, "address"), "utf8").trim();
-  } catch {
-    return;
-  }
-  if (!address.startsWith("unix://")) return;
-  const path = address.slice("unix://".length);
-  if (!(await connectable(path))) rmSync(path, { force: true });
 }

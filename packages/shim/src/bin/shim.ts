@@ -1,9 +1,9 @@
 // containerd-shim-tsrun-v2: containerd's runtime v2 shim for tsrun (runtime type io.containerd.tsrun.v2).
 // `start` and `delete` are short commands containerd runs; without an action this is the daemon.
+// Each action loads only its own modules: `start` runs on every container start, and the binary
+// is tsrun's too (cli/bin.ts imports this file when run under the shim's name).
 import { FlagError, parseFlags } from "./flags.ts";
-import { deleteShim, startShim } from "./manager.ts";
-import { serve } from "./daemon.ts";
-import { SHIM_VERSION } from "../task/service.ts";
+import { SHIM_VERSION } from "./name.ts";
 
 async function main(argv: string[]): Promise<number> {
   const f = parseFlags(argv);
@@ -18,13 +18,13 @@ async function main(argv: string[]): Promise<number> {
   switch (f.action) {
     case "start":
       // Plain address, no newline needed: containerd 1.6 takes stdout as the address.
-      await Bun.write(Bun.stdout, await startShim(f));
+      await Bun.write(Bun.stdout, await (await import("./manager.ts")).startShim(f));
       return 0;
     case "delete":
-      await Bun.write(Bun.stdout, await deleteShim(f));
+      await Bun.write(Bun.stdout, await (await import("./cleanup.ts")).deleteShim(f));
       return 0;
     case "":
-      serve(f);
+      (await import("./daemon.ts")).serve(f);
       return -1;
     default:
       throw new FlagError(`unknown action ${JSON.stringify(f.action)}: use start or delete`);

@@ -17,7 +17,8 @@ import { mountRootfs, unmountRootfs } from "./rootfs.ts";
 import { DEFAULT_BINARY, DEFAULT_ROOT, OciRuntime, RuntimeError } from "./runtime.ts";
 
 export const NAMESPACE_METADATA = "containerd-namespace-ttrpc";
-export const SHIM_VERSION = "containerd-shim-tsrun-v2 0.1.0";
+export { SHIM_VERSION } from "../bin/name.ts";
+import { SHIM_VERSION } from "../bin/name.ts";
 /** How long Delete waits for a never-started init to die after `delete --force` killed it. */
 const DELETE_EXIT_WAIT_MS = 10_000;
 /** How long deleting an exited exec waits for its terminal's last output to reach the client. */

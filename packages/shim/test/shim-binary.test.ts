@@ -1,0 +1,126 @@
+// One executable for tsrun and containerd's shim: dist/containerd-shim-tsrun-v2 is a link to
+// dist/tsrun, and the compiled binary acts as the shim when exec'd under that name (a symlink, a
+// hard link, or any argv[0] ending in it), as tsrun otherwise. `start` through the link spawns the
+// daemon from the same file under the shim's name. Needs the built binaries (`bun scripts/build.ts`);
+// the start test needs root (the socket goes to /run/containerd/s, as containerd 1.6 has it).
+import { afterAll, describe, expect, test } from "bun:test";
+import { existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, realpathSync, rmdirSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, dirname, join } from "node:path";
+import { TtrpcClient } from "../src/ttrpc/client.ts";
+import { taskProto, TASK_SERVICE_V2 } from "../src/task/proto.ts";
+import { SHIM_NAME, SHIM_VERSION } from "../src/bin/name.ts";
+import { SOCKET_DIR } from "../src/bin/manager.ts";
+
+const repo = join(import.meta.dir, "../../..");
+const TSRUN = join(repo, "dist/tsrun");
+const SHIM = join(repo, "dist", SHIM_NAME);
+const built = existsSync(TSRUN) && existsSync(SHIM);
+const work = mkdtempSync(join(tmpdir(), "tsrun-shimbin-"));
+// A hard link must be on dist's filesystem: a directory beside the binary, removed afterwards.
+const linkDir = built ? mkdtempSync(join(dirname(TSRUN), ".links-")) : "";
+const socketDirMadeHere = !existsSync(SOCKET_DIR);
+
+afterAll(() => {
+  rmSync(work, { recursive: true, force: true });
+  if (linkDir) rmSync(linkDir, { recursive: true, force: true });
+  if (socketDirMadeHere) {
+    try {
+      rmdirSync(SOCKET_DIR);
+    } catch {
+      // Not empty (someone else's sockets) or gone.
+    }
+  }
+});
+
+function run(argv: string[], opts: { argv0?: string; cwd?: string } = {}) {
+  const r = Bun.spawnSync(argv, { argv0: opts.argv0, cwd: opts.cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  return { code: r.exitCode, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+
+test("requirements: dist/tsrun and dist/containerd-shim-tsrun-v2 are built", () => {
+  expect(built).toBe(true);
+});
+
+describe("one binary", () => {
+  test("dist/containerd-shim-tsrun-v2 is a relative symlink to tsrun: one executable in dist", () => {
+    expect(lstatSync(SHIM).isSymbolicLink()).toBe(true);
+    expect(readlinkSync(SHIM)).toBe("tsrun");
+    expect(realpathSync(SHIM)).toBe(realpathSync(TSRUN));
+  });
+
+  test("run as tsrun it is tsrun; run as the shim (link, hard link, or argv[0]) it is the shim", () => {
+    const tsrun = run([TSRUN, "--version"]);
+    expect([tsrun.code, tsrun.stderr]).toEqual([0, ""]);
+    expect(tsrun.stdout).toMatch(/^tsrun version /);
+
+    const viaLink = run([SHIM, "-v"]);
+    expect([viaLink.code, viaLink.stdout, viaLink.stderr]).toEqual([0, `${SHIM_VERSION}\n`, ""]);
+
+    const hard = join(linkDir, SHIM_NAME);
+    linkSync(TSRUN, hard);
+    const viaHard = run([hard, "-v"]);
+    expect([viaHard.code, viaHard.stdout, viaHard.stderr]).toEqual([0, `${SHIM_VERSION}\n`, ""]);
+
+    // exec with argv[0] set, as a PATH lookup of a link gives it (no "/" in it).
+    const viaArgv0 = run([TSRUN, "-v"], { argv0: SHIM_NAME });
+    expect([viaArgv0.code, viaArgv0.stdout]).toEqual([0, `${SHIM_VERSION}\n`]);
+
+    // Any other name is tsrun (its own flag parser answers the shim's flags as unknown).
+    const other = join(work, "runc-like");
+    symlinkSync(TSRUN, other);
+    const asOther = run([other, "--version"]);
+    expect([asOther.code, asOther.stdout.split("\n")[0]]).toEqual([0, tsrun.stdout.split("\n")[0]]);
+    const shimFlagAsTsrun = run([TSRUN, "-v"]);
+    expect(shimFlagAsTsrun.stdout).not.toBe(`${SHIM_VERSION}\n`);
+
+    // A name that only ends like the shim's is not the shim.
+    const lookalike = join(work, `x${SHIM_NAME}`);
+    symlinkSync(TSRUN, lookalike);
+    expect(run([lookalike, "--version"]).stdout).toMatch(/^tsrun version /);
+  });
+
+  test("the shim's unknown flags and actions are the shim's errors, not tsrun's", () => {
+    const r = run([SHIM, "-nosuch"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`${SHIM_NAME}: flag provided but not defined: -nosuch\n`);
+  });
+});
+
+describe("start through the link (root)", () => {
+  test("the daemon is the same executable, run under the shim's name, and serves the Task API", async () => {
+    expect(process.getuid?.()).toBe(0);
+    const bundle = join(work, "bundle");
+    mkdirSync(bundle);
+    const id = `shimbin-${process.pid}`;
+    const flags = ["-namespace", "tsrun-shimbin", "-address", join(work, "containerd.sock"), "-publish-binary", "/bin/true", "-id", id];
+    const start = run([SHIM, ...flags, "start"], { cwd: bundle });
+    expect([start.code, start.stderr]).toEqual([0, ""]);
+    expect(start.stdout).toMatch(/^unix:\/\/\/run\/containerd\/s\/[0-9a-f]{64}$/);
+    const socket = start.stdout.slice("unix://".length);
+    const client = await TtrpcClient.connect(socket);
+    const p = taskProto();
+    let pid = 0;
+    try {
+      const connected = p.connectResponse.decode(await client.call(TASK_SERVICE_V2, "Connect", p.connectRequest.encode({ id }), { timeoutMs: 10_000 }));
+      pid = connected.shimPid;
+      expect(connected.version).toBe(SHIM_VERSION);
+      // /proc/PID/exe is dist/tsrun itself; argv[0] is the name the dispatch read.
+      expect(readlinkSync(`/proc/${pid}/exe`)).toBe(realpathSync(TSRUN));
+      const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      expect(basename(argv[0]!)).toBe(SHIM_NAME);
+      expect(argv).toContain(socket);
+      await client.call(TASK_SERVICE_V2, "Shutdown", p.shutdownRequest.encode({ id }), { timeoutMs: 10_000 });
+    } finally {
+      client.close();
+    }
+    const end = Date.now() + 10_000;
+    while (existsSync(`/proc/${pid}`) && Date.now() < end) await Bun.sleep(20);
+    expect(existsSync(`/proc/${pid}`)).toBe(false);
+    expect(existsSync(socket)).toBe(false);
+    // `delete` after it, as containerd runs it: a DeleteResponse on stdout.
+    const del = Bun.spawnSync([SHIM, ...flags, "-bundle", bundle, "delete"], { cwd: bundle, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    expect([del.exitCode, del.stderr.toString()]).toEqual([0, ""]);
+    expect(p.deleteResponse.decode(del.stdout).exitStatus).toBe(137);
+  }, 30_000);
+});
