@@ -16,21 +16,25 @@ export { Store, checkId, NotFound, CorruptState, type ContainerRecord } from "./
 export { stateDocument, isPaused, type Status } from "./container/status.ts";
 
 // Lifecycle.
-export { createContainer, loadConfig, type CreateOptions, type Created } from "./container/create.ts";
+export { createContainer, createContainerAsync, loadConfig, type CreateOptions, type Created } from "./container/create.ts";
 export { runContainer, type RunOptions } from "./container/run.ts";
 export {
   containerState,
   listContainers,
   startContainer,
+  startContainerAsync,
   killContainer,
   pauseContainer,
   resumeContainer,
   deleteContainer,
+  deleteContainerAsync,
   status,
   containerCgroup,
   withLockedRecord,
 } from "./container/lifecycle.ts";
-export { execProcess, validateProcess, type ExecOptions } from "./container/exec.ts";
+export { execProcess, startExec, validateProcess, type ExecOptions, type Executed } from "./container/exec.ts";
+// Children the library waits for itself (a subreaper in the same process leaves them alone).
+export { ownsChild } from "./container/children.ts";
 export { updateContainer, mergeResources, resourcesFromFlags, resourcesFromJSON, parseSize, type UpdateFlags } from "./container/update.ts";
 export { containerEvents, parseDuration } from "./container/events.ts";
 export { containerPids, filterPsOutput } from "./container/ps.ts";

@@ -14,7 +14,9 @@ import { formatProblem, OCI_VERSION, NS_PROC_NAMES, sysctlNamespace, sysctlPath 
 import { compilePlan, PlanError, type CgroupMountSource } from "../plan/compile.ts";
 import { SYNC, type Op } from "../plan/ops.ts";
 import { encodePlan } from "../plan/wire.ts";
-import { runHooks } from "../hooks/run.ts";
+import type { Hook } from "@tsrun/ocispec/core";
+import { runHooks, runHooksAsync } from "../hooks/run.ts";
+import { ownChild, recvAsync, releaseChild } from "./children.ts";
 import { cgroupManager, type CgroupManager } from "../cgroups/manager.ts";
 import { applyDevicesV1, DEFAULT_ALLOWED } from "../cgroups/v1/devices.ts";
 import { reapMigrationWarmUp, startMigrationWarmUp } from "./warmup.ts";
@@ -47,6 +49,13 @@ export interface CreateOptions {
   rootless?: "true" | "false" | "auto";
   /** For `run` in the foreground: keep the pty master instead of sending it to a socket. */
   keepConsole?: boolean;
+  /**
+   * For a caller that serves the terminal itself (the shim): the pty master comes back in
+   * Created.console; no console socket, and no terminal of the caller's own, is needed.
+   */
+  takeConsole?: boolean;
+  /** The init's fds 0, 1, 2 (-1: /dev/null). Default: the caller's own 0, 1, 2. */
+  stdio?: [number, number, number];
 }
 
 export interface Created {
@@ -301,7 +310,53 @@ function writePidFile(path: string, pid: number): void {
   writeFileAtomic(resolve(path), String(pid), 0o644);
 }
 
+/**
+ * What createSteps waits for: the executor's next message, or hooks to run. The CLI waits by
+ * blocking (createContainer); a process serving others meanwhile awaits (createContainerAsync).
+ */
+type Step = { kind: "recv"; sync: linux.SyncChannel; timeoutMs: number } | { kind: "hooks"; runs: [string, Hook[] | undefined, string][] };
+
 export function createContainer(store: Store, opts: CreateOptions): Created {
+  const gen = createSteps(store, opts);
+  let r = gen.next();
+  while (!r.done) {
+    let value: linux.Message | undefined;
+    try {
+      const step = r.value;
+      if (step.kind === "recv") value = step.sync.recv(step.timeoutMs);
+      else for (const [kind, hooks, state] of step.runs) runHooks(kind, hooks, state);
+    } catch (e) {
+      r = gen.throw(e);
+      continue;
+    }
+    r = gen.next(value);
+  }
+  return r.value;
+}
+
+/**
+ * createContainer without blocking the event loop: the executor's messages are awaited (short
+ * polls between event-loop turns) and the runtime's hooks run as child processes awaited.
+ */
+export async function createContainerAsync(store: Store, opts: CreateOptions): Promise<Created> {
+  const gen = createSteps(store, opts);
+  let r = gen.next();
+  while (!r.done) {
+    let value: linux.Message | undefined;
+    try {
+      const step = r.value;
+      if (step.kind === "recv") value = await recvAsync(step.sync, step.timeoutMs);
+      else for (const [kind, hooks, state] of step.runs) await runHooksAsync(kind, hooks, state);
+    } catch (e) {
+      r = gen.throw(e);
+      continue;
+    }
+    r = gen.next(value);
+  }
+  return r.value;
+}
+
+function* createSteps(store: Store, opts: CreateOptions): Generator<Step, Created, linux.Message | undefined> {
   startMigrationWarmUp();
   const bundle = resolve(opts.bundle);
   try {
@@ -315,7 +370,7 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
   if (spec.linux?.sysctl) checkJoinedSysctlNamespaces(spec);
   const fdCount = socketActivation(spec) + (opts.preserveFds ?? 0);
   trace("create: config validated");
-  if (spec.process?.terminal && !opts.consoleSocket && !opts.keepConsole)
+  if (spec.process?.terminal && !opts.consoleSocket && !opts.keepConsole && !opts.takeConsole)
     throw new ContainerError("cannot allocate tty if tsrun will detach without setting console socket");
   if (!spec.process?.terminal && opts.consoleSocket) throw new ContainerError("cannot use console socket if tsrun will not detach or allocate tty");
   if (spec.process?.terminal && opts.keepConsole && !opts.consoleSocket && !hostTerminal())
@@ -422,8 +477,9 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
     trace("create: plan encoded");
     const preserved = [...Array.from({ length: fdCount }, (_, i) => 3 + i), ...extraFds];
     trace("create: plan compiled");
-    const spawned = linux.spawnExecutor(encoded, { stdio: [0, 1, 2], preserveFds: preserved });
+    const spawned = linux.spawnExecutor(encoded, { stdio: opts.stdio ?? [0, 1, 2], preserveFds: preserved });
     stage1 = spawned.pid;
+    ownChild(stage1);
     sync = spawned.sync;
     trace("create: executor spawned");
     // Made only now: mkdir in cgroupfs waits for the migration warm-up (see warmup.ts: it holds
@@ -452,13 +508,12 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
 
     const state = (status: "creating" | "created") => JSON.stringify(stateDocument(rec, status));
     for (;;) {
-      const msg = sync.recv(STEP_TIMEOUT_MS);
+      const msg = (yield { kind: "recv", sync, timeoutMs: STEP_TIMEOUT_MS }) as linux.Message;
       trace(`create: message ${msg.type}${msg.type === "sync" ? ` ${msg.code}` : ""}`);
       if (msg.type === "sync") {
         if (msg.code === SYNC.USERNS) writeIdMaps(opts.id, stage1, spec, unprivileged);
         if (msg.code === SYNC.MOUNTS) {
-          runHooks("prestart", spec.hooks?.prestart, state("creating"));
-          runHooks("createRuntime", spec.hooks?.createRuntime, state("creating"));
+          yield { kind: "hooks", runs: [["prestart", spec.hooks?.prestart, state("creating")], ["createRuntime", spec.hooks?.createRuntime, state("creating")]] };
           sync.answer(true, new TextEncoder().encode(state("creating")));
           continue;
         }
@@ -475,6 +530,7 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
         rec.pidStartTime = procStat(msg.pid)?.startTime ?? 0;
         store.write(rec);
         linux.waitpid(stage1, 0);
+        releaseChild(stage1);
         stage1 = 0;
         // linux.netDevices: into the init's new network namespace now, before it goes on to its
         // sysctls and hooks (it waits at its next sync), as runc does after its first child.
@@ -516,6 +572,7 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
     if (stage1) {
       linux.kill(stage1, 9);
       linux.waitpid(stage1, 0);
+      releaseChild(stage1);
     }
     if (consoleFd !== undefined) linux.close(consoleFd);
     openedFds.forEach((fd) => linux.close(fd));

@@ -19,6 +19,7 @@ import { sendSeccompListener } from "./seccomp-agent.ts";
 import { stateDocument } from "./status.ts";
 import { apparmorEnabled, hostTerminal } from "./host.ts";
 import { waitExit, forwardSignals } from "./foreground.ts";
+import { ownChild, recvAsync, releaseChild } from "./children.ts";
 import type { Store } from "./store.ts";
 import { existsSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -35,6 +36,16 @@ export interface ExecOptions {
   ignorePaused?: boolean;
   /** runc's --cgroup: existing sub-cgroups of the container's, `[controller[,controller]:]path`. */
   subCgroups?: string[];
+  /** The process's fds 0, 1, 2 (-1: /dev/null). Default: the caller's own 0, 1, 2. */
+  stdio?: [number, number, number];
+  /** The caller serves the terminal itself (the shim): startExec hands back the pty master. */
+  takeConsole?: boolean;
+}
+
+/** A process startExec left running: the caller's child, to wait for; its terminal's master when it has one. */
+export interface Executed {
+  pid: number;
+  console?: number;
 }
 
 /**
@@ -85,6 +96,23 @@ export function validateProcess(p: unknown, source: string): Process {
  * signal).
  */
 export async function execProcess(store: Store, opts: ExecOptions): Promise<number> {
+  const { pid, console: pty } = await startExec(store, opts);
+  if (opts.detach) return 0;
+  // The process is tsrun's child (not reaped before waitExit): its pid cannot be reused meanwhile.
+  const stop = forwardSignals((sig) => linux.kill(pid, sig));
+  try {
+    return await waitExit(pid, pty);
+  } finally {
+    stop();
+    if (pty !== undefined) linux.close(pty);
+  }
+}
+
+/**
+ * Starts the process and returns once its program runs (or throws, leaving nothing running).
+ * The executor's messages are awaited without blocking the event loop for long.
+ */
+export async function startExec(store: Store, opts: ExecOptions): Promise<Executed> {
   const rec = store.read(opts.id);
   const st = status(store, rec);
   const id = { id: opts.id };
@@ -92,9 +120,9 @@ export async function execProcess(store: Store, opts: ExecOptions): Promise<numb
   if (st === "creating") throw new ContainerError(`cannot exec in container ${opts.id}: it is still being created`, id);
   if (st === "paused" && !opts.ignorePaused) throw new ContainerError(`cannot exec in a paused container ${opts.id} (use --ignore-paused to override)`, id);
   const proc = opts.process;
-  if (proc.terminal && opts.detach && !opts.consoleSocket) throw new ContainerError("cannot allocate tty if tsrun will detach without setting console socket");
+  if (proc.terminal && opts.detach && !opts.consoleSocket && !opts.takeConsole) throw new ContainerError("cannot allocate tty if tsrun will detach without setting console socket");
   if (!proc.terminal && opts.consoleSocket) throw new ContainerError("cannot use console socket if tsrun will not detach or allocate tty");
-  if (proc.terminal && !opts.detach && !opts.consoleSocket && !hostTerminal())
+  if (proc.terminal && !opts.detach && !opts.consoleSocket && !opts.takeConsole && !hostTerminal())
     throw new ContainerError(
       "cannot relay the process's terminal: none of stdin, stdout and stderr is a terminal, and there is no controlling terminal (/dev/tty); run tsrun from a terminal, or drop --tty, or use --detach with --console-socket",
     );
@@ -108,9 +136,10 @@ export async function execProcess(store: Store, opts: ExecOptions): Promise<numb
     throw e;
   }
   const { pid: stage1, sync } = linux.spawnExecutor(encodePlan(plan.ops), {
-    stdio: [0, 1, 2],
+    stdio: opts.stdio ?? [0, 1, 2],
     preserveFds: Array.from({ length: preserveFds }, (_, i) => 3 + i),
   });
+  ownChild(stage1);
   let stage1Left = true;
   let pid = 0;
   let pty: number | undefined;
@@ -138,12 +167,15 @@ export async function execProcess(store: Store, opts: ExecOptions): Promise<numb
     // In a paused container the process starts frozen and goes on at resume, whenever that is.
     const stepTimeout = st === "paused" ? 24 * 3600_000 : STEP_TIMEOUT_MS;
     for (;;) {
-      const msg = sync.recv(stepTimeout);
+      const msg = await recvAsync(sync, stepTimeout);
       if (msg.type === "sync") {
         sync.answer(msg.code === SYNC.NAMESPACES);
       } else if (msg.type === "pid") {
         pid = msg.pid;
+        // Until it is handed back: the library kills and reaps it itself if set-up fails.
+        ownChild(pid);
         linux.waitpid(stage1, 0);
+        releaseChild(stage1);
         stage1Left = false;
       } else if (msg.type === "fd" && msg.kind === "seccomp") {
         try {
@@ -169,6 +201,7 @@ export async function execProcess(store: Store, opts: ExecOptions): Promise<numb
     if (stage1Left) {
       linux.kill(stage1, 9);
       linux.waitpid(stage1, 0);
+      releaseChild(stage1);
     }
     if (pid) {
       linux.kill(pid, 9);
@@ -178,6 +211,7 @@ export async function execProcess(store: Store, opts: ExecOptions): Promise<numb
     throw e;
   } finally {
     sync.close();
+    releaseChild(pid);
   }
   if (opts.pidFile)
     try {
@@ -190,13 +224,5 @@ export async function execProcess(store: Store, opts: ExecOptions): Promise<numb
       const code = (e as NodeJS.ErrnoException).code;
       throw new ContainerError(`exec in ${opts.id}: cannot write the pid file ${resolve(opts.pidFile)}: ${code ?? (e as Error).message}`, { id: opts.id, path: resolve(opts.pidFile), op: "write", ...(code ? { code } : {}) });
     }
-  if (opts.detach) return 0;
-  // The process is tsrun's child (not reaped before waitExit): its pid cannot be reused meanwhile.
-  const stop = forwardSignals((sig) => linux.kill(pid, sig));
-  try {
-    return await waitExit(pid, pty);
-  } finally {
-    stop();
-    if (pty !== undefined) linux.close(pty);
-  }
+  return pty === undefined ? { pid } : { pid, console: pty };
 }

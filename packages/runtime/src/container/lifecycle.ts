@@ -3,7 +3,8 @@
 import { closeSync, constants, openSync, readSync, unlinkSync } from "node:fs";
 import { parseSignal } from "@tsrun/ocispec/core";
 import { cgroupManagerFromJSON } from "../cgroups/manager.ts";
-import { runHooksWarning } from "../hooks/run.ts";
+import { runHooksWarning, runHooksWarningAsync } from "../hooks/run.ts";
+import { readable } from "./children.ts";
 import * as linux from "../linux/index.ts";
 import { destroyContainer, isLocked, lockContainer, waitGone } from "./cleanup.ts";
 import { ContainerError, errnoText } from "./errors.ts";
@@ -41,15 +42,15 @@ export function listContainers(store: Store): ReturnType<typeof stateDocument>[]
 export function startContainer(store: Store, id: string, created?: ContainerRecord): void {
   const lock = lockContainer(store, id);
   try {
-    const rec = created ?? store.read(id);
-    const st = created ? "created" : status(store, rec);
-    if (st === "stopped") throw new ContainerError("cannot start a container that has stopped", { id });
-    if (st === "running") throw new ContainerError("cannot start an already running container", { id });
-    if (st !== "created") throw new ContainerError(`cannot start a container in the ${st} state`, { id });
+    const rec = startable(store, id, created);
     const fifo = store.fifoPath(id);
     const fd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
     try {
-      awaitExec(fd, rec);
+      const reader = execFifoReader(fd, rec);
+      for (;;) {
+        linux.pollIn(fd, 10);
+        if (reader()) break;
+      }
     } finally {
       closeSync(fd);
     }
@@ -63,16 +64,52 @@ export function startContainer(store: Store, id: string, created?: ContainerReco
 }
 
 /**
+ * startContainer without blocking the event loop (startContainer hooks in the init, or poststart
+ * hooks here, may take long): for a process serving others meanwhile, the shim. Returns the
+ * poststart hooks' warnings.
+ */
+export async function startContainerAsync(store: Store, id: string): Promise<string[]> {
+  const lock = lockContainer(store, id);
+  try {
+    const rec = startable(store, id);
+    const fifo = store.fifoPath(id);
+    const fd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      const reader = execFifoReader(fd, rec);
+      for (;;) {
+        await readable(fd, 10);
+        if (reader()) break;
+      }
+    } finally {
+      closeSync(fd);
+    }
+    unlinkSync(fifo);
+    return await runHooksWarningAsync("poststart", rec.config.hooks?.poststart, JSON.stringify(stateDocument(rec, "running")));
+  } finally {
+    closeSync(lock);
+  }
+}
+
+function startable(store: Store, id: string, created?: ContainerRecord): ContainerRecord {
+  const rec = created ?? store.read(id);
+  const st = created ? "created" : status(store, rec);
+  if (st === "stopped") throw new ContainerError("cannot start a container that has stopped", { id });
+  if (st === "running") throw new ContainerError("cannot start an already running container", { id });
+  if (st !== "created") throw new ContainerError(`cannot start a container in the ${st} state`, { id });
+  return rec;
+}
+
+/**
  * Reads the exec fifo until EOF. The init writes "0" after the startContainer hooks; the write
  * end is close-on-exec, so EOF means the program has been exec'd — or the init has exited: when
  * a hook or the exec failed, the executor wrote its error message (wire.h MSG_ERROR) to the
- * fifo, `tsrun create` being gone, and that is what `start` reports.
+ * fifo, `tsrun create` being gone, and that is what `start` reports. The returned function
+ * reads what is there once the fd is readable (or a poll timed out): true at the end.
  */
-function awaitExec(fd: number, rec: ContainerRecord): void {
+function execFifoReader(fd: number, rec: ContainerRecord): () => boolean {
   const buf = Buffer.alloc(4096);
   const chunks: Buffer[] = [];
-  for (;;) {
-    linux.pollIn(fd, 10);
+  return () => {
     let n = -1;
     try {
       n = readSync(fd, buf, 0, buf.length, null);
@@ -81,16 +118,17 @@ function awaitExec(fd: number, rec: ContainerRecord): void {
     }
     if (n > 0) {
       chunks.push(Buffer.from(buf.subarray(0, n)));
-      continue;
+      return false;
     }
     // EOF before anything was written: the init has not opened its end yet (or died first).
     const data = Buffer.concat(chunks);
     const failure = initFailure(data);
     if (failure !== undefined) throw new ContainerError(`container ${rec.id}: ${failure.text}`, { id: rec.id, errno: failure.errno });
-    if (n === 0 && data.length > 0) return;
+    if (n === 0 && data.length > 0) return true;
     if (!isAlive(rec.pid, rec.pidStartTime))
       throw new ContainerError(`container ${rec.id}: the init exited before its program started (a startContainer hook or exec failed)`, { id: rec.id });
-  }
+    return false;
+  };
 }
 
 /** The init's error in what it wrote to the exec fifo ("0" first when the hooks passed), if any. */
@@ -172,10 +210,26 @@ export function containerCgroup(rec: ContainerRecord): ReturnType<typeof cgroupM
 
 /** `known`: the record `run` made in this process (not read back from disk). */
 export function deleteContainer(store: Store, id: string, force: boolean, known?: ContainerRecord): void {
+  const rec = removeContainer(store, id, force, known);
+  if (rec) for (const w of runHooksWarning("poststop", rec.config.hooks?.poststop, JSON.stringify(stateDocument(rec, "stopped")))) process.stderr.write(`tsrun: warning: ${w}\n`);
+}
+
+/**
+ * deleteContainer without blocking the event loop on the poststop hooks; returns their warnings.
+ * A caller that reaps the init itself (the shim) deletes it once stopped: the wait for a killed
+ * init here would reap it (waitGone), taking its exit status from the caller.
+ */
+export async function deleteContainerAsync(store: Store, id: string, force: boolean): Promise<string[]> {
+  const rec = removeContainer(store, id, force);
+  return rec ? await runHooksWarningAsync("poststop", rec.config.hooks?.poststop, JSON.stringify(stateDocument(rec, "stopped"))) : [];
+}
+
+/** Kills (with force) and removes the container; returns its record when poststop hooks are due. */
+function removeContainer(store: Store, id: string, force: boolean, known?: ContainerRecord): ContainerRecord | undefined {
   let rec: ContainerRecord | undefined = known;
   if (!rec) {
     if (!store.exists(id)) {
-      if (force) return;
+      if (force) return undefined;
       throw new NotFound(id);
     }
     try {
@@ -203,10 +257,7 @@ export function deleteContainer(store: Store, id: string, force: boolean, known?
       }
     }
     destroyContainer(store, id, rec);
-    if (rec?.phase === "created") {
-      for (const w of runHooksWarning("poststop", rec.config.hooks?.poststop, JSON.stringify(stateDocument(rec, "stopped"))))
-        process.stderr.write(`tsrun: warning: ${w}\n`);
-    }
+    return rec?.phase === "created" ? rec : undefined;
   } finally {
     closeSync(lock);
   }
