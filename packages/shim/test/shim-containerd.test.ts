@@ -195,9 +195,16 @@ describe("containerd 1.6 runs containers through containerd-shim-tsrun-v2 (root)
     // has a size to pass on through ResizePty (it does so after Start: the exec polls for it).
     const cmd = ["ctr", "--address", sock, "--namespace", NS, "task", "exec", "-t", "--fifo-dir", fifos, "--exec-id", "x3", "e2e-exec", "sh", "-c", 'tty; for i in $(seq 100); do s=$(stty size); test "$s" = "17 91" && break; sleep 0.05; done; echo "size $s"; exit 4'];
     const script = `stty rows 17 cols 91 && exec ${cmd.map((a) => `'${a.replaceAll("'", `'"'"'`)}'`).join(" ")}`;
-    const tty = Bun.spawnSync(["script", "-qec", script, "/dev/null"], { stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: 60_000 });
+    // script's stdin stays open (a pipe nobody writes to): at EOF script would send its
+    // terminal's EOF character, which ctr, raw, forwards into the exec's pty, where it is echoed
+    // (as ^@) before the output whenever it arrives first.
+    const tty = Bun.spawn(["script", "-qec", script, "/dev/null"], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    const ttyTimer = setTimeout(() => tty.kill(9), 60_000);
+    const [ttyText] = await Promise.all([new Response(tty.stdout).text(), tty.exited]);
+    clearTimeout(ttyTimer);
+    tty.stdin.end();
     // Both ptys (the exec's, then script's) turn \n into \r\n.
-    const ttyOut = tty.stdout.toString().replaceAll("\r", "");
+    const ttyOut = ttyText.replaceAll("\r", "");
     expect(ttyOut).toMatch(/^\/dev\/pts\/\d+\n/);
     expect(ttyOut).toContain("size 17 91\n");
     expect(tty.exitCode).toBe(4);

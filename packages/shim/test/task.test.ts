@@ -3,7 +3,7 @@
 // busybox rootfs mounted by the shim (overlay, or a read-only bind) and stdio through fifos.
 // Needs root and dist/tsrun (`bun scripts/build.ts`).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readlinkSync, readSync, rmSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mkfifo, umount2, MNT_DETACH } from "@tsrun/runtime/linux";
@@ -105,8 +105,8 @@ function makeBundle(args: string[], opts: { bind?: boolean; stdin?: boolean; con
   return { id, bundle, rootfs, mounts, stdout: fifo("stdout"), stderr: fifo("stderr"), stdin: opts.stdin ? fifo("stdin") : "" };
 }
 
-function createRequest(b: Bundle) {
-  const options = { typeUrl: "containerd.runc.v1.Options", value: p.runcOptions.encode({ binaryName: TSRUN, root: stateRoot }) };
+function createRequest(b: Bundle, binaryName = TSRUN) {
+  const options = { typeUrl: "containerd.runc.v1.Options", value: p.runcOptions.encode({ binaryName, root: stateRoot }) };
   return { id: b.id, bundle: b.bundle, rootfs: b.mounts, stdin: b.stdin, stdout: b.stdout, stderr: b.stderr, options };
 }
 
@@ -418,11 +418,146 @@ describe("Task service over ttrpc (root)", () => {
     expect((await failure(state("no-such-task", TASK_SERVICE_V3))).code).toBe(Code.NOT_FOUND);
     const checkpoint = await failure(client.call(TASK_SERVICE_V2, "Checkpoint", new Uint8Array(0)));
     expect([checkpoint.code, checkpoint.message]).toEqual([Code.UNIMPLEMENTED, "checkpoint is not supported by containerd-shim-tsrun-v2"]);
+    // A terminal asked for by the request but not by config.json: refused, nothing left.
     const b = makeBundle(["true"]);
     const tty = await failure(create({ ...createRequest(b), terminal: true }));
-    expect(tty.code).toBe(Code.UNIMPLEMENTED);
+    expect(tty.message).toStartWith("OCI runtime create failed: ");
+    expect(tty.message).toContain("terminal");
+    expect(tsrunState(b.id)).toBe(false);
+    expect(mountedUnder(b.rootfs)).toEqual([]);
     const connected = await call("Connect", { id: "x" }, p.connectRequest, p.connectResponse);
     expect(connected.shimPid).toBe(shimPid);
+  }, 60_000);
+
+  test("the container gets nothing of the shim's process: fds 0-2 only, its own /proc/<pid>/exe, config.json's environment (init and exec)", async () => {
+    // The runtime runs inside the shim: what the shim holds (its ttrpc socket, the executor's
+    // memfd, fifos of other tasks, TTRPC_ADDRESS…) must not reach the container. The init and
+    // an exec'd process are both `sleep` (no shell of their own to open fds); a probe looks at them.
+    const env = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm", "ONLY=this"];
+    const b = makeBundle(["sleep", "100"], { config: (c) => (c.process.env = env) });
+    const out = join(dir, `${b.id}-probe`);
+    mkfifo(out, 0o600);
+    const reader = new FifoReader(out);
+    const other = makeBundle(["sleep", "100"]);
+    await create({ ...createRequest(other), stdout: "", stderr: "" });
+    await create({ ...createRequest(b), stdout: out, stderr: out });
+    await start(b.id);
+    const processSpec = (args: string[], env: string[]) => ({
+      typeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process",
+      // The init's capabilities: reading another process's exe and environ needs a superset of its own.
+      value: new TextEncoder().encode(JSON.stringify({ args, cwd: "/", env, user: { uid: 0, gid: 0 }, capabilities: JSON.parse(readFileSync(join(b.bundle, "config.json"), "utf8")).process.capabilities })),
+    });
+    await call("Exec", { id: b.id, execId: "sleeper", stdout: out, stderr: out, spec: processSpec(["sleep", "100"], ["PATH=/bin", "EXEC=1"]) }, p.execRequest, p.empty);
+    await call("Start", { id: b.id, execId: "sleeper" }, p.startRequest, p.startResponse);
+    const probe = "for p in $(pidof sleep); do echo \"pid $p fds: $(ls /proc/$p/fd | xargs) exe: $(readlink /proc/$p/exe) env: $(tr '\\0' ' ' < /proc/$p/environ)\"; done";
+    await call("Exec", { id: b.id, execId: "probe", stdout: out, spec: processSpec(["sh", "-c", probe], ["PATH=/bin"]) }, p.execRequest, p.empty);
+    await call("Start", { id: b.id, execId: "probe" }, p.startRequest, p.startResponse);
+    expect((await call("Wait", { id: b.id, execId: "probe" }, p.waitRequest, p.waitResponse)).exitStatus).toBe(0);
+    await call("Delete", { id: b.id, execId: "probe" }, p.deleteRequest, p.deleteResponse);
+    await call("Kill", { id: b.id, execId: "sleeper", signal: 9 }, p.killRequest, p.empty);
+    await call("Wait", { id: b.id, execId: "sleeper" }, p.waitRequest, p.waitResponse);
+    await call("Delete", { id: b.id, execId: "sleeper" }, p.deleteRequest, p.deleteResponse);
+    await kill(b.id, 9);
+    await wait(b.id);
+    await del(b.id);
+    await kill(other.id, 9);
+    await wait(other.id);
+    await del(other.id);
+    const lines = reader.drain().trim().split("\n").map((l) => l.trimEnd()).sort();
+    expect(lines).toEqual([
+      "pid 1 fds: 0 1 2 exe: /bin/busybox env: PATH=/usr/sbin:/usr/bin:/sbin:/bin TERM=xterm ONLY=this",
+      expect.stringMatching(/^pid \d+ fds: 0 1 2 exe: \/bin\/busybox env: PATH=\/bin EXEC=1$/),
+    ]);
+  }, 60_000);
+
+  test("a Create held 3 s by a createRuntime hook does not hold up State, Kill and Wait of another task", async () => {
+    const a = makeBundle(["sleep", "100"]);
+    await create({ ...createRequest(a), stdout: "", stderr: "" });
+    await start(a.id);
+    const b = makeBundle(["true"], { config: (c) => (c.hooks = { createRuntime: [{ path: "/bin/sleep", args: ["sleep", "3"] }] }) });
+    const t0 = performance.now();
+    let createdAt = 0;
+    const creating = create({ ...createRequest(b), stdout: "", stderr: "" }).then((r) => {
+      createdAt = performance.now() - t0;
+      return r;
+    });
+    await Bun.sleep(300);
+    const timed = async <T>(p: Promise<T>) => {
+      const s = performance.now();
+      const v = await p;
+      return [v, performance.now() - s] as const;
+    };
+    const [st, stateMs] = await timed(state(a.id));
+    expect(st.status).toBe(TaskStatus.RUNNING);
+    const [, killMs] = await timed(kill(a.id, 9));
+    const [exit, waitMs] = await timed(wait(a.id));
+    expect(exit.exitStatus).toBe(137);
+    const answeredAt = performance.now() - t0;
+    console.error(`held create: State ${stateMs.toFixed(1)} ms, Kill ${killMs.toFixed(1)} ms, Wait ${waitMs.toFixed(1)} ms, all answered ${answeredAt.toFixed(0)} ms after the Create began`);
+    expect(createdAt).toBe(0);
+    expect(stateMs + killMs + waitMs).toBeLessThan(1000);
+    const { pid } = await creating;
+    expect(pid).toBeGreaterThan(0);
+    expect(createdAt).toBeGreaterThan(2900);
+    await del(a.id);
+    await del(b.id);
+    expect(tsrunState(b.id)).toBe(false);
+  }, 60_000);
+
+  test("many tasks at once: every exit status reported right, by Wait and by Delete", async () => {
+    const bundles = Array.from({ length: 8 }, (_, i) => makeBundle(["sh", "-c", `exit ${10 + i}`]));
+    await Promise.all(bundles.map((b) => create({ ...createRequest(b), stdout: "", stderr: "" })));
+    const waits = bundles.map((b) => wait(b.id));
+    await Promise.all(bundles.map((b) => start(b.id)));
+    expect((await Promise.all(waits)).map((w) => w.exitStatus)).toEqual(bundles.map((_, i) => 10 + i));
+    expect((await Promise.all(bundles.map((b) => del(b.id)))).map((d) => d.exitStatus)).toEqual(bundles.map((_, i) => 10 + i));
+    for (const b of bundles) expect(tsrunState(b.id)).toBe(false);
+  }, 60_000);
+
+  test("a terminal for the init: Create with terminal hands the pty to the shim, output reaches stdout, ResizePty sets its size", async () => {
+    const b = makeBundle(["sh", "-c", "sleep 0.3; stty size; tty"], { config: (c) => (c.process.terminal = true) });
+    const reader = new FifoReader(b.stdout);
+    await create({ ...createRequest(b), stderr: "", terminal: true });
+    expect((await state(b.id)).terminal).toBe(true);
+    await call("ResizePty", { id: b.id, width: 77, height: 33 }, p.resizePtyRequest, p.empty);
+    await start(b.id);
+    expect((await wait(b.id)).exitStatus).toBe(0);
+    await del(b.id);
+    const text = reader.drain();
+    expect(text).toContain("33 77");
+    expect(text).toMatch(/\/dev\/pts\/\d+/);
+  }, 60_000);
+
+  test("BinaryName naming another runc-compatible binary drives that binary (runc; tsrun under another name), failures read from its JSON log", async () => {
+    const runc = "/usr/sbin/runc";
+    const b = makeBundle(["sh", "-c", "exit 4"]);
+    await create({ ...createRequest(b, runc), stdout: "", stderr: "" });
+    // runc's own state, under the task's root and namespace.
+    expect(existsSync(join(stateRoot, NS, b.id, "state.json"))).toBe(true);
+    await start(b.id);
+    expect((await wait(b.id)).exitStatus).toBe(4);
+    expect((await del(b.id)).exitStatus).toBe(4);
+    expect(existsSync(join(stateRoot, NS, b.id))).toBe(false);
+
+    const renamed = join(dir, "runtime-bin");
+    symlinkSync(TSRUN, renamed);
+    const bad = makeBundle(["true"], { config: (c) => (c.process.cwd = "relative/dir") });
+    const err = await failure(create({ ...createRequest(bad, renamed), stdin: "", stdout: "", stderr: "" }));
+    expect(err.message).toStartWith(`OCI runtime create failed: ${renamed} create failed: `);
+    expect(err.message).toContain("cwd");
+  }, 60_000);
+
+  test("the library's errors reach containerd with the runtime's words, and its JSON log line keeps the fields", async () => {
+    const b = makeBundle(["true"], { config: (c) => c.mounts.push({ destination: "/mnt/x", type: "bind", source: "/no/such/dir", options: ["rbind"] }) });
+    const err = await failure(create({ ...createRequest(b), stdout: "", stderr: "" }));
+    expect(err.message).toStartWith("OCI runtime create failed: tsrun create failed: ");
+    expect(err.message).toContain("/no/such/dir");
+    const lines = readFileSync(join(b.bundle, "log.json"), "utf8").trim().split("\n");
+    const logged = JSON.parse(lines.at(-1)!);
+    expect(logged).toMatchObject({ level: "error", pointer: expect.stringMatching(/^\/mounts\/\d+\/source$/), id: b.id });
+    expect(err.message).toContain(logged.msg);
+    expect(tsrunState(b.id)).toBe(false);
+    expect(mountedUnder(b.rootfs)).toEqual([]);
   }, 60_000);
 
   test("Shutdown ends the daemon; `delete` then cleans up and prints a DeleteResponse", async () => {

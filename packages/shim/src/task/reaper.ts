@@ -1,5 +1,6 @@
-// Exit statuses of container processes. `tsrun create` clones the container's init and exits, so
-// the init is reparented to the nearest subreaper, this shim, and only the shim can wait for it.
+// Exit statuses of container processes. The executor's stage 1 (a child of the runtime library in
+// this process, or of a runtime binary) forks the container's init and exits, so the init is
+// reparented to the nearest subreaper, this shim, and only the shim can wait for it.
 //
 // Bun reaps the processes it spawns itself, by pid, so this code must never wait(-1): it waits
 // only for pids it was asked to watch, and for orphaned zombies that are not Bun's (an init that
@@ -7,6 +8,7 @@
 // slow timer sweeps too, in case a signal is coalesced while a sweep runs.
 import { readdirSync, readFileSync } from "node:fs";
 import { setChildSubreaper, waitpid, WNOHANG } from "@tsrun/runtime/linux";
+import { ownsChild } from "@tsrun/runtime";
 
 type Stdio = number | "ignore" | "pipe" | "inherit";
 
@@ -82,7 +84,8 @@ export class Reaper {
       for (const w of waiters) w(exit);
     }
     for (const pid of zombieChildren()) {
-      if (this.bunOwned.has(pid) || this.watched.has(pid)) continue;
+      // The runtime library's own children (an executor's stage 1, a hook) are its to wait for.
+      if (this.bunOwned.has(pid) || this.watched.has(pid) || ownsChild(pid)) continue;
       const exit = this.collect(pid);
       if (!exit) continue;
       if (this.unclaimed.size >= MAX_UNCLAIMED) this.unclaimed.delete(this.unclaimed.keys().next().value!);

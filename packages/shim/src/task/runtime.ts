@@ -1,10 +1,36 @@
-// The OCI runtime as containerd's runc shim drives runc: the `tsrun` binary with global flags
-// before the command (`tsrun --root R --log L --log-format json create …`). Running the binary,
-// not importing the runtime library, keeps a container's creation out of the shim's own process
-// (the runtime clones namespaces and changes process state) and lets a runtime table point the
-// shim at any runc-compatible binary.
-import { existsSync, readFileSync } from "node:fs";
-import { delimiter, dirname, join } from "node:path";
+// The OCI runtime behind a task, two ways with one interface (RuntimeDriver):
+// - LibraryRuntime (the default): @tsrun/runtime called in the shim's own process. No process
+//   is started per call; the executor, cloned from the shim and exec'd from a sealed memfd, runs
+//   the container's process, so nothing of the shim's state (fds, memory, environment) reaches
+//   the container. Its waits yield to the event loop: one slow Create does not hold up calls
+//   for other tasks.
+// - BinaryRuntime: any runc-compatible binary (a runtime table's BinaryName), driven as
+//   containerd's runc shim drives runc: global flags before the command
+//   (`runc --root R --log L --log-format json create …`), failures read from the JSON log.
+import { appendFileSync, closeSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { basename, delimiter, dirname, join } from "node:path";
+import {
+  containerCgroup,
+  containerPids,
+  containerStats,
+  createContainerAsync,
+  deleteContainerAsync,
+  encodeJSON,
+  errorFields,
+  type ErrorFields,
+  killContainer,
+  pauseContainer,
+  resourcesFromJSON,
+  resumeContainer,
+  startContainerAsync,
+  startExec,
+  status,
+  Store,
+  TsrunError,
+  updateContainer,
+  validateProcess,
+} from "@tsrun/runtime";
+import { ConsoleSocket } from "./console.ts";
 import type { Reaper } from "./reaper.ts";
 
 export const DEFAULT_BINARY = "tsrun";
@@ -17,12 +43,48 @@ export class RuntimeError extends Error {
   constructor(
     message: string,
     readonly exitCode: number,
+    /** The library's error fields (pointer, path, errno, …); empty from a binary. */
+    readonly fields: Readonly<ErrorFields> = {},
   ) {
     super(message);
   }
 }
 
 type Fd = number | "ignore";
+
+/** A process the runtime started: the pid (the shim reaps it) and its terminal's master, if any. */
+export interface Started {
+  pid: number;
+  console?: number;
+}
+
+export interface CreateFlags {
+  noPivot?: boolean;
+  noNewKeyring?: boolean;
+  /** The init gets a terminal (config.json says so); its master comes back in Started.console. */
+  terminal?: boolean;
+}
+
+/** What the Task service needs of an OCI runtime; every call acts on one container of one state root. */
+export interface RuntimeDriver {
+  /** For messages: "tsrun (library)" or the binary's path. */
+  readonly name: string;
+  /** Creates the container with the given stdio; writes the init's pid to pidFile (`shim delete` reads it). */
+  create(id: string, bundle: string, pidFile: string, stdio: [Fd, Fd, Fd], flags?: CreateFlags): Promise<Started>;
+  /** Runs a process (runtime-spec Process) in the container; returns once it runs. */
+  exec(id: string, execId: string, spec: Record<string, unknown>, stdio: [Fd, Fd, Fd], terminal: boolean): Promise<Started>;
+  start(id: string): Promise<void>;
+  kill(id: string, signal: number, all: boolean): Promise<void>;
+  delete(id: string, force: boolean): Promise<void>;
+  pause(id: string): Promise<void>;
+  resume(id: string): Promise<void>;
+  /** resources: runtime-spec LinuxResources as JSON. */
+  update(id: string, resources: string): Promise<void>;
+  /** runc's stats object (the `data` of `events --stats`). */
+  stats(id: string): Promise<Record<string, unknown>>;
+  /** The pids of every process in the container's cgroup. */
+  ps(id: string): Promise<number[]>;
+}
 
 export interface RuntimeOptions {
   /** The binary: a path, or a name looked up beside the shim's executable and then on PATH. */
@@ -34,31 +96,55 @@ export interface RuntimeOptions {
   reaper: Reaper;
 }
 
-export class OciRuntime {
+export class BinaryRuntime implements RuntimeDriver {
   readonly binary: string;
 
-  constructor(private opts: RuntimeOptions) {
+  constructor(private opts: RuntimeOptions & { bundle: string }) {
     this.binary = resolveBinary(opts.binary);
   }
 
+  get name(): string {
+    return this.binary;
+  }
+
   /** `create`: the container's stdio is the runtime's own (the runtime passes it on to the init). */
-  async create(id: string, bundle: string, pidFile: string, stdio: [Fd, Fd, Fd], flags: { noPivot?: boolean; noNewKeyring?: boolean } = {}): Promise<void> {
+  async create(id: string, bundle: string, pidFile: string, stdio: [Fd, Fd, Fd], flags: CreateFlags = {}): Promise<Started> {
     const args = ["create", "--bundle", bundle, "--pid-file", pidFile];
     if (flags.noPivot) args.push("--no-pivot");
     if (flags.noNewKeyring) args.push("--no-new-keyring");
-    args.push(id);
-    await this.run(args, stdio, "create", { handsOnStdio: true });
+    const socket = flags.terminal ? ConsoleSocket.listen() : undefined;
+    try {
+      if (socket) args.push("--console-socket", socket.path);
+      args.push(id);
+      await this.run(args, socket ? ["ignore", "ignore", "ignore"] : stdio, "create", { handsOnStdio: true });
+      const console = socket?.receiveMaster();
+      return { pid: readPid(pidFile), ...(console === undefined ? {} : { console }) };
+    } finally {
+      socket?.close();
+    }
   }
 
   /**
    * `exec --detach`: returns once the process runs; its stdio is the runtime's own, and with a
-   * console socket the runtime sends the pty master there instead (as go-runc's Exec).
+   * terminal the runtime sends the pty master to a console socket (as go-runc's Exec).
    */
-  async exec(id: string, processFile: string, pidFile: string, stdio: [Fd, Fd, Fd], consoleSocket?: string): Promise<void> {
-    const args = ["exec", "--detach", "--pid-file", pidFile, "--process", processFile];
-    if (consoleSocket) args.push("--console-socket", consoleSocket);
-    args.push(id);
-    await this.run(args, stdio, "exec", { handsOnStdio: true });
+  async exec(id: string, execId: string, spec: Record<string, unknown>, stdio: [Fd, Fd, Fd], terminal: boolean): Promise<Started> {
+    const processFile = join(this.opts.bundle, `${execId}.process.json`);
+    const pidFile = join(this.opts.bundle, `${execId}.pid`);
+    const socket = terminal ? ConsoleSocket.listen() : undefined;
+    try {
+      writeFileSync(processFile, JSON.stringify(spec), { mode: 0o600 });
+      const args = ["exec", "--detach", "--pid-file", pidFile, "--process", processFile];
+      if (socket) args.push("--console-socket", socket.path);
+      args.push(id);
+      await this.run(args, socket ? ["ignore", "ignore", "ignore"] : stdio, "exec", { handsOnStdio: true });
+      const console = socket?.receiveMaster();
+      return { pid: readPid(pidFile), ...(console === undefined ? {} : { console }) };
+    } finally {
+      socket?.close();
+      rmSync(processFile, { force: true });
+      rmSync(pidFile, { force: true });
+    }
   }
 
   async start(id: string): Promise<void> {
@@ -138,6 +224,131 @@ export class OciRuntime {
     const message = lastLoggedError(this.opts.log, logStart) ?? (stderr.trim().split("\n").pop() || `exit status ${code}`);
     throw new RuntimeError(`${this.binary} ${what} failed: ${message}`, code);
   }
+}
+
+/**
+ * tsrun as a library in this process. Failures are the library's TsrunErrors: their message
+ * becomes the RuntimeError's, as the binary's last logged error line would, and the line
+ * (message and fields: pointer, path, errno, …) is appended to the bundle's log.json just as
+ * `tsrun --log-format json` writes it.
+ */
+export class LibraryRuntime implements RuntimeDriver {
+  readonly name = "tsrun (library)";
+  private store: Store;
+
+  constructor(private opts: { root: string; log: string }) {
+    this.store = new Store(opts.root);
+  }
+
+  async create(id: string, bundle: string, pidFile: string, stdio: [Fd, Fd, Fd], flags: CreateFlags = {}): Promise<Started> {
+    return this.call("create", async () => {
+      const { rec, console } = await createContainerAsync(this.store, {
+        id,
+        bundle,
+        pidFile,
+        noPivot: flags.noPivot ?? false,
+        noNewKeyring: flags.noNewKeyring ?? false,
+        stdio: stdioFds(stdio),
+        takeConsole: true,
+      });
+      if (!!flags.terminal !== (console !== undefined)) {
+        // containerd sets both from one flag; a bundle made otherwise must not run half right.
+        if (console !== undefined) closeSync(console);
+        await deleteContainerAsync(this.store, id, true);
+        throw new TsrunError(`container ${id}: the task ${flags.terminal ? "asks for" : "has no"} terminal but config.json's process.terminal is ${!flags.terminal}`, { id, pointer: "/process/terminal" });
+      }
+      return { pid: rec.pid, ...(console === undefined ? {} : { console }) };
+    });
+  }
+
+  async exec(id: string, _execId: string, spec: Record<string, unknown>, stdio: [Fd, Fd, Fd], terminal: boolean): Promise<Started> {
+    return this.call("exec", async () => {
+      const proc = validateProcess({ ...spec, terminal }, "the exec's process");
+      return await startExec(this.store, { id, process: proc, detach: true, stdio: terminal ? [-1, -1, -1] : stdioFds(stdio), takeConsole: terminal });
+    });
+  }
+
+  async start(id: string): Promise<void> {
+    await this.call("start", async () => this.warn(await startContainerAsync(this.store, id)));
+  }
+
+  async kill(id: string, signal: number, all: boolean): Promise<void> {
+    await this.call("kill", async () => killContainer(this.store, id, String(signal), all));
+  }
+
+  async delete(id: string, force: boolean): Promise<void> {
+    await this.call("delete", async () => this.warn(await deleteContainerAsync(this.store, id, force)));
+  }
+
+  async pause(id: string): Promise<void> {
+    await this.call("pause", async () => pauseContainer(this.store, id));
+  }
+
+  async resume(id: string): Promise<void> {
+    await this.call("resume", async () => resumeContainer(this.store, id));
+  }
+
+  async update(id: string, resources: string): Promise<void> {
+    await this.call("update", async () => updateContainer(this.store, id, resourcesFromJSON(resources, "the resources"), (m) => this.warn([m])));
+  }
+
+  async stats(id: string): Promise<Record<string, unknown>> {
+    return this.call("events --stats", async () => {
+      const rec = this.store.read(id);
+      if (status(this.store, rec) === "stopped") throw new TsrunError(`container with id ${id} is not running`, { id });
+      const cg = containerCgroup(rec);
+      // As the binary's JSON line reads back: 64-bit counters become numbers.
+      return JSON.parse(encodeJSON(containerStats(cg.paths(), cg.mode))) as Record<string, unknown>;
+    });
+  }
+
+  async ps(id: string): Promise<number[]> {
+    return this.call("ps", async () => containerPids(this.store, id));
+  }
+
+  private warn(warnings: string[]): void {
+    for (const w of warnings) this.log("warning", w, {});
+  }
+
+  private log(level: "error" | "warning", msg: string, fields: object): void {
+    try {
+      appendFileSync(this.opts.log, `${JSON.stringify({ level, msg, time: new Date().toISOString(), ...fields })}\n`);
+    } catch {
+      // The bundle may be gone (shim delete after containerd removed it): the error still goes up.
+    }
+  }
+
+  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      const message = err instanceof TsrunError ? err.message : `internal error: ${(err as Error).message ?? String(err)}`;
+      this.log("error", message, errorFields(err));
+      throw new RuntimeError(`tsrun ${what} failed: ${message}`, 1, errorFields(err));
+    }
+  }
+}
+
+/** The fds as the library takes them: -1 for /dev/null. */
+function stdioFds(stdio: [Fd, Fd, Fd]): [number, number, number] {
+  return stdio.map((f) => (f === "ignore" ? -1 : f)) as [number, number, number];
+}
+
+/** Whether a BinaryName names tsrun itself (empty, `tsrun`, or a path to a file called tsrun): then the library runs it. */
+export function namesTsrun(binary: string): boolean {
+  return binary === "" || basename(binary) === DEFAULT_BINARY;
+}
+
+/** The driver for a task: the library for tsrun, else the binary. */
+export function runtimeFor(opts: RuntimeOptions & { bundle: string }): RuntimeDriver {
+  return namesTsrun(opts.binary) ? new LibraryRuntime({ root: opts.root, log: opts.log }) : new BinaryRuntime(opts);
+}
+
+export function readPid(path: string): number {
+  const text = readFileSync(path, "utf8").trim();
+  const pid = Number(text);
+  if (!Number.isInteger(pid) || pid <= 0) throw new Error(`pid file ${path} holds ${JSON.stringify(text)}, not a pid`);
+  return pid;
 }
 
 function logSize(path: string): number {

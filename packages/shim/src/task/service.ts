@@ -3,18 +3,18 @@
 // (Exec, and ResizePty for an exec's terminal), Pause, Resume, Update and Stats (cgroup v1
 // metrics). The init's terminal and checkpoints answer UNIMPLEMENTED. containerd 1.6 learns of exits by Wait, so this slice
 // publishes no events.
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { CallContext, Method } from "../ttrpc/server.ts";
 import { timestamp } from "../ttrpc/codec.ts";
 import { alreadyExists, Code, failedPrecondition, invalidArgument, notFound, TtrpcError, unimplemented } from "../ttrpc/status.ts";
-import { Console, ConsoleSocket } from "./console.ts";
+import { Console } from "./console.ts";
 import { TaskIo, type StdioPaths } from "./io.ts";
 import { taskMethods, taskProto, PROCESS_DETAILS_TYPE, RUNC_OPTIONS_TYPE, TaskStatus, type Any, type Codec, type CreateTaskRequest, type ExecProcessRequest, type Mount, type ProcessRequest } from "./proto.ts";
 import type { Exit, Reaper } from "./reaper.ts";
 import { CGROUPS_V1_METRICS_TYPE, metricsFromRuncStats } from "./metrics.ts";
 import { mountRootfs, unmountRootfs } from "./rootfs.ts";
-import { DEFAULT_BINARY, DEFAULT_ROOT, OciRuntime, RuntimeError } from "./runtime.ts";
+import { DEFAULT_BINARY, DEFAULT_ROOT, RuntimeError, runtimeFor, type RuntimeDriver } from "./runtime.ts";
 
 export const NAMESPACE_METADATA = "containerd-namespace-ttrpc";
 export { SHIM_VERSION } from "../bin/name.ts";
@@ -51,7 +51,10 @@ interface Task {
   pid: number;
   stdio: StdioPaths;
   io: TaskIo;
-  runtime: OciRuntime;
+  /** The init's terminal, when Create asked for one. */
+  console: Console | undefined;
+  terminal: boolean;
+  runtime: RuntimeDriver;
   rootfs: string | undefined;
   started: boolean;
   /** Frozen by Pause, thawed by Resume (State reports PAUSED meanwhile). */
@@ -92,9 +95,9 @@ export class TaskService {
       Start: unary(p.startRequest, p.startResponse, (req) => (req.execId ? this.startExec(req) : this.start(req))),
       Exec: unary(p.execRequest, p.empty, (req) => this.exec(req)),
       ResizePty: unary(p.resizePtyRequest, p.empty, (req) => {
-        const e = this.execProcess(req.id, req.execId);
-        if (!e.console) throw failedPrecondition(`exec ${JSON.stringify(req.execId)} of task ${JSON.stringify(req.id)} has no terminal`);
-        e.console.resize(req.width, req.height);
+        const console = req.execId ? this.execProcess(req.id, req.execId).console : this.task(req.id, "").console;
+        if (!console) throw failedPrecondition(`${req.execId ? `exec ${JSON.stringify(req.execId)} of ` : ""}task ${JSON.stringify(req.id)} has no terminal`);
+        console.resize(req.width, req.height);
         return {};
       }),
       State: unary(p.stateRequest, p.stateResponse, (req) => this.state(req)),
@@ -202,7 +205,6 @@ export class TaskService {
     if (!req.id) throw invalidArgument("Create: id is empty");
     if (!req.bundle) throw invalidArgument(`Create ${req.id}: bundle is empty`);
     if (this.tasks.has(req.id) || this.creating.has(req.id)) throw alreadyExists(`task ${JSON.stringify(req.id)} already exists`);
-    if (req.terminal) throw unimplemented("terminals are not supported by containerd-shim-tsrun-v2 yet: run the task without a tty");
     if (req.checkpoint || req.parentCheckpoint) throw unimplemented("restoring from a checkpoint is not supported by containerd-shim-tsrun-v2");
     const ns = this.namespace(ctx);
     const runc = runcOptions(req.options);
@@ -217,14 +219,17 @@ export class TaskService {
       const rootfs = req.rootfs.length > 0 ? join(req.bundle, "rootfs") : undefined;
       if (rootfs) mountRootfs(rootfs, req.rootfs as Mount[]);
       let io: TaskIo | undefined;
+      let console: Console | undefined;
       try {
         const stdio = { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr };
-        io = TaskIo.open(stdio);
+        // With a terminal the init's stdio is the pty; the fifos are the shim's to copy.
+        io = TaskIo.open(req.terminal ? { ...stdio, stderr: "" } : stdio);
         const pidFile = join(req.bundle, "init.pid");
-        await runtime.create(req.id, req.bundle, pidFile, io.fds, { noPivot: runc?.noPivotRoot, noNewKeyring: runc?.noNewKeyring });
-        io.release();
-        const pid = readPid(pidFile);
-        const task: Task = { id: req.id, bundle: req.bundle, pid, stdio, io, runtime, rootfs, started: false, paused: false, exit: undefined, exited: this.opts.reaper.watch(pid), execs: new Map() };
+        const started = await runtime.create(req.id, req.bundle, pidFile, io.fds, { noPivot: runc?.noPivotRoot, noNewKeyring: runc?.noNewKeyring, terminal: req.terminal });
+        const { pid } = started;
+        if (started.console !== undefined) console = newConsole(started.console, io);
+        else io.release();
+        const task: Task = { id: req.id, bundle: req.bundle, pid, stdio, io, console, terminal: req.terminal, runtime, rootfs, started: false, paused: false, exit: undefined, exited: this.opts.reaper.watch(pid), execs: new Map() };
         void task.exited.then((exit) => {
           task.exit = exit;
           task.io.closeStdin();
@@ -232,6 +237,7 @@ export class TaskService {
         this.tasks.set(req.id, task);
         return { pid };
       } catch (err) {
+        console?.close();
         io?.close();
         if (rootfs) unmountRootfs(rootfs);
         throw runtimeFailure(err, "OCI runtime create failed");
@@ -284,23 +290,13 @@ export class TaskService {
     if (e.started || e.starting) throw failedPrecondition(`exec ${JSON.stringify(e.execId)} of task ${JSON.stringify(t.id)} has already been started`);
     if (t.exit) throw failedPrecondition(`task ${JSON.stringify(t.id)} has exited: exec ${JSON.stringify(e.execId)} cannot start`);
     e.starting = true;
-    const processFile = join(t.bundle, `${e.execId}.process.json`);
-    const pidFile = join(t.bundle, `${e.execId}.pid`);
-    let socket: ConsoleSocket | undefined;
     try {
-      writeFileSync(processFile, JSON.stringify(e.spec), { mode: 0o600 });
       // With a terminal the process's stdio is the pty; the fifos are the shim's to copy.
       e.io = TaskIo.open(e.terminal ? { ...e.stdio, stderr: "" } : e.stdio);
-      if (e.terminal) socket = ConsoleSocket.listen();
-      await t.runtime.exec(t.id, processFile, pidFile, e.terminal ? ["ignore", "ignore", "ignore"] : e.io.fds, socket?.path);
-      if (socket) {
-        const master = socket.receiveMaster();
-        const [stdin, stdout] = e.io.fds;
-        e.console = new Console(master, typeof stdin === "number" ? stdin : undefined, typeof stdout === "number" ? stdout : undefined);
-      } else {
-        e.io.release();
-      }
-      e.pid = readPid(pidFile);
+      const started = await t.runtime.exec(t.id, e.execId, e.spec, e.io.fds, e.terminal);
+      if (started.console !== undefined) e.console = newConsole(started.console, e.io);
+      else e.io.release();
+      e.pid = started.pid;
     } catch (err) {
       e.console?.close();
       e.console = undefined;
@@ -311,9 +307,6 @@ export class TaskService {
       throw failure;
     } finally {
       e.starting = false;
-      socket?.close();
-      rmSync(processFile, { force: true });
-      rmSync(pidFile, { force: true });
     }
     e.started = true;
     void this.opts.reaper.watch(e.pid).then((exit) => {
@@ -369,7 +362,7 @@ export class TaskService {
       pid: t.pid,
       status,
       ...t.stdio,
-      terminal: false,
+      terminal: t.terminal,
       exitStatus: t.exit?.status ?? 0,
       exitedAt: t.exit ? timestamp(t.exit.at) : null,
       execId: "",
@@ -422,14 +415,24 @@ export class TaskService {
     if (req.execId) return this.deleteExec(req);
     const t = this.task(req.id, req.execId);
     if (t.started && !t.exit) throw failedPrecondition(`task ${JSON.stringify(t.id)} is running: kill it before deleting it`);
+    // A created task's init is killed first, and its exit (reaped here, by the shim) is what
+    // Delete reports; the runtime then deletes a stopped container and waits for nobody.
+    if (!t.exit) {
+      try {
+        await t.runtime.kill(t.id, 9, false);
+      } catch {
+        // Gone already: the exit is on its way to the reaper.
+      }
+    }
+    const exit = t.exit ?? (await within(t.exited, DELETE_EXIT_WAIT_MS));
+    if (!exit) throw new TtrpcError(Code.DEADLINE_EXCEEDED, `task ${JSON.stringify(t.id)}: init ${t.pid} did not exit within ${DELETE_EXIT_WAIT_MS} ms of being killed`);
     try {
       await t.runtime.delete(t.id, true);
     } catch (err) {
       if (!/does not exist|not found/i.test((err as Error).message)) throw runtimeFailure(err, "OCI runtime delete failed");
     }
-    // A created task's init is killed by `delete --force`; its exit status is what Delete reports.
-    const exit = t.exit ?? (await within(t.exited, DELETE_EXIT_WAIT_MS));
-    if (!exit) throw new TtrpcError(Code.DEADLINE_EXCEEDED, `task ${JSON.stringify(t.id)}: init ${t.pid} did not exit within ${DELETE_EXIT_WAIT_MS} ms of being deleted`);
+    if (t.console) await within(t.console.drained, CONSOLE_DRAIN_MS);
+    t.console?.close();
     t.io.close();
     for (const e of t.execs.values()) closeExecIo(e);
     if (t.rootfs) unmountRootfs(t.rootfs);
@@ -483,9 +486,9 @@ function runcOptions(any: Any | null) {
   }
 }
 
-export function newRuntime(saved: SavedOptions, ns: string, bundle: string, reaper: Reaper): OciRuntime {
+export function newRuntime(saved: SavedOptions, ns: string, bundle: string, reaper: Reaper): RuntimeDriver {
   try {
-    return new OciRuntime({ binary: saved.binary_name, root: join(saved.root, ns), log: join(bundle, "log.json"), reaper });
+    return runtimeFor({ binary: saved.binary_name, root: join(saved.root, ns), log: join(bundle, "log.json"), reaper, bundle });
   } catch (err) {
     throw new TtrpcError(Code.FAILED_PRECONDITION, (err as Error).message);
   }
@@ -504,11 +507,10 @@ export function loadSavedOptions(bundle: string): SavedOptions {
   }
 }
 
-function readPid(path: string): number {
-  const text = readFileSync(path, "utf8").trim();
-  const pid = Number(text);
-  if (!Number.isInteger(pid) || pid <= 0) throw new Error(`pid file ${path} holds ${JSON.stringify(text)}, not a pid`);
-  return pid;
+/** The terminal of a process whose pty master the runtime handed over: stdin's fifo in, the master out to stdout's. */
+function newConsole(master: number, io: TaskIo): Console {
+  const [stdin, stdout] = io.fds;
+  return new Console(master, typeof stdin === "number" ? stdin : undefined, typeof stdout === "number" ? stdout : undefined);
 }
 
 /** Errors from the runtime keep their text, prefixed as containerd's runc shim does. */
