@@ -1,7 +1,8 @@
-// containerd.task.v2.Task for containers run by the tsrun binary: Create, Start, State, Kill,
+// containerd.task.v2.Task for containers run by tsrun (the runtime library in this process, or
+// a runc-compatible binary named by the task's BinaryName; see runtime.ts): Create, Start, State, Kill,
 // Wait, Delete, Pids, CloseIO, Connect and Shutdown, for the init and for exec'd processes
 // (Exec, and ResizePty for an exec's terminal), Pause, Resume, Update and Stats (cgroup v1
-// metrics). The init's terminal and checkpoints answer UNIMPLEMENTED. containerd 1.6 learns of exits by Wait, so this slice
+// metrics), and terminals (init and exec). Checkpoints answer UNIMPLEMENTED. containerd 1.6 learns of exits by Wait, so this slice
 // publishes no events.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
