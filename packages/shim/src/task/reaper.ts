@@ -39,6 +39,9 @@ export class Reaper {
   private timer: ReturnType<typeof setInterval> | undefined;
   private readonly onSignal = () => this.sweep();
 
+  /** owned: children someone else in this process waits for (default: the runtime library's). */
+  constructor(private readonly owned: (pid: number) => boolean = ownsChild) {}
+
   /** Makes this process a subreaper and starts collecting exits. */
   start(): void {
     setChildSubreaper();
@@ -85,7 +88,7 @@ export class Reaper {
     }
     for (const pid of zombieChildren()) {
       // The runtime library's own children (an executor's stage 1, a hook) are its to wait for.
-      if (this.bunOwned.has(pid) || this.watched.has(pid) || ownsChild(pid)) continue;
+      if (this.bunOwned.has(pid) || this.watched.has(pid) || this.owned(pid)) continue;
       const exit = this.collect(pid);
       if (!exit) continue;
       if (this.unclaimed.size >= MAX_UNCLAIMED) this.unclaimed.delete(this.unclaimed.keys().next().value!);
