@@ -9,7 +9,10 @@ cd "$(dirname "$0")/.."
 # skopeo, umoci, docker-registry and zstd make and serve the image fixtures of the image path.
 # docker.io: dockerd with tsrun as an added runtime is one of the engines tsrun is tested behind.
 # containernetworking-plugins: the CNI plugins (bridge, host-local, loopback, portmap, firewall) that wire `run --image`'s network.
-APT_PACKAGES=(gcc libc6-dev musl-tools runc crun containerd busybox-static jq python3 bsdutils skopeo umoci docker-registry zstd docker.io containernetworking-plugins)
+# iproute2 and procps: tsrun runs ip(8) to move linux.netDevices into a container and ps(1) for
+# `tsrun ps` (so does dockerd for `docker top`); a standard Debian install has both, a minimal one
+# (debootstrap --variant=minbase, most container images) has neither.
+APT_PACKAGES=(gcc libc6-dev musl-tools runc crun containerd busybox-static jq python3 bsdutils skopeo umoci docker-registry zstd docker.io containernetworking-plugins iproute2 procps)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -46,12 +49,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
   for p in "${missing[@]}"; do
     case "$p" in containerd | docker-registry | docker.io) ;; *) continue ;; esac
     [ "$p" = docker.io ] && p=docker
+    units=("$p.service")
+    [ "$p" = docker ] && units+=(docker.socket)
     if [ -d /run/systemd/system ]; then
-      systemctl disable --now --quiet "$p.service" || true
-      [ "$p" = docker ] && { systemctl disable --now --quiet docker.socket || true; }
+      systemctl disable --now --quiet "${units[@]}" || true
     elif command -v systemctl >/dev/null; then
       # systemd installed but not running (a container, a chroot): the unit's links still start it at boot.
-      systemctl disable --quiet "$p.service" >/dev/null 2>&1 || true
+      systemctl disable --quiet "${units[@]}" >/dev/null 2>&1 || true
+    else
+      # No systemd at all (a minimal system): the package made the links all the same, which a
+      # systemd installed later would follow at boot. Removing them is what systemctl disable does.
+      for u in "${units[@]}"; do rm -f /etc/systemd/system/*.wants/"$u"; done
     fi
     if [ -x "/etc/init.d/$p" ]; then
       "/etc/init.d/$p" stop >/dev/null 2>&1 || true
