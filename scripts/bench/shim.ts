@@ -11,6 +11,8 @@
 // runtime state and files. Needs root, containerd, ctr, runc, containerd-shim-runc-v2, umoci and
 // jq, and `bun run build`.
 // Usage: bun scripts/bench/shim.ts [rounds] [counts]   (defaults: 20 and 1,10,50)
+// TSRUN_BENCH_BASE=DIR adds an older build as "base shim": DIR holds its tsrun and its
+// containerd-shim-tsrun-v2 as dist/ does (the shim finds tsrun beside itself), run by absolute path.
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { inPureV1Namespace, measure, median, report, which, type Variant } from "./lib.ts";
@@ -43,6 +45,14 @@ const SHIMS = [
   // runc's state under our own dir (ctr passes it to the runc shim as its Root option).
   { name: "runc shim", runtime: "io.containerd.runc.v2", extra: [] as string[] },
 ];
+const base = process.env.TSRUN_BENCH_BASE;
+if (base) {
+  if (!existsSync(join(base, "containerd-shim-tsrun-v2")) || !existsSync(join(base, "tsrun"))) {
+    console.error(`shim bench: TSRUN_BENCH_BASE=${base} needs tsrun and containerd-shim-tsrun-v2 in it`);
+    process.exit(1);
+  }
+  SHIMS.push({ name: "base shim", runtime: join(base, "containerd-shim-tsrun-v2"), extra: [] });
+}
 
 // Short: containerd's socket and the shims' must fit in sun_path.
 const dir = mkdtempSync("/tmp/tsrun-bsh-");
@@ -178,6 +188,7 @@ async function latency(): Promise<void> {
   report(`ctr run --rm … true through containerd 1.6, ${rounds} alternating rounds (private mount ns, cgroup v1)`, times, variants[1]!.name);
   const ratio = median(times.get(variants[0]!.name)!) / median(times.get(variants[1]!.name)!);
   console.log(`tsrun shim / runc shim latency: ${ratio.toFixed(2)}× (goal ≤ 0.80×: ${ratio <= 0.8 ? "met" : "not met"})`);
+  if (variants[2]) console.log(`tsrun shim / base shim latency: ${(median(times.get(variants[0]!.name)!) / median(times.get(variants[2]!.name)!)).toFixed(2)}×`);
 }
 
 async function memory(): Promise<void> {
