@@ -44,6 +44,7 @@ export { waitExit, forwardSignals } from "./container/foreground.ts";
 // Cgroups: stats, pause state, the manager a record's cgroup is rebuilt into.
 export { containerStats, encodeJSON, type Json } from "./cgroups/stats.ts";
 export { cgroupPaused } from "./cgroups/pause.ts";
+export { watchCgroupOom, type OomWatch } from "./cgroups/oom.ts";
 export { cgroupManager, cgroupManagerFromJSON, type CgroupManager, type CgroupManagerOptions, type CgroupManagerState } from "./cgroups/manager.ts";
 
 // Mount options as the runtime reads them (flags, propagation, bind).

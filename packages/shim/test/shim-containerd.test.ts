@@ -264,4 +264,79 @@ describe("containerd 1.6 runs containers through containerd-shim-tsrun-v2 (root)
     expect(ctr(["containers", "delete", "e2e-detach"]).code).toBe(0);
     await expectNothingLeft("e2e-detach");
   }, 60_000);
+
+  test("events: containerd hears TaskCreate, Start, ExecAdded, ExecStarted, Paused, Resumed, OOM, Exit and Delete from the shim, in order, each exit once (ctr events)", async () => {
+    const watcher = Bun.spawn(["ctr", "--address", sock, "events"], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    let text = "";
+    const reader = (async () => {
+      const decoder = new TextDecoder();
+      for await (const chunk of watcher.stdout) text += decoder.decode(chunk);
+    })();
+    try {
+      // Subscribed once containerd's own /containers/create of a probe shows up.
+      expect(ctr(["containers", "create", IMAGE, "e2e-ev-probe"]).code).toBe(0);
+      const subscribed = Date.now() + 10_000;
+      while (!text.includes("/containers/create") && Date.now() < subscribed) await Bun.sleep(20);
+      expect(text).toContain("/containers/create");
+      expect(ctr(["containers", "delete", "e2e-ev-probe"]).code).toBe(0);
+
+      const run = ctr(["run", "--fifo-dir", fifos, "--rm", "--runtime", "io.containerd.tsrun.v2", IMAGE, "e2e-ev-run", "sh", "-c", "exit 3"]);
+      expect([run.stderr, run.code]).toEqual(["", 3]);
+
+      const d = ctr(["run", "--null-io", "-d", "--runtime", "io.containerd.tsrun.v2", IMAGE, "e2e-ev-exec", "sleep", "100"]);
+      expect([d.stderr, d.code]).toEqual(["", 0]);
+      const exec = ctr(["task", "exec", "--fifo-dir", fifos, "--exec-id", "x1", "e2e-ev-exec", "sh", "-c", "exit 5"]);
+      expect([exec.stderr, exec.code]).toEqual(["", 5]);
+      expect(ctr(["task", "pause", "e2e-ev-exec"]).code).toBe(0);
+      expect(ctr(["task", "resume", "e2e-ev-exec"]).code).toBe(0);
+      expect(ctr(["task", "kill", "-s", "SIGKILL", "e2e-ev-exec"]).code).toBe(0);
+      const stopped = Date.now() + 10_000;
+      while (!/e2e-ev-exec\s+\d+\s+STOPPED/.test(ctr(["tasks", "ls"]).stdout) && Date.now() < stopped) await Bun.sleep(50);
+      expect(ctr(["tasks", "delete", "e2e-ev-exec"]).code).toBe(0);
+      expect(ctr(["containers", "delete", "e2e-ev-exec"]).code).toBe(0);
+
+      // 32 MiB of memory and a 64 MiB buffer to fill: the kernel's OOM killer ends it.
+      const oom = ctr(["run", "--null-io", "--rm", "--memory-limit", String(32 << 20), "--runtime", "io.containerd.tsrun.v2", IMAGE, "e2e-ev-oom", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]);
+      expect(oom.code).toBe(137);
+
+      // The last TaskDelete may still be on its way.
+      const end = Date.now() + 10_000;
+      while (!/\/tasks\/delete \{"container_id":"e2e-ev-oom"/.test(text) && Date.now() < end) await Bun.sleep(50);
+    } finally {
+      watcher.kill();
+      await watcher.exited;
+      await reader;
+    }
+    // (ctr events names our socket too: it is gone before this looks for leftover processes.)
+    for (const id of ["e2e-ev-run", "e2e-ev-exec", "e2e-ev-oom"]) await expectNothingLeft(id);
+    // "<Go time: 4 words> <namespace> <topic> <event JSON>"
+    const events = text
+      .split("\n")
+      .map((l) => /^\S+ \S+ \S+ \S+ (\S+) (\/tasks\/\S+) (\{.*\})$/.exec(l))
+      .filter((m): m is RegExpExecArray => m !== null && m[1] === NS)
+      .map((m) => ({ topic: m[2]!, e: JSON.parse(m[3]!) as Record<string, unknown> }));
+    const of = (id: string) => events.filter((x) => x.e.container_id === id).map((x) => (x.topic === "/tasks/exit" ? `exit ${x.e.id} ${x.e.exit_status ?? 0}` : x.topic.slice("/tasks/".length)));
+
+    expect(of("e2e-ev-run")).toEqual(["create", "start", "exit e2e-ev-run 3", "delete"]);
+    expect(of("e2e-ev-exec")).toEqual(["create", "start", "exec-added", "exec-started", "exit x1 5", "paused", "resumed", "exit e2e-ev-exec 137", "delete"]);
+    const oomSeq = of("e2e-ev-oom");
+    // One OOM event or more (the kernel may report several), all before the exit.
+    expect(oomSeq.filter((t) => t !== "oom")).toEqual(["create", "start", "exit e2e-ev-oom 137", "delete"]);
+    expect(oomSeq.slice(2, oomSeq.indexOf("exit e2e-ev-oom 137")).every((t) => t === "oom")).toBe(true);
+    expect(oomSeq.filter((t) => t === "oom").length).toBeGreaterThanOrEqual(1);
+
+    // The payloads: pids, the bundle, the exec id, exit times.
+    const create = events.find((x) => x.topic === "/tasks/create" && x.e.container_id === "e2e-ev-run")!.e;
+    const start = events.find((x) => x.topic === "/tasks/start" && x.e.container_id === "e2e-ev-run")!.e;
+    expect(create.bundle).toBe(join(dir, "state/io.containerd.runtime.v2.task", NS, "e2e-ev-run"));
+    expect((create.rootfs as unknown[]).length).toBeGreaterThan(0);
+    expect(create.pid).toBeGreaterThan(0);
+    expect(start.pid).toBe(create.pid);
+    const execStarted = events.find((x) => x.topic === "/tasks/exec-started")!.e;
+    expect([execStarted.container_id, execStarted.exec_id]).toEqual(["e2e-ev-exec", "x1"]);
+    expect(execStarted.pid).toBeGreaterThan(0);
+    const exit = events.find((x) => x.topic === "/tasks/exit" && x.e.id === "x1")!.e;
+    expect(exit.pid).toBe(execStarted.pid);
+    expect(typeof exit.exited_at).toBe("string");
+  }, 120_000);
 });

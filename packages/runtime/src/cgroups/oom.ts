@@ -5,6 +5,8 @@
 import { closeSync, constants, existsSync, openSync, readFileSync, readSync } from "node:fs";
 import { dlopen, FFIType } from "bun:ffi";
 import { writeText } from "./fs.ts";
+import { UNIFIED } from "./paths.ts";
+import type { CgroupManager } from "./manager.ts";
 
 export interface OomWatch {
   /** An fd to poll for readability (v1), or undefined when only polling by time works (v2). */
@@ -64,6 +66,13 @@ export function watchOom(memoryDir: string, v2: boolean): OomWatch | undefined {
     },
     close: () => closeSync(efd),
   };
+}
+
+/** OOM notifications of a container's cgroup (containerCgroup(record)); undefined without a memory controller. */
+export function watchCgroupOom(cg: Pick<CgroupManager, "mode" | "paths">): OomWatch | undefined {
+  const paths = cg.paths();
+  const dir = cg.mode === "v2" ? paths[UNIFIED] : paths.memory;
+  return dir === undefined ? undefined : watchOom(dir, cg.mode === "v2");
 }
 
 function safeRead(file: string): string {

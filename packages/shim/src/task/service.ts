@@ -2,8 +2,8 @@
 // a runc-compatible binary named by the task's BinaryName; see runtime.ts): Create, Start, State, Kill,
 // Wait, Delete, Pids, CloseIO, Connect and Shutdown, for the init and for exec'd processes
 // (Exec, and ResizePty for an exec's terminal), Pause, Resume, Update and Stats (cgroup v1
-// metrics), and terminals (init and exec). Checkpoints answer UNIMPLEMENTED. containerd 1.6 learns of exits by Wait, so this slice
-// publishes no events.
+// metrics), and terminals (init and exec). Checkpoints answer UNIMPLEMENTED. Task events go to
+// the injected publish hook (events/: ordering, OOM watching and the transport to containerd).
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { CallContext, Method } from "../ttrpc/server.ts";
@@ -16,6 +16,7 @@ import type { Exit, Reaper } from "./reaper.ts";
 import { CGROUPS_V1_METRICS_TYPE, metricsFromRuncStats } from "./metrics.ts";
 import { mountRootfs, unmountRootfs } from "./rootfs.ts";
 import { DEFAULT_BINARY, DEFAULT_ROOT, RuntimeError, runtimeFor, type RuntimeDriver } from "./runtime.ts";
+import type { Publish } from "../events/proto.ts";
 
 export const NAMESPACE_METADATA = "containerd-namespace-ttrpc";
 export { SHIM_VERSION } from "../bin/name.ts";
@@ -80,13 +81,19 @@ export interface TaskServiceOptions {
   root?: string;
   /** Called after a Shutdown that leaves no tasks, once the response has been sent. */
   onShutdown?: () => void;
+  /** Task events for containerd (events/: queued, ordered and sent apart from the calls). */
+  publish?: Publish;
 }
 
 export class TaskService {
   private tasks = new Map<string, Task>();
   private creating = new Set<string>();
 
-  constructor(private opts: TaskServiceOptions) {}
+  private publish: Publish;
+
+  constructor(private opts: TaskServiceOptions) {
+    this.publish = opts.publish ?? (() => {});
+  }
 
   /** The ttrpc method table, for registration as both containerd.task.v2.Task and v3. */
   methods(): Record<string, Method> {
@@ -109,12 +116,14 @@ export class TaskService {
         const t = this.running(req.id, "paused");
         await this.runtimeCall(() => t.runtime.pause(t.id), "OCI runtime pause failed");
         t.paused = true;
+        this.publish("/tasks/paused", { containerId: t.id });
         return {};
       }),
       Resume: unary(p.idRequest, p.empty, async (req) => {
         const t = this.running(req.id, "resumed");
         await this.runtimeCall(() => t.runtime.resume(t.id), "OCI runtime resume failed");
         t.paused = false;
+        this.publish("/tasks/resumed", { containerId: t.id });
         return {};
       }),
       Update: unary(p.updateRequest, p.empty, async (req) => {
@@ -234,8 +243,10 @@ export class TaskService {
         void task.exited.then((exit) => {
           task.exit = exit;
           task.io.closeStdin();
+          this.publish("/tasks/exit", { containerId: task.id, id: task.id, pid, exitStatus: exit.status, exitedAt: timestamp(exit.at) });
         });
         this.tasks.set(req.id, task);
+        this.publish("/tasks/create", { containerId: req.id, bundle: req.bundle, rootfs: req.rootfs, io: { ...stdio, terminal: req.terminal }, checkpoint: req.checkpoint, pid });
         return { pid };
       } catch (err) {
         console?.close();
@@ -258,6 +269,7 @@ export class TaskService {
       throw runtimeFailure(err, "OCI runtime start failed");
     }
     t.started = true;
+    this.publish("/tasks/start", { containerId: t.id, pid: t.pid });
     return { pid: t.pid };
   }
 
@@ -282,6 +294,7 @@ export class TaskService {
     exited.catch(() => {});
     const stdio = { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr };
     t.execs.set(req.execId, { execId: req.execId, spec, stdio, terminal: req.terminal, pid: 0, started: false, starting: false, io: undefined, console: undefined, exit: undefined, exited, settle });
+    this.publish("/tasks/exec-added", { containerId: t.id, execId: req.execId });
     return {};
   }
 
@@ -310,9 +323,11 @@ export class TaskService {
       e.starting = false;
     }
     e.started = true;
+    this.publish("/tasks/exec-started", { containerId: t.id, execId: e.execId, pid: e.pid });
     void this.opts.reaper.watch(e.pid).then((exit) => {
       e.exit = exit;
       e.settle.resolve(exit);
+      this.publish("/tasks/exit", { containerId: t.id, id: e.execId, pid: e.pid, exitStatus: exit.status, exitedAt: timestamp(exit.at) });
     });
     return { pid: e.pid };
   }
@@ -438,6 +453,7 @@ export class TaskService {
     for (const e of t.execs.values()) closeExecIo(e);
     if (t.rootfs) unmountRootfs(t.rootfs);
     this.tasks.delete(t.id);
+    this.publish("/tasks/delete", { containerId: t.id, pid: t.pid, exitStatus: exit.status, exitedAt: timestamp(exit.at), id: t.id });
     return { pid: t.pid, exitStatus: exit.status, exitedAt: timestamp(exit.at) };
   }
 }
