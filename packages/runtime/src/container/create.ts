@@ -314,7 +314,11 @@ function writePidFile(path: string, pid: number): void {
  * What createSteps waits for: the executor's next message, or hooks to run. The CLI waits by
  * blocking (createContainer); a process serving others meanwhile awaits (createContainerAsync).
  */
-type Step = { kind: "recv"; sync: linux.SyncChannel; timeoutMs: number } | { kind: "hooks"; runs: [string, Hook[] | undefined, string][] };
+type Step =
+  | { kind: "recv"; sync: linux.SyncChannel; timeoutMs: number }
+  | { kind: "hooks"; runs: [string, Hook[] | undefined, string][] }
+  /** A point where an async caller lets its event loop run: the set-up's long synchronous stretches are split there. */
+  | { kind: "turn" };
 
 export function createContainer(store: Store, opts: CreateOptions): Created {
   const gen = createSteps(store, opts);
@@ -324,7 +328,7 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
     try {
       const step = r.value;
       if (step.kind === "recv") value = step.sync.recv(step.timeoutMs);
-      else for (const [kind, hooks, state] of step.runs) runHooks(kind, hooks, state);
+      else if (step.kind === "hooks") for (const [kind, hooks, state] of step.runs) runHooks(kind, hooks, state);
     } catch (e) {
       r = gen.throw(e);
       continue;
@@ -346,7 +350,8 @@ export async function createContainerAsync(store: Store, opts: CreateOptions): P
     try {
       const step = r.value;
       if (step.kind === "recv") value = await recvAsync(step.sync, step.timeoutMs);
-      else for (const [kind, hooks, state] of step.runs) await runHooksAsync(kind, hooks, state);
+      else if (step.kind === "hooks") for (const [kind, hooks, state] of step.runs) await runHooksAsync(kind, hooks, state);
+      else await new Promise<void>((resolve) => setImmediate(resolve));
     } catch (e) {
       r = gen.throw(e);
       continue;
@@ -420,6 +425,7 @@ function* createSteps(store: Store, opts: CreateOptions): Generator<Step, Create
     // Not in state.json yet: delete --force reads cgroup.json when state.json has no cgroup.
     saveCgroupRecord(store, opts.id, rec.cgroup);
     trace("create: cgroup recorded");
+    yield { kind: "turn" };
     // Rootless, which cgroups the container gets is known only once they are tried, and the
     // plan's /sys/fs/cgroup depends on it: made before the plan (the warm-up's gain is for root).
     if (rootless) {
@@ -482,6 +488,7 @@ function* createSteps(store: Store, opts: CreateOptions): Generator<Step, Create
     ownChild(stage1);
     sync = spawned.sync;
     trace("create: executor spawned");
+    yield { kind: "turn" };
     // Made only now: mkdir in cgroupfs waits for the migration warm-up (see warmup.ts: it holds
     // the cgroup lock), so everything that does not need the cgroup is done first. Stage 1 waits at its
     // first sync point until it is in the cgroup.
