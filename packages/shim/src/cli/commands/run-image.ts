@@ -12,13 +12,30 @@ import type { Spec } from "@tsrun/ocispec";
 import type { Context } from "@tsrun/runtime/cli";
 import { CliError } from "@tsrun/runtime/cli";
 import runtimeRun from "@tsrun/runtime/cli/run";
+import { forwardSignals, startContainer, Store } from "@tsrun/runtime";
+import * as linux from "@tsrun/runtime/linux";
+import { spawn } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
+import { attach, DEFAULT_DETACH_KEYS, parseDetachKeys } from "../../monitor/attach.ts";
+import { monitorFiles } from "../../monitor/files.ts";
+import { selfCommand } from "../../monitor/monitor.ts";
+import { removeContainer } from "./delete.ts";
 import type { BundleRequest } from "../../image/service.ts";
 import { withNetwork, type EtcFiles } from "../../image/spec.ts";
 import { setupNetwork, teardownNetwork, type NetworkMode, type NetworkSetup } from "../../network/attach.ts";
 import { hostsFile, parsePublish, resolvConf } from "../../network/config.ts";
 import { images, userErrors } from "./common.ts";
 
-type RunFlags = Parameters<typeof runtimeRun.run>[1] & { image: string; rm: boolean; "image-root"?: string | undefined; net?: string | undefined; publish: string[] };
+type RunFlags = Parameters<typeof runtimeRun.run>[1] & {
+  image: string;
+  rm: boolean;
+  "image-root"?: string | undefined;
+  net?: string | undefined;
+  publish: string[];
+  interactive: boolean;
+  tty: boolean;
+  "detach-keys"?: string | undefined;
+};
 
 function readHostFile(path: string): string {
   try {
@@ -46,6 +63,7 @@ export async function runFromImage(ctx: Context, flags: RunFlags, id: string, cm
   if (!["bridge", "host", "none"].includes(mode)) throw new CliError(`$TSRUN_NET ${JSON.stringify(mode)}: expected bridge, host or none`);
   const ports = await userErrors(async () => parsePublish(flags.publish));
   if (ports.length && mode !== "bridge") throw new CliError(`-p publishes ports of a container on the bridge network, not with --net ${mode}`);
+  const detachKeys = await userErrors(async () => parseDetachKeys(flags["detach-keys"] ?? DEFAULT_DETACH_KEYS));
   const svc = images(flags);
   const dir = join(svc.root, "bundles", id);
   // As docker does: the container's hostname is its name unless asked otherwise; on the host's
@@ -57,15 +75,13 @@ export async function runFromImage(ctx: Context, flags: RunFlags, id: string, cm
     if (net) await teardownNetwork(svc.root, net.record.containerId);
     net = undefined;
   };
-  let code: number;
   try {
     if (mode !== "host") net = await userErrors(() => setupNetwork({ imageRoot: svc.root, root: ctx.globals.root, id, bundle: dir, mode, ports }));
     const files = writeEtcFiles(dir, mode, hostname, net?.addresses ?? []);
     const config: Spec = withNetwork(bundle.config, net ? { netns: net.record.netns } : "host", files);
     writeFileSync(join(dir, "config.json"), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o644 });
-    // Docker's life: without --rm the container is kept when it exits (listed, committable),
-    // until `tsrun delete ID` removes it with its writable layer and mounts.
-    code = await runtimeRun.run(ctx, { ...flags, bundle: dir, keep: flags.keep || !flags.rm }, [id]);
+    // Its monitor creates it and holds its stdio (monitor/monitor.ts).
+    await startMonitor(ctx.globals.root, svc.root, dir, id, flags);
   } catch (e) {
     // Nothing of a container that never ran is kept.
     try {
@@ -75,9 +91,98 @@ export async function runFromImage(ctx: Context, flags: RunFlags, id: string, cm
     }
     throw e;
   }
-  // A detached container keeps its network until `tsrun delete`; one that ran in the
-  // foreground has exited, and a stopped container holds no address or port (as with Docker).
-  if (!flags.detach) await userErrors(removeNetwork);
-  if (flags.rm) await svc.removeBundle(dir);
-  return code;
+  // Docker's life from here: the container is kept when it exits (logs, listed, committable),
+  // its network released by its monitor then, until `tsrun delete ID` removes it with its
+  // writable layer, mounts, log and monitor; with --rm the monitor removes it when it exits.
+  const store = new Store(ctx.globals.root);
+  const start = () => startContainer(store, id);
+  // A container that did not start (its program is missing …) is not kept.
+  const removeOnError = async <T>(body: () => Promise<T>): Promise<T> => {
+    try {
+      return await body();
+    } catch (e) {
+      await removeContainer(ctx.globals.root, id, true, svc.root).catch(() => {});
+      throw e;
+    }
+  };
+  if (flags.detach) {
+    await removeOnError(async () => start());
+    ctx.stdout(`${id}\n`);
+    return 0;
+  }
+  return removeOnError(() => foreground(ctx.globals.root, dir, id, flags, detachKeys, start));
+}
+
+/** Attached: the container's stdio here, signals forwarded (without a terminal), its exit status returned. */
+export async function foreground(root: string, dir: string, id: string, o: { interactive: boolean; tty: boolean }, detachKeys: number[], start?: () => void): Promise<number> {
+  let stop = () => {};
+  let startError: unknown;
+  const r = await attach({
+    bundle: dir,
+    stdin: o.interactive,
+    tty: o.tty,
+    detachKeys,
+    connected: () => {
+      try {
+        start?.();
+      } catch (e) {
+        startError = e;
+        return;
+      }
+      // With a terminal, ^C reaches the container through it; without, as a signal to us.
+      if (!o.tty) {
+        const rec = new Store(root).read(id);
+        stop = forwardSignals((sig) => linux.killVerified(rec.pid, rec.pidStartTime, sig));
+      }
+    },
+  });
+  stop();
+  if (startError) throw startError;
+  if (r === undefined) throw new CliError(`container ${id} is not running: nothing to attach to (\`tsrun logs ${id}\` shows its output)`);
+  if ("detached" in r) {
+    process.stderr.write(`\r\ntsrun: detached from ${id}; it runs on (\`tsrun attach ${id}\` to come back)\r\n`);
+    return 0;
+  }
+  return r.exit;
+}
+
+/**
+ * Starts the container's monitor in a session of its own, holding nothing of ours but a status
+ * pipe it closes once the container is created; returns then, or throws create's error.
+ */
+async function startMonitor(root: string, imageRoot: string, dir: string, id: string, flags: RunFlags): Promise<void> {
+  const self = selfCommand();
+  const files = monitorFiles(dir);
+  const err = openSync(files.err, "a", 0o600);
+  const args = [...self.slice(1), "--root", root, "__monitor", "--bundle", dir, "--image-root", imageRoot, "--image", flags.image];
+  if (flags.tty) args.push("--tty");
+  if (flags.interactive) args.push("--stdin");
+  if (flags.rm) args.push("--rm");
+  args.push(id);
+  const m = spawn(self[0]!, args, { detached: true, stdio: ["ignore", "ignore", err, "pipe"], env: { ...process.env, _TSRUN_MONITOR: "1" } });
+  closeSync(err);
+  const pipe = m.stdio[3] as NodeJS.ReadableStream;
+  const reply = await new Promise<string>((resolve) => {
+    let text = "";
+    pipe.on("data", (d: Buffer) => (text += d.toString()));
+    pipe.on("end", () => resolve(text));
+    pipe.on("error", () => resolve(text));
+  });
+  m.unref();
+  let msg: { created?: boolean; error?: string } = {};
+  try {
+    msg = JSON.parse(reply.trim().split("\n")[0] ?? "{}") as typeof msg;
+  } catch {
+    // said nothing: see below
+  }
+  if (msg.created) return;
+  // The monitor is done (it closed the pipe by exiting): wait for it, so that nothing of it is left.
+  await new Promise<void>((resolve) => (m.exitCode !== null || m.signalCode !== null ? resolve() : m.once("exit", () => resolve())));
+  let why = "";
+  try {
+    why = readFileSync(files.err, "utf8").trim();
+  } catch {
+    // nothing written
+  }
+  throw new CliError(msg.error ?? `the container's monitor failed${why ? `: ${why}` : ""}`);
 }
