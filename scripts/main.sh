@@ -11,6 +11,27 @@ demo=${1:-.tmp/demo}
 rm -rf "$demo"
 mkdir -p "$demo"
 export TSRUN_IMAGE_ROOT="$PWD/$demo/images"
+# The bridge network below makes tsrun0 and the CNI plugins' iptables chains on first use, and
+# they stay, as docker0 does. What this job made goes when it ends (failed or not): the bridge if
+# it was not there before, and the chains that were not, with the rules that jump to them.
+chains() { for c in iptables ip6tables; do "$c-save" 2>/dev/null | awk -v c="$c" '/^\*/{t=substr($0,2)} /^:/{print c, t, substr($1,2)}'; done | sort; }
+bridge_before=no
+ip link show tsrun0 >/dev/null 2>&1 && bridge_before=yes
+chains_before=$(chains)
+remove_network() {
+  [ "$bridge_before" = yes ] || ip link del tsrun0 2>/dev/null || true
+  local made
+  made=$(comm -13 <(printf '%s\n' "$chains_before") <(chains))
+  [ -n "$made" ] || return 0
+  while read -r cmd table chain; do
+    # the rules of other chains that jump to it, then the chain
+    "$cmd-save" -t "$table" | awk -v ch="$chain" '$1 == "-A" && $2 != ch && / -j / { for (i = 1; i < NF; i++) if ($i == "-j" && $(i+1) == ch) { print; break } }' |
+      while read -r rule; do eval "$cmd -t $table ${rule/#-A/-D}" || true; done
+  done <<<"$made"
+  while read -r cmd table chain; do "$cmd" -t "$table" -F "$chain" 2>/dev/null || true; done <<<"$made"
+  while read -r cmd table chain; do "$cmd" -t "$table" -X "$chain" 2>/dev/null || true; done <<<"$made"
+}
+trap remove_network EXIT
 # Each command as it can be pasted back into a shell (quoted where it needs it).
 run() { printf '+'; printf ' %q' "$@"; printf '\n'; "$@"; }
 run dist/tsrun --version
@@ -35,6 +56,18 @@ for _ in $(seq 50); do
 done
 [ "$answered" = yes ] || { echo "main: the published port 18080 did not answer" >&2; exit 1; }
 run dist/tsrun --root "$demo/state" delete --force web
+# A detached container: tsrun returns at once, its monitor keeps its output in a log (containerd's
+# CRI format) that `tsrun logs` reads while it runs (-f follows it to the end) and after it exits;
+# `tsrun container ls -a` lists it until `tsrun delete` removes it with its layer, log and monitor.
+run dist/tsrun --root "$demo/state" run --image localhost/busybox:demo --net none -d ticker -- \
+  sh -c 'for i in 1 2 3; do echo "tick $i from $(hostname)"; sleep 0.3; done; echo "done" >&2; exit 3'
+run dist/tsrun --root "$demo/state" container ls
+run dist/tsrun --root "$demo/state" logs -f ticker
+run dist/tsrun --root "$demo/state" logs --tail 1 -t ticker
+printf '+ head -2 %q\n' "$TSRUN_IMAGE_ROOT/bundles/ticker/container.log"
+head -2 "$TSRUN_IMAGE_ROOT/bundles/ticker/container.log"
+run dist/tsrun --root "$demo/state" container ls -a
+run dist/tsrun --root "$demo/state" delete ticker
 # Change a container's files, commit them as a new image, run that.
 run dist/tsrun --root "$demo/state" run --image localhost/busybox:demo demo2 -- sh -c 'echo "committed by tsrun" > /etc/motd'
 run dist/tsrun --root "$demo/state" commit -m "add /etc/motd" demo2 localhost/busybox:motd

@@ -21,7 +21,7 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync, rmSync, writeSync, constants as fsc } from "node:fs";
 import net from "node:net";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { Store } from "@tsrun/runtime";
 import * as linux from "@tsrun/runtime/linux";
 import { CriLineWriter, type Stream } from "./cri.ts";
@@ -90,7 +90,9 @@ async function writeFully(fd: number, data: Buffer): Promise<void> {
   }
 }
 
-export async function runMonitor(o: MonitorOptions): Promise<number> {
+export async function runMonitor(opts: MonitorOptions): Promise<number> {
+  // It works from / (it holds no directory of anyone's): every path absolute first.
+  const o = { ...opts, root: resolve(opts.root), imageRoot: resolve(opts.imageRoot), bundle: resolve(opts.bundle) };
   process.chdir("/");
   linux.setChildSubreaper();
   const files = monitorFiles(o.bundle);

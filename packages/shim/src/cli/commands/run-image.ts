@@ -7,7 +7,7 @@
 // it whatever moment a kill -9 stopped this process at.
 import { readFileSync, writeFileSync } from "node:fs";
 import { hostname as hostHostname } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import type { Spec } from "@tsrun/ocispec";
 import type { Context } from "@tsrun/runtime/cli";
 import { CliError } from "@tsrun/runtime/cli";
@@ -154,7 +154,8 @@ async function startMonitor(root: string, imageRoot: string, dir: string, id: st
   const self = selfCommand();
   const files = monitorFiles(dir);
   const err = openSync(files.err, "a", 0o600);
-  const args = [...self.slice(1), "--root", root, "__monitor", "--bundle", dir, "--image-root", imageRoot, "--image", flags.image];
+  // Absolute: the monitor works from /, not from our directory.
+  const args = [...self.slice(1), "--root", resolve(root), "__monitor", "--bundle", resolve(dir), "--image-root", resolve(imageRoot), "--image", flags.image];
   if (flags.tty) args.push("--tty");
   if (flags.interactive) args.push("--stdin");
   if (flags.rm) args.push("--rm");
