@@ -17,7 +17,7 @@ import * as linux from "@tsrun/runtime/linux";
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { attach, DEFAULT_DETACH_KEYS, parseDetachKeys } from "../../monitor/attach.ts";
-import { monitorFiles } from "../../monitor/files.ts";
+import { monitorAlive, monitorFiles, readMonitorRecord } from "../../monitor/files.ts";
 import { selfCommand } from "../../monitor/monitor.ts";
 import { removeContainer } from "./delete.ts";
 import type { BundleRequest } from "../../image/service.ts";
@@ -117,6 +117,7 @@ export async function runFromImage(ctx: Context, flags: RunFlags, id: string, cm
 export async function foreground(root: string, dir: string, id: string, o: { interactive: boolean; tty: boolean }, detachKeys: number[], start?: () => void): Promise<number> {
   let stop = () => {};
   let startError: unknown;
+  const monitor = readMonitorRecord(dir);
   const r = await attach({
     bundle: dir,
     stdin: o.interactive,
@@ -139,6 +140,8 @@ export async function foreground(root: string, dir: string, id: string, o: { int
   stop();
   if (startError) throw startError;
   if (r === undefined) throw new CliError(`container ${id} is not running: nothing to attach to (\`tsrun logs ${id}\` shows its output)`);
+  // When the container has exited, so has its monitor once we return: nothing of a `run --rm` is left.
+  if ("exit" in r && monitor) for (let i = 0; i < 300 && monitorAlive(monitor); i++) await Bun.sleep(10);
   if ("detached" in r) {
     process.stderr.write(`\r\ntsrun: detached from ${id}; it runs on (\`tsrun attach ${id}\` to come back)\r\n`);
     return 0;
@@ -163,6 +166,17 @@ async function startMonitor(root: string, imageRoot: string, dir: string, id: st
   const m = spawn(self[0]!, args, { detached: true, stdio: ["ignore", "ignore", err, "pipe"], env: { ...process.env, _TSRUN_MONITOR: "1" } });
   closeSync(err);
   const pipe = m.stdio[3] as NodeJS.ReadableStream;
+  // Bun does not count the pipe of a detached child as work to wait for: without this, tsrun
+  // could exit (0) with the reply still unread when the monitor fails at once.
+  const keepAlive = setInterval(() => {}, 1000);
+  try {
+    return await readReply(m, pipe, files.err);
+  } finally {
+    clearInterval(keepAlive);
+  }
+}
+
+async function readReply(m: ReturnType<typeof spawn>, pipe: NodeJS.ReadableStream, errFile: string): Promise<void> {
   const reply = await new Promise<string>((resolve) => {
     let text = "";
     pipe.on("data", (d: Buffer) => (text += d.toString()));
@@ -181,7 +195,7 @@ async function startMonitor(root: string, imageRoot: string, dir: string, id: st
   await new Promise<void>((resolve) => (m.exitCode !== null || m.signalCode !== null ? resolve() : m.once("exit", () => resolve())));
   let why = "";
   try {
-    why = readFileSync(files.err, "utf8").trim();
+    why = readFileSync(errFile, "utf8").trim();
   } catch {
     // nothing written
   }
