@@ -257,7 +257,7 @@ describe("attach, -it, detach keys", () => {
 
 describe("the monitor's end", () => {
   test("delete --force of a running container ends its monitor and leaves nothing", () => {
-    expect(t(["run", "--image", "localhost/busybox:1", ...ir, "-d", "s1", "--", "sleep", "300"]).code).toBe(0);
+    expect(t(["run", "--image", "localhost/busybox:1", ...ir, "-d", "s1", "--", "sleep", "250"]).code).toBe(0);
     expect(monitorPids()).toHaveLength(1);
     expect(t(["delete", "s1"]).stderr).toMatch(/not stopped: running/);
     expect(monitorPids()).toHaveLength(1);
