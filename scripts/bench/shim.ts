@@ -38,7 +38,8 @@ if (!existsSync(shim)) {
   process.exit(1);
 }
 
-const NS = "tsrun-bench";
+// Per run: the runtime state root and the cgroup parents are host-wide.
+const NS = `tsrun-bench-${process.pid}`;
 const IMAGE = "localhost/tsrun-bench:latest";
 const SHIMS = [
   { name: "tsrun shim", runtime: "io.containerd.tsrun.v2", extra: [] as string[] },
@@ -161,11 +162,17 @@ async function tearDown(): Promise<void> {
     }
   }
   for (const pid of shimPids()) {
+    // A tsrun shim daemon's socket (its -socket argument) outlives a SIGKILL.
+    let socket: string | undefined;
     try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      const i = argv.indexOf("-socket");
+      if (i >= 0 && argv[i + 1]?.startsWith(`${SOCKET_DIR}/`)) socket = argv[i + 1];
       process.kill(pid, "SIGKILL");
     } catch {
       // Gone.
     }
+    if (socket) rmSync(socket, { force: true });
   }
   // The snapshot mounts live in this private mount namespace only; unmount them before removing the dir.
   Bun.spawnSync(["sh", "-c", `grep -o " ${dir}[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l`]);

@@ -9,11 +9,14 @@ import { umount2, MNT_DETACH } from "@tsrun/runtime/linux";
 import { mountPoints } from "../src/task/rootfs.ts";
 import { DEFAULT_ROOT } from "../src/task/runtime.ts";
 import { SOCKET_DIR } from "../src/bin/manager.ts";
+import { BinaryTransport, Publisher } from "../src/events/publisher.ts";
 
 const repo = join(import.meta.dir, "../../..");
 const SHIM = join(repo, "dist/containerd-shim-tsrun-v2");
 const TSRUN = join(repo, "dist/tsrun");
-const NS = "tsrun-e2e";
+// Per run: the runtime state root and the cgroup parents are host-wide, and another checkout may
+// run this test at the same time (its clean-up sweeps its namespace's state).
+const NS = `tsrun-e2e-${process.pid}`;
 const IMAGE = "localhost/tsrun-e2e:latest";
 const has = (cmd: string) => Bun.spawnSync(["sh", "-c", `command -v ${cmd}`]).success;
 const canRun = process.getuid?.() === 0 && existsSync(SHIM) && existsSync(TSRUN) && ["containerd", "ctr", "umoci", "jq"].every(has);
@@ -54,6 +57,17 @@ function processesUsing(path: string): number[] {
     }
   }
   return out;
+}
+
+/** The -socket argument of a shim daemon's command line, if the process is one. */
+function shimSocket(pid: number): string | undefined {
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    const i = argv.indexOf("-socket");
+    return i >= 0 && argv[i + 1]?.startsWith(`${SOCKET_DIR}/`) ? argv[i + 1] : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function mountedUnder(path: string): string[] {
@@ -119,11 +133,14 @@ describe("containerd 1.6 runs containers through containerd-shim-tsrun-v2 (root)
       }
     }
     for (const pid of processesUsing(sock)) {
+      // A shim daemon's socket (its -socket argument) outlives a SIGKILL.
+      const socket = shimSocket(pid);
       try {
         process.kill(pid, "SIGKILL");
       } catch {
         // Gone.
       }
+      if (socket) rmSync(socket, { force: true });
     }
     for (const m of mountedUnder(dir).sort((a, b) => b.length - a.length)) {
       try {
@@ -339,4 +356,38 @@ describe("containerd 1.6 runs containers through containerd-shim-tsrun-v2 (root)
     expect(exit.pid).toBe(execStarted.pid);
     expect(typeof exit.exited_at).toBe("string");
   }, 120_000);
+
+  test("events through the publish binary (`containerd publish`, used when there is no TTRPC_ADDRESS) reach ctr events too", async () => {
+    const watcher = Bun.spawn(["ctr", "--address", sock, "events"], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    let text = "";
+    const reader = (async () => {
+      const decoder = new TextDecoder();
+      for await (const chunk of watcher.stdout) text += decoder.decode(chunk);
+    })();
+    const logs: string[] = [];
+    try {
+      // Subscribed once containerd's own /containers/create of a probe shows up.
+      expect(ctr(["containers", "create", IMAGE, "e2e-pub-probe"]).code).toBe(0);
+      const subscribed = Date.now() + 10_000;
+      while (!text.includes("/containers/create") && Date.now() < subscribed) await Bun.sleep(20);
+      expect(ctr(["containers", "delete", "e2e-pub-probe"]).code).toBe(0);
+      const containerd = Bun.spawnSync(["sh", "-c", "command -v containerd"]).stdout.toString().trim();
+      const p = new Publisher({ namespace: NS, transport: new BinaryTransport(containerd, sock), log: (l) => logs.push(l) });
+      p.publish("/tasks/paused", { containerId: "e2e-pub" });
+      p.publish("/tasks/exit", { containerId: "e2e-pub", id: "e2e-pub", pid: 42, exitStatus: 7, exitedAt: { seconds: 1_700_000_000, nanos: 0 } });
+      await p.flush(20_000);
+      const end = Date.now() + 10_000;
+      while (!text.includes('"container_id":"e2e-pub","id"') && Date.now() < end) await Bun.sleep(20);
+    } finally {
+      watcher.kill();
+      await watcher.exited;
+      await reader;
+    }
+    expect(logs).toEqual([]);
+    const lines = text.split("\n").filter((l) => l.includes('"e2e-pub"'));
+    expect(lines.map((l) => l.split(" ").slice(4).join(" "))).toEqual([
+      `${NS} /tasks/paused {"container_id":"e2e-pub"}`,
+      `${NS} /tasks/exit {"container_id":"e2e-pub","id":"e2e-pub","pid":42,"exit_status":7,"exited_at":"2023-11-14T22:13:20Z"}`,
+    ]);
+  }, 60_000);
 });
