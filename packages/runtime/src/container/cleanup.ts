@@ -7,7 +7,7 @@ import { detect, parseProcCgroup, type CgroupHost, type Hierarchy } from "../cgr
 import { UNIFIED } from "../cgroups/paths.ts";
 import * as linux from "../linux/index.ts";
 import { ContainerError } from "./errors.ts";
-import { isAlive } from "./proc.ts";
+import { isAlive, procStat } from "./proc.ts";
 import type { ContainerRecord, Store } from "./store.ts";
 
 const LOCK_EX = 2;
@@ -190,11 +190,16 @@ export function destroyContainer(store: Store, id: string, rec: ContainerRecord 
   store.remove(id);
 }
 
-/** Waits (bounded) until a killed process is gone, reaping it when it is our child. */
+/**
+ * Waits (bounded) until a killed process is gone, reaping it when it is our child. Only that
+ * process is reaped (its start time matches): in a long-lived caller (the shim) the pid may have
+ * been reaped already and reused by another child, whose exit is not ours to take.
+ */
 export function waitGone(pid: number, startTime: number, timeoutMs = 10_000): boolean {
   const deadline = Date.now() + timeoutMs;
   for (let delay = 1; ; delay = Math.min(delay * 2, 50)) {
-    linux.waitpid(pid, linux.WNOHANG);
+    const st = procStat(pid);
+    if (st?.state === "Z" && st.startTime === startTime) linux.waitpid(pid, linux.WNOHANG);
     if (!isAlive(pid, startTime)) return true;
     if (Date.now() > deadline) return false;
     Bun.sleepSync(delay);
