@@ -539,6 +539,15 @@ describe("Task service over ttrpc (root)", () => {
     expect((await del(b.id)).exitStatus).toBe(4);
     expect(existsSync(join(stateRoot, NS, b.id))).toBe(false);
 
+    // A BinaryName naming tsrun is the library in the shim: no file is run, so even a path where
+    // there is none works.
+    const lib = makeBundle(["sh", "-c", "exit 6"]);
+    await create({ ...createRequest(lib, join(dir, "no-such-dir/tsrun")), stdout: "", stderr: "" });
+    await start(lib.id);
+    expect((await wait(lib.id)).exitStatus).toBe(6);
+    expect((await del(lib.id)).exitStatus).toBe(6);
+    expect(JSON.parse(readFileSync(join(lib.bundle, "options.json"), "utf8"))).toEqual({ binary_name: join(dir, "no-such-dir/tsrun"), root: stateRoot });
+
     const renamed = join(dir, "runtime-bin");
     symlinkSync(TSRUN, renamed);
     const bad = makeBundle(["true"], { config: (c) => (c.process.cwd = "relative/dir") });
