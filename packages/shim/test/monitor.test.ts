@@ -204,6 +204,20 @@ describe("run --image -d, logs", () => {
     expectGone("in");
   });
 
+  test("--rm with -d: the monitor removes the container when it exits; signals to a foreground tsrun go to the container", async () => {
+    expect(t(["run", "--image", "localhost/busybox:1", ...ir, "--rm", "-d", "rmd", "--", "sh", "-c", "sleep 0.5; echo bye"]).stdout).toBe("rmd\n");
+    expect(existsSync(bundleOf("rmd"))).toBe(true);
+    await until("its removal", () => !existsSync(bundleOf("rmd")) && monitorPids().length === 0);
+    expectGone("rmd");
+    // pid 1 of its namespace gets only the signals it handles: this one exits 42 on SIGTERM.
+    const fg = Bun.spawn([TSRUN, "--root", stateRoot, "run", "--image", "localhost/busybox:1", ...ir, "--rm", "trap", "--", "sh", "-c", 'trap "echo got TERM; exit 42" TERM; echo ready; while :; do sleep 0.1; done'], { stdout: "pipe", stderr: "ignore" });
+    await until("the trap set", () => existsSync(join(bundleOf("trap"), "container.log")) && readFileSync(join(bundleOf("trap"), "container.log"), "utf8").includes("ready"));
+    fg.kill("SIGTERM");
+    expect(await fg.exited).toBe(42);
+    expect(await new Response(fg.stdout).text()).toBe("ready\ngot TERM\n");
+    expectGone("trap");
+  });
+
   test("bad input: one line, nothing left", () => {
     expect(t(["logs", "nosuch"]).stderr).toMatch(/^tsrun: container nosuch has no log.*\n$/);
     expect(t(["attach", "nosuch"]).stderr).toBe("tsrun: container nosuch does not exist\n");
