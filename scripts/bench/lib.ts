@@ -73,9 +73,10 @@ export interface BenchRuntime {
 
 /**
  * tsrun (and TSRUN_BENCH_BASE, an older build, as "tsrun-base"), then runc and crun where
- * installed, each with a busybox bundle in `work` whose process runs `args`.
+ * installed, each with a busybox bundle in `work` whose process runs `args`; `patch` edits the
+ * config further.
  */
-export function benchRuntimes(work: string, tsrun: string, args: string[]): BenchRuntime[] {
+export function benchRuntimes(work: string, tsrun: string, args: string[], patch?: (spec: any) => void): BenchRuntime[] {
   const root = join(import.meta.dir, "../..");
   const rootfs = join(work, "rootfs");
   if (!Bun.spawnSync(["bash", join(root, "scripts/make-rootfs.sh"), rootfs]).success) throw new Error("make-rootfs failed");
@@ -93,6 +94,7 @@ export function benchRuntimes(work: string, tsrun: string, args: string[]): Benc
     spec.ociVersion = "1.0.2"; // every peer reads it
     spec.process.terminal = false;
     spec.process.args = args;
+    patch?.(spec);
     writeFileSync(join(bundle, "config.json"), JSON.stringify(spec));
     return { name, bin, bundle, state: join(work, `state-${name}`) };
   });

@@ -11,7 +11,7 @@
  *     |                                      | ops: stage, setns, unshare ...
  *     | <------------------- SYNC(code) ---- |
  *     | (uid_map, cgroups, hooks ...)        |
- *     | ---- answer: status byte, payload -> |
+ *     | ---- answer: status byte ----------> |
  *     |                                      | fork: clone(CLONE_PARENT|flags) ---> |  waits for
  *     | <------------------- PID(pid) ------ |                                      |  stage 1 to
  *     |                                      X exit 0 (tsrun reaps it)             |  exit (gate)
@@ -33,7 +33,6 @@
 #include <linux/filter.h>
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
-#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -89,8 +88,6 @@ static int last_cap;
 static const unsigned char *exec_op; /* the plan's exec op, for resolveExec */
 static uint32_t exec_index;
 static char resolved[PATH_MAX];      /* the program resolveExec found, for exec */
-static unsigned char *payload; /* tsrun's last sync answer (status byte, then the state JSON) */
-static size_t payload_len;
 
 /* ---------------------------------------------------------------- messages to tsrun */
 
@@ -791,8 +788,8 @@ static void op_wait_fifo(void)
 {
 	char p[40];
 	snprintf(p, sizeof p, "/proc/self/fd/%d", fifo_fd);
-	/* Blocks until `tsrun start` opens the fifo for reading. The write end stays open (CLOEXEC)
-	 * so that start sees EOF only once execve has happened. */
+	/* Blocks until `tsrun start` opens the fifo for reading (after the startContainer hooks).
+	 * The write end stays open (CLOEXEC) so that start sees EOF only once execve has happened. */
 	while ((fifo_wfd = open(p, O_WRONLY | O_CLOEXEC)) < 0 && errno == EINTR)
 		;
 	TRY(fifo_wfd, "open the exec fifo %s", p);
@@ -820,80 +817,13 @@ static void op_close_fds(unsigned int first)
 
 static void op_sync(uint32_t code)
 {
-	static size_t mapped;
+	unsigned char status = 1;
 	ssize_t n;
 	send_msg(MSG_SYNC, &code, 4, -1);
-	/* peek at the answer's size (MSG_TRUNC: the whole datagram's), map room, take it */
-	while ((n = recv(sync_fd, NULL, 0, MSG_PEEK | MSG_TRUNC)) < 0 && errno == EINTR)
+	while ((n = recv(sync_fd, &status, 1, 0)) < 0 && errno == EINTR)
 		;
-	if (n < 1)
-		_exit(1); /* tsrun is gone: nobody to report to */
-	if (mapped)
-		munmap(payload, mapped);
-	payload = mmap(NULL, mapped = (size_t)n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (payload == MAP_FAILED)
-		fail(errno, "sync %u: map %zd bytes for the answer", code, n);
-	while ((n = recv(sync_fd, payload, mapped, 0)) < 0 && errno == EINTR)
-		;
-	if (n < 1 || payload[0] != 0)
-		_exit(1); /* tsrun aborted: it knows why, nothing to report */
-	payload_len = (size_t)n - 1;
-}
-
-static void op_hook(const struct op *o)
-{
-	const char *path = o->s[0];
-	const void *in = o->s[1] ? (const void *)o->s[1] : payload + 1;
-	size_t len = o->s[1] ? strlen(o->s[1]) : payload ? payload_len : 0;
-	char *argv[o->v[0].n + 2], *envp[o->v[1].n + 1], out[160];
-	int errpipe[2], child_err = 0, status, r, ifd, ofd;
-	strv_fill(&o->v[0], argv);
-	if (!o->v[0].n)
-		argv[0] = (char *)path, argv[1] = NULL;
-	strv_fill(&o->v[1], envp);
-	/* memfds: the state may exceed a pipe buffer, and the output is read after the exit */
-	TRY(ifd = memfd_create("hook-stdin", MFD_CLOEXEC), "hook %s: memfd", path);
-	TRY(ofd = memfd_create("hook-output", MFD_CLOEXEC), "hook %s: memfd", path);
-	TRY(pipe2(errpipe, O_CLOEXEC), "hook %s: pipe", path);
-	if ((len && write(ifd, in, len) != (ssize_t)len) || lseek(ifd, 0, SEEK_SET) < 0)
-		fail(errno, "hook %s: write its stdin", path);
-	/* a raw clone, like fork(2) without glibc's fork machinery (stage 2's tid cache is stale) */
-	long pid = syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
-	TRY(pid, "hook %s: fork", path);
-	if (pid == 0) {
-		dup2(ifd, 0), dup2(ofd, 1), dup2(ofd, 2);
-		syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC_);
-		execve(path, argv, envp);
-		child_err = errno;
-		(void)!write(errpipe[1], &child_err, sizeof child_err);
-		_exit(127);
-	}
-	close(errpipe[1]);
-	if (read(errpipe[0], &child_err, sizeof child_err) != sizeof child_err)
-		child_err = 0; /* EOF: the exec worked */
-	close(errpipe[0]);
-	struct pollfd pfd = { (int)syscall(SYS_pidfd_open, pid, 0), POLLIN, 0 };
-	TRY(pfd.fd, "hook %s: pidfd_open", path);
-	while ((r = poll(&pfd, 1, o->u[0] ? (int)o->u[0] : -1)) < 0 && errno == EINTR)
-		;
-	if (r == 0)
-		kill((pid_t)pid, SIGKILL);
-	while (waitpid((pid_t)pid, &status, 0) < 0 && errno == EINTR)
-		;
-	close(pfd.fd);
-	if (child_err)
-		fail(child_err, "hook %s: exec", path);
-	if (r == 0)
-		fail(ETIMEDOUT, "hook %s: killed after %u ms", path, o->u[0]);
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		ssize_t n = pread(ofd, out, sizeof out - 1, 0);
-		out[n > 0 ? n : 0] = 0;
-		if (WIFSIGNALED(status))
-			fail(0, "hook %s: killed by signal %d: %s", path, WTERMSIG(status), out);
-		fail(0, "hook %s: exit status %d: %s", path, WEXITSTATUS(status), out);
-	}
-	close(ifd);
-	close(ofd);
+	if (n < 1 || status != 0)
+		_exit(1); /* tsrun aborted, or is gone: it knows why, nothing to report */
 }
 
 static void op_fork(uint32_t flags)
@@ -1060,7 +990,7 @@ static void run(uint32_t code, struct op *o)
 	case OP_CONSOLE: op_console(o->u[0], o->u[1], o->u[2], o->u[3]); break;
 	case OP_OPEN_FIFO: TRY(fifo_fd = open(s, O_PATH | O_CLOEXEC), "open the exec fifo %s", s); break;
 	case OP_WAIT_FIFO: op_wait_fifo(); break;
-	case OP_SIGNAL_FIFO: /* after the startContainer hooks: the program is about to run */
+	case OP_SIGNAL_FIFO: /* `start` has run the startContainer hooks: the program is about to run */
 		TRY(write(fifo_wfd, "0", 1), "write the exec fifo");
 		break;
 	case OP_IDMAP_MOUNT: op_idmap_mount(o); break;
@@ -1079,7 +1009,6 @@ static void run(uint32_t code, struct op *o)
 				o->q[i] += (uintptr_t)o->b;
 		TRY(syscall((long)o->u[0], o->q[0], o->q[1], o->q[2], o->q[3], o->q[4], o->q[5]), "%s", s);
 		break;
-	case OP_HOOK: op_hook(o); break;
 	case OP_EXEC: op_exec(o); break;
 	case OP_RESOLVE_EXEC: op_resolve_exec(); break;
 	}

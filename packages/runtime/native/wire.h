@@ -39,7 +39,6 @@
 	X(OPEN_FIFO, 29, "s")             /* path */                                        \
 	X(WAIT_FIFO, 30, "")                                                                \
 	X(CLOSE_FDS, 31, "u")             /* first */                                       \
-	X(HOOK, 32, "svvnu")              /* path args env stdin (null: sync payload) timeoutMs */ \
 	X(EXEC, 33, "svvs")               /* file argv env path */                          \
 	X(RESOLVE_EXEC, 34, "")                                                             \
 	X(SIGNAL_FIFO, 35, "")                                                              \
@@ -58,7 +57,7 @@ enum op_code { OPS(OP_ENUM) OP_LAST = 41 };
 
 /* Messages executor -> tsrun: one SOCK_SEQPACKET datagram each, u32 type first.
  * The answer to MSG_SYNC is one datagram tsrun -> executor: a status byte (0 = go on, anything
- * else = abort), then an optional payload that `hook` ops with a null stdin get on stdin. */
+ * else = abort). */
 enum msg_type {
 	MSG_SYNC = 1,  /* u32 code */
 	MSG_PID = 2,   /* i32 pid of stage 2, in tsrun's pid namespace */

@@ -125,15 +125,16 @@ describe("compilePlan", () => {
     expect(find(ops, "fork")[0]!.flags & 0x40000000).toBe(0);
   });
 
-  test("hooks in the container get the state from tsrun's sync answer", () => {
+  test("hooks in the container are tsrun's (hooks/container.ts): the init only stops where they run", () => {
     const { ops } = compilePlan(input((s) => (s.hooks = { createContainer: [{ path: "/bin/h", timeout: 2 }], startContainer: [{ path: "/bin/s", args: ["s", "x"] }] })));
-    const hooks = find(ops, "hook");
-    expect(hooks).toEqual([
-      { op: "hook", path: "/bin/h", args: ["/bin/h"], env: [], stdin: null, timeoutMs: 2000 },
-      { op: "hook", path: "/bin/s", args: ["s", "x"], env: [], stdin: null, timeoutMs: 0 },
-    ]);
-    expect(names(ops).indexOf("hook")).toBeLessThan(names(ops).indexOf("pivotRoot"));
-    expect(names(ops).lastIndexOf("hook")).toBeGreaterThan(names(ops).indexOf("waitFifo"));
+    expect(names(ops)).not.toContain("hook");
+    // createContainer: at SYNC.MOUNTS, before pivot_root; startContainer: while the init waits on the fifo
+    const mounts = ops.findIndex((o) => o.op === "sync" && o.code === SYNC.MOUNTS);
+    expect(mounts).toBeGreaterThan(names(ops).indexOf("fork"));
+    expect(mounts).toBeLessThan(names(ops).indexOf("pivotRoot"));
+    expect(names(ops).slice(names(ops).indexOf("waitFifo"))).toEqual(["waitFifo", "signalFifo", "exec"]);
+    // the same plan as without hooks: the executor does nothing for them
+    expect(ops).toEqual(compilePlan(input()).ops);
   });
 
   test("--no-pivot hides the host's proc and sysfs mounts outside the rootfs before the chroot", () => {

@@ -45,8 +45,6 @@ const EVERY_OP: Op[] = [
   { op: "openFifo", path: "/run/tsrun/x/exec.fifo" },
   { op: "waitFifo" },
   { op: "closeFds", first: 3 },
-  { op: "hook", path: "/usr/bin/hook", args: ["hook", "--flag", ""], env: [], stdin: null, timeoutMs: 5000 },
-  { op: "hook", path: "/usr/bin/hook", args: [], env: ["A=1"], stdin: '{"ociVersion":"1.3.0"}', timeoutMs: 0 },
   { op: "resolveExec" },
   { op: "signalFifo" },
   { op: "sessionKeyring", name: "_ses.abc" },
@@ -140,14 +138,14 @@ describe("encodePlan", () => {
   });
 
   test("strings are length-prefixed and NUL-terminated UTF-8; null is 0xffffffff; arrays count-prefixed", () => {
-    const plan = encodePlan([{ op: "hook", path: "é", args: ["a", ""], env: [], stdin: null, timeoutMs: 7 }]);
-    expect(Array.from(plan.subarray(24))).toEqual([
-      2, 0, 0, 0, 0xc3, 0xa9, 0, // path
-      2, 0, 0, 0, 1, 0, 0, 0, 0x61, 0, 0, 0, 0, 0, 0, // args: 2 strings
+    const plan = encodePlan([{ op: "exec", file: "é", argv: ["a", ""], env: [], path: "" }, { op: "mount", source: null, target: "t", fstype: null, flags: 7, data: null }]);
+    expect(Array.from(plan.subarray(24, 24 + 31))).toEqual([
+      2, 0, 0, 0, 0xc3, 0xa9, 0, // file
+      2, 0, 0, 0, 1, 0, 0, 0, 0x61, 0, 0, 0, 0, 0, 0, // argv: 2 strings
       0, 0, 0, 0, // env: none
-      0xff, 0xff, 0xff, 0xff, // stdin: null
-      7, 0, 0, 0, // timeoutMs
+      0, 0, 0, 0, 0, // path: ""
     ]);
+    expect(Array.from(plan.subarray(24 + 31 + 8, 24 + 31 + 8 + 4))).toEqual([0xff, 0xff, 0xff, 0xff]); // mount source: null
   });
 
   test("every op round-trips", () => {

@@ -16,6 +16,7 @@ import { SYNC, type Op } from "../plan/ops.ts";
 import { encodePlan } from "../plan/wire.ts";
 import type { Hook } from "@tsrun/ocispec/core";
 import { runHooks, runHooksAsync } from "../hooks/run.ts";
+import { runContainerHooks } from "../hooks/container.ts";
 import { ownChild, recvAsync, releaseChild } from "./children.ts";
 import { cgroupManager, type CgroupManager } from "../cgroups/manager.ts";
 import { applyDevicesV1, DEFAULT_ALLOWED } from "../cgroups/v1/devices.ts";
@@ -521,14 +522,17 @@ function* createSteps(store: Store, opts: CreateOptions): Generator<Step, Create
         if (msg.code === SYNC.USERNS) writeIdMaps(opts.id, stage1, spec, unprivileged);
         if (msg.code === SYNC.MOUNTS) {
           yield { kind: "hooks", runs: [["prestart", spec.hooks?.prestart, state("creating")], ["createRuntime", spec.hooks?.createRuntime, state("creating")]] };
-          sync.answer(true, new TextEncoder().encode(state("creating")));
+          // in the init's namespaces, before pivot_root, while the init waits here
+          const ctx = { spec, id: opts.id, initPid: rec.pid, rootfs, joinCgroups: (p: number) => cg.addProcess(p) };
+          if (spec.hooks?.createContainer?.length) runContainerHooks("createContainer", spec.hooks.createContainer, state("creating"), ctx);
+          sync.answer(true);
           continue;
         }
         if (msg.code === SYNC.CREATED) {
           rec.phase = "created";
           store.write(rec);
           if (opts.pidFile) writePidFile(opts.pidFile, rec.pid);
-          sync.answer(true, new TextEncoder().encode(state("created")));
+          sync.answer(true);
           break;
         }
         sync.answer(true);

@@ -57,11 +57,6 @@ export function executorErrorFields(op: Op | undefined, errno: number): ErrorFie
   return fields;
 }
 
-/** The plan's hooks run by the executor: startContainer ones once `start` has opened the fifo. */
-function hookKind(ops: readonly Op[], index: number): string {
-  return ops.slice(0, index).some((o) => o.op === "waitFifo") ? "startContainer" : "createContainer";
-}
-
 export function describeOp(ops: readonly Op[], index: number): string {
   const op = ops[index];
   if (!op) return "unknown step";
@@ -80,8 +75,6 @@ export function describeOp(ops: readonly Op[], index: number): string {
       return `exec ${op.file}`;
     case "chdir":
       return `chdir to cwd ${op.path}`;
-    case "hook":
-      return `${hookKind(ops, index)} hook ${op.path}`;
     case "mknod":
       return `mknod ${"/" + op.path}`;
     case "writeFile":
@@ -100,9 +93,6 @@ export function describeOp(ops: readonly Op[], index: number): string {
 /** What the executor's error report means to the user: the step, why, and a hint where one helps. */
 export function executorFailure(id: string, ops: readonly Op[], msg: { op: number; errno: number; text: string }, subject = `container ${id}`): string {
   const op = ops[msg.op];
-  // A hook that ran and failed has no errno ("errno 0: Success" said nothing): its exit status
-  // and output are the story, in the words `start` uses for startContainer hooks.
-  if (op?.op === "hook" && msg.errno === 0) return `${subject}: ${hookKind(ops, msg.op)} ${msg.text.trimEnd()}`;
   // For unshare and clone the executor's text is only the raw flag number, named above.
   const detail = msg.text && op?.op !== "unshare" && op?.op !== "fork" ? ` (${msg.text})` : "";
   const hint =

@@ -4,10 +4,13 @@ import { closeSync, constants, openSync, readSync, unlinkSync } from "node:fs";
 import { parseSignal } from "@tsrun/ocispec/core";
 import { cgroupManagerFromJSON } from "../cgroups/manager.ts";
 import { runHooksWarning, runHooksWarningAsync } from "../hooks/run.ts";
+import { runContainerHooks } from "../hooks/container.ts";
 import { readable } from "./children.ts";
 import * as linux from "../linux/index.ts";
 import { destroyContainer, isLocked, lockContainer, waitGone } from "./cleanup.ts";
 import { ContainerError, errnoText } from "./errors.ts";
+import { apparmorEnabled } from "./host.ts";
+import { setgroupsDenied } from "./rootless.ts";
 import { isAlive } from "./proc.ts";
 import { stateDocument, statusOf, type Status } from "./status.ts";
 import { CorruptState, NotFound, type ContainerRecord, type Store } from "./store.ts";
@@ -43,6 +46,7 @@ export function startContainer(store: Store, id: string, created?: ContainerReco
   const lock = lockContainer(store, id);
   try {
     const rec = startable(store, id, created);
+    runStartHooks(rec);
     const fifo = store.fifoPath(id);
     const fd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
     try {
@@ -64,14 +68,14 @@ export function startContainer(store: Store, id: string, created?: ContainerReco
 }
 
 /**
- * startContainer without blocking the event loop (startContainer hooks in the init, or poststart
- * hooks here, may take long): for a process serving others meanwhile, the shim. Returns the
- * poststart hooks' warnings.
+ * startContainer without blocking the event loop (the hooks may take long): for a process
+ * serving others meanwhile, the shim. Returns the poststart hooks' warnings.
  */
 export async function startContainerAsync(store: Store, id: string): Promise<string[]> {
   const lock = lockContainer(store, id);
   try {
     const rec = startable(store, id);
+    runStartHooks(rec);
     const fifo = store.fifoPath(id);
     const fd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
     try {
@@ -100,11 +104,36 @@ function startable(store: Store, id: string, created?: ContainerRecord): Contain
 }
 
 /**
- * Reads the exec fifo until EOF. The init writes "0" after the startContainer hooks; the write
- * end is close-on-exec, so EOF means the program has been exec'd — or the init has exited: when
- * a hook or the exec failed, the executor wrote its error message (wire.h MSG_ERROR) to the
- * fifo, `tsrun create` being gone, and that is what `start` reports. The returned function
- * reads what is there once the fd is readable (or a poll timed out): true at the end.
+ * The startContainer hooks, in the container as its process will run, while the init waits for
+ * the fifo to be opened: the program must not run before they have. One that fails stops the
+ * container (runc's init exits then too) and fails `start`.
+ */
+function runStartHooks(rec: ContainerRecord): void {
+  const hooks = rec.config.hooks?.startContainer;
+  if (!hooks?.length) return;
+  const cg = rec.cgroup === undefined ? undefined : cgroupManagerFromJSON(rec.cgroup);
+  try {
+    runContainerHooks("startContainer", hooks, JSON.stringify(stateDocument(rec, "created")), {
+      spec: rec.config,
+      id: rec.id,
+      initPid: rec.pid,
+      joinCgroups: (p) => cg?.exists() && cg.addProcess(p),
+      apparmor: rec.config.process?.apparmorProfile ? apparmorEnabled() : false,
+      denySetgroups: setgroupsDenied(rec.pid),
+    });
+  } catch (e) {
+    linux.killVerified(rec.pid, rec.pidStartTime, 9);
+    waitGone(rec.pid, rec.pidStartTime);
+    throw e;
+  }
+}
+
+/**
+ * Reads the exec fifo until EOF. The init writes "0" once `start` has opened it; the write end
+ * is close-on-exec, so EOF means the program has been exec'd — or the init has exited: when the
+ * exec failed, the executor wrote its error message (wire.h MSG_ERROR) to the fifo, `tsrun
+ * create` being gone, and that is what `start` reports. The returned function reads what is
+ * there once the fd is readable (or a poll timed out): true at the end.
  */
 function execFifoReader(fd: number, rec: ContainerRecord): () => boolean {
   const buf = Buffer.alloc(4096);
@@ -126,21 +155,20 @@ function execFifoReader(fd: number, rec: ContainerRecord): () => boolean {
     if (failure !== undefined) throw new ContainerError(`container ${rec.id}: ${failure.text}`, { id: rec.id, errno: failure.errno });
     if (n === 0 && data.length > 0) return true;
     if (!isAlive(rec.pid, rec.pidStartTime))
-      throw new ContainerError(`container ${rec.id}: the init exited before its program started (a startContainer hook or exec failed)`, { id: rec.id });
+      throw new ContainerError(`container ${rec.id}: the init exited before its program started (its exec failed)`, { id: rec.id });
     return false;
   };
 }
 
-/** The init's error in what it wrote to the exec fifo ("0" first when the hooks passed), if any. */
+/** The init's error in what it wrote to the exec fifo ("0" first), if any. */
 function initFailure(data: Buffer): { text: string; errno: number } | undefined {
   const at = data[0] === 0x30 ? 1 : 0;
   if (data.length < at + 12 || data.readUInt32LE(at) !== linux.MSG.ERROR) return undefined;
   const errno = data.readInt32LE(at + 8);
   const end = data.indexOf(0, at + 12);
   const text = data.toString("utf8", at + 12, end < 0 ? data.length : end).trimEnd();
-  // The only hooks the init runs once `start` has opened the fifo are startContainer hooks.
   const why = errnoText(errno, linux.strerror);
-  return { text: `${text.startsWith("hook ") ? "startContainer " : ""}${text}${why ? `: ${why}` : ""}`, errno };
+  return { text: `${text}${why ? `: ${why}` : ""}`, errno };
 }
 
 export function killContainer(store: Store, id: string, signal: string, all: boolean): void {

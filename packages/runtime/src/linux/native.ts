@@ -164,15 +164,9 @@ export class SyncChannel {
     throw new SysError("recvmsg", EPROTO, `sync socket: unknown message type ${type} (${n} bytes)`);
   }
 
-  /**
-   * Answers a "sync": go on (true) or abort (false), with a payload that later `hook` ops with
-   * a null stdin receive (the state JSON). False when the executor is gone.
-   */
-  answer(ok: boolean, payload?: Uint8Array): boolean {
-    const msg = new Uint8Array(1 + (payload?.length ?? 0));
-    msg[0] = ok ? 0 : 1;
-    if (payload) msg.set(payload, 1);
-    return sendBytes(this.fd, msg);
+  /** Answers a "sync": go on (true) or abort (false). False when the executor is gone. */
+  answer(ok: boolean): boolean {
+    return sendBytes(this.fd, Uint8Array.of(ok ? 0 : 1));
   }
 
   close(): void {

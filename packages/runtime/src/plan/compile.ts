@@ -1,7 +1,7 @@
 // config.json → InitPlan. Pure: everything it needs from the host comes in `PlanInput`, so it is
 // unit-tested without root and the same config always gives the same plan.
 import { TsrunError } from "../errors.ts";
-import type { Hook, LinuxDevice, Mount, Process, Spec } from "@tsrun/ocispec/core";
+import type { LinuxDevice, Mount, Process, Spec } from "@tsrun/ocispec/core";
 import { CAPABILITIES, CLONE_FLAGS, MS, RLIMITS, sysctlNamespace, sysctlPath, type NamespaceType } from "@tsrun/ocispec/core";
 import { isBind, parseMountOptions } from "./mounts.ts";
 import { SYNC, type InitPlan, type Op } from "./ops.ts";
@@ -110,10 +110,6 @@ function namespaces(spec: Spec): { fresh: Set<NamespaceType>; joined: { type: Na
   return { fresh, joined };
 }
 
-function hookOps(hooks: Hook[] | undefined): Op[] {
-  return (hooks ?? []).map((h) => ({ op: "hook", path: h.path, args: h.args ?? [h.path], env: h.env ?? [], stdin: null, timeoutMs: (h.timeout ?? 0) * 1000 }));
-}
-
 export function compilePlan(input: PlanInput): InitPlan {
   const { spec } = input;
   const proc = spec.process;
@@ -183,12 +179,8 @@ export function compilePlan(input: PlanInput): InitPlan {
   // Stage 2: the container's init.
   ops.push({ op: "stage", name: "tsrun:[2:INIT]" });
   ops.push(...rootfsOps(input, fresh.has("user"), bindFds));
+  // tsrun runs the createContainer hooks here (hooks/container.ts), in the init's namespaces.
   ops.push({ op: "sync", code: SYNC.MOUNTS });
-  // createContainer hooks run where runc runs them: in the rootfs, still at its host path
-  // (runc's prepareRootfs chdirs there first), so that a relative path such as runc's
-  // hooks-library test's `touch ./lib/…` lands in the container's root.
-  if (spec.hooks?.createContainer?.length) ops.push({ op: "chdir", path: input.rootfs });
-  ops.push(...hookOps(spec.hooks?.createContainer));
   // --no-pivot keeps the host's mounts under the new root: its full proc and sysfs mounts
   // (outside the rootfs) are taken away first, as runc does.
   if (input.noPivot)
@@ -213,8 +205,8 @@ export function compilePlan(input: PlanInput): InitPlan {
   // An unprivileged tsrun writes "deny" to a new user namespace's setgroups (the kernel requires it).
   ops.push(...processOps(proc, { preserveFds: input.preserveFds, seccomp: seccompOp, devConsole: true, linux: spec.linux, denySetgroups: !!input.unprivileged && fresh.has("user") }));
   ops.push({ op: "sync", code: SYNC.CREATED });
+  // `start` runs the startContainer hooks (hooks/container.ts) before it opens the fifo.
   ops.push({ op: "waitFifo" });
-  ops.push(...hookOps(spec.hooks?.startContainer));
   ops.push({ op: "signalFifo" });
   ops.push(execOp(proc, args));
   return { ops };

@@ -1,9 +1,9 @@
 // An exec'd process's plan: join every namespace of the container's init, then set the process
 // up as the init was (user, capabilities, rlimits, no_new_privs, AppArmor, seccomp) and exec.
 // Pure, like compile.ts: the same inputs always give the same plan.
-import type { Process, Spec } from "@tsrun/ocispec/core";
+import type { Hook, Process, Spec } from "@tsrun/ocispec/core";
 import { CLONE_FLAGS, NS_PROC_NAMES, type NamespaceType } from "@tsrun/ocispec/core";
-import { execOp, PlanError, processOps, seccompOf } from "./compile.ts";
+import { DEFAULT_PATH, execOp, PlanError, processOps, seccompOf } from "./compile.ts";
 import { SYNC, type InitPlan, type Op } from "./ops.ts";
 
 export interface ExecPlanInput {
@@ -19,6 +19,12 @@ export interface ExecPlanInput {
   apparmor?: boolean;
   /** setgroups(2) is denied in the container's user namespace (rootless). */
   denySetgroups?: boolean;
+  /**
+   * The namespaces are already open as fds 3, 4 … in the order of joinedNamespaces (hooks: the
+   * init is still the executor, not dumpable, and once in its user namespace tsrun's executor
+   * could not open the init's /proc files any more). Default: /proc/<initPid>/ns/….
+   */
+  nsFds?: boolean;
 }
 
 /**
@@ -36,7 +42,6 @@ export function compileExecPlan(input: ExecPlanInput): InitPlan {
   if (proc.selinuxLabel) throw new PlanError("/process/selinuxLabel", "SELinux is not enabled on this host");
   const seccompOp = seccompOf(spec);
 
-  const types = new Set((spec.linux?.namespaces ?? []).map((n) => n.type));
   const ops: Op[] = [{ op: "stage", name: "tsrun:[1:EXEC]" }];
   // execCPUAffinity.initial: where the set-up runs until tsrun moves it into the container's
   // cgroups (at the sync below); stage 2 inherits it unless the cpuset there changes it.
@@ -44,14 +49,65 @@ export function compileExecPlan(input: ExecPlanInput): InitPlan {
     const k = require("./kernel.ts") as typeof import("./kernel.ts");
     ops.push(k.affinityOp(proc.execCPUAffinity, "initial")!);
   }
-  for (const t of JOIN_ORDER)
-    if (types.has(t)) ops.push({ op: "setns", path: `/proc/${input.initPid}/ns/${NS_PROC_NAMES[t]}`, nstype: CLONE_FLAGS[t] });
+  ops.push(...joinOps(spec, input.initPid, input.nsFds ?? false), { op: "stage", name: "tsrun:[2:EXEC]" });
+  ops.push(...processOps(proc, { preserveFds: input.preserveFds, seccomp: seccompOp, devConsole: false, linux: spec.linux, exec: true, denySetgroups: input.denySetgroups ?? false }));
+  ops.push(execOp(proc, args));
+  return { ops };
+}
+
+/** The container's namespaces in the order they are joined. */
+export function joinedNamespaces(spec: Spec): NamespaceType[] {
+  const types = new Set((spec.linux?.namespaces ?? []).map((n) => n.type));
+  return JOIN_ORDER.filter((t) => types.has(t));
+}
+
+/** Into every namespace of the init, then the sync point for the cgroups, then the fork. */
+function joinOps(spec: Spec, initPid: number, nsFds: boolean): Op[] {
+  const ops: Op[] = joinedNamespaces(spec).map((t, i) => ({ op: "setns", path: nsFds ? `/proc/self/fd/${3 + i}` : `/proc/${initPid}/ns/${NS_PROC_NAMES[t]}`, nstype: CLONE_FLAGS[t] }));
   // tsrun moves stage 1 into the container's cgroups here, so that stage 2 is born in them.
   ops.push({ op: "sync", code: SYNC.NAMESPACES });
   // A joined pid (and time) namespace holds only the children of the process that joined it.
-  ops.push({ op: "fork", flags: 0 }, { op: "stage", name: "tsrun:[2:EXEC]" });
+  ops.push({ op: "fork", flags: 0 });
+  return ops;
+}
 
-  ops.push(...processOps(proc, { preserveFds: input.preserveFds, seccomp: seccompOp, devConsole: false, linux: spec.linux, exec: true, denySetgroups: input.denySetgroups ?? false }));
-  ops.push(execOp(proc, args));
+export interface HookPlanInput {
+  spec: Spec;
+  hook: Hook;
+  /** The container's init, in tsrun's pid namespace. */
+  initPid: number;
+  /**
+   * createContainer: the rootfs's host path, the hook's cwd (the init has not pivoted yet).
+   * Absent for startContainer: the hook runs in the container's root, in process.cwd.
+   */
+  rootfs?: string;
+  apparmor?: boolean;
+  denySetgroups?: boolean;
+}
+
+/**
+ * A createContainer or startContainer hook, run where runc runs it (in its init, which tsrun's
+ * init leaves to tsrun): in every namespace of the container's init (tsrun passes them open, as
+ * fds 3 … in joinedNamespaces order), born in its cgroups, with the hook's args and env and, on
+ * stdin, the state tsrun passes as fd 0. createContainer: as the
+ * init is at that point, root with every capability (of its user namespace), before pivot_root,
+ * in the rootfs. startContainer: as the container's process is set up (user, capabilities,
+ * rlimits, no_new_privs, seccomp, cwd), in the container's root.
+ */
+export function compileHookPlan(input: HookPlanInput): InitPlan {
+  const { spec, hook } = input;
+  const argv = hook.args?.length ? hook.args : [hook.path];
+  const env = hook.env ?? [];
+  const exec: Op = { op: "exec", file: hook.path, argv, env, path: DEFAULT_PATH };
+  if (input.rootfs === undefined) {
+    const { terminal: _t, consoleSize: _c, execCPUAffinity: _a, ...proc } = spec.process ?? { cwd: "/" };
+    const { ops } = compileExecPlan({ ...input, process: { ...proc, args: argv, env }, preserveFds: 0, nsFds: true });
+    ops[ops.length - 1] = exec;
+    return { ops };
+  }
+  const ops: Op[] = [{ op: "stage", name: "tsrun:[1:HOOK]" }, ...joinOps(spec, input.initPid, true), { op: "stage", name: "tsrun:[2:HOOK]" }];
+  // the init's credentials at this point: root of its user namespace (stage 1 took them)
+  if (spec.linux?.namespaces?.some((n) => n.type === "user")) ops.push({ op: "setUser", uid: 0, gid: 0, groups: [], setgroups: false });
+  ops.push({ op: "closeFds", first: 3 }, { op: "chdir", path: input.rootfs }, exec);
   return { ops };
 }

@@ -20,8 +20,7 @@ export type Op =
   | { op: "unshare"; flags: number }
   /**
    * Tell tsrun that `code` was reached and wait for its go-ahead (it writes uid/gid maps, runs
-   * hooks, moves the process into cgroups … in between). An abort answer ends the executor. The
-   * answer may carry a payload (bytes after the status byte), kept for `hook` ops.
+   * hooks, moves the process into cgroups … in between). An abort answer ends the executor.
    */
   | { op: "sync"; code: number }
   /** clone(CLONE_PARENT | flags): stage 1 reports the child's pid to tsrun and exits. */
@@ -101,12 +100,6 @@ export type Op =
   /** Close every fd from `first` up, except the sync socket (closed on exec) and the fifo. */
   | { op: "closeFds"; first: number }
   /**
-   * Run a hook in the current namespaces: path, args, env, the state JSON on stdin, a timeout
-   * (0: none). `stdin: null` means the payload of tsrun's last sync answer: the state JSON,
-   * which holds the init's host pid, unknown when the plan was compiled.
-   */
-  | { op: "hook"; path: string; args: string[]; env: string[]; stdin: string | null; timeoutMs: number }
-  /**
    * Find the plan's `exec` program now (PATH search, exists, executable, as the current user in
    * the current root), like runc's LookPath before "created": a missing program fails `create`,
    * not a later `start`. Failure is reported with the `exec` op's index; `exec` then uses the path found.
@@ -129,7 +122,7 @@ export const SYNC = {
   USERNS: 1,
   /** Namespaces exist, before any mount: createRuntime/prestart hooks, cgroup placement. */
   NAMESPACES: 2,
-  /** Mounts are done, before pivot_root. */
+  /** Mounts are done, before pivot_root: createContainer hooks. */
   MOUNTS: 3,
   /** Setup finished; about to wait on the exec fifo (the container is "created"). */
   CREATED: 4,

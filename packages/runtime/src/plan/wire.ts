@@ -58,7 +58,6 @@ export const OP_WIRE: { readonly [K in OpName]: { code: number; fields: readonly
   openFifo: { code: 29, fields: [["path", "s"]] },
   waitFifo: { code: 30, fields: [] },
   closeFds: { code: 31, fields: [["first", "u"]] },
-  hook: { code: 32, fields: [["path", "s"], ["args", "v"], ["env", "v"], ["stdin", "n"], ["timeoutMs", "u"]] },
   exec: { code: 33, fields: [["file", "s"], ["argv", "v"], ["env", "v"], ["path", "s"]] },
   resolveExec: { code: 34, fields: [] },
   signalFifo: { code: 35, fields: [] },

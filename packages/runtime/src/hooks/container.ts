@@ -1,0 +1,157 @@
+// Hooks that run in the container's namespaces (createContainer, startContainer). tsrun starts
+// each through the executor as it starts an exec'd process (plan/exec.ts compileHookPlan): the
+// executor joins the init's namespaces (user first, mount last), is moved into the container's
+// cgroups, forks into its pid namespace and execs the hook, with the state JSON on stdin and its
+// stdout and stderr in a pipe that tsrun reads for the error message. The init itself waits at
+// its sync point (createContainer) or on the exec fifo (startContainer) meanwhile, so the hook
+// sees what runc's hooks see: the mounts before pivot_root, or the container as it will run.
+import type { Hook, Spec } from "@tsrun/ocispec/core";
+import { openSync, readSync } from "node:fs";
+import { ownProcsFile } from "../cgroups/detect.ts";
+import { executorFailure } from "../container/errors.ts";
+import * as linux from "../linux/index.ts";
+import { NS_PROC_NAMES } from "@tsrun/ocispec/core";
+import { compileHookPlan, joinedNamespaces } from "../plan/exec.ts";
+import { PlanError } from "../plan/compile.ts";
+import { encodePlan } from "../plan/wire.ts";
+import { trace } from "../trace.ts";
+import { HookError } from "./run.ts";
+
+export interface ContainerHookContext {
+  spec: Spec;
+  /** The container's id: errors read "container ID: createContainer hook …". */
+  id: string;
+  /** The init, in tsrun's pid namespace. */
+  initPid: number;
+  /** createContainer: the rootfs's host path (the hook's cwd, before pivot_root). */
+  rootfs?: string;
+  /** Moves the hook's executor into the container's cgroups, before it forks the hook. */
+  joinCgroups?: (pid: number) => void;
+  apparmor?: boolean;
+  denySetgroups?: boolean;
+}
+
+/** How long tsrun waits for the executor's set-up before the hook (the hook's own timeout is separate). */
+const STEP_TIMEOUT_MS = 60_000;
+/** How much of the hook's output an error message quotes. */
+const OUTPUT_MAX = 4096;
+
+export function runContainerHooks(kind: "createContainer" | "startContainer", hooks: Hook[] | undefined, state: string, ctx: ContainerHookContext): void {
+  if (!hooks?.length) return;
+  // The first cgroup migration after a quiet spell waits for an RCU grace period (see
+  // container/warmup.ts): a throwaway executor starts that wait now, while the hook's executor
+  // is spawned and joins the namespaces.
+  const warm = ctx.joinCgroups ? warmUp() : 0;
+  try {
+    for (const hook of hooks) runContainerHook(kind, hook, state, ctx);
+  } finally {
+    if (warm > 0) linux.waitpid(warm, 0);
+  }
+}
+
+/** The warm-up's pid (a child to reap), or 0. */
+function warmUp(): number {
+  try {
+    const procs = ownProcsFile();
+    return procs ? linux.spawnWarmup(procs) : 0;
+  } catch {
+    return 0; // only an optimisation
+  }
+}
+
+function runContainerHook(kind: string, hook: Hook, state: string, ctx: ContainerHookContext): void {
+  const what = `container ${ctx.id}: ${kind} hook ${hook.path}`;
+  const fail = (message: string, errno = 0, cause?: unknown): HookError =>
+    new HookError(message, { id: ctx.id, op: "hook", path: hook.path, ...(errno ? { errno } : {}), ...(cause ? { cause } : {}) });
+  let ops;
+  try {
+    ops = compileHookPlan({ spec: ctx.spec, hook, initPid: ctx.initPid, ...(ctx.rootfs !== undefined ? { rootfs: ctx.rootfs } : {}), apparmor: ctx.apparmor ?? false, denySetgroups: ctx.denySetgroups ?? false }).ops;
+  } catch (e) {
+    if (e instanceof PlanError) throw fail(`${what}: ${e.message}`, 0, e);
+    throw e;
+  }
+  const deadline = hook.timeout ? Date.now() + hook.timeout * 1000 : Infinity;
+  // A memfd: the state may exceed a pipe's buffer. Opened again for reading from its start
+  // (the writes left the first file's offset at the end).
+  const memfd = linux.sealedMemfd("hook-state", Buffer.from(state));
+  let stdin: number;
+  try {
+    stdin = openSync(`/proc/self/fd/${memfd}`, "r");
+  } finally {
+    linux.close(memfd);
+  }
+  const [out, outW] = linux.pipe(linux.O_CLOEXEC);
+  const nsFds: number[] = [];
+  let spawned;
+  try {
+    for (const t of joinedNamespaces(ctx.spec)) nsFds.push(openSync(`/proc/${ctx.initPid}/ns/${NS_PROC_NAMES[t]}`, "r"));
+    spawned = linux.spawnExecutor(encodePlan(ops), { stdio: [stdin, outW, outW], preserveFds: nsFds });
+  } finally {
+    linux.close(stdin);
+    linux.close(outW);
+    nsFds.forEach((fd) => linux.close(fd));
+  }
+  const { pid: stage1, sync } = spawned;
+  trace(`${kind} hook: executor spawned`);
+  let stage1Left = true;
+  let pid = 0;
+  try {
+    let execd = false;
+    for (;;) {
+      const msg = sync.recv(STEP_TIMEOUT_MS);
+      if (msg.type === "sync") {
+        ctx.joinCgroups?.(stage1);
+        trace(`${kind} hook: in the cgroups`);
+        sync.answer(true);
+      } else if (msg.type === "pid") {
+        pid = msg.pid;
+        linux.waitpid(stage1, 0);
+        stage1Left = false;
+      } else if (msg.type === "fd") linux.close(msg.fd); // a seccomp listener: the container's agent has the init's
+      else if (msg.type === "exec") execd = true;
+      else if (msg.type === "error") {
+        const text = executorFailure(ctx.id, ops, msg, what);
+        throw fail(text, msg.errno);
+      } else if (msg.type === "eof") {
+        if (!execd) throw fail(`${what}: the hook's executor exited during set-up`);
+        break;
+      }
+    }
+    // The hook runs: read its output until it closes it (or the timeout), then wait for it.
+    trace(`${kind} hook: exec'd`);
+    const output = drain(out, deadline);
+    const st = output.timedOut ? null : linux.waitpidTimeout(pid, deadline === Infinity ? -1 : Math.max(0, deadline - Date.now()));
+    if (st === null) throw fail(`${what}: killed after ${hook.timeout} s (its timeout)`, linux.ERRNO.ETIMEDOUT);
+    pid = 0;
+    trace(`${kind} hook: exited`);
+    const said = output.text.trimEnd();
+    if (st.signaled) throw fail(`${what}: killed by signal ${st.signal}${said ? `: ${said}` : ""}`);
+    if (st.code !== 0) throw fail(`${what}: exit status ${st.code}${said ? `: ${said}` : ""}`);
+  } finally {
+    sync.close();
+    linux.close(out);
+    if (stage1Left) {
+      linux.kill(stage1, 9);
+      linux.waitpid(stage1, 0);
+    }
+    if (pid) {
+      linux.kill(pid, 9);
+      linux.waitpid(pid, 0);
+    }
+  }
+}
+
+/** The hook's output up to OUTPUT_MAX bytes (the rest is read and dropped), until EOF or the deadline. */
+function drain(fd: number, deadline: number): { text: string; timedOut: boolean } {
+  const buf = Buffer.alloc(OUTPUT_MAX);
+  const sink = Buffer.alloc(16 * 1024);
+  let len = 0;
+  for (;;) {
+    const left = deadline === Infinity ? -1 : deadline - Date.now();
+    if (left !== -1 && (left <= 0 || !linux.pollIn(fd, left))) return { text: buf.toString("utf8", 0, len), timedOut: true };
+    if (left === -1) linux.pollIn(fd, -1);
+    const n = len < OUTPUT_MAX ? readSync(fd, buf, len, OUTPUT_MAX - len, null) : readSync(fd, sink, 0, sink.length, null);
+    if (n <= 0) return { text: buf.toString("utf8", 0, len), timedOut: false };
+    if (len < OUTPUT_MAX) len += n;
+  }
+}
