@@ -85,9 +85,7 @@ static int root_fd = -1;      /* setRoot: inRoot paths resolve below it */
 static int fifo_fd = -1, fifo_wfd = -1;
 static uint32_t cur_op = ERROR_OP_PLAN;
 static int last_cap;
-static const unsigned char *exec_op; /* the plan's exec op, for resolveExec */
-static uint32_t exec_index;
-static char resolved[PATH_MAX];      /* the program resolveExec found, for exec */
+static const char *resolved; /* the program resolveExec found, for exec (in the plan) */
 
 /* ---------------------------------------------------------------- messages to tsrun */
 
@@ -158,7 +156,7 @@ struct op {
 	const char *s[4];
 	uint32_t u[6];
 	uint64_t q[6];
-	struct strv v[2];
+	struct strv v[3];
 	const unsigned char *b; /* bytes */
 	uint32_t nb;            /* byte count */
 };
@@ -260,16 +258,13 @@ static const unsigned char *load_plan(int fd, uint32_t *count)
 	if (h[3] != (uint64_t)st.st_size)
 		fail(EINVAL, "plan: header says %u bytes, got %lld", h[3], (long long)st.st_size);
 	struct cursor all = { plan + 16, plan + st.st_size };
-	for (uint32_t i = 0, step = 0, code, len; i < h[2]; i++, all.p += len) {
+	for (uint32_t i = 0, code, len; i < h[2]; i++, all.p += len) {
 		struct op o;
 		cur_op = i;
 		if (take(&all, &code, 4) || take(&all, &len, 4) || (size_t)(all.end - all.p) < len)
 			fail(EINVAL, "plan: op %u is truncated", i);
 		if (decode(code & ~OP_CONT, &(struct cursor){ all.p, all.p + len }, &o))
 			fail(EINVAL, "plan: op %u (code %u) is malformed", i, code);
-		step += !(code & OP_CONT);
-		if (code == OP_EXEC)
-			exec_op = all.p - 8, exec_index = step - 1;
 	}
 	cur_op = ERROR_OP_PLAN;
 	if (all.p != all.end)
@@ -795,6 +790,7 @@ static void op_wait_fifo(void)
 	TRY(fifo_wfd, "open the exec fifo %s", p);
 	close(fifo_fd);
 	fifo_fd = -1;
+	TRY(write(fifo_wfd, "0", 1), "write the exec fifo"); /* the program is about to run */
 }
 
 static void op_close_fds(unsigned int first)
@@ -850,31 +846,23 @@ static void op_fork(uint32_t flags)
 	_exit(0);
 }
 
-/* Like execvp: `file` when it has a slash, else each PATH entry + file, until `attempt` returns
- * 0 (the path found is then in buf). EACCES wins over ENOENT, other errors stop the search. */
-static int search_path(const char *file, const char *search, char *buf, int (*attempt)(const char *, void *), void *arg)
+/* Like execvp: each candidate (the paths TypeScript made of the file and PATH, in execvp's
+ * order) until `attempt` returns 0, which leaves *found at it. EACCES wins over ENOENT, other
+ * errors stop the search. */
+static int search(const struct strv *paths, int (*attempt)(const char *, void *), void *arg, const char **found)
 {
-	size_t flen = strlen(file);
+	char *list[paths->n + 1];
 	int err = ENOENT, r;
-	if (strchr(file, '/'))
-		return flen >= PATH_MAX ? ENAMETOOLONG : (memcpy(buf, file, flen + 1), attempt(buf, arg));
-	for (const char *p = search, *e;; p = e + 1) {
-		size_t dl = (size_t)((e = strchrnul(p, ':')) - p);
-		if (dl + flen + 2 <= PATH_MAX) {
-			memcpy(buf, p, dl);
-			if (dl)
-				buf[dl++] = '/';
-			memcpy(buf + dl, file, flen + 1);
-			if (!(r = attempt(buf, arg)))
-				return 0;
-			if (r == EACCES)
-				err = EACCES;
-			else if (r != ENOENT && r != ENOTDIR)
-				return r;
-		}
-		if (!*e)
-			return err;
+	strv_fill(paths, list);
+	for (uint32_t i = 0; i < paths->n; i++) {
+		if (!(r = attempt(list[i], arg)))
+			return *found = list[i], 0;
+		if (r == EACCES)
+			err = EACCES;
+		else if (r != ENOENT && r != ENOTDIR)
+			return r;
 	}
+	return err;
 }
 
 /* Would execve take `path`? 0, or the errno it would fail with. */
@@ -901,34 +889,25 @@ static int try_exec(const char *path, void *arg)
 	return errno;
 }
 
-static void op_resolve_exec(void)
+static void op_resolve_exec(const struct op *o)
 {
-	struct op o;
-	char buf[PATH_MAX];
-	uint32_t code, len;
-	if (!exec_op)
-		fail(EINVAL, "resolveExec: the plan has no exec op");
-	memcpy(&code, exec_op, 4);
-	memcpy(&len, exec_op + 4, 4);
-	decode(code, &(struct cursor){ exec_op + 8, exec_op + 8 + len }, &o);
-	cur_op = exec_index; /* what failed is the exec op's program */
-	int err = search_path(o.s[0], o.s[1], buf, can_exec, NULL);
+	int err = search(&o->v[0], can_exec, NULL, &resolved);
 	if (err)
-		fail(err, "exec %s: no such program (searched PATH=%s)", o.s[0], o.s[1]);
-	memcpy(resolved, buf, sizeof buf);
+		fail(err, "exec %s: no such program (searched PATH=%s)", o->s[0], o->s[1]);
 }
 
 static void op_exec(const struct op *o)
 {
-	char *argv[o->v[0].n + 2], *envp[o->v[1].n + 1], buf[PATH_MAX];
+	char *argv[o->v[0].n + 2], *envp[o->v[1].n + 1];
 	struct exec_args a = { argv, envp };
+	const char *tried = o->s[0];
 	strv_fill(&o->v[0], argv);
 	if (!o->v[0].n)
 		argv[0] = (char *)o->s[0], argv[1] = NULL;
 	strv_fill(&o->v[1], envp);
 	send_msg(MSG_EXEC, "", 0, -1);
-	int err = resolved[0] ? try_exec(resolved, &a) : search_path(o->s[0], o->s[1], buf, try_exec, &a);
-	fail(err, "exec %s (searched PATH=%s)", resolved[0] ? resolved : o->s[0], o->s[1]);
+	int err = resolved ? try_exec(tried = resolved, &a) : search(&o->v[2], try_exec, &a, &tried);
+	fail(err, "exec %s (searched PATH=%s)", tried, o->s[1]);
 }
 
 /* ---------------------------------------------------------------- the op loop */
@@ -990,9 +969,6 @@ static void run(uint32_t code, struct op *o)
 	case OP_CONSOLE: op_console(o->u[0], o->u[1], o->u[2], o->u[3]); break;
 	case OP_OPEN_FIFO: TRY(fifo_fd = open(s, O_PATH | O_CLOEXEC), "open the exec fifo %s", s); break;
 	case OP_WAIT_FIFO: op_wait_fifo(); break;
-	case OP_SIGNAL_FIFO: /* `start` has run the startContainer hooks: the program is about to run */
-		TRY(write(fifo_wfd, "0", 1), "write the exec fifo");
-		break;
 	case OP_IDMAP_MOUNT: op_idmap_mount(o); break;
 	case OP_OPEN_TREE: op_open_tree(s, o->u[0], o->u[1]); break;
 	case OP_MOUNT_TREE: op_mount_tree(o); break;
@@ -1010,7 +986,7 @@ static void run(uint32_t code, struct op *o)
 		TRY(syscall((long)o->u[0], o->q[0], o->q[1], o->q[2], o->q[3], o->q[4], o->q[5]), "%s", s);
 		break;
 	case OP_EXEC: op_exec(o); break;
-	case OP_RESOLVE_EXEC: op_resolve_exec(); break;
+	case OP_RESOLVE_EXEC: op_resolve_exec(o); break;
 	}
 }
 
@@ -1021,10 +997,6 @@ int main(int argc, char **argv)
 	/* Nobody may ptrace the executor or open its /proc files; execve of the user's program
 	 * makes the process dumpable again (if its credentials allow). */
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-	if (argc == 3 && strcmp(argv[1], "--warm") == 0) { /* tsrun_spawn_warmup */
-		int fd = open(argv[2], O_WRONLY | O_CLOEXEC);
-		return fd < 0 || write(fd, "0", 1) != 1;
-	}
 	if (argc != 3)
 		return 125;
 	sync_fd = atoi(argv[2]);

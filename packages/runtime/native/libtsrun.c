@@ -119,22 +119,6 @@ int tsrun_spawn(int exe_fd, int plan_fd, int sync_fd, const int *stdio, const in
 	return start(&s);
 }
 
-/*
- * Starts the executor as the cgroup warm-up of warmup.ts: it writes "0" to `procs` (moving
- * itself to the cgroup it is in) and exits. Returns its pid, or -errno. Not waited for here:
- * the write may sit in the kernel for a grace period, which is the point.
- */
-int tsrun_spawn_warmup(int exe_fd, const char *procs)
-{
-	struct spawn s = { .exe_fd = exe_fd, .nfds = 3, .src = { -1, -1, -1 } };
-	static char path[256];
-	if (strlen(procs) >= sizeof path)
-		return -ENAMETOOLONG;
-	strcpy(path, procs);
-	s.argv[0] = "tsrun-exec", s.argv[1] = "--warm", s.argv[2] = path, s.argv[3] = NULL;
-	return start(&s);
-}
-
 /* The wire version this library was built with, checked against a plan before a spawn. */
 unsigned int tsrun_wire_version(void)
 {

@@ -39,9 +39,8 @@
 	X(OPEN_FIFO, 29, "s")             /* path */                                        \
 	X(WAIT_FIFO, 30, "")                                                                \
 	X(CLOSE_FDS, 31, "u")             /* first */                                       \
-	X(EXEC, 33, "svvs")               /* file argv env path */                          \
-	X(RESOLVE_EXEC, 34, "")                                                             \
-	X(SIGNAL_FIFO, 35, "")                                                              \
+	X(EXEC, 33, "svvsv")              /* file argv env path candidates (wire.ts: as execvp tries) */ \
+	X(RESOLVE_EXEC, 34, "ssv")        /* file path candidates */                        \
 	X(IDMAP_MOUNT, 36, "ssuuuuu")     /* source target usernsFd recursive attrSet inRoot targetIsFile */ \
 	X(SESSION_KEYRING, 37, "s")       /* name */                                        \
 	X(OPEN_TREE, 38, "suu")           /* path fd recursive */                           \

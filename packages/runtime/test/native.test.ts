@@ -254,6 +254,15 @@ describe("executor", () => {
     expect(r1.status.code).toBe(1);
   });
 
+  test("the cgroup warm-up is a plan: it writes \"0\" to the file it is given and exits", () => {
+    const file = join(work, "procs-like");
+    writeFileSync(file, "x");
+    const pid = linux.spawnWarmup(file);
+    // the plan has no exec: the executor says so to a closed socket and exits 1
+    expect(linux.waitpidTimeout(pid, 5000)?.code).toBe(1);
+    expect(readFileSync(file, "utf8")).toBe("0");
+  });
+
   test("a sync answered with abort ends the executor quietly", () => {
     const r = run([{ op: "sync", code: 9 }, sh("true")], { onSync: () => false });
     expect(r.messages.map((m) => m.type)).toEqual(["sync", "eof"]);
@@ -291,7 +300,6 @@ describe("executor", () => {
       { op: "openFifo", path: fifo },
       { op: "sync", code: SYNC.CREATED },
       { op: "waitFifo" },
-      { op: "signalFifo" },
       { op: "exec", file: "/bin/sh", argv: ["sh", "-c", `echo started > ${marker}`], env: [], path: "" },
     ];
     const { pid, sync } = linux.spawnExecutor(encodePlan(ops), { stdio: [-1, -1, -1] });
@@ -592,23 +600,26 @@ describe("executor", () => {
     expect(dir.messages[1]).toMatchObject({ type: "error", errno: linux.ERRNO.EACCES });
   });
 
-  test("resolveExec finds the program before `created` and reports a missing one under the exec op", () => {
+  test("resolveExec finds the program before `created` and reports a missing one (errors.ts names it as the exec)", () => {
     const out = outFile("resolve");
     const ok = run(
-      [{ op: "resolveExec" }, { op: "sync", code: SYNC.CREATED }, { op: "exec", file: "echo", argv: ["echo", "resolved"], env: [], path: "/nope:/bin" }],
+      [{ op: "resolveExec", file: "echo", path: "/nope:/bin" }, { op: "sync", code: SYNC.CREATED }, { op: "exec", file: "echo", argv: ["echo", "resolved"], env: [], path: "/nope:/bin" }],
       { stdio: [-1, out.fd, out.fd] },
     );
     expect(ok.messages.map((m) => m.type)).toEqual(["sync", "exec", "eof"]);
     expect(out.read()).toBe("resolved\n");
     for (const [file, errno] of [["/no/such/program", "ENOENT"], ["no-such-program", "ENOENT"], ["/tmp", "EACCES"], ["/etc/passwd", "EACCES"]] as const) {
-      const r = run([{ op: "resolveExec" }, { op: "sync", code: SYNC.CREATED }, { op: "exec", file, argv: [file], env: [], path: "/bin" }]);
+      const r = run([{ op: "resolveExec", file, path: "/bin" }, { op: "sync", code: SYNC.CREATED }, { op: "exec", file, argv: [file], env: [], path: "/bin" }]);
       // no sync: the failure comes while tsrun still listens, before "created"
       expect(r.messages.map((m) => m.type)).toEqual(["error", "eof"]);
-      expect(r.messages[0]).toMatchObject({ op: 2, errno: linux.ERRNO[errno] });
-      expect(r.messages[0]!.type === "error" && r.messages[0]!.text).toContain(file);
+      expect(r.messages[0]).toMatchObject({ op: 0, errno: linux.ERRNO[errno] });
+      expect(r.messages[0]!.type === "error" && r.messages[0]!.text).toBe(`exec ${file}: no such program (searched PATH=/bin)`);
     }
-    const none = run([{ op: "resolveExec" }]);
-    expect(none.messages[0]).toMatchObject({ type: "error", op: 0, errno: linux.ERRNO.EINVAL });
+    // an empty PATH entry is the cwd, as for execvp
+    const cwd = run([{ op: "resolveExec", file: "sh", path: "/nope:" }, { op: "chdir", path: "/bin" }, { op: "exec", file: "sh", argv: ["sh", "-c", "true"], env: [], path: "/nope:" }]);
+    expect(cwd.messages[0]).toMatchObject({ type: "error", op: 0, errno: linux.ERRNO.ENOENT });
+    const there = run([{ op: "chdir", path: "/bin" }, { op: "resolveExec", file: "sh", path: "/nope:" }, { op: "exec", file: "sh", argv: ["sh", "-c", "true"], env: [], path: "/nope:" }]);
+    expect(there.messages.map((m) => m.type)).toEqual(["exec", "eof"]);
   });
 
   test("seccomp: a filter program from the plan is loaded before exec (x86_64)", () => {

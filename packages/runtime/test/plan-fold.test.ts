@@ -2,7 +2,7 @@
 // the kernel's tables, their buffers and texts. Pure; the executor runs them in native.test.ts.
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { FOLD, FOLD_SYSCALLS, type FieldCheck } from "../src/plan/fold.ts";
+import { execCandidates, FOLD, FOLD_SYSCALLS, type FieldCheck } from "../src/plan/fold.ts";
 import type { Op } from "../src/plan/ops.ts";
 import { SYSCALLS_X86_64 } from "../src/seccomp/syscalls-x86_64.ts";
 
@@ -19,6 +19,18 @@ describe("syscall numbers", () => {
   test("arm64's agree with the kernel's asm-generic table", () => {
     const header = readFileSync("/usr/include/asm-generic/unistd.h", "utf8");
     for (const [name, n] of Object.entries(FOLD_SYSCALLS.arm64)) expect([name, n]).toEqual([name, Number(header.match(new RegExp(`#define __NR_${name} (\\d+)`))?.[1])]);
+  });
+});
+
+describe("exec's candidates, as execvp tries them", () => {
+  test("a path with a slash alone; else each PATH entry joined with the file, an empty one the cwd; none beyond PATH_MAX", () => {
+    expect(execCandidates("./run", "/bin")).toEqual(["./run"]);
+    expect(execCandidates("/bin/sh", "")).toEqual(["/bin/sh"]);
+    expect(execCandidates("sh", "/usr/bin::/bin")).toEqual(["/usr/bin/sh", "sh", "/bin/sh"]);
+    expect(execCandidates("sh", "")).toEqual(["sh"]);
+    // 4095 bytes and the NUL fit in PATH_MAX (4096), one more does not
+    expect(execCandidates("sh", `/${"x".repeat(4091)}:/bin`)).toEqual([`/${"x".repeat(4091)}/sh`, "/bin/sh"]);
+    expect(execCandidates("sh", `/${"x".repeat(4092)}:/bin`)).toEqual(["/bin/sh"]);
   });
 });
 

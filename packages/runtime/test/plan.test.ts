@@ -132,7 +132,7 @@ describe("compilePlan", () => {
     const mounts = ops.findIndex((o) => o.op === "sync" && o.code === SYNC.MOUNTS);
     expect(mounts).toBeGreaterThan(names(ops).indexOf("fork"));
     expect(mounts).toBeLessThan(names(ops).indexOf("pivotRoot"));
-    expect(names(ops).slice(names(ops).indexOf("waitFifo"))).toEqual(["waitFifo", "signalFifo", "exec"]);
+    expect(names(ops).slice(names(ops).indexOf("waitFifo"))).toEqual(["waitFifo", "exec"]);
     // the same plan as without hooks: the executor does nothing for them
     expect(ops).toEqual(compilePlan(input()).ops);
   });

@@ -5,9 +5,8 @@ import { ERROR_OP_PLAN, FD_KIND, MSG } from "../src/linux/protocol.ts";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Op } from "../src/plan/ops.ts";
-import { FOLD, FOLD_SYSCALLS, type FieldCheck } from "../src/plan/fold.ts";
+import { execCandidates, FOLD, type FieldCheck } from "../src/plan/fold.ts";
 import { encodePlan, OP_CONT, OP_WIRE, PLAN_MAGIC, PLAN_VERSION, PlanEncodeError } from "../src/plan/wire.ts";
-import { SYSCALLS_X86_64 } from "../src/seccomp/syscalls-x86_64.ts";
 
 /** One of every op, every optional field set, odd values (unicode, empty, max). */
 const EVERY_OP: Op[] = [
@@ -45,8 +44,7 @@ const EVERY_OP: Op[] = [
   { op: "openFifo", path: "/run/tsrun/x/exec.fifo" },
   { op: "waitFifo" },
   { op: "closeFds", first: 3 },
-  { op: "resolveExec" },
-  { op: "signalFifo" },
+  { op: "resolveExec", file: "sh", path: "/usr/bin::/bin" },
   { op: "sessionKeyring", name: "_ses.abc" },
   { op: "openTree", path: "/srv/data", fd: 70, recursive: true },
   { op: "mountTree", fd: 70, attrSet: 1, target: "mnt", recursive: true, inRoot: true, targetIsFile: false },
@@ -119,7 +117,8 @@ function normalized(op: Op): Record<string, unknown> {
   const out: Record<string, unknown> = { op: op.op };
   const rec = op as unknown as Record<string, unknown>;
   for (const [name, type] of OP_WIRE[op.op as keyof typeof OP_WIRE].fields) {
-    const v = rec[name];
+    // exec's and resolveExec's candidates are derived from file and path
+    const v = name === "candidates" ? execCandidates(rec.file as string, rec.path as string) : rec[name];
     out[name] = type === "u" && (typeof v === "boolean" || v === undefined) ? Number(v ?? 0) : type === "n" ? (v ?? null) : v;
   }
   return out;
@@ -139,13 +138,14 @@ describe("encodePlan", () => {
 
   test("strings are length-prefixed and NUL-terminated UTF-8; null is 0xffffffff; arrays count-prefixed", () => {
     const plan = encodePlan([{ op: "exec", file: "é", argv: ["a", ""], env: [], path: "" }, { op: "mount", source: null, target: "t", fstype: null, flags: 7, data: null }]);
-    expect(Array.from(plan.subarray(24, 24 + 31))).toEqual([
+    expect(Array.from(plan.subarray(24, 24 + 42))).toEqual([
       2, 0, 0, 0, 0xc3, 0xa9, 0, // file
       2, 0, 0, 0, 1, 0, 0, 0, 0x61, 0, 0, 0, 0, 0, 0, // argv: 2 strings
       0, 0, 0, 0, // env: none
       0, 0, 0, 0, 0, // path: ""
+      1, 0, 0, 0, 2, 0, 0, 0, 0xc3, 0xa9, 0, // candidates (derived): the file alone
     ]);
-    expect(Array.from(plan.subarray(24 + 31 + 8, 24 + 31 + 8 + 4))).toEqual([0xff, 0xff, 0xff, 0xff]); // mount source: null
+    expect(Array.from(plan.subarray(24 + 42 + 8, 24 + 42 + 8 + 4))).toEqual([0xff, 0xff, 0xff, 0xff]); // mount source: null
   });
 
   test("every op round-trips", () => {

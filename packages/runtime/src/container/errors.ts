@@ -39,7 +39,7 @@ export function errnoText(errno: number, strerror: (n: number) => string): strin
 /** The path an executor step works on, as the container sees it when the step is inside the rootfs. */
 function opPath(op: Op): string | undefined {
   const inRoot = "inRoot" in op && op.inRoot === true;
-  const p = op.op === "exec" ? op.file : "path" in op ? op.path : "target" in op ? op.target : undefined;
+  const p = op.op === "exec" || op.op === "resolveExec" ? op.file : "path" in op ? op.path : "target" in op ? op.target : undefined;
   if (typeof p !== "string") return undefined;
   return inRoot ? `/${p.replace(/^\/+/, "").replace(/^\.$/, "")}` : p;
 }
@@ -51,7 +51,7 @@ function opPath(op: Op): string | undefined {
 export function executorErrorFields(op: Op | undefined, errno: number): ErrorFields {
   const fields: ErrorFields = { errno };
   if (op === undefined) return fields;
-  fields.op = op.op;
+  fields.op = op.op === "resolveExec" ? "exec" : op.op; // resolveExec is the exec's first half
   const path = opPath(op);
   if (path !== undefined) fields.path = path;
   return fields;
@@ -72,6 +72,7 @@ export function describeOp(ops: readonly Op[], index: number): string {
     case "fork":
       return `clone of the container's init with ${cloneFlagNames(op.flags)}`;
     case "exec":
+    case "resolveExec":
       return `exec ${op.file}`;
     case "chdir":
       return `chdir to cwd ${op.path}`;

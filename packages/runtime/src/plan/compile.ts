@@ -207,7 +207,6 @@ export function compilePlan(input: PlanInput): InitPlan {
   ops.push({ op: "sync", code: SYNC.CREATED });
   // `start` runs the startContainer hooks (hooks/container.ts) before it opens the fifo.
   ops.push({ op: "waitFifo" });
-  ops.push({ op: "signalFifo" });
   ops.push(execOp(proc, args));
   return { ops };
 }
@@ -308,7 +307,8 @@ export function processOps(
   // The AppArmor profile the program is exec'd into.
   if (proc.apparmorProfile) ops.push({ op: "writeFile", path: "/proc/self/attr/apparmor/exec", data: `exec ${proc.apparmorProfile}` });
   // Find the program now, as runc does: after `start` nobody is left to hear that it is missing.
-  ops.push({ op: "resolveExec" });
+  const { file, path } = execOp(proc, proc.args ?? []);
+  ops.push({ op: "resolveExec", file, path });
   // With no_new_privs, as late as possible (fewer of the executor's own syscalls must pass the
   // filter) but before "created", so that a filter the kernel refuses fails the create.
   if (seccompOp && proc.noNewPrivileges) ops.push(seccompOp);
@@ -345,10 +345,10 @@ export function seccompOf(spec: Spec): Op | undefined {
 }
 
 /** execve of the process's program; a relative one is searched in the process's PATH. */
-export function execOp(proc: Process, args: string[]): Op {
+export function execOp(proc: Process, args: string[]): Extract<Op, { op: "exec" }> {
   const env = proc.env ?? [];
   const pathVar = env.findLast((e) => e.startsWith("PATH="))?.slice(5) ?? DEFAULT_PATH;
-  return { op: "exec", file: args[0]!, argv: args, env, path: pathVar };
+  return { op: "exec", file: args[0] ?? "", argv: args, env, path: pathVar };
 }
 
 function propagationFlag(p: string): number {

@@ -102,8 +102,8 @@ export function compileHookPlan(input: HookPlanInput): InitPlan {
   if (input.rootfs === undefined) {
     const { terminal: _t, consoleSize: _c, execCPUAffinity: _a, ...proc } = spec.process ?? { cwd: "/" };
     const { ops } = compileExecPlan({ ...input, process: { ...proc, args: argv, env }, preserveFds: 0, nsFds: true });
-    ops[ops.length - 1] = exec;
-    return { ops };
+    // the hook's path, not its argv[0], is the program (found before the set-up is over)
+    return { ops: ops.map((o) => (o.op === "exec" ? exec : o.op === "resolveExec" ? { op: "resolveExec", file: hook.path, path: DEFAULT_PATH } : o)) };
   }
   const ops: Op[] = [{ op: "stage", name: "tsrun:[1:HOOK]" }, ...joinOps(spec, input.initPid, true), { op: "stage", name: "tsrun:[2:HOOK]" }];
   // the init's credentials at this point: root of its user namespace (stage 1 took them)

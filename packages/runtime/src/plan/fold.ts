@@ -65,6 +65,17 @@ function strings(...list: string[]): { buf: Uint8Array; at: number[] } {
   return { buf, at };
 }
 
+/**
+ * The paths execvp would try for `file`, in order: the file itself when it has a slash, else each
+ * entry of `path` (the container's PATH) joined with it, an empty entry meaning the cwd; those
+ * beyond PATH_MAX are left out, as execvp leaves them. The executor tries them (exec, resolveExec).
+ */
+export function execCandidates(file: string, path: string): string[] {
+  if (file.includes("/")) return [file];
+  const fits = (p: string) => Buffer.byteLength(p) + 1 <= 4096;
+  return path.split(":").map((dir) => (dir ? `${dir}/${file}` : file)).filter(fits);
+}
+
 type Folded<K extends FoldedOpName> = (op: Extract<Op, { op: K }>, check: FieldCheck) => SyscallOp[];
 
 /** The syscalls of each folded step, in order; `what` is the executor's text when one fails. */

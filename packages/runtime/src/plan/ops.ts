@@ -83,13 +83,13 @@ export type Op =
   | { op: "openTree"; path: string; fd: number; recursive: boolean }
   /** Mounts the tree of fd `fd` (from openTree) on `target`, with MOUNT_ATTR_* `attrSet`. */
   | { op: "mountTree"; fd: number; attrSet: number; target: string; recursive: boolean; inRoot: boolean; targetIsFile: boolean }
-  /** Wait for `start`: open the fifo (via /proc/self/fd) for writing; blocks until it is opened for reading. */
-  | { op: "waitFifo" }
   /**
-   * Write the fifo's byte: `start` reads it, then waits for EOF, which comes when execve closes
-   * the write end (CLOEXEC): start returns once the program runs (startContainer hooks done).
+   * Wait for `start`: open the fifo (via /proc/self/fd) for writing, which blocks until `start`
+   * opens it for reading (after the startContainer hooks), then write its byte: `start` reads
+   * it, then waits for EOF, which comes when execve closes the write end (CLOEXEC): start
+   * returns once the program runs.
    */
-  | { op: "signalFifo" }
+  | { op: "waitFifo" }
   /** keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): a session keyring of the container's own. */
   | { op: "sessionKeyring"; name: string }
   /**
@@ -100,11 +100,12 @@ export type Op =
   /** Close every fd from `first` up, except the sync socket (closed on exec) and the fifo. */
   | { op: "closeFds"; first: number }
   /**
-   * Find the plan's `exec` program now (PATH search, exists, executable, as the current user in
-   * the current root), like runc's LookPath before "created": a missing program fails `create`,
-   * not a later `start`. Failure is reported with the `exec` op's index; `exec` then uses the path found.
+   * Find the `exec` op's program (the same `file` and `path`) now: PATH search, exists,
+   * executable, as the current user in the current root, like runc's LookPath before "created":
+   * a missing program fails `create`, not a later `start`. `exec` then uses the path found.
+   * Errors name it as the exec (container/errors.ts).
    */
-  | { op: "resolveExec" }
+  | { op: "resolveExec"; file: string; path: string }
   /**
    * syscall(nr, args…): a kernel call that needs no decision in C. TypeScript picks the number
    * (for the executor's architecture) and builds any struct in `buf` (sched_attr, a cpu or node
@@ -113,7 +114,10 @@ export type Op =
    * step in errors ("set the scheduler (…)"). wire.ts also encodes the plain steps of fold.ts so.
    */
   | { op: "syscall"; what: string; nr: number; bufArgs: number; args: bigint[]; buf: Uint8Array }
-  /** execve(2); a relative path is searched in `path` (the container's PATH) like execvp. */
+  /**
+   * execve(2); a file without a slash is searched in `path` (the container's PATH) like execvp.
+   * wire.ts gives the executor the candidate paths (fold.ts execCandidates).
+   */
   | { op: "exec"; file: string; argv: string[]; env: string[]; path: string };
 
 /** Sync codes: where the executor stops and waits for tsrun. */

@@ -12,7 +12,7 @@
 // The steps of fold.ts are written as `syscall` ops; a step written as several has OP_CONT in
 // the code of all but its first, and the executor reports errors by step.
 // Pure: no FFI, no file system.
-import { FOLD, type FieldCheck, type FoldedOpName } from "./fold.ts";
+import { execCandidates, FOLD, type FieldCheck, type FoldedOpName } from "./fold.ts";
 import type { Op } from "./ops.ts";
 
 export const PLAN_MAGIC = 0x50525354; // "TSRP" read as a little-endian u32
@@ -23,8 +23,11 @@ export const OP_CONT = 0x80000000;
 type OpName = Exclude<Op["op"], FoldedOpName>;
 type Field = "s" | "n" | "u" | "q" | "v" | "b" | "x";
 
-/** The field names of op K (the compiler checks the table below against ops.ts with it). */
-type FieldOf<K extends OpName> = Exclude<keyof Extract<Op, { op: K }>, "op">;
+/**
+ * The field names of op K (the compiler checks the table below against ops.ts with it), and the
+ * one the encoder derives: exec's and resolveExec's candidate paths (fold.ts execCandidates).
+ */
+type FieldOf<K extends OpName> = Exclude<keyof Extract<Op, { op: K }>, "op"> | (K extends "exec" | "resolveExec" ? "candidates" : never);
 
 /** Code and fields (name, type) of each op the executor has code for, in wire order. */
 export const OP_WIRE: { readonly [K in OpName]: { code: number; fields: readonly (readonly [FieldOf<K>, Field])[] } } = {
@@ -58,9 +61,8 @@ export const OP_WIRE: { readonly [K in OpName]: { code: number; fields: readonly
   openFifo: { code: 29, fields: [["path", "s"]] },
   waitFifo: { code: 30, fields: [] },
   closeFds: { code: 31, fields: [["first", "u"]] },
-  exec: { code: 33, fields: [["file", "s"], ["argv", "v"], ["env", "v"], ["path", "s"]] },
-  resolveExec: { code: 34, fields: [] },
-  signalFifo: { code: 35, fields: [] },
+  exec: { code: 33, fields: [["file", "s"], ["argv", "v"], ["env", "v"], ["path", "s"], ["candidates", "v"]] },
+  resolveExec: { code: 34, fields: [["file", "s"], ["path", "s"], ["candidates", "v"]] },
   sessionKeyring: { code: 37, fields: [["name", "s"]] },
   openTree: { code: 38, fields: [["path", "s"], ["fd", "u"], ["recursive", "u"]] },
   hideMount: { code: 40, fields: [["path", "s"]] },
@@ -161,7 +163,8 @@ export function encodePlan(ops: readonly Op[]): Uint8Array {
     const size = len;
     u32(0);
     const start = len;
-    const rec = op as unknown as Record<string, unknown>;
+    let rec = op as unknown as Record<string, unknown>;
+    if (op.op === "exec" || op.op === "resolveExec") rec = { ...rec, candidates: execCandidates(asStr(op.file, i, "file"), asStr(op.path, i, "path")) };
     for (const [name, type] of spec.fields) {
       const v = rec[name];
       if (type === "s") str(v, i, name);
