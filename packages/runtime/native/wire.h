@@ -6,9 +6,8 @@
  *   then per op: u32 code | u32 payload bytes | payload
  * Payload fields, in the order of the fields in ops.ts, typed by the op's format string:
  *   s str (u32 length, bytes, NUL)   n nullable str (a str, or u32 0xffffffff)
- *   u u32 (numbers; booleans 0/1)    q u64 (bigints)
- *   v string array (u32 count, strs) b bytes (u32 length, bytes)
- *   x u64 array (u32 count, u64s; they fill the q slots, at most 6 per op)
+ *   u u32 (numbers; booleans 0/1)    v string array (u32 count, strs)
+ *   b bytes (u32 length, bytes)      x u64 array (u32 count, u64s; at most 6 per op)
  */
 #ifndef TSRUN_WIRE_H
 #define TSRUN_WIRE_H
@@ -32,7 +31,6 @@
 	X(MASK_PATH, 15, "s")             /* path */                                        \
 	X(READONLY_PATH, 16, "s")         /* path */                                        \
 	X(REMOUNT_ROOT_READONLY, 17, "")                                                    \
-	X(CAPS, 23, "qqqqq")              /* bounding effective permitted inheritable ambient */ \
 	X(SECCOMP, 24, "ub")              /* flags program */                               \
 	X(CHDIR, 26, "su")                /* path beforeUser */                             \
 	X(CONSOLE, 28, "uuuu")            /* rows cols devConsole uid */                    \
@@ -46,7 +44,7 @@
 	X(OPEN_TREE, 38, "suu")           /* path fd recursive */                           \
 	X(MOUNT_TREE, 39, "uusuuu")       /* fd attrSet target recursive inRoot targetIsFile */ \
 	X(HIDE_MOUNT, 40, "s")            /* path */                                        \
-	X(SYSCALL, 41, "suuxb")           /* what nr bufArgs args buf (args in the bufArgs mask: offsets into buf) */
+	X(SYSCALL, 41, "suuuxb")          /* what nr bufArgs tolerate args buf (args in the bufArgs mask: offsets into buf) */
 
 #define OP_ENUM(name, code, format) OP_##name = code,
 enum op_code { OPS(OP_ENUM) OP_LAST = 41 };

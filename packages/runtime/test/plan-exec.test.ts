@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { defaultSpec } from "@tsrun/ocispec/defaults";
-import { compileExecPlan } from "../src/plan/exec.ts";
-import { PlanError } from "../src/plan/compile.ts";
+import { compileExecPlan, compileHookPlan } from "../src/plan/exec.ts";
+import { DEFAULT_PATH, PlanError } from "../src/plan/compile.ts";
 import { SYNC, type Op } from "../src/plan/ops.ts";
 
 type Json = any;
@@ -58,5 +58,38 @@ describe("compileExecPlan", () => {
     expect(pointer({ ...s.process, args: [] })).toBe("/process/args");
     expect(pointer({ ...s.process, apparmorProfile: "x" })).toBe("/process/apparmorProfile");
     expect(pointer({ ...s.process, selinuxLabel: "x" })).toBe("/process/selinuxLabel");
+  });
+});
+
+describe("compileHookPlan", () => {
+  const hook = { path: "/usr/libexec/h", args: ["h", "-x"], env: ["A=1"] };
+  const setns = (ops: Op[]) => ops.filter((o): o is Extract<Op, { op: "setns" }> => o.op === "setns").map((o) => o.path);
+
+  test("createContainer: the init's namespaces from the fds tsrun passes, root of the user namespace, in the rootfs, nothing of the process", () => {
+    const s = spec((x) => x.linux.namespaces.push({ type: "user" }));
+    const { ops } = compileHookPlan({ spec: s, hook, initPid: 42, rootfs: "/b/rootfs" });
+    // opened by tsrun as fds 3… in join order (the init is not dumpable yet)
+    expect(setns(ops)).toEqual(["/proc/self/fd/3", "/proc/self/fd/4", "/proc/self/fd/5", "/proc/self/fd/6", "/proc/self/fd/7", "/proc/self/fd/8"]);
+    const i = names(ops);
+    expect(i.slice(i.indexOf("sync"))).toEqual(["sync", "fork", "stage", "setUser", "closeFds", "chdir", "exec"]);
+    expect(ops.find((o) => o.op === "setUser")).toEqual({ op: "setUser", uid: 0, gid: 0, groups: [], setgroups: false });
+    expect(ops.find((o) => o.op === "closeFds")).toEqual({ op: "closeFds", first: 3 });
+    expect(ops.find((o) => o.op === "chdir")).toEqual({ op: "chdir", path: "/b/rootfs" });
+    expect(ops.at(-1)).toEqual({ op: "exec", file: "/usr/libexec/h", argv: ["h", "-x"], env: ["A=1"], path: DEFAULT_PATH });
+    // without a user namespace: tsrun's own credentials, as the init's
+    expect(names(compileHookPlan({ spec: spec(), hook, initPid: 42, rootfs: "/r" }).ops)).not.toContain("setUser");
+  });
+
+  test("startContainer: set up as the container's process (user, caps, cwd), the hook's program, args and env", () => {
+    const s = spec((x) => (x.process.user = { uid: 5, gid: 6 }) && (x.process.terminal = true) && (x.process.env = ["PATH=/x"]));
+    const { ops } = compileHookPlan({ spec: s, hook: { path: "/bin/h" }, initPid: 42 });
+    expect(setns(ops)[0]).toBe("/proc/self/fd/3");
+    const i = names(ops);
+    expect(i).not.toContain("console"); // its stdio is tsrun's pipe
+    expect(ops.filter((o) => o.op === "setUser").at(-1)).toMatchObject({ uid: 5, gid: 6 });
+    expect(i).toContain("caps");
+    expect(ops.filter((o) => o.op === "chdir").at(-1)).toEqual({ op: "chdir", path: s.process.cwd });
+    expect(ops.find((o) => o.op === "resolveExec")).toEqual({ op: "resolveExec", file: "/bin/h", path: DEFAULT_PATH });
+    expect(ops.at(-1)).toEqual({ op: "exec", file: "/bin/h", argv: ["/bin/h"], env: [], path: DEFAULT_PATH });
   });
 });

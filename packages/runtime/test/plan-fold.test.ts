@@ -2,11 +2,11 @@
 // the kernel's tables, their buffers and texts. Pure; the executor runs them in native.test.ts.
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { execCandidates, FOLD, FOLD_SYSCALLS, type FieldCheck } from "../src/plan/fold.ts";
+import { execCandidates, FOLD, FOLD_SYSCALLS, tsrunBoundingSet, type FieldCheck } from "../src/plan/fold.ts";
 import type { Op } from "../src/plan/ops.ts";
 import { SYSCALLS_X86_64 } from "../src/seccomp/syscalls-x86_64.ts";
 
-const check: FieldCheck = { u32: (v) => v as number, u64: (v) => v as bigint, str: (v) => v as string, list: (v) => v as unknown[] };
+const check: FieldCheck = { u32: (v) => v as number, u64: (v) => v as bigint, bool: (v) => v === true, str: (v) => v as string, list: (v) => v as unknown[] };
 const fold = (op: Op) => (FOLD as unknown as Record<string, (o: Op, c: FieldCheck) => Extract<Op, { op: "syscall" }>[]>)[op.op]!(op, check);
 const nr = (name: keyof (typeof FOLD_SYSCALLS)["x64"]) => FOLD_SYSCALLS[process.arch as "x64"][name];
 const cstr = (buf: Uint8Array, at: bigint) => new TextDecoder().decode(buf.subarray(Number(at), buf.indexOf(0, Number(at))));
@@ -59,6 +59,32 @@ describe("steps as syscalls", () => {
     expect([calls[0]!.args, calls[0]!.bufArgs, Array.from(calls[0]!.buf)]).toEqual([[2n, 0n], 0b10, [5, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff]]);
     expect(calls[3]!.args).toEqual([1000n, 1000n, 1000n]);
     expect(fold({ op: "setUser", uid: 0, gid: 0, groups: [], setgroups: false }).map((c) => c.what)).toEqual(["prctl(PR_SET_KEEPCAPS)", "setresgid 0", "setresuid 0"]);
+  });
+
+  test("boundingSet: a drop for each capability the process has and does not keep; unknown ones (EINVAL) tolerated", () => {
+    const drops = (keep: bigint, userns: boolean) => fold({ op: "boundingSet", keep, userns });
+    // in a user namespace the set starts full: every one of the 64 not kept
+    const all = drops((1n << 5n) | (1n << 63n), true);
+    expect(all.length).toBe(62);
+    expect([all[0]!.what, all[0]!.nr, all[0]!.args, all[0]!.tolerate]).toEqual(["drop capability 0 from the bounding set", nr("prctl"), [24n, 0n, 0n, 0n, 0n], 22]);
+    expect(all.map((c) => Number(c.args[1]))).not.toContain(5);
+    // else tsrun's own set, which the executor inherits: nothing to drop when it keeps all of it
+    const own = BigInt(`0x${/^CapBnd:\s*([0-9a-f]+)$/m.exec(readFileSync("/proc/self/status", "utf8"))![1]}`);
+    expect(tsrunBoundingSet()).toBe(own);
+    expect(drops(own, false)).toEqual([]);
+    expect(drops(own & ~(1n << 21n), false).map((c) => c.what)).toEqual(own & (1n << 21n) ? ["drop capability 21 from the bounding set"] : []);
+  });
+
+  test("caps: capset with the v3 header and both words of each set, the ambient set cleared, then each raised", () => {
+    const calls = fold({ op: "caps", effective: 1n << 40n, permitted: (1n << 40n) | 1n, inheritable: 0n, ambient: (1n << 40n) | (1n << 5n) });
+    expect(calls.map((c) => c.what)).toEqual(["capset effective=0x10000000000 permitted=0x10000000001 inheritable=0", "clear the ambient set", "raise ambient capability 5", "raise ambient capability 40"]);
+    const set = calls[0]!;
+    const v = new DataView(set.buf.buffer);
+    expect([set.nr, set.args, set.bufArgs]).toEqual([nr("capset"), [0n, 8n], 0b11]);
+    // header: version 3, pid 0; data[0] low words, data[1] high words: effective, permitted, inheritable
+    expect(Array.from({ length: 8 }, (_, k) => v.getUint32(k * 4, true))).toEqual([0x20080522, 0, 0, 1, 0, 1 << 8, 1 << 8, 0]);
+    expect(calls[1]!.args).toEqual([47n, 4n, 0n, 0n, 0n]);
+    expect([calls[3]!.args, calls[3]!.tolerate]).toEqual([[47n, 2n, 40n, 0n, 0n], 22]);
   });
 
   test("chrootMove: chdir, mount MS_MOVE onto /, chroot ., chdir /, the strings in one buffer", () => {

@@ -203,7 +203,8 @@ export function compilePlan(input: PlanInput): InitPlan {
 
   if (!input.noNewKeyring) ops.push({ op: "sessionKeyring", name: `_ses.${input.id ?? "tsrun"}` });
   // An unprivileged tsrun writes "deny" to a new user namespace's setgroups (the kernel requires it).
-  ops.push(...processOps(proc, { preserveFds: input.preserveFds, seccomp: seccompOp, devConsole: true, linux: spec.linux, denySetgroups: !!input.unprivileged && fresh.has("user") }));
+  const userns = fresh.has("user") || joined.some((j) => j.type === "user");
+  ops.push(...processOps(proc, { preserveFds: input.preserveFds, seccomp: seccompOp, devConsole: true, linux: spec.linux, denySetgroups: !!input.unprivileged && fresh.has("user"), userns }));
   ops.push({ op: "sync", code: SYNC.CREATED });
   // `start` runs the startContainer hooks (hooks/container.ts) before it opens the fifo.
   ops.push({ op: "waitFifo" });
@@ -252,6 +253,8 @@ export function processOps(
     exec?: boolean;
     /** setgroups(2) is denied in the process's user namespace (rootless). */
     denySetgroups?: boolean;
+    /** The process is in a user namespace it made or joined (its bounding set starts full). */
+    userns?: boolean;
   },
 ): Op[] {
   const ops: Op[] = [];
@@ -284,13 +287,14 @@ export function processOps(
   // groups, which could not be set, are refused in runc's words.
   if (opts.denySetgroups && user.additionalGids?.length)
     throw new PlanError("/process/user/additionalGids", "cannot set any additional groups in a rootless container (tsrun is not root, so setgroups is denied in its user namespace)");
-  ops.push({ op: "setUser", uid: user.uid ?? 0, gid: user.gid ?? 0, groups: user.additionalGids ?? [], setgroups: !opts.denySetgroups });
   const caps = proc.capabilities ?? {};
+  // The bounding set while the process is still root with CAP_SETPCAP, as runc's finalizeNamespace does.
+  ops.push({ op: "boundingSet", keep: capMask(caps.bounding), userns: opts.userns ?? false });
+  ops.push({ op: "setUser", uid: user.uid ?? 0, gid: user.gid ?? 0, groups: user.additionalGids ?? [], setgroups: !opts.denySetgroups });
   const permitted = capMask(caps.permitted);
   const inheritable = capMask(caps.inheritable);
   ops.push({
     op: "caps",
-    bounding: capMask(caps.bounding),
     effective: capMask(caps.effective),
     permitted,
     inheritable,

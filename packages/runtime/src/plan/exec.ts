@@ -50,7 +50,8 @@ export function compileExecPlan(input: ExecPlanInput): InitPlan {
     ops.push(k.affinityOp(proc.execCPUAffinity, "initial")!);
   }
   ops.push(...joinOps(spec, input.initPid, input.nsFds ?? false), { op: "stage", name: "tsrun:[2:EXEC]" });
-  ops.push(...processOps(proc, { preserveFds: input.preserveFds, seccomp: seccompOp, devConsole: false, linux: spec.linux, exec: true, denySetgroups: input.denySetgroups ?? false }));
+  const userns = joinedNamespaces(spec).includes("user");
+  ops.push(...processOps(proc, { preserveFds: input.preserveFds, seccomp: seccompOp, devConsole: false, linux: spec.linux, exec: true, denySetgroups: input.denySetgroups ?? false, userns }));
   ops.push(execOp(proc, args));
   return { ops };
 }

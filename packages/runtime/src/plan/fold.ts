@@ -4,23 +4,25 @@
 // the executor runs on), lays out the buffers (strings, struct rlimit, the group list) and words
 // what each call reports when it fails. The plan keeps the named step, so errors still name it
 // (container/errors.ts): the executor reports the step's index, not the wire op's (OP_CONT).
-// Pure: no FFI, no file system.
+// Pure but for one read: tsrun's own bounding set (boundingSet outside a user namespace).
+import { readFileSync } from "node:fs";
 import type { Op } from "./ops.ts";
 
 export type SyscallOp = Extract<Op, { op: "syscall" }>;
 
 /** The steps encoded as syscalls. */
-export type FoldedOpName = "stage" | "unshare" | "chrootMove" | "sethostname" | "setdomainname" | "setrlimit" | "prctl" | "setUser" | "umask" | "setsid";
+export type FoldedOpName = "stage" | "unshare" | "chrootMove" | "sethostname" | "setdomainname" | "setrlimit" | "prctl" | "setUser" | "umask" | "setsid" | "boundingSet" | "caps";
 
 /** Checks an op field, throwing the encoder's PlanEncodeError (op index and field) when it cannot be carried. */
 export interface FieldCheck {
   u32(v: unknown, field: string, k?: number): number;
   u64(v: unknown, field: string): bigint;
+  bool(v: unknown, field: string): boolean;
   str(v: unknown, field: string): string;
   list(v: unknown, field: string): unknown[];
 }
 
-type Name = "chdir" | "chroot" | "mount" | "prctl" | "prlimit64" | "sethostname" | "setdomainname" | "setgroups" | "setresgid" | "setresuid" | "setsid" | "umask" | "unshare";
+type Name = "capset" | "chdir" | "chroot" | "mount" | "prctl" | "prlimit64" | "sethostname" | "setdomainname" | "setgroups" | "setresgid" | "setresuid" | "setsid" | "umask" | "unshare";
 
 /**
  * The numbers of the calls above on the architectures the executor is built for: x86_64's own
@@ -28,12 +30,18 @@ type Name = "chdir" | "chroot" | "mount" | "prctl" | "prlimit64" | "sethostname"
  * sources). Kept here, not taken from the seccomp tables: those are start-up cost.
  */
 export const FOLD_SYSCALLS: Readonly<Record<"x64" | "arm64", Readonly<Record<Name, number>>>> = {
-  x64: { chdir: 80, chroot: 161, mount: 165, prctl: 157, prlimit64: 302, sethostname: 170, setdomainname: 171, setgroups: 116, setresgid: 119, setresuid: 117, setsid: 112, umask: 95, unshare: 272 },
-  arm64: { chdir: 49, chroot: 51, mount: 40, prctl: 167, prlimit64: 261, sethostname: 161, setdomainname: 162, setgroups: 159, setresgid: 149, setresuid: 147, setsid: 157, umask: 166, unshare: 97 },
+  x64: { capset: 126, chdir: 80, chroot: 161, mount: 165, prctl: 157, prlimit64: 302, sethostname: 170, setdomainname: 171, setgroups: 116, setresgid: 119, setresuid: 117, setsid: 112, umask: 95, unshare: 272 },
+  arm64: { capset: 91, chdir: 49, chroot: 51, mount: 40, prctl: 167, prlimit64: 261, sethostname: 161, setdomainname: 162, setgroups: 159, setresgid: 149, setresuid: 147, setsid: 157, umask: 166, unshare: 97 },
 };
 
 const PR_SET_NAME = 15;
 const PR_SET_KEEPCAPS = 8;
+const PR_CAPBSET_DROP = 24;
+const PR_CAP_AMBIENT = 47;
+const PR_CAP_AMBIENT_RAISE = 2;
+const PR_CAP_AMBIENT_CLEAR_ALL = 4;
+const _LINUX_CAPABILITY_VERSION_3 = 0x20080522;
+const EINVAL = 22;
 const MS_MOVE = 0x2000;
 const utf8 = new TextEncoder();
 
@@ -50,6 +58,22 @@ function nr(name: Name): number {
 function call(what: string, name: Name, args: (number | bigint)[], buf: Uint8Array = new Uint8Array(), bufArgs = 0): SyscallOp {
   return { op: "syscall", what, nr: nr(name), bufArgs, args: args.map((a) => BigInt(a)), buf };
 }
+
+/** The capabilities of a mask, by number (the kernel knows at most 64). */
+function capsOf(mask: bigint): number[] {
+  const caps: number[] = [];
+  for (let cap = 0; cap < 64; cap++) if ((mask >> BigInt(cap)) & 1n) caps.push(cap);
+  return caps;
+}
+
+let ownBounding: bigint | undefined;
+/** tsrun's own bounding set (CapBnd of /proc/self/status), which the executor inherits. */
+export function tsrunBoundingSet(): bigint {
+  return (ownBounding ??= BigInt(`0x${/^CapBnd:\s*([0-9a-f]+)$/m.exec(readFileSync("/proc/self/status", "utf8"))?.[1] ?? "0"}`));
+}
+
+/** "0x24" as C's %#llx prints a mask ("0" for none). */
+const hex = (v: bigint): string => (v ? `0x${v.toString(16)}` : "0");
 
 /** NUL-terminated strings one after the other, and the offset of each. */
 function strings(...list: string[]): { buf: Uint8Array; at: number[] } {
@@ -115,6 +139,28 @@ export const FOLD: { readonly [K in FoldedOpName]: Folded<K> } = {
     calls.push(call(`setresgid ${gid}`, "setresgid", [gid, gid, gid]));
     calls.push(call(`setresuid ${uid}`, "setresuid", [uid, uid, uid]));
     return calls;
+  },
+  // PR_CAPBSET_DROP of each capability the process has and is not to keep; one this kernel does
+  // not know (a user namespace's full set is taken as all 64) is not there to drop (EINVAL)
+  boundingSet: (o, c) => {
+    const have = c.bool(o.userns, "userns") ? (1n << 64n) - 1n : tsrunBoundingSet();
+    return capsOf(have & ~c.u64(o.keep, "keep")).map((cap) => ({ ...call(`drop capability ${cap} from the bounding set`, "prctl", [PR_CAPBSET_DROP, cap, 0, 0, 0]), tolerate: EINVAL }));
+  },
+  // capset (the kernel keeps the capabilities it knows), then the ambient set: cleared, and each
+  // one raised (one the kernel does not know: EINVAL, left out as capset left it out)
+  caps: (o, c) => {
+    const [eff, perm, inh] = [c.u64(o.effective, "effective"), c.u64(o.permitted, "permitted"), c.u64(o.inheritable, "inheritable")];
+    const set = new DataView(new ArrayBuffer(32)); // struct __user_cap_header_struct, then __user_cap_data_struct[2]
+    set.setUint32(0, _LINUX_CAPABILITY_VERSION_3, true);
+    [eff, perm, inh].forEach((m, k) => {
+      set.setUint32(8 + k * 4, Number(m & 0xffffffffn), true);
+      set.setUint32(20 + k * 4, Number(m >> 32n), true);
+    });
+    return [
+      call(`capset effective=${hex(eff)} permitted=${hex(perm)} inheritable=${hex(inh)}`, "capset", [0, 8], new Uint8Array(set.buffer), 0b11),
+      call("clear the ambient set", "prctl", [PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0]),
+      ...capsOf(c.u64(o.ambient, "ambient")).map((cap) => ({ ...call(`raise ambient capability ${cap}`, "prctl", [PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0]), tolerate: EINVAL })),
+    ];
   },
   // --no-pivot: chdir there, move it onto /, chroot into it, chdir /
   chrootMove: (o, c) => {

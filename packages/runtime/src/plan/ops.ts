@@ -58,8 +58,14 @@ export type Op =
   | { op: "prctl"; option: number; arg: bigint }
   /** setgroups, setresgid, setresuid, keeping capabilities across the uid change (PR_SET_KEEPCAPS). */
   | { op: "setUser"; uid: number; gid: number; groups: number[]; setgroups: boolean }
-  /** Capability sets as bit masks: drop from bounding what is not in `bounding`, then capset, then ambient raise. */
-  | { op: "caps"; bounding: bigint; effective: bigint; permitted: bigint; inheritable: bigint; ambient: bigint }
+  /**
+   * Drop from the bounding set every capability not in `keep`, while the process still has
+   * CAP_SETPCAP (before setUser). Which ones it has: all (`userns`: a user namespace made or
+   * joined starts with a full set), else tsrun's own, which the executor inherits.
+   */
+  | { op: "boundingSet"; keep: bigint; userns: boolean }
+  /** Capability sets as bit masks (after setUser): capset, then the ambient set cleared and raised. */
+  | { op: "caps"; effective: bigint; permitted: bigint; inheritable: bigint; ambient: bigint }
   /** seccomp(SECCOMP_SET_MODE_FILTER, flags, program); the program is sock_filter records. */
   | { op: "seccomp"; flags: number; program: Uint8Array }
   | { op: "umask"; mask: number }
@@ -113,7 +119,7 @@ export type Op =
    * and the executor adds the buffer's address to it. The buffer is read-only. `what` names the
    * step in errors ("set the scheduler (…)"). wire.ts also encodes the plain steps of fold.ts so.
    */
-  | { op: "syscall"; what: string; nr: number; bufArgs: number; args: bigint[]; buf: Uint8Array }
+  | { op: "syscall"; what: string; nr: number; bufArgs: number; args: bigint[]; buf: Uint8Array; /** an errno that counts as success */ tolerate?: number }
   /**
    * execve(2); a file without a slash is searched in `path` (the container's PATH) like execvp.
    * wire.ts gives the executor the candidate paths (fold.ts execCandidates).

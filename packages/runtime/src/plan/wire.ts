@@ -6,7 +6,7 @@
 //
 // Payload fields in the order of the op's fields in ops.ts; types:
 //   s str   u32 length, UTF-8 bytes, NUL        n  nullable str: a str, or u32 0xffffffff
-//   u u32   (numbers; booleans 0/1)             q  u64 (bigints)
+//   u u32   (numbers; booleans 0/1)
 //   v       u32 count, then a str each          b  u32 length, bytes
 //   x       u32 count, then a u64 each (at most 6)
 // The steps of fold.ts are written as `syscall` ops; a step written as several has OP_CONT in
@@ -21,7 +21,7 @@ export const PLAN_VERSION = 3;
 export const OP_CONT = 0x80000000;
 
 type OpName = Exclude<Op["op"], FoldedOpName>;
-type Field = "s" | "n" | "u" | "q" | "v" | "b" | "x";
+type Field = "s" | "n" | "u" | "v" | "b" | "x";
 
 /**
  * The field names of op K (the compiler checks the table below against ops.ts with it), and the
@@ -54,7 +54,6 @@ export const OP_WIRE: { readonly [K in OpName]: { code: number; fields: readonly
   maskPath: { code: 15, fields: [["path", "s"]] },
   readonlyPath: { code: 16, fields: [["path", "s"]] },
   remountRootReadonly: { code: 17, fields: [] },
-  caps: { code: 23, fields: [["bounding", "q"], ["effective", "q"], ["permitted", "q"], ["inheritable", "q"], ["ambient", "q"]] },
   seccomp: { code: 24, fields: [["flags", "u"], ["program", "b"]] },
   chdir: { code: 26, fields: [["path", "s"], ["beforeUser", "u"]] },
   console: { code: 28, fields: [["rows", "u"], ["cols", "u"], ["devConsole", "u"], ["uid", "u"]] },
@@ -67,7 +66,7 @@ export const OP_WIRE: { readonly [K in OpName]: { code: number; fields: readonly
   openTree: { code: 38, fields: [["path", "s"], ["fd", "u"], ["recursive", "u"]] },
   hideMount: { code: 40, fields: [["path", "s"]] },
   mountTree: { code: 39, fields: [["fd", "u"], ["attrSet", "u"], ["target", "s"], ["recursive", "u"], ["inRoot", "u"], ["targetIsFile", "u"]] },
-  syscall: { code: 41, fields: [["what", "s"], ["nr", "u"], ["bufArgs", "u"], ["args", "x"], ["buf", "b"]] },
+  syscall: { code: 41, fields: [["what", "s"], ["nr", "u"], ["bufArgs", "u"], ["tolerate", "u"], ["args", "x"], ["buf", "b"]] },
   idmapMount: {
     code: 36,
     fields: [["source", "s"], ["target", "s"], ["usernsFd", "u"], ["recursive", "u"], ["attrSet", "u"], ["inRoot", "u"], ["targetIsFile", "u"]],
@@ -172,7 +171,6 @@ export function encodePlan(ops: readonly Op[]): Uint8Array {
         if (v === null || v === undefined) u32(U32_MAX);
         else str(v, i, name);
       } else if (type === "u") num(v, i, name);
-      else if (type === "q") u64(v, i, name);
       else if (type === "x") {
         // the executor has six u64 slots per op (a syscall's arguments)
         if (!Array.isArray(v) || v.length > 6) throw new PlanEncodeError(i, name, "expected an array of at most 6 bigints");
@@ -209,6 +207,10 @@ export function encodePlan(ops: readonly Op[]): Uint8Array {
     const check: FieldCheck = {
       u32: (v, name, k) => asU32(v, i, name, k),
       u64: (v, name) => asU64(v, i, name),
+      bool: (v, name) => {
+        if (v !== undefined && typeof v !== "boolean") throw new PlanEncodeError(i, name, `expected a boolean, got ${typeof v}`);
+        return v === true;
+      },
       str: (v, name) => asStr(v, i, name),
       list: (v, name) => {
         if (!Array.isArray(v)) throw new PlanEncodeError(i, name, "expected an array");
