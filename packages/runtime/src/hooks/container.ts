@@ -45,7 +45,7 @@ export function runContainerHooks(kind: "createContainer" | "startContainer", ho
   try {
     for (const hook of hooks) runContainerHook(kind, hook, state, ctx);
   } finally {
-    if (warm > 0) linux.waitpid(warm, 0);
+    if (warm > 0) linux.waitpid(warm, 0); // done by now: the hooks' own migrations waited for it
   }
 }
 
