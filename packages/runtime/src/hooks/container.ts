@@ -84,7 +84,14 @@ function runContainerHook(kind: string, hook: Hook, state: string, ctx: Containe
   const nsFds: number[] = [];
   let spawned;
   try {
-    for (const t of joinedNamespaces(ctx.spec)) nsFds.push(openSync(`/proc/${ctx.initPid}/ns/${NS_PROC_NAMES[t]}`, "r"));
+    for (const t of joinedNamespaces(ctx.spec)) {
+      const ns = `/proc/${ctx.initPid}/ns/${NS_PROC_NAMES[t]}`;
+      try {
+        nsFds.push(openSync(ns, "r"));
+      } catch (e) {
+        throw fail(`${what}: cannot open the init's namespace ${ns}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (the init is gone?)`, 0, e);
+      }
+    }
     spawned = linux.spawnExecutor(encodePlan(ops), { stdio: [stdin, outW, outW], preserveFds: nsFds });
   } finally {
     linux.close(stdin);
