@@ -13,7 +13,7 @@
 #define TSRUN_WIRE_H
 
 #define PLAN_MAGIC 0x50525354u /* "TSRP" read as a little-endian u32 */
-#define PLAN_VERSION 3u
+#define PLAN_VERSION 4u
 
 /* name, code, format: the fields of ops.ts in order */
 #define OPS(X)                                                                              \

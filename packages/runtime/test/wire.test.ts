@@ -130,7 +130,7 @@ describe("encodePlan", () => {
     const plan = encodePlan([{ op: "waitFifo" }, { op: "closeFds", first: 0o22 }]);
     const v = new DataView(plan.buffer);
     expect(Array.from(plan.subarray(0, 4))).toEqual([0x54, 0x53, 0x52, 0x50]); // "TSRP"
-    expect(v.getUint32(4, true)).toBe(3); // version 3: plain steps are syscall ops
+    expect(v.getUint32(4, true)).toBe(4); // version 4: hooks, capabilities and the PATH search left the executor
     expect(v.getUint32(8, true)).toBe(2);
     expect(v.getUint32(12, true)).toBe(plan.length);
     // waitFifo: code 30, no payload; closeFds: code 31, 4 bytes

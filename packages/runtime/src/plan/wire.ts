@@ -16,7 +16,7 @@ import { execCandidates, FOLD, type FieldCheck, type FoldedOpName } from "./fold
 import type { Op } from "./ops.ts";
 
 export const PLAN_MAGIC = 0x50525354; // "TSRP" read as a little-endian u32
-export const PLAN_VERSION = 3;
+export const PLAN_VERSION = 4;
 /** In an op's code: the op continues the plan step of the op before it. */
 export const OP_CONT = 0x80000000;
 
