@@ -16,7 +16,7 @@ import { SYNC, type Op } from "../plan/ops.ts";
 import { encodePlan } from "../plan/wire.ts";
 import type { Hook } from "@tsrun/ocispec/core";
 import { runHooks, runHooksAsync } from "../hooks/run.ts";
-import { runContainerHooks } from "../hooks/container.ts";
+import { runContainerHooks, runContainerHooksAsync, type ContainerHookContext } from "../hooks/container.ts";
 import { ownChild, recvAsync, releaseChild } from "./children.ts";
 import { cgroupManager, type CgroupManager } from "../cgroups/manager.ts";
 import { applyDevicesV1, DEFAULT_ALLOWED } from "../cgroups/v1/devices.ts";
@@ -318,6 +318,7 @@ function writePidFile(path: string, pid: number): void {
 type Step =
   | { kind: "recv"; sync: linux.SyncChannel; timeoutMs: number }
   | { kind: "hooks"; runs: [string, Hook[] | undefined, string][] }
+  | { kind: "containerHooks"; hooks: Hook[]; state: string; ctx: ContainerHookContext }
   /** A point where an async caller lets its event loop run: the set-up's long synchronous stretches are split there. */
   | { kind: "turn" };
 
@@ -330,6 +331,7 @@ export function createContainer(store: Store, opts: CreateOptions): Created {
       const step = r.value;
       if (step.kind === "recv") value = step.sync.recv(step.timeoutMs);
       else if (step.kind === "hooks") for (const [kind, hooks, state] of step.runs) runHooks(kind, hooks, state);
+      else if (step.kind === "containerHooks") runContainerHooks("createContainer", step.hooks, step.state, step.ctx);
     } catch (e) {
       r = gen.throw(e);
       continue;
@@ -352,6 +354,7 @@ export async function createContainerAsync(store: Store, opts: CreateOptions): P
       const step = r.value;
       if (step.kind === "recv") value = await recvAsync(step.sync, step.timeoutMs);
       else if (step.kind === "hooks") for (const [kind, hooks, state] of step.runs) await runHooksAsync(kind, hooks, state);
+      else if (step.kind === "containerHooks") await runContainerHooksAsync("createContainer", step.hooks, step.state, step.ctx);
       else await new Promise<void>((resolve) => setImmediate(resolve));
     } catch (e) {
       r = gen.throw(e);
@@ -524,7 +527,7 @@ function* createSteps(store: Store, opts: CreateOptions): Generator<Step, Create
           yield { kind: "hooks", runs: [["prestart", spec.hooks?.prestart, state("creating")], ["createRuntime", spec.hooks?.createRuntime, state("creating")]] };
           // in the init's namespaces, before pivot_root, while the init waits here
           const ctx = { spec, id: opts.id, initPid: rec.pid, rootfs, joinCgroups: (p: number) => cg.addProcess(p) };
-          if (spec.hooks?.createContainer?.length) runContainerHooks("createContainer", spec.hooks.createContainer, state("creating"), ctx);
+          if (spec.hooks?.createContainer?.length) yield { kind: "containerHooks", hooks: spec.hooks.createContainer, state: state("creating"), ctx };
           sync.answer(true);
           continue;
         }

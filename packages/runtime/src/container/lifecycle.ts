@@ -4,7 +4,7 @@ import { closeSync, constants, openSync, readSync, unlinkSync } from "node:fs";
 import { parseSignal } from "@tsrun/ocispec/core";
 import { cgroupManagerFromJSON } from "../cgroups/manager.ts";
 import { runHooksWarning, runHooksWarningAsync } from "../hooks/run.ts";
-import { runContainerHooks } from "../hooks/container.ts";
+import { runContainerHooks, runContainerHooksAsync, type ContainerHookContext } from "../hooks/container.ts";
 import { readable } from "./children.ts";
 import * as linux from "../linux/index.ts";
 import { destroyContainer, isLocked, lockContainer, waitGone } from "./cleanup.ts";
@@ -75,7 +75,15 @@ export async function startContainerAsync(store: Store, id: string): Promise<str
   const lock = lockContainer(store, id);
   try {
     const rec = startable(store, id);
-    runStartHooks(rec);
+    const hooks = rec.config.hooks?.startContainer;
+    if (hooks?.length)
+      try {
+        await runContainerHooksAsync("startContainer", hooks, JSON.stringify(stateDocument(rec, "created")), startHookContext(rec));
+      } catch (e) {
+        // the caller reaps the init (the shim is its parent): killed only
+        linux.killVerified(rec.pid, rec.pidStartTime, 9);
+        throw e;
+      }
     const fifo = store.fifoPath(id);
     const fd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
     try {
@@ -111,21 +119,25 @@ function startable(store: Store, id: string, created?: ContainerRecord): Contain
 function runStartHooks(rec: ContainerRecord): void {
   const hooks = rec.config.hooks?.startContainer;
   if (!hooks?.length) return;
-  const cg = rec.cgroup === undefined ? undefined : cgroupManagerFromJSON(rec.cgroup);
   try {
-    runContainerHooks("startContainer", hooks, JSON.stringify(stateDocument(rec, "created")), {
-      spec: rec.config,
-      id: rec.id,
-      initPid: rec.pid,
-      joinCgroups: (p) => cg?.exists() && cg.addProcess(p),
-      apparmor: rec.config.process?.apparmorProfile ? apparmorEnabled() : false,
-      denySetgroups: setgroupsDenied(rec.pid),
-    });
+    runContainerHooks("startContainer", hooks, JSON.stringify(stateDocument(rec, "created")), startHookContext(rec));
   } catch (e) {
     linux.killVerified(rec.pid, rec.pidStartTime, 9);
     waitGone(rec.pid, rec.pidStartTime);
     throw e;
   }
+}
+
+function startHookContext(rec: ContainerRecord): ContainerHookContext {
+  const cg = rec.cgroup === undefined ? undefined : cgroupManagerFromJSON(rec.cgroup);
+  return {
+    spec: rec.config,
+    id: rec.id,
+    initPid: rec.pid,
+    joinCgroups: (p) => cg?.exists() && cg.addProcess(p),
+    apparmor: rec.config.process?.apparmorProfile ? apparmorEnabled() : false,
+    denySetgroups: setgroupsDenied(rec.pid),
+  };
 }
 
 /**

@@ -5,9 +5,13 @@
 // stdout and stderr in a pipe that tsrun reads for the error message. The init itself waits at
 // its sync point (createContainer) or on the exec fifo (startContainer) meanwhile, so the hook
 // sees what runc's hooks see: the mounts before pivot_root, or the container as it will run.
+// The steps are a generator of waits (an fd to become readable), so that the CLI waits by
+// blocking and a process serving others meanwhile (the shim) by awaiting; the processes are
+// the library's own children (container/children.ts) until their exit is read.
 import type { Hook, Spec } from "@tsrun/ocispec/core";
 import { openSync, readSync } from "node:fs";
 import { ownProcsFile } from "../cgroups/detect.ts";
+import { ownChild, readable, releaseChild } from "../container/children.ts";
 import { executorFailure } from "../container/errors.ts";
 import * as linux from "../linux/index.ts";
 import { NS_PROC_NAMES } from "@tsrun/ocispec/core";
@@ -36,16 +40,38 @@ const STEP_TIMEOUT_MS = 60_000;
 /** How much of the hook's output an error message quotes. */
 const OUTPUT_MAX = 4096;
 
+/** A wait: until `fd` is readable (or hung up); resumed with false after `timeoutMs` (Infinity: none). */
+export interface HookWait {
+  kind: "wait";
+  fd: number;
+  timeoutMs: number;
+}
+
 export function runContainerHooks(kind: "createContainer" | "startContainer", hooks: Hook[] | undefined, state: string, ctx: ContainerHookContext): void {
+  const gen = containerHookSteps(kind, hooks, state, ctx);
+  for (let r = gen.next(); !r.done; ) r = gen.next(linux.pollIn(r.value.fd, r.value.timeoutMs === Infinity ? -1 : Math.max(0, r.value.timeoutMs)));
+}
+
+/** runContainerHooks without blocking the event loop for more than a short poll at a time. */
+export async function runContainerHooksAsync(kind: "createContainer" | "startContainer", hooks: Hook[] | undefined, state: string, ctx: ContainerHookContext): Promise<void> {
+  const gen = containerHookSteps(kind, hooks, state, ctx);
+  for (let r = gen.next(); !r.done; ) r = gen.next(await readable(r.value.fd, Math.max(0, r.value.timeoutMs)));
+}
+
+/** The hooks of one kind, in order, as a generator of waits (see runContainerHooks). */
+export function* containerHookSteps(kind: string, hooks: Hook[] | undefined, state: string, ctx: ContainerHookContext): Generator<HookWait, void, boolean> {
   if (!hooks?.length) return;
   // The first cgroup migration after a quiet spell waits for an RCU grace period (see
   // container/warmup.ts): a throwaway executor starts that wait now, while the hook's executor
   // is spawned and joins the namespaces.
   const warm = ctx.joinCgroups ? warmUp() : 0;
   try {
-    for (const hook of hooks) runContainerHook(kind, hook, state, ctx);
+    for (const hook of hooks) yield* hookSteps(kind, hook, state, ctx);
   } finally {
-    if (warm > 0) linux.waitpid(warm, 0); // done by now: the hooks' own migrations waited for it
+    if (warm > 0) {
+      linux.waitpid(warm, 0); // done by now: the hooks' own migrations waited for it
+      releaseChild(warm);
+    }
   }
 }
 
@@ -53,13 +79,15 @@ export function runContainerHooks(kind: "createContainer" | "startContainer", ho
 function warmUp(): number {
   try {
     const procs = ownProcsFile();
-    return procs ? linux.spawnWarmup(procs) : 0;
+    const pid = procs ? linux.spawnWarmup(procs) : 0;
+    ownChild(pid);
+    return pid;
   } catch {
     return 0; // only an optimisation
   }
 }
 
-function runContainerHook(kind: string, hook: Hook, state: string, ctx: ContainerHookContext): void {
+function* hookSteps(kind: string, hook: Hook, state: string, ctx: ContainerHookContext): Generator<HookWait, void, boolean> {
   const what = `container ${ctx.id}: ${kind} hook ${hook.path}`;
   const fail = (message: string, errno = 0, cause?: unknown): HookError =>
     new HookError(message, { id: ctx.id, op: "hook", path: hook.path, ...(errno ? { errno } : {}), ...(cause ? { cause } : {}) });
@@ -99,20 +127,24 @@ function runContainerHook(kind: string, hook: Hook, state: string, ctx: Containe
     nsFds.forEach((fd) => linux.close(fd));
   }
   const { pid: stage1, sync } = spawned;
+  ownChild(stage1);
   trace(`${kind} hook: executor spawned`);
   let stage1Left = true;
   let pid = 0;
   try {
     let execd = false;
     for (;;) {
-      const msg = sync.recv(STEP_TIMEOUT_MS);
+      if (!(yield { kind: "wait", fd: sync.fd, timeoutMs: STEP_TIMEOUT_MS })) throw fail(`${what}: no word from the hook's executor within ${STEP_TIMEOUT_MS} ms`, linux.ERRNO.ETIMEDOUT);
+      const msg = sync.recv(0);
       if (msg.type === "sync") {
         ctx.joinCgroups?.(stage1);
         trace(`${kind} hook: in the cgroups`);
         sync.answer(true);
       } else if (msg.type === "pid") {
         pid = msg.pid;
+        ownChild(pid);
         linux.waitpid(stage1, 0);
+        releaseChild(stage1);
         stage1Left = false;
       } else if (msg.type === "fd") linux.close(msg.fd); // a seccomp listener: the container's agent has the init's
       else if (msg.type === "exec") execd = true;
@@ -126,9 +158,10 @@ function runContainerHook(kind: string, hook: Hook, state: string, ctx: Containe
     }
     // The hook runs: read its output until it closes it (or the timeout), then wait for it.
     trace(`${kind} hook: exec'd`);
-    const output = drain(out, deadline);
-    const st = output.timedOut ? null : linux.waitpidTimeout(pid, deadline === Infinity ? -1 : Math.max(0, deadline - Date.now()));
+    const output = yield* drain(out, deadline);
+    const st = output.timedOut ? null : yield* exited(pid, deadline);
     if (st === null) throw fail(`${what}: killed after ${hook.timeout} s (its timeout)`, linux.ERRNO.ETIMEDOUT);
+    releaseChild(pid);
     pid = 0;
     trace(`${kind} hook: exited`);
     const said = output.text.trimEnd();
@@ -140,25 +173,38 @@ function runContainerHook(kind: string, hook: Hook, state: string, ctx: Containe
     if (stage1Left) {
       linux.kill(stage1, 9);
       linux.waitpid(stage1, 0);
+      releaseChild(stage1);
     }
     if (pid) {
       linux.kill(pid, 9);
       linux.waitpid(pid, 0);
+      releaseChild(pid);
     }
   }
 }
 
 /** The hook's output up to OUTPUT_MAX bytes (the rest is read and dropped), until EOF or the deadline. */
-function drain(fd: number, deadline: number): { text: string; timedOut: boolean } {
+function* drain(fd: number, deadline: number): Generator<HookWait, { text: string; timedOut: boolean }, boolean> {
   const buf = Buffer.alloc(OUTPUT_MAX);
   const sink = Buffer.alloc(16 * 1024);
   let len = 0;
   for (;;) {
-    const left = deadline === Infinity ? -1 : deadline - Date.now();
-    if (left !== -1 && (left <= 0 || !linux.pollIn(fd, left))) return { text: buf.toString("utf8", 0, len), timedOut: true };
-    if (left === -1) linux.pollIn(fd, -1);
+    if (!(yield { kind: "wait", fd, timeoutMs: deadline - Date.now() })) return { text: buf.toString("utf8", 0, len), timedOut: true };
     const n = len < OUTPUT_MAX ? readSync(fd, buf, len, OUTPUT_MAX - len, null) : readSync(fd, sink, 0, sink.length, null);
     if (n <= 0) return { text: buf.toString("utf8", 0, len), timedOut: false };
     if (len < OUTPUT_MAX) len += n;
   }
+}
+
+/** The hook's exit status (reaped), or null when the deadline comes first. */
+function* exited(pid: number, deadline: number): Generator<HookWait, linux.WaitStatus | null, boolean> {
+  const done = linux.waitpid(pid, linux.WNOHANG);
+  if (done.pid !== 0) return done;
+  const pidfd = linux.pidfdOpen(pid);
+  try {
+    if (!(yield { kind: "wait", fd: pidfd, timeoutMs: deadline - Date.now() })) return null;
+  } finally {
+    linux.close(pidfd);
+  }
+  return linux.waitpid(pid, linux.WNOHANG);
 }
