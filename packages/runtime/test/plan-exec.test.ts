@@ -2,6 +2,8 @@ import { describe, expect, test } from "bun:test";
 import { defaultSpec } from "@tsrun/ocispec/defaults";
 import { compileExecPlan, compileHookPlan } from "../src/plan/exec.ts";
 import { DEFAULT_PATH, PlanError } from "../src/plan/compile.ts";
+import { FOLD_SYSCALLS } from "../src/plan/fold.ts";
+import { CLONE_FLAGS } from "@tsrun/ocispec/core";
 import { SYNC, type Op } from "../src/plan/ops.ts";
 
 type Json = any;
@@ -68,8 +70,11 @@ describe("compileHookPlan", () => {
   test("createContainer: the init's namespaces from the fds tsrun passes, root of the user namespace, in the rootfs, nothing of the process", () => {
     const s = spec((x) => x.linux.namespaces.push({ type: "user" }));
     const { ops } = compileHookPlan({ spec: s, hook, initPid: 42, rootfs: "/b/rootfs" });
-    // opened by tsrun as fds 3… in join order (the init is not dumpable yet)
-    expect(setns(ops)).toEqual(["/proc/self/fd/3", "/proc/self/fd/4", "/proc/self/fd/5", "/proc/self/fd/6", "/proc/self/fd/7", "/proc/self/fd/8"]);
+    // all at once through the init's pidfd, fd 3 (the init is not dumpable yet: no /proc/<pid>/ns)
+    expect(setns(ops)).toEqual([]);
+    const join = ops.find((o) => o.op === "syscall") as Extract<Op, { op: "syscall" }>;
+    const { user, ipc, uts, network, pid, mount } = CLONE_FLAGS;
+    expect([join.nr, join.args]).toEqual([FOLD_SYSCALLS.x64.setns, [3n, BigInt(user | ipc | uts | network | pid | mount)]]);
     const i = names(ops);
     expect(i.slice(i.indexOf("sync"))).toEqual(["sync", "fork", "stage", "setUser", "closeFds", "chdir", "exec"]);
     expect(ops.find((o) => o.op === "setUser")).toEqual({ op: "setUser", uid: 0, gid: 0, groups: [], setgroups: false });
@@ -83,7 +88,8 @@ describe("compileHookPlan", () => {
   test("startContainer: set up as the container's process (user, caps, cwd), the hook's program, args and env", () => {
     const s = spec((x) => (x.process.user = { uid: 5, gid: 6 }) && (x.process.terminal = true) && (x.process.env = ["PATH=/x"]));
     const { ops } = compileHookPlan({ spec: s, hook: { path: "/bin/h" }, initPid: 42 });
-    expect(setns(ops)[0]).toBe("/proc/self/fd/3");
+    expect(setns(ops)).toEqual([]);
+    expect(ops.find((o) => o.op === "syscall")).toMatchObject({ nr: FOLD_SYSCALLS.x64.setns, args: [3n, expect.any(BigInt)] });
     const i = names(ops);
     expect(i).not.toContain("console"); // its stdio is tsrun's pipe
     expect(ops.filter((o) => o.op === "setUser").at(-1)).toMatchObject({ uid: 5, gid: 6 });

@@ -139,6 +139,26 @@ describe("compilePlan", () => {
     expect(ops).toEqual(compilePlan(input()).ops);
   });
 
+  test("an unprivileged tsrun's hooks: the init is dumpable only while it waits for them (pidfd setns needs ptrace access)", () => {
+    const rootless = (s: Json) => {
+      s.linux.namespaces.push({ type: "user" });
+      s.linux.uidMappings = [{ containerID: 0, hostID: 1000, size: 1 }];
+      s.linux.gidMappings = [{ containerID: 0, hostID: 1000, size: 1 }];
+      s.hooks = { createContainer: [{ path: "/bin/h" }], startContainer: [{ path: "/bin/s" }] };
+    };
+    const { ops } = compilePlan(input(rootless, { unprivileged: true }));
+    const dumpable = (o: Op | undefined) => (o?.op === "prctl" && o.option === 4 ? Number(o.arg) : undefined);
+    const mounts = ops.findIndex((o) => o.op === "sync" && o.code === SYNC.MOUNTS);
+    expect([dumpable(ops[mounts - 1]), dumpable(ops[mounts + 1])]).toEqual([1, 0]);
+    const created = ops.findIndex((o) => o.op === "sync" && o.code === SYNC.CREATED);
+    expect([dumpable(ops[created - 1]), names(ops)[created + 1], dumpable(ops[created + 2]), names(ops)[created + 3]]).toEqual([1, "waitFifo", 0, "exec"]);
+    // as root, or without hooks: never
+    const root = compilePlan(input(rootless)).ops;
+    expect(root.filter((o) => dumpable(o) === 1)).toEqual([]);
+    const none = compilePlan(input((s) => (rootless(s), delete s.hooks), { unprivileged: true })).ops;
+    expect(none.filter((o) => dumpable(o) === 1).length).toBe(1); // the id maps' window only
+  });
+
   test("--no-pivot hides the host's proc and sysfs mounts outside the rootfs before the chroot", () => {
     const rootfs = compilePlan(input()).ops.find((o) => o.op === "setRoot")!.path;
     const { ops } = compilePlan(input(() => {}, { noPivot: true, hostProcMounts: ["/proc", "/sys", `${rootfs}/proc`] }));

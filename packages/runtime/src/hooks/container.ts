@@ -14,8 +14,7 @@ import { ownProcsFile } from "../cgroups/detect.ts";
 import { ownChild, readable, releaseChild } from "../container/children.ts";
 import { executorFailure } from "../container/errors.ts";
 import * as linux from "../linux/index.ts";
-import { NS_PROC_NAMES } from "@tsrun/ocispec/core";
-import { compileHookPlan, joinedNamespaces } from "../plan/exec.ts";
+import { compileHookPlan } from "../plan/exec.ts";
 import { PlanError } from "../plan/compile.ts";
 import { encodePlan } from "../plan/wire.ts";
 import { trace } from "../trace.ts";
@@ -109,22 +108,19 @@ function* hookSteps(kind: string, hook: Hook, state: string, ctx: ContainerHookC
     linux.close(memfd);
   }
   const [out, outW] = linux.pipe(linux.O_CLOEXEC);
-  const nsFds: number[] = [];
+  let pidfd = -1;
   let spawned;
   try {
-    for (const t of joinedNamespaces(ctx.spec)) {
-      const ns = `/proc/${ctx.initPid}/ns/${NS_PROC_NAMES[t]}`;
-      try {
-        nsFds.push(openSync(ns, "r"));
-      } catch (e) {
-        throw fail(`${what}: cannot open the init's namespace ${ns}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (the init is gone?)`, 0, e);
-      }
+    try {
+      pidfd = linux.pidfdOpen(ctx.initPid);
+    } catch (e) {
+      throw fail(`${what}: cannot open the init ${ctx.initPid}: ${(e as Error).message} (it is gone?)`, 0, e);
     }
-    spawned = linux.spawnExecutor(encodePlan(ops), { stdio: [stdin, outW, outW], preserveFds: nsFds });
+    spawned = linux.spawnExecutor(encodePlan(ops), { stdio: [stdin, outW, outW], preserveFds: [pidfd] });
   } finally {
     linux.close(stdin);
     linux.close(outW);
-    nsFds.forEach((fd) => linux.close(fd));
+    if (pidfd >= 0) linux.close(pidfd);
   }
   const { pid: stage1, sync } = spawned;
   ownChild(stage1);

@@ -180,7 +180,11 @@ export function compilePlan(input: PlanInput): InitPlan {
   ops.push({ op: "stage", name: "tsrun:[2:INIT]" });
   ops.push(...rootfsOps(input, fresh.has("user"), bindFds));
   // tsrun runs the createContainer hooks here (hooks/container.ts), in the init's namespaces.
-  ops.push({ op: "sync", code: SYNC.MOUNTS });
+  // Joining them takes ptrace access to the init, which only privilege has while it is not
+  // dumpable: an unprivileged tsrun gets it the way it gets its id maps written (as runc's
+  // nsexec), the init dumpable only while it waits for the hooks (no other process is in the
+  // container then).
+  ops.push(...aroundHooks(!!input.unprivileged && !!spec.hooks?.createContainer?.length, { op: "sync", code: SYNC.MOUNTS }));
   // --no-pivot keeps the host's mounts under the new root: its full proc and sysfs mounts
   // (outside the rootfs) are taken away first, as runc does.
   if (input.noPivot)
@@ -205,11 +209,17 @@ export function compilePlan(input: PlanInput): InitPlan {
   // An unprivileged tsrun writes "deny" to a new user namespace's setgroups (the kernel requires it).
   const userns = fresh.has("user") || joined.some((j) => j.type === "user");
   ops.push(...processOps(proc, { preserveFds: input.preserveFds, seccomp: seccompOp, devConsole: true, linux: spec.linux, denySetgroups: !!input.unprivileged && fresh.has("user"), userns }));
-  ops.push({ op: "sync", code: SYNC.CREATED });
-  // `start` runs the startContainer hooks (hooks/container.ts) before it opens the fifo.
-  ops.push({ op: "waitFifo" });
+  // `start` runs the startContainer hooks (hooks/container.ts) before it opens the fifo; an
+  // unprivileged one needs the init dumpable for them, as above, until `start` opens the fifo.
+  ops.push(...aroundHooks(!!input.unprivileged && !!spec.hooks?.startContainer?.length, { op: "sync", code: SYNC.CREATED }, { op: "waitFifo" }));
   ops.push(execOp(proc, args));
   return { ops };
+}
+
+/** `steps`, with the process dumpable during them when `dumpable` (and not dumpable after). */
+function aroundHooks(dumpable: boolean, ...steps: Op[]): Op[] {
+  if (!dumpable) return steps;
+  return [{ op: "prctl", option: PR_SET_DUMPABLE, arg: 1n }, ...steps, { op: "prctl", option: PR_SET_DUMPABLE, arg: 0n }];
 }
 
 /**

@@ -4,6 +4,7 @@
 import type { Hook, Process, Spec } from "@tsrun/ocispec/core";
 import { CLONE_FLAGS, NS_PROC_NAMES, type NamespaceType } from "@tsrun/ocispec/core";
 import { DEFAULT_PATH, execOp, PlanError, processOps, seccompOf } from "./compile.ts";
+import { setnsPidfdOp } from "./fold.ts";
 import { SYNC, type InitPlan, type Op } from "./ops.ts";
 
 export interface ExecPlanInput {
@@ -20,11 +21,12 @@ export interface ExecPlanInput {
   /** setgroups(2) is denied in the container's user namespace (rootless). */
   denySetgroups?: boolean;
   /**
-   * The namespaces are already open as fds 3, 4 … in the order of joinedNamespaces (hooks: the
-   * init is still the executor, not dumpable, and once in its user namespace tsrun's executor
-   * could not open the init's /proc files any more). Default: /proc/<initPid>/ns/….
+   * A pidfd of the init is fd 3: its namespaces are joined through it, all at once (hooks: the
+   * init is still the executor, not dumpable, so its /proc/<pid>/ns files are closed to a
+   * rootless tsrun, and to any tsrun once in the init's user namespace). Default: one setns of
+   * /proc/<initPid>/ns/… each.
    */
-  nsFds?: boolean;
+  pidfd?: boolean;
 }
 
 /**
@@ -49,7 +51,7 @@ export function compileExecPlan(input: ExecPlanInput): InitPlan {
     const k = require("./kernel.ts") as typeof import("./kernel.ts");
     ops.push(k.affinityOp(proc.execCPUAffinity, "initial")!);
   }
-  ops.push(...joinOps(spec, input.initPid, input.nsFds ?? false), { op: "stage", name: "tsrun:[2:EXEC]" });
+  ops.push(...joinOps(spec, input.initPid, input.pidfd ?? false), { op: "stage", name: "tsrun:[2:EXEC]" });
   const userns = joinedNamespaces(spec).includes("user");
   ops.push(...processOps(proc, { preserveFds: input.preserveFds, seccomp: seccompOp, devConsole: false, linux: spec.linux, exec: true, denySetgroups: input.denySetgroups ?? false, userns }));
   ops.push(execOp(proc, args));
@@ -63,8 +65,11 @@ export function joinedNamespaces(spec: Spec): NamespaceType[] {
 }
 
 /** Into every namespace of the init, then the sync point for the cgroups, then the fork. */
-function joinOps(spec: Spec, initPid: number, nsFds: boolean): Op[] {
-  const ops: Op[] = joinedNamespaces(spec).map((t, i) => ({ op: "setns", path: nsFds ? `/proc/self/fd/${3 + i}` : `/proc/${initPid}/ns/${NS_PROC_NAMES[t]}`, nstype: CLONE_FLAGS[t] }));
+function joinOps(spec: Spec, initPid: number, pidfd: boolean): Op[] {
+  const types = joinedNamespaces(spec);
+  const ops: Op[] = pidfd
+    ? [setnsPidfdOp(3, types.reduce((m, t) => m | CLONE_FLAGS[t], 0))]
+    : types.map((t) => ({ op: "setns", path: `/proc/${initPid}/ns/${NS_PROC_NAMES[t]}`, nstype: CLONE_FLAGS[t] }));
   // tsrun moves stage 1 into the container's cgroups here, so that stage 2 is born in them.
   ops.push({ op: "sync", code: SYNC.NAMESPACES });
   // A joined pid (and time) namespace holds only the children of the process that joined it.
@@ -88,8 +93,8 @@ export interface HookPlanInput {
 
 /**
  * A createContainer or startContainer hook, run where runc runs it (in its init, which tsrun's
- * init leaves to tsrun): in every namespace of the container's init (tsrun passes them open, as
- * fds 3 … in joinedNamespaces order), born in its cgroups, with the hook's args and env and, on
+ * init leaves to tsrun): in every namespace of the container's init (tsrun passes a pidfd of it
+ * as fd 3), born in its cgroups, with the hook's args and env and, on
  * stdin, the state tsrun passes as fd 0. createContainer: as the
  * init is at that point, root with every capability (of its user namespace), before pivot_root,
  * in the rootfs. startContainer: as the container's process is set up (user, capabilities,
@@ -102,7 +107,7 @@ export function compileHookPlan(input: HookPlanInput): InitPlan {
   const exec: Op = { op: "exec", file: hook.path, argv, env, path: DEFAULT_PATH };
   if (input.rootfs === undefined) {
     const { terminal: _t, consoleSize: _c, execCPUAffinity: _a, ...proc } = spec.process ?? { cwd: "/" };
-    const { ops } = compileExecPlan({ ...input, process: { ...proc, args: argv, env }, preserveFds: 0, nsFds: true });
+    const { ops } = compileExecPlan({ ...input, process: { ...proc, args: argv, env }, preserveFds: 0, pidfd: true });
     // the hook's path, not its argv[0], is the program (found before the set-up is over)
     return { ops: ops.map((o) => (o.op === "exec" ? exec : o.op === "resolveExec" ? { op: "resolveExec", file: hook.path, path: DEFAULT_PATH } : o)) };
   }

@@ -22,7 +22,7 @@ export interface FieldCheck {
   list(v: unknown, field: string): unknown[];
 }
 
-type Name = "capset" | "chdir" | "chroot" | "mount" | "prctl" | "prlimit64" | "sethostname" | "setdomainname" | "setgroups" | "setresgid" | "setresuid" | "setsid" | "umask" | "unshare";
+type Name = "capset" | "setns" | "chdir" | "chroot" | "mount" | "prctl" | "prlimit64" | "sethostname" | "setdomainname" | "setgroups" | "setresgid" | "setresuid" | "setsid" | "umask" | "unshare";
 
 /**
  * The numbers of the calls above on the architectures the executor is built for: x86_64's own
@@ -30,8 +30,8 @@ type Name = "capset" | "chdir" | "chroot" | "mount" | "prctl" | "prlimit64" | "s
  * sources). Kept here, not taken from the seccomp tables: those are start-up cost.
  */
 export const FOLD_SYSCALLS: Readonly<Record<"x64" | "arm64", Readonly<Record<Name, number>>>> = {
-  x64: { capset: 126, chdir: 80, chroot: 161, mount: 165, prctl: 157, prlimit64: 302, sethostname: 170, setdomainname: 171, setgroups: 116, setresgid: 119, setresuid: 117, setsid: 112, umask: 95, unshare: 272 },
-  arm64: { capset: 91, chdir: 49, chroot: 51, mount: 40, prctl: 167, prlimit64: 261, sethostname: 161, setdomainname: 162, setgroups: 159, setresgid: 149, setresuid: 147, setsid: 157, umask: 166, unshare: 97 },
+  x64: { capset: 126, setns: 308, chdir: 80, chroot: 161, mount: 165, prctl: 157, prlimit64: 302, sethostname: 170, setdomainname: 171, setgroups: 116, setresgid: 119, setresuid: 117, setsid: 112, umask: 95, unshare: 272 },
+  arm64: { capset: 91, setns: 268, chdir: 49, chroot: 51, mount: 40, prctl: 167, prlimit64: 261, sethostname: 161, setdomainname: 162, setgroups: 159, setresgid: 149, setresuid: 147, setsid: 157, umask: 166, unshare: 97 },
 };
 
 const PR_SET_NAME = 15;
@@ -57,6 +57,16 @@ function nr(name: Name): number {
  */
 function call(what: string, name: Name, args: (number | bigint)[], buf: Uint8Array = new Uint8Array(), bufArgs = 0): SyscallOp {
   return { op: "syscall", what, nr: nr(name), bufArgs, args: args.map((a) => BigInt(a)), buf };
+}
+
+/**
+ * setns(pidfd, flags): every namespace of `flags` of the process behind the pidfd, at once (the
+ * kernel joins the user namespace first). Unlike opening /proc/<pid>/ns/…, it takes no ptrace
+ * access to that process: a rootless tsrun may join its container's init while the init is not
+ * dumpable yet (hooks).
+ */
+export function setnsPidfdOp(pidfd: number, flags: number): SyscallOp {
+  return call(`join the namespaces 0x${flags.toString(16)} of the init (setns of its pidfd)`, "setns", [pidfd, flags]);
 }
 
 /** The capabilities of a mask, by number (the kernel knows at most 64). */
