@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import libPath from "../../native/build/libtsrun.so" with { type: "file" };
 import exePath from "../../native/build/tsrun-exec" with { type: "file" };
 import { AF_UNIX, SOCK } from "./constants.ts";
+import { exitOp } from "../plan/fold.ts";
 import { encodePlan } from "../plan/wire.ts";
 import { ERROR_OP_PLAN, FD_KIND, MSG } from "./protocol.ts";
 import { close, pollIn, recvWithFd, sealedMemfd, sendBytes, sendFd as sendFdWith, socketpair, SysError } from "./libc.ts";
@@ -58,12 +59,12 @@ export function executorFd(): number {
 /**
  * Starts the executor writing "0" to a cgroup.procs file: a move of itself to the cgroup it is
  * already in (see container/warmup.ts). A plan of its own, without exec: the executor writes,
- * then finds the plan over and exits (its report goes to a socket already closed). Returns its
- * pid; nobody waits for it (it may sit in the kernel for milliseconds, which is the point):
+ * then exits 0 (1 when the write fails; its report goes to a socket already closed). Returns
+ * its pid; nobody waits for it (it may sit in the kernel for milliseconds, which is the point):
  * tsrun's parent or init reaps it, or the caller.
  */
 export function spawnWarmup(procsFile: string): number {
-  const plan = encodePlan([{ op: "setRoot", path: "/" }, { op: "writeFile", path: procsFile.replace(/^\/+/, ""), data: "0", inRoot: true }]);
+  const plan = encodePlan([{ op: "setRoot", path: "/" }, { op: "writeFile", path: procsFile.replace(/^\/+/, ""), data: "0", inRoot: true }, exitOp(0)]);
   const { pid, sync } = spawnExecutor(plan, { stdio: [-1, -1, -1] });
   sync.close();
   return pid;
