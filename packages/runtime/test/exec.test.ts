@@ -9,9 +9,10 @@ import { TSRUN } from "./helpers.ts";
 
 const started: string[] = [];
 // Registered before testEnv()'s own clean-up, which removes the state root: hooks run in order.
+// A dozen deletes: more than the default 5 s hook timeout on a loaded machine.
 afterAll(() => {
   for (const id of started) expect(env.tsrun(["delete", "--force", id]).code).toBe(0);
-});
+}, 60_000);
 const env = testEnv();
 
 /** A running container whose init sleeps; `patch` edits its config. */
@@ -128,6 +129,29 @@ describe("exec", () => {
     expect(readlinkSync(`/proc/${pid}/ns/user`)).toBe(readlinkSync(`/proc/${init}/ns/user`));
     expect(readFileSync(`/proc/${pid}/status`, "utf8")).toMatch(/^Uid:\s+300000\s/m);
     expect(env.tsrun(["exec", "ex8", "id", "-u"]).stdout).toBe("0\n");
+  });
+
+  test("into a created, not yet started user namespace container (its init not dumpable yet), as runc does", () => {
+    const b = env.bundle("ex8c", (s) => {
+      s.process.args = ["sleep", "300"];
+      s.linux.namespaces.push({ type: "user" });
+      s.linux.uidMappings = [{ containerID: 0, hostID: 300000, size: 65536 }];
+      s.linux.gidMappings = [{ containerID: 0, hostID: 300000, size: 65536 }];
+    });
+    expect(env.tsrun(["create", "--bundle", b, "ex8c"]).code).toBe(0);
+    started.push("ex8c");
+    const init = JSON.parse(env.tsrun(["state", "ex8c"]).stdout).pid as number;
+    const pidFile = join(env.dir, "ex8c.pid");
+    const r = env.tsrun(["exec", "-d", "--pid-file", pidFile, "ex8c", "sleep", "30"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const pid = Number(readFileSync(pidFile, "utf8"));
+    for (const ns of ["user", ...NS]) expect(`${ns}: ${readlinkSync(`/proc/${pid}/ns/${ns}`)}`).toBe(`${ns}: ${readlinkSync(`/proc/${init}/ns/${ns}`)}`);
+    // Only 0-2 reach the process: the init's pidfd the join went through is closed before exec.
+    // (sh forks ls: the "; true" keeps it from exec-ing ls in its place, whose own dir fd is 3.)
+    expect(env.tsrun(["exec", "ex8c", "sh", "-c", "id -u; ls /proc/$$/fd; true"]).stdout).toBe("0\n0\n1\n2\n");
+    expect(env.tsrun(["start", "ex8c"]).code).toBe(0);
+    expect(JSON.parse(env.tsrun(["state", "ex8c"]).stdout).status).toBe("running");
   });
 
   test("--preserve-fds passes fd 3 on", () => {

@@ -14,6 +14,7 @@ import { encodePlan } from "../plan/wire.ts";
 import { setgroupsDenied } from "./rootless.ts";
 import { writeFileAtomic } from "../io.ts";
 import { ContainerError, executorErrorFields, executorFailure } from "./errors.ts";
+import { errorFields } from "../errors.ts";
 import { status } from "./lifecycle.ts";
 import { sendSeccompListener } from "./seccomp-agent.ts";
 import { stateDocument } from "./status.ts";
@@ -130,15 +131,30 @@ export async function startExec(store: Store, opts: ExecOptions): Promise<Execut
   let plan;
   try {
     // A rootless container's user namespace denies setgroups: the process skips it, as the init did.
-    plan = compileExecPlan({ spec: rec.config, process: proc, initPid: rec.pid, preserveFds, apparmor: proc.apparmorProfile ? apparmorEnabled() : false, denySetgroups: setgroupsDenied(rec.pid) });
+    // The namespaces are joined through a pidfd of the init: a created container's init is not
+    // dumpable yet, and once in its user namespace its /proc/<pid>/ns files could not be opened.
+    plan = compileExecPlan({ spec: rec.config, process: proc, initPid: rec.pid, preserveFds, apparmor: proc.apparmorProfile ? apparmorEnabled() : false, denySetgroups: setgroupsDenied(rec.pid), pidfd: true });
   } catch (e) {
     if (e instanceof PlanError) throw new ContainerError(`exec in ${opts.id}: ${e.message}`, { id: opts.id, pointer: e.pointer, cause: e });
     throw e;
   }
-  const { pid: stage1, sync } = linux.spawnExecutor(encodePlan(plan.ops), {
-    stdio: opts.stdio ?? [0, 1, 2],
-    preserveFds: Array.from({ length: preserveFds }, (_, i) => 3 + i),
-  });
+  let initFd: number;
+  try {
+    initFd = linux.pidfdOpen(rec.pid);
+  } catch (e) {
+    throw new ContainerError(`exec in ${opts.id}: the container's init (pid ${rec.pid}) is gone`, { ...errorFields(e), id: opts.id, op: "pidfd_open", cause: e });
+  }
+  let spawned: ReturnType<typeof linux.spawnExecutor>;
+  try {
+    spawned = linux.spawnExecutor(encodePlan(plan.ops), {
+      stdio: opts.stdio ?? [0, 1, 2],
+      // The pidfd comes right after the preserved fds, where the plan's join looks for it.
+      preserveFds: [...Array.from({ length: preserveFds }, (_, i) => 3 + i), initFd],
+    });
+  } finally {
+    linux.close(initFd);
+  }
+  const { pid: stage1, sync } = spawned;
   ownChild(stage1);
   let stage1Left = true;
   let pid = 0;

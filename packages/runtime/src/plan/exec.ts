@@ -21,10 +21,11 @@ export interface ExecPlanInput {
   /** setgroups(2) is denied in the container's user namespace (rootless). */
   denySetgroups?: boolean;
   /**
-   * A pidfd of the init is fd 3: its namespaces are joined through it, all at once (hooks: the
-   * init is still the executor, not dumpable, so its /proc/<pid>/ns files are closed to a
-   * rootless tsrun, and to any tsrun once in the init's user namespace). Default: one setns of
-   * /proc/<initPid>/ns/… each.
+   * A pidfd of the init is the fd after the preserved ones (3 + preserveFds): its namespaces are
+   * joined through it, all at once. Needed while the init is still the executor, not dumpable
+   * (a created container; hooks): its /proc/<pid>/ns files are closed to a rootless tsrun, and to
+   * any tsrun once in the init's user namespace. Default: one setns of /proc/<initPid>/ns/… each.
+   * The set-up closes it with every other fd above the preserved ones before exec.
    */
   pidfd?: boolean;
 }
@@ -51,7 +52,7 @@ export function compileExecPlan(input: ExecPlanInput): InitPlan {
     const k = require("./kernel.ts") as typeof import("./kernel.ts");
     ops.push(k.affinityOp(proc.execCPUAffinity, "initial")!);
   }
-  ops.push(...joinOps(spec, input.initPid, input.pidfd ?? false), { op: "stage", name: "tsrun:[2:EXEC]" });
+  ops.push(...joinOps(spec, input.initPid, input.pidfd ? 3 + input.preserveFds : undefined), { op: "stage", name: "tsrun:[2:EXEC]" });
   const userns = joinedNamespaces(spec).includes("user");
   ops.push(...processOps(proc, { preserveFds: input.preserveFds, seccomp: seccompOp, devConsole: false, linux: spec.linux, exec: true, denySetgroups: input.denySetgroups ?? false, userns }));
   ops.push(execOp(proc, args));
@@ -65,10 +66,10 @@ export function joinedNamespaces(spec: Spec): NamespaceType[] {
 }
 
 /** Into every namespace of the init, then the sync point for the cgroups, then the fork. */
-function joinOps(spec: Spec, initPid: number, pidfd: boolean): Op[] {
+function joinOps(spec: Spec, initPid: number, pidfd: number | undefined): Op[] {
   const types = joinedNamespaces(spec);
-  const ops: Op[] = pidfd
-    ? [setnsPidfdOp(3, types.reduce((m, t) => m | CLONE_FLAGS[t], 0))]
+  const ops: Op[] = pidfd !== undefined
+    ? [setnsPidfdOp(pidfd, types.reduce((m, t) => m | CLONE_FLAGS[t], 0))]
     : types.map((t) => ({ op: "setns", path: `/proc/${initPid}/ns/${NS_PROC_NAMES[t]}`, nstype: CLONE_FLAGS[t] }));
   // tsrun moves stage 1 into the container's cgroups here, so that stage 2 is born in them.
   ops.push({ op: "sync", code: SYNC.NAMESPACES });
@@ -111,7 +112,7 @@ export function compileHookPlan(input: HookPlanInput): InitPlan {
     // the hook's path, not its argv[0], is the program (found before the set-up is over)
     return { ops: ops.map((o) => (o.op === "exec" ? exec : o.op === "resolveExec" ? { op: "resolveExec", file: hook.path, path: DEFAULT_PATH } : o)) };
   }
-  const ops: Op[] = [{ op: "stage", name: "tsrun:[1:HOOK]" }, ...joinOps(spec, input.initPid, true), { op: "stage", name: "tsrun:[2:HOOK]" }];
+  const ops: Op[] = [{ op: "stage", name: "tsrun:[1:HOOK]" }, ...joinOps(spec, input.initPid, 3), { op: "stage", name: "tsrun:[2:HOOK]" }];
   // the init's credentials at this point: root of its user namespace (stage 1 took them)
   if (spec.linux?.namespaces?.some((n) => n.type === "user")) ops.push({ op: "setUser", uid: 0, gid: 0, groups: [], setgroups: false });
   ops.push({ op: "closeFds", first: 3 }, { op: "chdir", path: input.rootfs }, exec);
