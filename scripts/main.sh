@@ -10,7 +10,8 @@ node_modules/.bin/bun scripts/build.ts
 demo=${1:-.tmp/demo}
 rm -rf "$demo"
 mkdir -p "$demo"
-export TSRUN_IMAGE_ROOT="$PWD/$demo/images"
+# Absolute: the stores are named to tsrun (and in the hint at the end) whatever the argument was.
+export TSRUN_IMAGE_ROOT="$(realpath "$demo")/images"
 # The bridge network below makes tsrun0 and the CNI plugins' iptables chains on first use, and
 # they stay, as docker0 does. What this job made goes when it ends (failed or not): the bridge if
 # it was not there before, and the chains that were not, with the rules that jump to them.
