@@ -103,7 +103,9 @@ describe("syscall ops", () => {
     expect(nnp[sched - 1]).toEqual({ op: "prctl", option: 38, arg: 1n });
     // execCPUAffinity is not for the init (config.md); an exec'd process gets the initial
     // affinity in stage 1, before tsrun moves it into the cgroups, and the final one in stage 2.
-    expect(syscalls(init).map((o) => o.nr)).toEqual([nr("sched_setattr"), nr("ioprio_set"), nr("personality"), nr("set_mempolicy")]);
+    // The init's affinity is reset to its cpuset last (resetAffinityOp); the exec's final one replaces that.
+    expect(syscalls(init).map((o) => o.nr)).toEqual([nr("sched_setattr"), nr("ioprio_set"), nr("personality"), nr("set_mempolicy"), nr("sched_setaffinity")]);
+    expect(syscalls(init).at(-1)).toMatchObject({ tolerate: 22, args: [0n, 1024n, 0n], buf: new Uint8Array(1024).fill(0xff) });
     expect(syscalls(exec).map((o) => o.nr)).toEqual([nr("sched_setaffinity"), nr("sched_setattr"), nr("ioprio_set"), nr("personality"), nr("set_mempolicy"), nr("sched_setaffinity")]);
     const names = exec.map((o) => o.op);
     expect(names.indexOf("syscall")).toBeLessThan(names.indexOf("sync"));
@@ -111,13 +113,19 @@ describe("syscall ops", () => {
     expect([initial!.args, Array.from(initial!.buf), initial!.bufArgs]).toEqual([[0n, 8n, 0n], [1, 0, 0, 0, 0, 0, 0, 0], 0b100]);
     expect(Array.from(final!.buf)[0]).toBe(2);
     expect(final!.what).toBe("set the CPU affinity before exec (/process/execCPUAffinity/final: CPUs 1)");
-    // absent or empty: the affinity is left to the kernel
+    // absent or empty: no affinity of the config's, only the reset to the cpuset
     const none = compileExecPlan({ spec: spec(), process: { ...spec().process, execCPUAffinity: { initial: "", final: " " } }, initPid: 1, preserveFds: 0 }).ops;
-    expect(syscalls(none)).toEqual([]);
+    expect(syscalls(none).map((o) => o.what)).toEqual(["reset the CPU affinity to the container's cpuset"]);
   });
 
-  test("a config without these settings has no syscall op", () => {
-    expect(syscalls(compilePlan(input()).ops)).toEqual([]);
+  test("a config without these settings has one syscall op: the affinity reset to the cpuset, init and exec alike", () => {
+    const reset = { what: "reset the CPU affinity to the container's cpuset", nr: nr("sched_setaffinity"), tolerate: 22, bufArgs: 1 << 2 };
+    expect(syscalls(compilePlan(input()).ops)).toMatchObject([reset]);
+    expect(syscalls(compileExecPlan({ spec: spec(), process: spec().process, initPid: 1, preserveFds: 0 }).ops)).toMatchObject([reset]);
+    // An exec with only an initial affinity: that one in stage 1, the reset after the cgroup move.
+    const initialOnly = (s: Json) => (s.process.execCPUAffinity = { initial: "0" });
+    const ops = compileExecPlan({ spec: spec(initialOnly), process: spec(initialOnly).process, initPid: 1, preserveFds: 0 }).ops;
+    expect(syscalls(ops).map((o) => o.what)).toEqual([expect.stringContaining("initial"), reset.what]);
   });
 });
 

@@ -3,9 +3,10 @@
 // process.execCPUAffinity (exec), linux.intelRdt (refused); bad input leaves nothing behind.
 import { afterAll, describe, expect, test } from "bun:test";
 import { cpus } from "node:os";
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { leftovers, testEnv } from "./containers.ts";
+import { TSRUN } from "./helpers.ts";
 
 const started: string[] = [];
 // Registered before testEnv()'s own clean-up, which removes the state root: hooks run in order.
@@ -110,9 +111,40 @@ describe("execCPUAffinity (exec only)", () => {
     expect(env.tsrun(["exec", "-p", file, id]).stdout).toBe("Cpus_allowed_list:\t1\n");
     proc({ final: "0" });
     expect(env.tsrun(["exec", "-p", file, id]).stdout).toBe("Cpus_allowed_list:\t0\n");
-    // initial only: the cpuset cgroup the process joins decides (v1 cpuset resets it on attach)
+    // initial only: after the move into the cgroups the affinity is reset to the cpuset
     proc({ initial: "1" });
-    expect(env.tsrun(["exec", "-p", file, id]).code).toBe(0);
+    expect(env.tsrun(["exec", "-p", file, id]).stdout).toBe(`Cpus_allowed_list:\t${all}\n`);
+  });
+
+  test("a tsrun started on fewer CPUs (taskset) does not hand its affinity on: the init and an exec get their cpuset's", () => {
+    const all = `0-${cpus().length - 1}`;
+    // Output to a file: a detached container keeps its stdio, a pipe would never end.
+    const outFile = join(env.dir, "aff-taskset.out");
+    const errFile = join(env.dir, "aff-taskset.err");
+    const onCpu0 = (args: string[]) => {
+      const [out, err] = [openSync(outFile, "w"), openSync(errFile, "w")];
+      try {
+        const r = Bun.spawnSync(["taskset", "-c", "0", TSRUN, "--root", env.root, ...args], { stdin: "ignore", stdout: out, stderr: err });
+        return { code: r.exitCode, out: readFileSync(outFile, "utf8"), err: readFileSync(errFile, "utf8") };
+      } finally {
+        closeSync(out);
+        closeSync(err);
+      }
+    };
+    const status = ["grep", "Cpus_allowed_list", "/proc/self/status"];
+    for (const [sub, cpuset, want] of [["all", undefined, all], ["cpu1", "1", "1"]] as const) {
+      const one = `s13-aff-${sub}`;
+      const b = env.bundle(one, (s) => {
+        s.process.args = ["sleep", "300"];
+        if (cpuset) s.linux.resources = { cpu: { cpus: cpuset, mems: "0" } };
+      });
+      const r = onCpu0(["run", "-d", "--bundle", b, one]);
+      expect(r.err).toBe("");
+      started.push(one);
+      const pid = JSON.parse(env.tsrun(["state", one]).stdout).pid as number;
+      expect(readFileSync(`/proc/${pid}/status`, "utf8").match(/^Cpus_allowed_list:\s+(\S+)$/m)?.[1]).toBe(want);
+      expect(onCpu0(["exec", one, ...status]).out).toBe(`Cpus_allowed_list:\t${want}\n`);
+    }
   });
 
   test("a CPU that does not exist fails the exec with the step named, at either stage", () => {

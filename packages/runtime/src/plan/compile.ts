@@ -5,6 +5,7 @@ import type { LinuxDevice, Mount, Process, Spec } from "@tsrun/ocispec/core";
 import { CAPABILITIES, CLONE_FLAGS, MS, RLIMITS, sysctlNamespace, sysctlPath, type NamespaceType } from "@tsrun/ocispec/core";
 import { isBind, parseMountOptions } from "./mounts.ts";
 import { SYNC, type InitPlan, type Op } from "./ops.ts";
+import { resetAffinityOp } from "./fold.ts";
 
 /** Where the host's cgroups for this container are, for `type: cgroup` mounts. */
 export type CgroupMountSource =
@@ -335,16 +336,17 @@ export function processOps(
  */
 function kernelSettingOps(proc: Process, lx: Spec["linux"], exec: boolean): Op[] {
   const final = exec && proc.execCPUAffinity?.final?.trim();
-  if (!proc.scheduler && !proc.ioPriority && !lx?.personality && !lx?.memoryPolicy && !final) return [];
+  // The process is in the container's cgroups since stage 1, but keeps the affinity tsrun was
+  // started with (see resetAffinityOp) unless told otherwise: execCPUAffinity.final replaces it.
+  if (!proc.scheduler && !proc.ioPriority && !lx?.personality && !lx?.memoryPolicy && !final) return [resetAffinityOp()];
   const k = require("./kernel.ts") as typeof import("./kernel.ts");
   const ops: Op[] = [];
   if (proc.scheduler) ops.push(k.schedulerOp(proc.scheduler));
   if (proc.ioPriority) ops.push(k.ioPriorityOp(proc.ioPriority));
   if (lx?.personality) ops.push(k.personalityOp(lx.personality));
   if (lx?.memoryPolicy) ops.push(k.memoryPolicyOp(lx.memoryPolicy));
-  // The process is in the container's cgroups since stage 1 (whose cpuset reset the affinity).
   const aff = exec ? k.affinityOp(proc.execCPUAffinity, "final") : undefined;
-  if (aff) ops.push(aff);
+  ops.push(aff ?? resetAffinityOp());
   return ops;
 }
 

@@ -22,7 +22,7 @@ export interface FieldCheck {
   list(v: unknown, field: string): unknown[];
 }
 
-type Name = "capset" | "exit_group" | "setns" | "chdir" | "chroot" | "mount" | "prctl" | "prlimit64" | "sethostname" | "setdomainname" | "setgroups" | "setresgid" | "setresuid" | "setsid" | "umask" | "unshare";
+type Name = "capset" | "exit_group" | "sched_setaffinity" | "setns" | "chdir" | "chroot" | "mount" | "prctl" | "prlimit64" | "sethostname" | "setdomainname" | "setgroups" | "setresgid" | "setresuid" | "setsid" | "umask" | "unshare";
 
 /**
  * The numbers of the calls above on the architectures the executor is built for: x86_64's own
@@ -30,8 +30,8 @@ type Name = "capset" | "exit_group" | "setns" | "chdir" | "chroot" | "mount" | "
  * sources). Kept here, not taken from the seccomp tables: those are start-up cost.
  */
 export const FOLD_SYSCALLS: Readonly<Record<"x64" | "arm64", Readonly<Record<Name, number>>>> = {
-  x64: { capset: 126, exit_group: 231, setns: 308, chdir: 80, chroot: 161, mount: 165, prctl: 157, prlimit64: 302, sethostname: 170, setdomainname: 171, setgroups: 116, setresgid: 119, setresuid: 117, setsid: 112, umask: 95, unshare: 272 },
-  arm64: { capset: 91, exit_group: 94, setns: 268, chdir: 49, chroot: 51, mount: 40, prctl: 167, prlimit64: 261, sethostname: 161, setdomainname: 162, setgroups: 159, setresgid: 149, setresuid: 147, setsid: 157, umask: 166, unshare: 97 },
+  x64: { capset: 126, exit_group: 231, sched_setaffinity: 203, setns: 308, chdir: 80, chroot: 161, mount: 165, prctl: 157, prlimit64: 302, sethostname: 170, setdomainname: 171, setgroups: 116, setresgid: 119, setresuid: 117, setsid: 112, umask: 95, unshare: 272 },
+  arm64: { capset: 91, exit_group: 94, sched_setaffinity: 122, setns: 268, chdir: 49, chroot: 51, mount: 40, prctl: 167, prlimit64: 261, sethostname: 161, setdomainname: 162, setgroups: 159, setresgid: 149, setresuid: 147, setsid: 157, umask: 166, unshare: 97 },
 };
 
 const PR_SET_NAME = 15;
@@ -67,6 +67,20 @@ function call(what: string, name: Name, args: (number | bigint)[], buf: Uint8Arr
  */
 export function setnsPidfdOp(pidfd: number, flags: number): SyscallOp {
   return call(`join the namespaces 0x${flags.toString(16)} of the init (setns of its pidfd)`, "setns", [pidfd, flags]);
+}
+
+/**
+ * sched_setaffinity(0, …, every CPU): the process's affinity becomes what its cpuset allows. A
+ * process moved into a cgroup keeps the affinity it had (Linux 6.2 and later remember a mask set
+ * by the user), so a tsrun started under `taskset` or a systemd CPUAffinity would hand that mask
+ * on to the container, whatever its cpuset says. runc 1.2.7/1.3.1 and crun reset it the same way;
+ * the kernel narrows an all-set mask to the allowed CPUs. EINVAL (no allowed CPU in the mask) is
+ * taken as nothing to do.
+ */
+export function resetAffinityOp(): SyscallOp {
+  // 8192 CPUs: the kernel's largest NR_CPUS; a longer mask than the kernel's is cut to its size.
+  const mask = new Uint8Array(1024).fill(0xff);
+  return { ...call("reset the CPU affinity to the container's cpuset", "sched_setaffinity", [0, mask.length, 0], mask, 1 << 2), tolerate: EINVAL };
 }
 
 /** exit_group(code): where a plan that has done its work ends, without exec (the cgroup warm-up). */
