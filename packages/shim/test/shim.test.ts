@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MS } from "@tsrun/ocispec/core";
 import { FlagError, parseFlags } from "../src/bin/flags.ts";
-import { socketPath } from "../src/bin/manager.ts";
+import { groupMax, groupOf, socketPath } from "../src/bin/manager.ts";
 import { mountPoints, mountTarget, planMount, RootfsError } from "../src/task/rootfs.ts";
 import { lastLoggedError } from "../src/task/runtime.ts";
 import { taskMethods, taskProto } from "../src/task/proto.ts";
@@ -90,13 +90,43 @@ describe("runtime log", () => {
   });
 });
 
-describe("socket naming", () => {
-  test("deterministic per address, namespace and id, and short enough for sun_path", () => {
-    const a = socketPath("/run/containerd/containerd.sock", "default", "c1");
+describe("socket naming and groups", () => {
+  test("deterministic per address, namespace, group and slot, and short enough for sun_path", () => {
+    const a = socketPath("/run/containerd/containerd.sock", "default", "namespace");
     expect(a).toMatch(/^\/run\/containerd\/s\/[0-9a-f]{64}$/);
-    expect(socketPath("/run/containerd/containerd.sock", "default", "c1")).toBe(a);
-    expect(socketPath("/run/containerd/containerd.sock", "other", "c1")).not.toBe(a);
-    expect(() => socketPath("/x", "ns", "id", `/${"d".repeat(60)}`)).toThrow("longer than");
+    expect(socketPath("/run/containerd/containerd.sock", "default", "namespace")).toBe(a);
+    expect(socketPath("/run/containerd/containerd.sock", "default", "namespace", 0)).toBe(a);
+    expect(socketPath("/run/containerd/containerd.sock", "default", "namespace", 1)).not.toBe(a);
+    expect(socketPath("/run/containerd/containerd.sock", "other", "namespace")).not.toBe(a);
+    expect(socketPath("/run/containerd/containerd.sock", "default", "pod:p1")).not.toBe(a);
+    expect(socketPath("/other.sock", "default", "namespace")).not.toBe(a);
+    expect(() => socketPath("/x", "ns", "namespace", 0, `/${"d".repeat(60)}`)).toThrow("longer than");
+  });
+
+  test("the group: the pod's sandbox id, else the runc group annotation, else the namespace", () => {
+    const dir = mkdtempSync(join(tmpdir(), "tsrun-group-"));
+    try {
+      const spec = (annotations?: Record<string, unknown>) => writeFileSync(join(dir, "config.json"), JSON.stringify({ ociVersion: "1.0.2", annotations }));
+      spec({ "io.kubernetes.cri.sandbox-id": "pod1", "io.containerd.runc.v2.group": "g" });
+      expect(groupOf(dir)).toBe("pod:pod1");
+      spec({ "io.containerd.runc.v2.group": "g", other: "x" });
+      expect(groupOf(dir)).toBe("group:g");
+      spec({ "io.containerd.runc.v2.group": "" });
+      expect(groupOf(dir)).toBe("namespace");
+      spec(undefined);
+      expect(groupOf(dir)).toBe("namespace");
+      writeFileSync(join(dir, "config.json"), "not json");
+      expect(groupOf(dir)).toBe("namespace");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("the cap: 32 by default, TSRUN_SHIM_GROUP_MAX when it is a positive integer", () => {
+    expect(groupMax({})).toBe(32);
+    expect(groupMax({ TSRUN_SHIM_GROUP_MAX: "3" })).toBe(3);
+    expect(groupMax({ TSRUN_SHIM_GROUP_MAX: "0" })).toBe(32);
+    expect(groupMax({ TSRUN_SHIM_GROUP_MAX: "x" })).toBe(32);
   });
 });
 

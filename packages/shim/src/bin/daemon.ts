@@ -1,5 +1,7 @@
-// The long-lived shim: a subreaper serving the Task API over ttrpc until Shutdown.
-import { chmodSync, rmSync } from "node:fs";
+// The long-lived shim: a subreaper serving the Task API over ttrpc for every container of its
+// group (see manager.ts), until a Shutdown comes and no task is left.
+import { chmodSync, closeSync, constants, openSync, rmSync, writeSync } from "node:fs";
+import { join } from "node:path";
 import { TtrpcServer } from "../ttrpc/server.ts";
 import { TASK_SERVICE_V2, TASK_SERVICE_V3 } from "../task/proto.ts";
 import { Reaper } from "../task/reaper.ts";
@@ -7,6 +9,7 @@ import { loadSavedOptions, TaskService } from "../task/service.ts";
 import { Publisher, transportFromEnvironment } from "../events/publisher.ts";
 import { OomMonitor, stateRootFor } from "../events/oom.ts";
 import { EventOrder } from "../events/order.ts";
+import { GROUP_SERVICE, groupMax } from "./manager.ts";
 import type { ShimFlags } from "./flags.ts";
 
 /** How long a Shutdown waits for other calls' responses before the process exits anyway. */
@@ -18,7 +21,13 @@ export function serve(f: ShimFlags): void {
   reaper.start();
   const server = new TtrpcServer();
   const namespace = f.namespace || "default";
-  const log = (line: string) => console.error(`containerd-shim-tsrun-v2 ${namespace}/${f.id}: ${line}`);
+  const label = `${namespace}/${f.group || f.id}`;
+  let service: TaskService | undefined;
+  const shimLog = new ShimLog(() => service?.bundles() ?? []);
+  const log = (line: string) => shimLog.write(`containerd-shim-tsrun-v2 ${label} (pid ${process.pid}): ${line}`);
+  // A shared daemon outlives any one container's trouble: what escapes a handler is logged, not fatal.
+  process.on("uncaughtException", (err) => log(`uncaught: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`));
+  process.on("unhandledRejection", (err) => log(`unhandled rejection: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`));
   // Events: the service → OOM watching → ordering → the queue that sends them to containerd.
   const publisher = new Publisher({ namespace, transport: transportFromEnvironment(process.env, f.publishBinary, f.address), log });
   const oom = new OomMonitor(new EventOrder(publisher.publish).publish, { stateRoot: (bundle) => stateRootFor(loadSavedOptions(bundle).root, namespace), log });
@@ -36,13 +45,64 @@ export function serve(f: ShimFlags): void {
     reaper.stop();
     process.exit(code);
   };
-  const service = new TaskService({ namespace, reaper, onShutdown: () => void exit(0), publish: oom.publish });
+  service = new TaskService({ namespace, reaper, onShutdown: () => void exit(0), publish: oom.publish, maxTasks: groupMax() });
+  // The container `start` spawned this daemon for is its first member.
+  if (f.id) service.reserve(f.id);
   const methods = service.methods();
   server.register(TASK_SERVICE_V2, methods);
   server.register(TASK_SERVICE_V3, methods);
+  const group = service;
+  server.register(GROUP_SERVICE, {
+    Reserve: (payload) => {
+      group.reserve(new TextDecoder().decode(payload));
+      return new Uint8Array(0);
+    },
+  });
   rmSync(f.socket, { force: true });
   server.listen(f.socket);
   chmodSync(f.socket, 0o600);
   for (const sig of ["SIGTERM", "SIGINT"] as const) process.on(sig, () => void exit(0));
-  if (f.debug) console.error(`containerd-shim-tsrun-v2: serving ${f.namespace}/${f.id} on ${f.socket} (pid ${process.pid})`);
+  if (f.debug) log(`serving on ${f.socket}`);
+}
+
+/**
+ * The daemon's log. Its stderr is the `log` fifo of the bundle `start` spawned it from, which
+ * containerd reads only while that container's shim connection lasts: once that container is
+ * gone, writes fail (EPIPE), and the log moves to the fifo of a task still served (opened
+ * non-blocking: a line nobody reads in time is dropped rather than stalling the daemon). With no
+ * task left, lines are dropped.
+ */
+class ShimLog {
+  private fd = 2;
+
+  constructor(private readonly bundles: () => string[]) {}
+
+  write(line: string): void {
+    const data = `${line}\n`;
+    for (let tries = 0; tries < 3; tries++) {
+      try {
+        writeSync(this.fd, data);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "EAGAIN") return;
+        if (!this.reopen()) return;
+      }
+    }
+  }
+
+  /** Points the log at a live task's fifo; false when none has a reader. */
+  private reopen(): boolean {
+    for (const bundle of this.bundles()) {
+      let fd: number;
+      try {
+        fd = openSync(join(bundle, "log"), constants.O_WRONLY | constants.O_NONBLOCK);
+      } catch {
+        continue;
+      }
+      if (this.fd !== 2) closeSync(this.fd);
+      this.fd = fd;
+      return true;
+    }
+    return false;
+  }
 }

@@ -12,6 +12,8 @@ export interface ShimFlags {
   debug: boolean;
   /** Ours: the socket the daemon listens on, passed by `start` to the daemon it spawns. */
   socket: string;
+  /** Ours: the group the daemon serves (see manager.ts groupOf), for its log lines. */
+  group: string;
   version: boolean;
   info: boolean;
   /** start, delete, or "" for the daemon. */
@@ -25,6 +27,7 @@ const STRING_FLAGS: Record<string, keyof ShimFlags> = {
   id: "id",
   bundle: "bundle",
   socket: "socket",
+  group: "group",
 };
 const BOOL_FLAGS: Record<string, keyof ShimFlags> = { debug: "debug", v: "version", info: "info" };
 
@@ -33,7 +36,7 @@ export class FlagError extends Error {
 }
 
 export function parseFlags(argv: readonly string[]): ShimFlags {
-  const f: ShimFlags = { namespace: "", address: "", publishBinary: "", id: "", bundle: "", debug: false, socket: "", version: false, info: false, action: "" };
+  const f: ShimFlags = { namespace: "", address: "", publishBinary: "", id: "", bundle: "", debug: false, socket: "", group: "", version: false, info: false, action: "" };
   let i = 0;
   for (; i < argv.length; i++) {
     const arg = argv[i]!;

@@ -1,10 +1,11 @@
-// `start`, the shim's short-lived command containerd runs with the bundle as cwd: it spawns the
-// long-lived daemon (this binary without an action), waits until it answers on its socket,
-// writes <bundle>/address and prints the address. It loads none of the Task service's modules
+// `start`, the shim's short-lived command containerd runs with the bundle as cwd: it finds the
+// daemon that serves the container's group (pod, group annotation, or namespace) and has room
+// for it, or spawns one (this binary without an action) and waits until it answers on its
+// socket; then it writes <bundle>/address and prints the address. It loads none of the Task service's modules
 // (containerd waits for it on every container start); `delete` is in cleanup.ts.
-import { closeSync, constants, existsSync, mkdirSync, openSync, rmSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fcntl } from "@tsrun/runtime/linux";
+import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fcntl, flock } from "@tsrun/runtime/linux";
 import type { ShimFlags } from "./flags.ts";
 
 /** Where runc's shim puts its sockets; containerd 1.6 does not pass a directory. */
@@ -12,10 +13,62 @@ export const SOCKET_DIR = "/run/containerd/s";
 /** sun_path holds 108 bytes; containerd's own limit is 106. */
 const MAX_SOCKET_PATH = 106;
 const START_TIMEOUT_MS = 10_000;
+/** How long `start` waits for a running daemon to answer a reservation. */
+const RESERVE_TIMEOUT_MS = 5_000;
+/** Shims per group at most (each holding up to the group cap). */
+const MAX_SLOTS = 1024;
+const LOCK_EX = 2;
 
-/** One shim per container: the socket is named after containerd's address, the namespace and the id, as runc's is. */
-export function socketPath(address: string, namespace: string, id: string, dir = SOCKET_DIR): string {
-  const hash = new Bun.CryptoHasher("sha256").update(join(address, namespace, id)).digest("hex");
+/** The annotations that put a container into a group (the first one present wins). */
+export const POD_ANNOTATION = "io.kubernetes.cri.sandbox-id";
+export const GROUP_ANNOTATION = "io.containerd.runc.v2.group";
+/**
+ * Containers per shim daemon. One Bun process costs ~50 MB whatever it serves, so sharing it is
+ * what makes the shim cheap; but its containers share its fate (a crashed or killed daemon takes
+ * every task it serves out of containerd's hands) and its one event loop (IO copying, reaping,
+ * every Task call). 32 brings the fixed cost under 2 MB a container while bounding that blast
+ * radius and the daemon's fds (each task holds its stdio fifos). TSRUN_SHIM_GROUP_MAX (from
+ * containerd's environment) overrides it.
+ */
+export const DEFAULT_GROUP_MAX = 32;
+/** Env override of DEFAULT_GROUP_MAX, read by `start` and by the daemon. */
+export const GROUP_MAX_ENV = "TSRUN_SHIM_GROUP_MAX";
+/** The daemon's membership service, spoken by `start` only (containerd never calls it). */
+export const GROUP_SERVICE = "tsrun.shim.v1.Group";
+
+export function groupMax(env: Record<string, string | undefined> = process.env): number {
+  const v = Number(env[GROUP_MAX_ENV]);
+  return Number.isInteger(v) && v > 0 ? v : DEFAULT_GROUP_MAX;
+}
+
+/**
+ * The group of the container whose bundle this is: its pod (CRI's sandbox id, which the pause
+ * container carries as its own id), else the runc shim's group annotation, else its containerd
+ * namespace as a whole. containerd passes `start` no labels, only the bundle: a container label
+ * reaches the shim only if the client also copies it into the spec's annotations.
+ */
+export function groupOf(bundle: string): string {
+  let annotations: Record<string, unknown> = {};
+  try {
+    const spec = JSON.parse(readFileSync(join(bundle, "config.json"), "utf8")) as { annotations?: Record<string, unknown> };
+    if (spec && typeof spec.annotations === "object" && spec.annotations !== null) annotations = spec.annotations;
+  } catch {
+    // No readable spec: Create will say what is wrong with it; group by namespace meanwhile.
+  }
+  const pod = annotations[POD_ANNOTATION];
+  if (typeof pod === "string" && pod) return `pod:${pod}`;
+  const group = annotations[GROUP_ANNOTATION];
+  if (typeof group === "string" && group) return `group:${group}`;
+  return "namespace";
+}
+
+/**
+ * The socket of a group's shim number `slot` (a full group spills into the next slot's shim).
+ * Named, as runc's, after containerd's address, the namespace and the group, plus this
+ * executable, so that another build of the shim never receives this one's containers.
+ */
+export function socketPath(address: string, namespace: string, group: string, slot = 0, dir = SOCKET_DIR, self = selfCommand().argv.join(" ")): string {
+  const hash = new Bun.CryptoHasher("sha256").update(JSON.stringify([address, namespace, group, slot, self])).digest("hex");
   const path = join(dir, hash);
   if (path.length > MAX_SOCKET_PATH) throw new Error(`shim socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes`);
   return path;
@@ -32,6 +85,31 @@ export function selfCommand(): { argv: string[]; argv0: string } {
   return { argv: [process.execPath, Bun.main], argv0: process.execPath };
 }
 
+/** A shim daemon's answer to a reservation. */
+type Reservation = "ok" | "full" | "gone";
+
+/** Asks the daemon at `socket` to hold a place for container `id`. */
+async function reserve(socket: string, id: string): Promise<Reservation> {
+  const { TtrpcClient } = await import("../ttrpc/client.ts");
+  const { Code, TtrpcError } = await import("../ttrpc/status.ts");
+  let client;
+  try {
+    client = await TtrpcClient.connect(socket);
+  } catch {
+    return "gone";
+  }
+  try {
+    await client.call(GROUP_SERVICE, "Reserve", new TextEncoder().encode(id), { timeoutMs: RESERVE_TIMEOUT_MS });
+    return "ok";
+  } catch (err) {
+    if (err instanceof TtrpcError && err.code === Code.RESOURCE_EXHAUSTED) return "full";
+    // Shutting down (UNAVAILABLE), hung, or not a shim of ours: use another slot.
+    return "gone";
+  } finally {
+    client.close();
+  }
+}
+
 export async function startShim(f: ShimFlags): Promise<string> {
   if (!f.id) throw new Error("start: -id is required");
   const namespace = f.namespace || "default";
@@ -39,18 +117,37 @@ export async function startShim(f: ShimFlags): Promise<string> {
   // containerd writes the task options to stdin; read them all so its writer never sees EPIPE.
   // (They are unused here: Create receives the same options.)
   if (!process.stdin.isTTY) await Bun.stdin.bytes();
-  const socket = socketPath(f.address, namespace, f.id);
-  const address = `unix://${socket}`;
-  if (await connectable(socket)) {
-    // A shim for this id already runs (containerd retried start): hand out its address.
-    writeFileSync(join(bundle, "address"), address);
-    return address;
+  const group = groupOf(bundle);
+  mkdirSync(SOCKET_DIR, { recursive: true, mode: 0o700 });
+  // Starts take turns (a lock on the socket directory, released when this process exits at the
+  // latest): two starts of one group must not both spawn a daemon for the same socket.
+  const lock = openSync(SOCKET_DIR, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    flock(lock, LOCK_EX);
+    for (let slot = 0; slot < MAX_SLOTS; slot++) {
+      const socket = socketPath(f.address, namespace, group, slot);
+      const address = `unix://${socket}`;
+      if (await connectable(socket)) {
+        // The group's shim runs: it takes this container unless it is full or going away.
+        if ((await reserve(socket, f.id)) !== "ok") continue;
+      } else {
+        await spawnDaemon(f, namespace, group, bundle, socket);
+      }
+      writeFileSync(join(bundle, "address"), address);
+      return address;
+    }
+    throw new Error(`no shim slot left for group ${group} of namespace ${namespace} (${MAX_SLOTS} shims)`);
+  } finally {
+    closeSync(lock);
   }
+}
+
+/** Spawns the daemon that will serve `socket`, with container `id` as its first member, and waits until it answers. */
+async function spawnDaemon(f: ShimFlags, namespace: string, group: string, bundle: string, socket: string): Promise<void> {
   rmSync(socket, { force: true });
-  mkdirSync(dirname(socket), { recursive: true, mode: 0o700 });
   const log = openLog(bundle);
   const self = selfCommand();
-  const argv = [...self.argv, "-namespace", namespace, "-id", f.id, "-address", f.address, "-socket", socket];
+  const argv = [...self.argv, "-namespace", namespace, "-id", f.id, "-address", f.address, "-socket", socket, "-group", group];
   if (f.publishBinary) argv.push("-publish-binary", f.publishBinary);
   if (f.debug) argv.push("-debug");
   // The daemon must not hold containerd's output pipe (stdout and stderr of this process):
@@ -69,8 +166,6 @@ export async function startShim(f: ShimFlags): Promise<string> {
     await Bun.sleep(5);
   }
   daemon.unref();
-  writeFileSync(join(bundle, "address"), address);
-  return address;
 }
 
 /**

@@ -79,15 +79,28 @@ export interface TaskServiceOptions {
   /** Defaults for tasks whose Create carries no runc options. */
   binary?: string;
   root?: string;
-  /** Called after a Shutdown that leaves no tasks, once the response has been sent. */
+  /** Called once the daemon may exit: a Shutdown came and no task or reserved place is left. */
   onShutdown?: () => void;
+  /** Containers this daemon takes at most through Reserve (`start`); Create itself is never refused for it. */
+  maxTasks?: number;
+  /** How long a place reserved by `start` waits for its Create. */
+  reserveMs?: number;
   /** Task events for containerd (events/: queued, ordered and sent apart from the calls). */
   publish?: Publish;
 }
 
+/** How long a place reserved by `start` is kept for a Create that does not come. */
+const RESERVE_MS = 60_000;
+
 export class TaskService {
   private tasks = new Map<string, Task>();
   private creating = new Set<string>();
+  /** Places `start` reserved for containers whose Create has not come yet (id → expiry timer). */
+  private reserved = new Map<string, ReturnType<typeof setTimeout>>();
+  /** containerd asked this daemon to go (it does after every task's Delete). */
+  private shutdownAsked = false;
+  /** Going: no new members. */
+  private exiting = false;
 
   private publish: Publish;
 
@@ -153,8 +166,13 @@ export class TaskService {
         return { shimPid: process.pid, taskPid: t?.pid ?? 0, version: SHIM_VERSION };
       }),
       Shutdown: unary(p.shutdownRequest, p.empty, (req) => {
-        // A shim may serve several tasks; it stays up while any is left, unless told `now`.
-        if (this.tasks.size === 0 || req.now) this.opts.onShutdown?.();
+        // containerd sends Shutdown after each task's Delete. A shared shim stays up while any
+        // task is left (whatever `now` says: the others still need it) or a place is reserved.
+        this.shutdownAsked = true;
+        // containerd is done with this container here, whether or not its Create ever came.
+        this.release(req.id);
+        if (req.now && this.tasks.size === 0 && this.creating.size === 0) this.exit();
+        else this.maybeExit();
         return {};
       }),
     };
@@ -172,6 +190,64 @@ export class TaskService {
 
   get size(): number {
     return this.tasks.size;
+  }
+
+  /** The containers this daemon serves or has a place reserved for. */
+  members(): Set<string> {
+    return new Set([...this.tasks.keys(), ...this.creating, ...this.reserved.keys()]);
+  }
+
+  /** The bundles of the live tasks (the daemon moves its log to one of them). */
+  bundles(): string[] {
+    return [...this.tasks.values()].map((t) => t.bundle);
+  }
+
+  /**
+   * `start` asks for a place for container `id` before handing out this daemon's address: it
+   * counts against the cap at once, and keeps the daemon from exiting until its Create comes
+   * (or RESERVE_MS passes). Full: RESOURCE_EXHAUSTED; going away: UNAVAILABLE.
+   */
+  reserve(id: string): void {
+    if (!id) throw invalidArgument("Reserve: id is empty");
+    if (this.exiting) throw new TtrpcError(Code.UNAVAILABLE, "this shim is shutting down");
+    const members = this.members();
+    if (members.has(id)) {
+      // containerd retried start: the place is already there; renew it if it is a reservation.
+      if (this.reserved.has(id)) this.hold(id);
+      return;
+    }
+    if (members.size >= (this.opts.maxTasks ?? Infinity)) throw new TtrpcError(Code.RESOURCE_EXHAUSTED, `this shim serves ${members.size} containers, its maximum`);
+    this.hold(id);
+  }
+
+  private hold(id: string): void {
+    clearTimeout(this.reserved.get(id));
+    const timer = setTimeout(() => {
+      this.reserved.delete(id);
+      // A start whose Create never came: the daemon need not wait for a Shutdown that was
+      // never going to be sent, if nothing else is here.
+      if (this.tasks.size === 0 && this.creating.size === 0 && this.reserved.size === 0) this.exit();
+    }, this.opts.reserveMs ?? RESERVE_MS);
+    timer.unref?.();
+    this.reserved.set(id, timer);
+  }
+
+  private release(id: string): void {
+    clearTimeout(this.reserved.get(id));
+    this.reserved.delete(id);
+  }
+
+  /** After a Shutdown, the daemon goes once no task, Create or reservation is left. */
+  private maybeExit(): void {
+    if (this.shutdownAsked && this.tasks.size === 0 && this.creating.size === 0 && this.reserved.size === 0) this.exit();
+  }
+
+  private exit(): void {
+    if (this.exiting) return;
+    this.exiting = true;
+    for (const timer of this.reserved.values()) clearTimeout(timer);
+    this.reserved.clear();
+    this.opts.onShutdown?.();
   }
 
   private namespace(ctx: CallContext): string {
@@ -212,9 +288,17 @@ export class TaskService {
   }
 
   private async create(req: CreateTaskRequest, ctx: CallContext) {
+    // The place `start` reserved is now this Create's (and, if it fails, nobody's).
+    // A failed Create is followed by containerd's Delete and Shutdown, which let the daemon go.
+    this.release(req.id);
+    return this.createTask(req, ctx);
+  }
+
+  private async createTask(req: CreateTaskRequest, ctx: CallContext) {
     if (!req.id) throw invalidArgument("Create: id is empty");
     if (!req.bundle) throw invalidArgument(`Create ${req.id}: bundle is empty`);
     if (this.tasks.has(req.id) || this.creating.has(req.id)) throw alreadyExists(`task ${JSON.stringify(req.id)} already exists`);
+    if (this.exiting) throw new TtrpcError(Code.UNAVAILABLE, `Create ${req.id}: this shim is shutting down`);
     if (req.checkpoint || req.parentCheckpoint) throw unimplemented("restoring from a checkpoint is not supported by containerd-shim-tsrun-v2");
     const ns = this.namespace(ctx);
     const runc = runcOptions(req.options);

@@ -1,0 +1,373 @@
+// Many containers per shim, end to end: Debian's containerd 1.6 on a private socket and state runs
+// containers through `ctr run --runtime io.containerd.tsrun.v2`, and the shim's `start` puts the
+// containers of one group (the namespace by default, a runc group annotation, a pod) into one
+// daemon, up to the cap (set to 8 here through containerd's environment, which the shims inherit).
+// Needs root, containerd, ctr, umoci and jq (scripts/make-image.sh), and the built binaries
+// (`bun scripts/build.ts`).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { umount2, MNT_DETACH } from "@tsrun/runtime/linux";
+import { mountPoints } from "../src/task/rootfs.ts";
+import { DEFAULT_ROOT } from "../src/task/runtime.ts";
+import { GROUP_MAX_ENV, SOCKET_DIR } from "../src/bin/manager.ts";
+
+const repo = join(import.meta.dir, "../../..");
+const SHIM = join(repo, "dist/containerd-shim-tsrun-v2");
+const TSRUN = join(repo, "dist/tsrun");
+const NS = `tsrun-group-${process.pid}`;
+const IMAGE = "localhost/tsrun-group:latest";
+const CAP = 8;
+const RUNTIME = ["--runtime", "io.containerd.tsrun.v2"];
+const has = (cmd: string) => Bun.spawnSync(["sh", "-c", `command -v ${cmd}`]).success;
+const canRun = process.getuid?.() === 0 && existsSync(SHIM) && existsSync(TSRUN) && ["containerd", "ctr", "umoci", "jq"].every(has);
+
+const dir = canRun ? mkdtempSync("/tmp/tsrun-grp-") : "";
+const sock = join(dir, "c.sock");
+const fifos = join(dir, "fifo");
+const bundles = join(dir, "state/io.containerd.runtime.v2.task", NS);
+let containerd: Bun.Subprocess | undefined;
+/** `ctr events` for the whole file: every exit containerd heard of. */
+let watcher: Bun.Subprocess<"ignore", "pipe", "pipe"> | undefined;
+let events = "";
+let reader: Promise<void> | undefined;
+
+const CONTAINERD_RUN = dirname(DEFAULT_ROOT);
+const cgroupParents = readdirSync("/sys/fs/cgroup", { withFileTypes: true })
+  .filter((e) => e.isDirectory())
+  .map((e) => join("/sys/fs/cgroup", e.name, NS));
+const madeHere = [DEFAULT_ROOT, SOCKET_DIR, CONTAINERD_RUN, ...cgroupParents].filter((p) => !existsSync(p));
+
+function ctr(args: string[], timeoutMs = 60_000): { code: number; stdout: string; stderr: string } {
+  const r = Bun.spawnSync(["ctr", "--address", sock, "--namespace", NS, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: timeoutMs });
+  return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+
+/** ctr, without blocking the test's event loop (for runs in parallel). */
+async function ctrAsync(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const p = Bun.spawn(["ctr", "--address", sock, "--namespace", NS, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: 120_000 });
+  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  return { code, stdout, stderr };
+}
+
+function cmdline(pid: number | string): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+  } catch {
+    return [];
+  }
+}
+
+/** Processes whose command line names our containerd socket (shims: their -address). */
+function processesUsing(path: string): number[] {
+  return readdirSync("/proc")
+    .filter((e) => /^\d+$/.test(e) && Number(e) !== containerd?.pid && Number(e) !== watcher?.pid && cmdline(e).includes(path))
+    .map(Number);
+}
+
+/** The shim daemons of our containerd (start and delete have no -socket), with their sockets. */
+function daemons(): Map<number, string> {
+  const out = new Map<number, string>();
+  for (const pid of processesUsing(sock)) {
+    const argv = cmdline(pid);
+    const i = argv.indexOf("-socket");
+    if (i >= 0) out.set(pid, argv[i + 1]!);
+  }
+  return out;
+}
+
+/** The shim daemon serving a container, by the address its bundle holds. */
+function shimOf(id: string): number {
+  const address = readFileSync(join(bundles, id, "address"), "utf8").trim();
+  const found = [...daemons()].filter(([, socket]) => `unix://${socket}` === address).map(([pid]) => pid);
+  expect(found.length).toBe(1);
+  return found[0]!;
+}
+
+/** The init exits containerd heard of for a container, as [process id, status]. */
+function exitsOf(id: string): Array<[string, number]> {
+  return events
+    .split("\n")
+    .map((l) => /^\S+ \S+ \S+ \S+ (\S+) \/tasks\/exit (\{.*\})$/.exec(l))
+    .filter((m): m is RegExpExecArray => m !== null && m[1] === NS)
+    .map((m) => JSON.parse(m[2]!) as { container_id: string; id: string; exit_status?: number })
+    .filter((e) => e.container_id === id)
+    .map((e) => [e.id, e.exit_status ?? 0]);
+}
+
+/** A process that runs (a zombie is dead, waiting for its parent). */
+function alive(pid: number): boolean {
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+function mountedUnder(path: string): string[] {
+  return mountPoints().filter((m) => m === path || m.startsWith(`${path}/`));
+}
+
+function taskList(): Map<string, { pid: number; status: string }> {
+  const out = new Map<string, { pid: number; status: string }>();
+  for (const line of ctr(["tasks", "ls"]).stdout.split("\n").slice(1)) {
+    const [id, pid, status] = line.trim().split(/\s+/);
+    if (id) out.set(id, { pid: Number(pid), status: status! });
+  }
+  return out;
+}
+
+async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(50);
+  }
+}
+
+/** A container that exits with `code` on SIGTERM (sh ignores TERM as pid 1 unless trapped). */
+const trapping = (id: string, code: number, extra: string[] = []) => ctr(["run", "--null-io", "-d", ...extra, ...RUNTIME, IMAGE, id, "sh", "-c", `trap 'exit ${code}' TERM; sleep 1000 & wait`]);
+
+/** Stops (SIGKILL) and deletes a container, task first. */
+async function remove(id: string): Promise<void> {
+  ctr(["tasks", "kill", "-s", "SIGKILL", id]);
+  await until(`${id} to stop`, () => taskList().get(id)?.status !== "RUNNING");
+  ctr(["tasks", "delete", id]);
+  expect(ctr(["containers", "delete", id]).code).toBe(0);
+}
+
+/** Nothing of the namespace's containers is left: no shim, mount, runtime state, bundle or container. */
+async function expectNothingLeft(): Promise<void> {
+  await until("the shims to go", () => processesUsing(sock).length === 0);
+  expect(mountedUnder(dir)).toEqual([]);
+  expect(existsSync(join(DEFAULT_ROOT, NS)) ? readdirSync(join(DEFAULT_ROOT, NS)) : []).toEqual([]);
+  expect(existsSync(bundles) ? readdirSync(bundles) : []).toEqual([]);
+  expect(ctr(["containers", "ls", "-q"]).stdout.trim()).toBe("");
+}
+
+test("requirements: root, dist/containerd-shim-tsrun-v2, dist/tsrun, containerd, ctr, umoci and jq (scripts/setup.sh installs them)", () => {
+  expect(canRun).toBe(true);
+});
+
+describe("one shim for many containers behind containerd 1.6 (root)", () => {
+  beforeAll(async () => {
+    if (!canRun) throw new Error("requirements missing (see the requirements test)");
+    const bin = join(dir, "bin");
+    mkdirSync(bin);
+    symlinkSync(SHIM, join(bin, "containerd-shim-tsrun-v2"));
+    symlinkSync(TSRUN, join(bin, "tsrun"));
+    writeFileSync(join(dir, "config.toml"), 'version = 2\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n');
+    containerd = Bun.spawn(["containerd", "--config", join(dir, "config.toml"), "--root", join(dir, "root"), "--state", join(dir, "state"), "--address", sock], {
+      env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, [GROUP_MAX_ENV]: String(CAP) },
+      stdio: ["ignore", Bun.file(join(dir, "containerd.log")), Bun.file(join(dir, "containerd.log"))],
+    });
+    const end = Date.now() + 20_000;
+    while (ctr(["version"], 5000).code !== 0) {
+      if (Date.now() > end || containerd.exitCode !== null) throw new Error(`containerd did not come up: ${readFileSync(join(dir, "containerd.log"), "utf8").slice(-2000)}`);
+      await Bun.sleep(100);
+    }
+    const tar = join(dir, "image.tar");
+    const mk = Bun.spawnSync(["bash", join(repo, "scripts/make-image.sh"), tar, IMAGE], { stdout: "pipe", stderr: "pipe" });
+    if (!mk.success) throw new Error(`make-image.sh: ${mk.stderr}`);
+    const imp = ctr(["images", "import", tar]);
+    if (imp.code !== 0) throw new Error(`ctr images import: ${imp.stderr}`);
+    watcher = Bun.spawn(["ctr", "--address", sock, "events"], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    const stdout = watcher.stdout;
+    reader = (async () => {
+      const decoder = new TextDecoder();
+      for await (const chunk of stdout) events += decoder.decode(chunk);
+    })();
+    // Subscribed once containerd's own /containers/create of a probe shows up.
+    for (let i = 0; !events.includes("/containers/create"); i++) {
+      if (i === 50) throw new Error("ctr events did not subscribe");
+      expect(ctr(["containers", "create", IMAGE, "probe"]).code).toBe(0);
+      expect(ctr(["containers", "delete", "probe"]).code).toBe(0);
+      await Bun.sleep(200);
+    }
+  }, 120_000);
+
+  afterAll(async () => {
+    watcher?.kill();
+    await watcher?.exited;
+    await reader;
+    if (containerd && containerd.exitCode === null) {
+      containerd.kill("SIGTERM");
+      const end = Date.now() + 10_000;
+      while (containerd.exitCode === null && Date.now() < end) await Bun.sleep(50);
+      if (containerd.exitCode === null) containerd.kill("SIGKILL");
+      await containerd.exited;
+    }
+    // A test that failed midway: the runtime's state and processes first, then the shims.
+    const stateDir = join(DEFAULT_ROOT, NS);
+    if (existsSync(stateDir)) {
+      for (const e of readdirSync(stateDir, { withFileTypes: true })) {
+        if (e.isDirectory()) Bun.spawnSync([TSRUN, "--root", stateDir, "delete", "--force", e.name], { stdio: ["ignore", "ignore", "ignore"] });
+      }
+    }
+    for (const [pid, socket] of daemons()) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // Gone.
+      }
+      rmSync(socket, { force: true });
+    }
+    for (const pid of processesUsing(sock)) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // Gone.
+      }
+    }
+    for (const m of mountedUnder(dir).sort((a, b) => b.length - a.length)) {
+      try {
+        umount2(m, MNT_DETACH);
+      } catch {
+        // Best effort.
+      }
+    }
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    for (const p of [join(DEFAULT_ROOT, NS), ...madeHere]) {
+      try {
+        rmdirSync(p);
+      } catch {
+        // Not empty (in use by someone else) or not there: leave it.
+      }
+    }
+  }, 60_000);
+
+  test("containers of one namespace share one shim; each keeps its IO and exit status; a failing Create disturbs no one; the shim goes after the last Delete", async () => {
+    try {
+      await sharedShim();
+    } finally {
+      for (const id of ["g-a", "g-b", "g-c", "g-d"]) if (ctr(["containers", "info", id]).code === 0) await remove(id);
+    }
+    await expectNothingLeft();
+  }, 180_000);
+
+  async function sharedShim(): Promise<void> {
+    for (const [id, code] of [["g-a", 3], ["g-b", 4], ["g-c", 5]] as const) {
+      const r = trapping(id, code);
+      expect([r.stderr, r.code]).toEqual(["", 0]);
+    }
+    expect(daemons().size).toBe(1);
+    const shim = shimOf("g-a");
+    expect([shimOf("g-b"), shimOf("g-c")]).toEqual([shim, shim]);
+
+    // Two short containers at once through the same shim, with fifo IO: each gets its own output and status.
+    const [one, two] = await Promise.all([
+      ctrAsync(["run", "--fifo-dir", fifos, "--rm", ...RUNTIME, IMAGE, "g-one", "sh", "-c", "for i in 1 2 3; do echo one; done; echo err-one >&2; exit 6"]),
+      ctrAsync(["run", "--fifo-dir", fifos, "--rm", ...RUNTIME, IMAGE, "g-two", "sh", "-c", "for i in 1 2 3; do echo two; done; exit 7"]),
+    ]);
+    expect([one.stdout, one.stderr, one.code]).toEqual(["one\none\none\n", "err-one\n", 6]);
+    expect([two.stdout, two.stderr, two.code]).toEqual(["two\ntwo\ntwo\n", "", 7]);
+
+    // A Create that fails (a relative cwd) in the shared shim: an error for it, nothing for the others.
+    const bad = ctr(["run", "--null-io", "--rm", "--cwd", "relative/dir", ...RUNTIME, IMAGE, "g-bad", "true"], 30_000);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain("OCI runtime create failed: ");
+    expect([...daemons().keys()]).toEqual([shim]);
+    const tasks = taskList();
+    for (const id of ["g-a", "g-b", "g-c"]) expect(tasks.get(id)?.status).toBe("RUNNING");
+
+    // Each exits on its own, with its own status; the shim stays while any task is left.
+    for (const [id, code] of [["g-b", 4], ["g-a", 3]] as const) {
+      expect(ctr(["tasks", "kill", "-s", "SIGTERM", id]).code).toBe(0);
+      await until(`${id} to stop`, () => taskList().get(id)?.status === "STOPPED");
+      expect(ctr(["tasks", "delete", id]).code).toBe(0);
+      expect(ctr(["containers", "delete", id]).code).toBe(0);
+      await until(`${id}'s exit event`, () => exitsOf(id).length > 0);
+      expect(exitsOf(id)).toEqual([[id, code]]);
+      // containerd sent Shutdown after the Delete: the shim stays for g-c.
+      await Bun.sleep(300);
+      expect([...daemons().keys()]).toEqual([shim]);
+      expect(taskList().get("g-c")?.status).toBe("RUNNING");
+    }
+    // A container started now joins the same shim.
+    expect(trapping("g-d", 8).code).toBe(0);
+    expect(shimOf("g-d")).toBe(shim);
+    const socket = daemons().get(shim)!;
+    for (const [id, code] of [["g-c", 5], ["g-d", 8]] as const) {
+      expect(ctr(["tasks", "kill", "-s", "SIGTERM", id]).code).toBe(0);
+      await until(`${id} to stop`, () => taskList().get(id)?.status === "STOPPED");
+      expect(ctr(["tasks", "delete", id]).code).toBe(0);
+      expect(ctr(["containers", "delete", id]).code).toBe(0);
+      await until(`${id}'s exit event`, () => exitsOf(id).length > 0);
+      expect(exitsOf(id)).toEqual([[id, code]]);
+    }
+    // After the last Delete and its Shutdown, the shim exits and removes its socket.
+    await until("the shim to exit", () => !existsSync(`/proc/${shim}`));
+    expect(existsSync(socket)).toBe(false);
+  }
+
+  test("groups: the runc group annotation and a pod's sandbox id each get their own shim; a full shim spills into a new one", async () => {
+    const runs: Array<[string, string[]]> = [
+      ["gr-n1", []],
+      ["gr-n2", []],
+      ["gr-x1", ["--annotation", "io.containerd.runc.v2.group=gx"]],
+      ["gr-x2", ["--annotation", "io.containerd.runc.v2.group=gx"]],
+      // A pod's containers: the sandbox id wins over a group annotation.
+      ["gr-p1", ["--annotation", "io.kubernetes.cri.sandbox-id=gr-p1"]],
+      ["gr-p2", ["--annotation", "io.kubernetes.cri.sandbox-id=gr-p1", "--annotation", "io.containerd.runc.v2.group=gx"]],
+    ];
+    try {
+      for (const [id, extra] of runs) expect(trapping(id, 0, extra).code).toBe(0);
+      expect(daemons().size).toBe(3);
+      expect(shimOf("gr-n2")).toBe(shimOf("gr-n1"));
+      expect(shimOf("gr-x2")).toBe(shimOf("gr-x1"));
+      expect(shimOf("gr-p2")).toBe(shimOf("gr-p1"));
+      expect(new Set([shimOf("gr-n1"), shimOf("gr-x1"), shimOf("gr-p1")]).size).toBe(3);
+
+      // The namespace's shim holds 2; CAP - 2 more fill it, and the next goes to a second shim.
+      for (let i = 0; i < CAP - 2; i++) {
+        const id = `gr-f${i}`;
+        runs.push([id, []]);
+        expect(trapping(id, 0).code).toBe(0);
+        expect(shimOf(id)).toBe(shimOf("gr-n1"));
+      }
+      runs.push(["gr-over", []]);
+      expect(trapping("gr-over", 0).code).toBe(0);
+      expect(shimOf("gr-over")).not.toBe(shimOf("gr-n1"));
+      expect(daemons().size).toBe(4);
+      // Once a place is free, the first shim takes containers again.
+      await remove("gr-f0");
+      runs.splice(runs.findIndex(([id]) => id === "gr-f0"), 1);
+      runs.push(["gr-again", []]);
+      expect(trapping("gr-again", 0).code).toBe(0);
+      expect(shimOf("gr-again")).toBe(shimOf("gr-n1"));
+    } finally {
+      for (const [id] of runs) await remove(id);
+    }
+    await expectNothingLeft();
+  }, 180_000);
+
+  test("a grouped shim killed with SIGKILL: containerd's cleanup (`shim delete` per container) leaves no mount, process or state of any of them", async () => {
+    const ids = ["k-1", "k-2", "k-3"];
+    for (const id of ids) expect(trapping(id, 0).code).toBe(0);
+    const shim = shimOf("k-1");
+    expect(ids.map(shimOf)).toEqual([shim, shim, shim]);
+    const tasks = taskList();
+    const inits = ids.map((id) => tasks.get(id)!.pid);
+    for (const pid of inits) expect(pid).toBeGreaterThan(0);
+    const socket = daemons().get(shim)!;
+    process.kill(shim, "SIGKILL");
+    // containerd sees each connection close and runs `delete` for each container; the tasks go.
+    await until("containerd to drop the tasks", () => ids.every((id) => !taskList().has(id)), 30_000);
+    for (const id of ids) expect(ctr(["containers", "delete", id]).code).toBe(0);
+    // The inits are dead: gone, or zombies left to the host's init (their parent since the shim died).
+    await until("the containers' processes to die", () => inits.every((pid) => !alive(pid)));
+    expect(existsSync(socket)).toBe(false);
+    await expectNothingLeft();
+  }, 120_000);
+
+  test("50 short containers in parallel: every exit code reported once and right, each output its own (ctr events)", async () => {
+    const N = 50;
+    const results = await Promise.all(
+      Array.from({ length: N }, (_, i) => ctrAsync(["run", "--fifo-dir", fifos, "--rm", ...RUNTIME, IMAGE, `p-${i}`, "sh", "-c", `echo out-${i}; exit ${i + 1}`])),
+    );
+    await until("every TaskDelete", () => Array.from({ length: N }, (_, i) => `/tasks/delete {"container_id":"p-${i}"`).every((s) => events.includes(s)), 30_000);
+    for (let i = 0; i < N; i++) expect([`p-${i}`, results[i]!.stdout, results[i]!.stderr, results[i]!.code]).toEqual([`p-${i}`, `out-${i}\n`, "", i + 1]);
+    for (let i = 0; i < N; i++) expect([`p-${i}`, exitsOf(`p-${i}`)]).toEqual([`p-${i}`, [[`p-${i}`, i + 1]]]);
+    await expectNothingLeft();
+  }, 300_000);
+});
