@@ -1,7 +1,12 @@
-// A shared shim's membership (TaskService without containers, no root): `start` reserves places
+// A shared shim's membership (TaskService without containers, no root), and its log: `start` reserves places
 // up to the cap, Create takes a reserved place, and Shutdown lets the daemon go only once no task,
 // Create or reservation is left.
 import { expect, test } from "bun:test";
+import { closeSync, constants, mkdirSync, mkdtempSync, openSync, readSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { mkfifo } from "@tsrun/runtime/linux";
+import { ShimLog } from "../src/bin/daemon.ts";
 import { Reaper } from "../src/task/reaper.ts";
 import { TaskService } from "../src/task/service.ts";
 import { taskProto } from "../src/task/proto.ts";
@@ -77,4 +82,43 @@ test("Create takes the reserved place, even when it fails; then the Shutdown end
   expect(exits()).toBe(0);
   await shutdown("b");
   expect(exits()).toBe(1);
+});
+
+test("the daemon's log moves to a live task's log fifo when the one it writes to loses its reader", () => {
+  const dir = mkdtempSync(join(tmpdir(), "tsrun-shimlog-"));
+  const fds: number[] = [];
+  const open = (path: string, flags: number) => {
+    const fd = openSync(path, flags);
+    fds.push(fd);
+    return fd;
+  };
+  try {
+    for (const b of ["a", "b", "c"]) {
+      mkdirSync(join(dir, b));
+      mkfifo(join(dir, b, "log"), 0o600);
+    }
+    // containerd's readers: a's (the daemon's first log) and c's; b's container has none.
+    const readerA = openSync(join(dir, "a", "log"), constants.O_RDONLY | constants.O_NONBLOCK);
+    const readerC = open(join(dir, "c", "log"), constants.O_RDONLY | constants.O_NONBLOCK);
+    const first = openSync(join(dir, "a", "log"), constants.O_WRONLY | constants.O_NONBLOCK);
+    const log = new ShimLog(() => [join(dir, "b"), join(dir, "c")], first);
+    const read = (fd: number) => {
+      const buf = Buffer.alloc(4096);
+      try {
+        return buf.subarray(0, readSync(fd, buf)).toString();
+      } catch {
+        return "";
+      }
+    };
+    log.write("one");
+    expect(read(readerA)).toBe("one\n");
+    closeSync(readerA);
+    log.write("two");
+    expect(read(readerC)).toBe("two\n");
+    log.write("three");
+    expect(read(readerC)).toBe("three\n");
+  } finally {
+    for (const fd of fds) closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -72,10 +72,11 @@ export function serve(f: ShimFlags): void {
  * non-blocking: a line nobody reads in time is dropped rather than stalling the daemon). With no
  * task left, lines are dropped.
  */
-class ShimLog {
-  private fd = 2;
-
-  constructor(private readonly bundles: () => string[]) {}
+export class ShimLog {
+  constructor(
+    private readonly bundles: () => string[],
+    private fd = 2,
+  ) {}
 
   write(line: string): void {
     const data = `${line}\n`;
@@ -99,7 +100,7 @@ class ShimLog {
       } catch {
         continue;
       }
-      if (this.fd !== 2) closeSync(this.fd);
+      if (this.fd > 2) closeSync(this.fd);
       this.fd = fd;
       return true;
     }
