@@ -13,6 +13,8 @@ const work = mkdtempSync(join(tmpdir(), "tsrun-docker-"));
 const sock = join(work, "docker.sock");
 const CGROUP_PARENT = `tsrun-docker-e2e-${process.pid}`;
 const hadRunDocker = existsSync("/run/docker");
+// dockerd's containerd puts the runc shim's sockets in /run/containerd/s.
+const hadRunContainerd = existsSync("/run/containerd");
 let daemon: ReturnType<typeof Bun.spawn> | undefined;
 
 function docker(args: string[], opts: { stdin?: "ignore" } = {}): { code: number; stdout: string; stderr: string } {
@@ -64,6 +66,7 @@ afterAll(async () => {
   }
   rmSync(work, { recursive: true, force: true });
   if (!hadRunDocker) rmSync("/run/docker", { recursive: true, force: true });
+  if (!hadRunContainerd) removeEmptyDirs("/run/containerd/s", "/run/containerd");
   // The cgroup parent is at a hierarchy's root, or below tsrun's own cgroup where tsrun nests
   // containers (this machine's memory hierarchy).
   const own = new Map(readFileSync("/proc/self/cgroup", "utf8").trim().split("\n").map((l) => {
@@ -110,3 +113,14 @@ describe("docker with --runtime tsrun", () => {
     expect(docker(["rm", id]).code).toBe(0);
   }, 30_000);
 });
+
+/** Removes each directory if it is empty (a socket another process still has would keep it). */
+function removeEmptyDirs(...dirs: string[]): void {
+  for (const d of dirs) {
+    try {
+      rmdirSync(d);
+    } catch {
+      // Missing, or not empty: left as it is.
+    }
+  }
+}

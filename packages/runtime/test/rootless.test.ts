@@ -4,7 +4,7 @@
 // cgroup: the container runs in none (runc's rootless cgroup manager ignores the permission
 // errors; tsrun says so), and what needs one is refused with the reason.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, chownSync, closeSync, cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, closeSync, copyFileSync, cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CLONE_FLAGS, MS } from "@tsrun/ocispec/core";
 import { SYNC, type Op } from "../src/plan/ops.ts";
@@ -121,8 +121,11 @@ describe("an unprivileged user", () => {
       rmSync(`${base}.err`, { force: true });
     }
   }
-  const tsrun = (args: string[], env: Record<string, string> = {}) => asUser([TSRUN, ...args], bundle, env);
-  const tsrunIn = (cgroup: string, args: string[]) => asUser([TSRUN, ...args], bundle, {}, cgroup);
+  // The user runs a copy of the binary in the opened-up directory, as it would run an installed
+  // one: the repository may be where the user cannot reach it (a root user's clone in /root, 0700).
+  const userTsrun = join(dir, "tsrun");
+  const tsrun = (args: string[], env: Record<string, string> = {}) => asUser([userTsrun, ...args], bundle, env);
+  const tsrunIn = (cgroup: string, args: string[]) => asUser([userTsrun, ...args], bundle, {}, cgroup);
 
   /** The user's processes on the host, by pid. */
   function userPids(): number[] {
@@ -177,6 +180,8 @@ describe("an unprivileged user", () => {
     chownSync(xdg, uid, gid);
     mkdirSync(work);
     chownSync(work, uid, gid);
+    copyFileSync(TSRUN, userTsrun);
+    chmodSync(userTsrun, 0o755);
     for (const b of [bundle, runcBundle]) {
       mkdirSync(b);
       cpSync(busyboxRootfs(dir), join(b, "rootfs"), { recursive: true, verbatimSymlinks: true });

@@ -3,7 +3,7 @@
 // busybox rootfs mounted by the shim (overlay, or a read-only bind) and stdio through fifos.
 // Needs root and dist/tsrun (`bun scripts/build.ts`).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readlinkSync, readSync, rmSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readlinkSync, readSync, rmdirSync, rmSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mkfifo, umount2, MNT_DETACH } from "@tsrun/runtime/linux";
@@ -149,6 +149,8 @@ test("requirements: root and dist/tsrun (bun scripts/build.ts)", () => {
 });
 
 describe("Task service over ttrpc (root)", () => {
+  // The shim's socket goes to /run/containerd/s (containerd's place for shim sockets).
+  const hadRunContainerd = existsSync("/run/containerd");
   beforeAll(async () => {
     if (!canRun) throw new Error("requirements missing (see the requirements test)");
     const mk = Bun.spawnSync(["bash", join(repo, "scripts/make-rootfs.sh"), layer]);
@@ -182,6 +184,15 @@ describe("Task service over ttrpc (root)", () => {
     }
     if (socket) rmSync(socket, { force: true });
     rmSync(dir, { recursive: true, force: true });
+    if (!hadRunContainerd) {
+      for (const d of ["/run/containerd/s", "/run/containerd"]) {
+        try {
+          rmdirSync(d);
+        } catch {
+          // Missing, or not empty (someone else's): left as it is.
+        }
+      }
+    }
   }, 30_000);
 
   test("Create, Start, Wait, Delete: exit status and output through fifos, rootfs mounted and unmounted", async () => {
