@@ -20,13 +20,16 @@ const work = mkdtempSync(join(tmpdir(), "tsrun-shimbin-"));
 // A hard link must be on dist's filesystem: a directory beside the binary, removed afterwards.
 const linkDir = built ? mkdtempSync(join(dirname(TSRUN), ".links-")) : "";
 const socketDirMadeHere = !existsSync(SOCKET_DIR);
+// On a fresh machine its parent, /run/containerd, is made here too.
+const runDirMadeHere = !existsSync(dirname(SOCKET_DIR));
 
 afterAll(() => {
   rmSync(work, { recursive: true, force: true });
   if (linkDir) rmSync(linkDir, { recursive: true, force: true });
-  if (socketDirMadeHere) {
+  for (const [made, d] of [[socketDirMadeHere, SOCKET_DIR], [runDirMadeHere, dirname(SOCKET_DIR)]] as const) {
+    if (!made) continue;
     try {
-      rmdirSync(SOCKET_DIR);
+      rmdirSync(d);
     } catch {
       // Not empty (someone else's sockets) or gone.
     }
