@@ -61,6 +61,8 @@ describe("createContainer", () => {
     for (const [id, hook, message] of [
       ["cc-slow", { path: "/bin/sleep", args: ["sleep", "30"], timeout: 1 }, "container cc-slow: createContainer hook /bin/sleep: killed after 1 s (its timeout)"],
       ["cc-missing", { path: "/no/such/hook" }, "container cc-missing: createContainer hook /no/such/hook: exec /no/such/hook failed: ENOENT"],
+      // A signal by name and the C library's words for it, as runc's "signal: bad system call".
+      ["cc-sys", sh("echo dying >&2; kill -SYS $$"), "container cc-sys: createContainer hook /bin/sh: killed by SIGSYS (bad system call): dying"],
     ] as const) {
       const b = env.bundle(id, (s) => (s.hooks = { createContainer: [hook] }));
       const t0 = Date.now();
@@ -70,6 +72,17 @@ describe("createContainer", () => {
       expect(Date.now() - t0).toBeLessThan(10_000);
       expect(leftovers(env, id, b)).toEqual([]);
     }
+  });
+});
+
+describe("runtime-namespace hooks", () => {
+  test("a prestart hook killed by a signal: the signal by name and its words, then its output", () => {
+    const id = "pre-sys";
+    const b = env.bundle(id, (s) => (s.hooks = { prestart: [sh("echo dying >&2; kill -SYS $$")] }));
+    const r = env.tsrun(["create", "--bundle", b, id]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("prestart hook #0 (/bin/sh) failed: killed by SIGSYS (bad system call): dying");
+    expect(leftovers(env, id, b)).toEqual([]);
   });
 });
 

@@ -18,7 +18,7 @@ import { compileHookPlan } from "../plan/exec.ts";
 import { PlanError } from "../plan/compile.ts";
 import { encodePlan } from "../plan/wire.ts";
 import { trace } from "../trace.ts";
-import { HookError } from "./run.ts";
+import { HookError, signalText } from "./run.ts";
 
 export interface ContainerHookContext {
   spec: Spec;
@@ -161,7 +161,7 @@ function* hookSteps(kind: string, hook: Hook, state: string, ctx: ContainerHookC
     pid = 0;
     trace(`${kind} hook: exited`);
     const said = output.text.trimEnd();
-    if (st.signaled) throw fail(`${what}: killed by signal ${st.signal}${said ? `: ${said}` : ""}`);
+    if (st.signaled) throw fail(`${what}: killed by ${signalText(st.signal)}${said ? `: ${said}` : ""}`);
     if (st.code !== 0) throw fail(`${what}: exit status ${st.code}${said ? `: ${said}` : ""}`);
   } finally {
     sync.close();

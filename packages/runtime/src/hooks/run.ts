@@ -2,6 +2,7 @@
 // the state JSON on stdin, args and env as configured, the bundle as working directory, killed at
 // their timeout.
 import { statSync } from "node:fs";
+import { constants as osConstants } from "node:os";
 import type { Hook } from "@tsrun/ocispec/core";
 import { TsrunError } from "../errors.ts";
 import { ownChild, releaseChild } from "../container/children.ts";
@@ -36,10 +37,31 @@ function hookSpawn(hook: Hook, state: string) {
   };
 }
 
+/** What the C library calls the signals a hook is most often killed by (strsignal's words). */
+const SIGNAL_WORDS: Readonly<Record<string, string>> = {
+  SIGSYS: "bad system call",
+  SIGKILL: "killed",
+  SIGTERM: "terminated",
+  SIGSEGV: "segmentation fault",
+  SIGABRT: "aborted",
+  SIGBUS: "bus error",
+  SIGILL: "illegal instruction",
+  SIGFPE: "floating point exception",
+  SIGPIPE: "broken pipe",
+};
+
+/** "SIGSYS (bad system call)" for 31 or "SIGSYS": a number alone leaves the user looking it up. */
+export function signalText(sig: string | number): string {
+  const name = typeof sig === "number" ? Object.entries(osConstants.signals).find(([, n]) => n === sig)?.[0] : sig;
+  if (name === undefined) return `signal ${sig}`;
+  const words = SIGNAL_WORDS[name];
+  return words ? `${name} (${words})` : name;
+}
+
 function hookFailure(kind: string, index: number, hook: Hook, r: { timedOut: boolean; success: boolean; signal: string | number | null; code: number | null; out: string }): HookError | undefined {
   const out = r.out.trim().slice(0, 500);
   if (r.timedOut) return new HookError(`${kind} hook #${index} (${hook.path}) timed out after ${hook.timeout}s`);
-  if (!r.success) return new HookError(`${kind} hook #${index} (${hook.path}) failed: ${r.signal ? `killed by ${r.signal}` : `exit status ${r.code}`}${out ? `: ${out}` : ""}`);
+  if (!r.success) return new HookError(`${kind} hook #${index} (${hook.path}) failed: ${r.signal ? `killed by ${signalText(r.signal)}` : `exit status ${r.code}`}${out ? `: ${out}` : ""}`);
   return undefined;
 }
 
