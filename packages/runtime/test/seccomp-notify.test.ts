@@ -205,7 +205,7 @@ describe("SCMP_ACT_NOTIFY and the seccomp agent", () => {
     const b = env.bundle("notify-missing", (s) => (s.linux.seccomp = notifyProfile(missing)));
     const r = env.tsrun(["create", "--bundle", b, "notify-missing"]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`cannot send the seccomp listener to the agent at ${missing}`);
+    expect(r.stderr).toContain(`failed to connect with seccomp agent at ${missing}`);
     expect(r.stderr).toContain("ENOENT");
     expect(leftovers(env, "notify-missing", b)).toEqual([]);
 

@@ -18,7 +18,7 @@ export function sendSeccompListener(id: string, spec: Spec, fd: number, state: R
   } catch (e) {
     if (!(e instanceof linux.SysError)) throw e;
     throw new ContainerError(
-      `container ${id}: cannot send the seccomp listener to the agent at ${path} (/linux/seccomp/listenerPath): ${linux.errnoName(e.errno)}: ${linux.strerror(e.errno)}`,
+      `container ${id}: failed to connect with seccomp agent at ${path} (/linux/seccomp/listenerPath) to send it the listener: ${linux.errnoName(e.errno)}: ${linux.strerror(e.errno)}`,
       { id, pointer: "/linux/seccomp/listenerPath", path, errno: e.errno },
     );
   }

@@ -22,7 +22,7 @@ import { HookError, signalText } from "./run.ts";
 
 export interface ContainerHookContext {
   spec: Spec;
-  /** The container's id: errors read "container ID: createContainer hook …". */
+  /** The container's id: errors read "container ID: error running createContainer hook …". */
   id: string;
   /** The init, in tsrun's pid namespace. */
   initPid: number;
@@ -87,7 +87,8 @@ function warmUp(): number {
 }
 
 function* hookSteps(kind: string, hook: Hook, state: string, ctx: ContainerHookContext): Generator<HookWait, void, boolean> {
-  const what = `container ${ctx.id}: ${kind} hook ${hook.path}`;
+  // "error running": the words runc uses, which scripts and suites written for runc look for.
+  const what = `container ${ctx.id}: error running ${kind} hook ${hook.path}`;
   const fail = (message: string, errno = 0, cause?: unknown): HookError =>
     new HookError(message, { id: ctx.id, op: "hook", path: hook.path, ...(errno ? { errno } : {}), ...(cause ? { cause } : {}) });
   let ops;
