@@ -108,7 +108,7 @@ describe("start reports what failed in the init", () => {
     const b = env.bundle("hookfail", failingHook);
     expect(env.tsrun(["create", "--bundle", b, "hookfail"]).code).toBe(0);
     const r = env.tsrun(["start", "hookfail"]);
-    expect(r.stderr).toContain("container hookfail: error running startContainer hook /bin/sh: exit status 3: out\nerr");
+    expect(r.stderr).toContain("container hookfail: error running hook #0 (startContainer /bin/sh): exit status 3: out\nerr");
     expect(r.code).toBe(1);
     expect(JSON.parse(env.tsrun(["state", "hookfail"]).stdout).status).toBe("stopped");
     expect(env.tsrun(["delete", "hookfail"]).code).toBe(0);
@@ -124,7 +124,7 @@ describe("start reports what failed in the init", () => {
   test("run prints it too", () => {
     const b = env.bundle("hookfailrun", failingHook);
     const r = env.tsrun(["run", "--bundle", b, "hookfailrun"]);
-    expect(r.stderr).toContain("container hookfailrun: error running startContainer hook /bin/sh: exit status 3: out\nerr");
+    expect(r.stderr).toContain("container hookfailrun: error running hook #0 (startContainer /bin/sh): exit status 3: out\nerr");
     expect(r.code).not.toBe(0);
     expect(leftovers(env, "hookfailrun", b)).toEqual([]);
   });

@@ -59,10 +59,10 @@ describe("createContainer", () => {
 
   test("a hook past its timeout is killed; a missing hook is named; create fails and leaves nothing", () => {
     for (const [id, hook, message] of [
-      ["cc-slow", { path: "/bin/sleep", args: ["sleep", "30"], timeout: 1 }, "container cc-slow: error running createContainer hook /bin/sleep: killed after 1 s (its timeout)"],
-      ["cc-missing", { path: "/no/such/hook" }, "container cc-missing: error running createContainer hook /no/such/hook: exec /no/such/hook failed: ENOENT"],
+      ["cc-slow", { path: "/bin/sleep", args: ["sleep", "30"], timeout: 1 }, "container cc-slow: error running hook #0 (createContainer /bin/sleep): killed after 1 s (its timeout)"],
+      ["cc-missing", { path: "/no/such/hook" }, "container cc-missing: error running hook #0 (createContainer /no/such/hook): exec /no/such/hook failed: ENOENT"],
       // A signal by name and the C library's words for it, as runc's "signal: bad system call".
-      ["cc-sys", sh("echo dying >&2; kill -SYS $$"), "container cc-sys: error running createContainer hook /bin/sh: killed by SIGSYS (bad system call): dying"],
+      ["cc-sys", sh("echo dying >&2; kill -SYS $$"), "container cc-sys: error running hook #0 (createContainer /bin/sh): killed by SIGSYS (bad system call): dying"],
     ] as const) {
       const b = env.bundle(id, (s) => (s.hooks = { createContainer: [hook] }));
       const t0 = Date.now();
@@ -117,7 +117,7 @@ describe("startContainer", () => {
     expect(env.tsrun(["create", "--bundle", b, id]).code).toBe(0);
     const r = env.tsrun(["start", id]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe("tsrun: container sc-slow: error running startContainer hook /bin/sleep: killed after 1 s (its timeout)\n");
+    expect(r.stderr).toBe("tsrun: container sc-slow: error running hook #0 (startContainer /bin/sleep): killed after 1 s (its timeout)\n");
     expect(JSON.parse(env.tsrun(["state", id]).stdout).status).toBe("stopped");
     expect(env.tsrun(["delete", id]).code).toBe(0);
     expect(leftovers(env, id, b)).toEqual([]);

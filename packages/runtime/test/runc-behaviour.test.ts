@@ -202,7 +202,7 @@ describe("messages", () => {
   test("a createContainer hook that exits non-zero: its exit status and output, no errno", () => {
     const b = env.bundle("hookfail", (s) => (s.hooks = { createContainer: [{ path: "/bin/sh", args: ["sh", "-c", "echo not today >&2; exit 3"] }] }));
     const r = env.tsrun(["run", "--bundle", b, "hookfail"]);
-    expect(r.stderr).toBe("tsrun: container hookfail: error running createContainer hook /bin/sh: exit status 3: not today\n");
+    expect(r.stderr).toBe("tsrun: container hookfail: error running hook #0 (createContainer /bin/sh): exit status 3: not today\n");
     expect(r.code).toBe(1);
   });
 });

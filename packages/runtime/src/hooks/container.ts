@@ -22,7 +22,7 @@ import { HookError, signalText } from "./run.ts";
 
 export interface ContainerHookContext {
   spec: Spec;
-  /** The container's id: errors read "container ID: error running createContainer hook …". */
+  /** The container's id: errors read "container ID: error running hook #N (createContainer PATH): …". */
   id: string;
   /** The init, in tsrun's pid namespace. */
   initPid: number;
@@ -65,7 +65,7 @@ export function* containerHookSteps(kind: string, hooks: Hook[] | undefined, sta
   // is spawned and joins the namespaces.
   const warm = ctx.joinCgroups ? warmUp() : 0;
   try {
-    for (const hook of hooks) yield* hookSteps(kind, hook, state, ctx);
+    for (const [index, hook] of hooks.entries()) yield* hookSteps(kind, index, hook, state, ctx);
   } finally {
     if (warm > 0) {
       linux.waitpid(warm, 0); // done by now: the hooks' own migrations waited for it
@@ -86,9 +86,9 @@ function warmUp(): number {
   }
 }
 
-function* hookSteps(kind: string, hook: Hook, state: string, ctx: ContainerHookContext): Generator<HookWait, void, boolean> {
-  // "error running": the words runc uses, which scripts and suites written for runc look for.
-  const what = `container ${ctx.id}: error running ${kind} hook ${hook.path}`;
+function* hookSteps(kind: string, index: number, hook: Hook, state: string, ctx: ContainerHookContext): Generator<HookWait, void, boolean> {
+  // "error running hook #N": runc's words, which scripts and suites written for runc look for.
+  const what = `container ${ctx.id}: error running hook #${index} (${kind} ${hook.path})`;
   const fail = (message: string, errno = 0, cause?: unknown): HookError =>
     new HookError(message, { id: ctx.id, op: "hook", path: hook.path, ...(errno ? { errno } : {}), ...(cause ? { cause } : {}) });
   let ops;
