@@ -239,10 +239,10 @@ describe("exec --cgroup", () => {
     expect(some.pids).toBe(`${mine.pids}/sub`);
     expect(some.memory).toBe(`${mine.memory}/sub`);
     expect(some.cpu ?? some["cpu,cpuacct"]).toBe(mine.cpu ?? mine["cpu,cpuacct"]);
-    expect(env.tsrun(["exec", "--cgroup", "nosuch", "excg", "true"]).stderr).toContain("--cgroup nosuch: no such sub-cgroup");
-    expect(env.tsrun(["exec", "--cgroup", "../..", "excg", "true"]).stderr).toContain("invalid --cgroup argument: ../.. leads out of the container's cgroup");
+    expect(env.tsrun(["exec", "--cgroup", "nosuch", "excg", "true"]).stderr).toMatch(/--cgroup nosuch: adding pid to \/sys\/fs\/cgroup\/.+\/nosuch\/cgroup\.procs: no such file or directory \(the sub-cgroup must exist\)/);
+    expect(env.tsrun(["exec", "--cgroup", "../..", "excg", "true"]).stderr).toContain("invalid --cgroup argument: ../.. is not a sub cgroup path (it leads out of the container's cgroup)");
     expect(env.tsrun(["exec", "--cgroup", "a", "--cgroup", "b", "excg", "true"]).stderr).toContain("invalid --cgroup argument: a (missing <controller>: prefix)");
-    expect(env.tsrun(["exec", "--cgroup", "nope:sub", "excg", "true"]).stderr).toContain("the container has no nope cgroup");
+    expect(env.tsrun(["exec", "--cgroup", "nope:sub", "excg", "true"]).stderr).toContain("invalid --cgroup argument: nope:sub: unknown controller nope: the container has no nope cgroup");
   });
 });
 

@@ -100,7 +100,7 @@ export function unsupportedResourceReasons(manager: CgroupManager, resources: Li
   if (v2) {
     all([...netClsV1.requested(resources), ...netPrioV1.requested(resources)], "cgroup v2 has no net_cls or net_prio controller");
   } else {
-    all(unifiedV2.requested(resources), `linux.resources.unified needs cgroup v2; this container's cgroups are ${manager.mode === "hybrid" ? "v1 (hybrid host)" : "v1"}`);
+    all(unifiedV2.requested(resources), `invalid configuration: linux.resources.unified needs cgroup v2; this container's cgroups are ${manager.mode === "hybrid" ? "v1 (hybrid host)" : "v1"}`);
   }
   return out;
 }

@@ -65,15 +65,15 @@ export function subCgroupDirs(paths: Record<string, string>, args: readonly stri
       for (const ctl of Object.keys(paths)) wanted.set(ctl, a);
     } else
       for (const ctl of parts[0]!.split(",")) {
-        if (!(ctl in paths)) throw new ContainerError(`invalid --cgroup argument: ${a}: the container has no ${ctl} cgroup (it has ${Object.keys(paths).filter(Boolean).join(", ")})`, { op: "exec --cgroup" });
+        if (!(ctl in paths)) throw new ContainerError(`invalid --cgroup argument: ${a}: unknown controller ${ctl}: the container has no ${ctl} cgroup (it has ${Object.keys(paths).filter(Boolean).join(", ")})`, { op: "exec --cgroup" });
         wanted.set(ctl, parts[1]!);
       }
   }
   return [...wanted].map(([ctl, sub]) => {
     const base = paths[ctl]!;
     const dir = resolve(base, sub.replace(/^\/+/, ""));
-    if (dir !== base && !dir.startsWith(`${base}/`)) throw new ContainerError(`invalid --cgroup argument: ${sub} leads out of the container's cgroup`, { op: "exec --cgroup", path: dir });
-    if (!existsSync(join(dir, "cgroup.procs"))) throw new ContainerError(`--cgroup ${sub}: no such sub-cgroup ${dir} (it must exist)`, { op: "exec --cgroup", path: dir, code: "ENOENT" });
+    if (dir !== base && !dir.startsWith(`${base}/`)) throw new ContainerError(`invalid --cgroup argument: ${sub} is not a sub cgroup path (it leads out of the container's cgroup)`, { op: "exec --cgroup", path: dir });
+    if (!existsSync(join(dir, "cgroup.procs"))) throw new ContainerError(`--cgroup ${sub}: adding pid to ${join(dir, "cgroup.procs")}: no such file or directory (the sub-cgroup must exist)`, { op: "exec --cgroup", path: dir, code: "ENOENT" });
     return dir;
   });
 }
