@@ -2,7 +2,7 @@
 // exec) and hooks run without blocking. A caller that reaps orphans in the same process (the
 // shim is a subreaper) must leave these alone, or the library's waitpid finds nothing and a
 // hook's exit is lost: it asks ownsChild(pid) before collecting a zombie it does not know.
-import { pollIn, type Message, SyncChannel, SyncTimeout } from "../linux/index.ts";
+import { kill, pollIn, type Message, SyncChannel, SyncTimeout, waitpid } from "../linux/index.ts";
 
 const owned = new Set<number>();
 
@@ -12,6 +12,13 @@ export function ownChild(pid: number): void {
 
 export function releaseChild(pid: number): void {
   owned.delete(pid);
+}
+
+/** SIGKILL, reap and forget one of the library's children (a set-up that failed halfway). */
+export function killOwnChild(pid: number): void {
+  kill(pid, 9);
+  waitpid(pid, 0);
+  releaseChild(pid);
 }
 
 /** True while the library will wait for this child itself. */

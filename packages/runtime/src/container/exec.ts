@@ -20,7 +20,7 @@ import { sendSeccompListener } from "./seccomp-agent.ts";
 import { stateDocument } from "./status.ts";
 import { apparmorEnabled, hostTerminal } from "./host.ts";
 import { waitExit, forwardSignals } from "./foreground.ts";
-import { ownChild, recvAsync, releaseChild } from "./children.ts";
+import { killOwnChild, ownChild, recvAsync, releaseChild } from "./children.ts";
 import type { Store } from "./store.ts";
 import { existsSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -214,15 +214,8 @@ export async function startExec(store: Store, opts: ExecOptions): Promise<Execut
       }
     }
   } catch (e) {
-    if (stage1Left) {
-      linux.kill(stage1, 9);
-      linux.waitpid(stage1, 0);
-      releaseChild(stage1);
-    }
-    if (pid) {
-      linux.kill(pid, 9);
-      linux.waitpid(pid, 0);
-    }
+    if (stage1Left) killOwnChild(stage1);
+    if (pid) killOwnChild(pid);
     if (pty !== undefined) linux.close(pty);
     throw e;
   } finally {

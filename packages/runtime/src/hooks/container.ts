@@ -11,7 +11,7 @@
 import type { Hook, Spec } from "@tsrun/ocispec/core";
 import { openSync, readSync } from "node:fs";
 import { ownProcsFile } from "../cgroups/detect.ts";
-import { ownChild, readable, releaseChild } from "../container/children.ts";
+import { killOwnChild, ownChild, readable, releaseChild } from "../container/children.ts";
 import { executorFailure } from "../container/errors.ts";
 import * as linux from "../linux/index.ts";
 import { compileHookPlan } from "../plan/exec.ts";
@@ -167,16 +167,8 @@ function* hookSteps(kind: string, index: number, hook: Hook, state: string, ctx:
   } finally {
     sync.close();
     linux.close(out);
-    if (stage1Left) {
-      linux.kill(stage1, 9);
-      linux.waitpid(stage1, 0);
-      releaseChild(stage1);
-    }
-    if (pid) {
-      linux.kill(pid, 9);
-      linux.waitpid(pid, 0);
-      releaseChild(pid);
-    }
+    if (stage1Left) killOwnChild(stage1);
+    if (pid) killOwnChild(pid);
   }
 }
 
