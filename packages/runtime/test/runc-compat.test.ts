@@ -150,7 +150,8 @@ describe("delete", () => {
     const { existsSync } = require("node:fs") as typeof import("node:fs");
     const b = env.bundle("leftover", (s) => {
       s.linux.namespaces = s.linux.namespaces.filter((n: { type: string }) => n.type !== "pid");
-      s.process.args = ["sh", "-c", "sleep 300 </dev/null >/dev/null 2>&1 & echo $! > /tmp/sleeper"];
+      // A duration no other process on the machine is likely to sleep: the check below counts machine-wide.
+      s.process.args = ["sh", "-c", "sleep 29491 </dev/null >/dev/null 2>&1 & echo $! > /tmp/sleeper"];
       s.root.readonly = false;
     });
     const r = env.tsrun(["run", "--bundle", b, "leftover"]);
@@ -158,7 +159,7 @@ describe("delete", () => {
     expect(r.code).toBe(0);
     // run deleted the container: the sleeper must be gone with its cgroup.
     expect(existsSync("/sys/fs/cgroup/pids/leftover")).toBe(false);
-    const ps = Bun.spawnSync(["sh", "-c", "ps -eo args | grep -c '^sleep 300$'"]).stdout.toString().trim();
+    const ps = Bun.spawnSync(["sh", "-c", "ps -eo args | grep -c '^sleep 29491$'"]).stdout.toString().trim();
     expect(ps).toBe("0");
   });
 });
