@@ -14,11 +14,16 @@ export function releaseChild(pid: number): void {
   owned.delete(pid);
 }
 
+/** Reaps one of the library's children that has exited or is about to (stage 1 after its fork), and forgets it. */
+export function reapOwnChild(pid: number): void {
+  waitpid(pid, 0);
+  releaseChild(pid);
+}
+
 /** SIGKILL, reap and forget one of the library's children (a set-up that failed halfway). */
 export function killOwnChild(pid: number): void {
   kill(pid, 9);
-  waitpid(pid, 0);
-  releaseChild(pid);
+  reapOwnChild(pid);
 }
 
 /** True while the library will wait for this child itself. */

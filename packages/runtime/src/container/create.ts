@@ -17,7 +17,7 @@ import { encodePlan } from "../plan/wire.ts";
 import type { Hook } from "@tsrun/ocispec/core";
 import { runHooks, runHooksAsync } from "../hooks/run.ts";
 import { runContainerHooks, runContainerHooksAsync, type ContainerHookContext } from "../hooks/container.ts";
-import { ownChild, recvAsync, releaseChild } from "./children.ts";
+import { killOwnChild, ownChild, reapOwnChild, recvAsync } from "./children.ts";
 import { cgroupManager, type CgroupManager } from "../cgroups/manager.ts";
 import { applyDevicesV1, DEFAULT_ALLOWED } from "../cgroups/v1/devices.ts";
 import { reapMigrationWarmUp, startMigrationWarmUp } from "./warmup.ts";
@@ -543,8 +543,7 @@ function* createSteps(store: Store, opts: CreateOptions): Generator<Step, Create
         rec.pid = msg.pid;
         rec.pidStartTime = procStat(msg.pid)?.startTime ?? 0;
         store.write(rec);
-        linux.waitpid(stage1, 0);
-        releaseChild(stage1);
+        reapOwnChild(stage1);
         stage1 = 0;
         // linux.netDevices: into the init's new network namespace now, before it goes on to its
         // sysctls and hooks (it waits at its next sync), as runc does after its first child.
@@ -583,11 +582,7 @@ function* createSteps(store: Store, opts: CreateOptions): Generator<Step, Create
     return consoleFd === undefined ? { rec } : { rec, console: consoleFd };
   } catch (e) {
     sync?.close();
-    if (stage1) {
-      linux.kill(stage1, 9);
-      linux.waitpid(stage1, 0);
-      releaseChild(stage1);
-    }
+    if (stage1) killOwnChild(stage1);
     if (consoleFd !== undefined) linux.close(consoleFd);
     openedFds.forEach((fd) => linux.close(fd));
     destroyContainer(store, opts.id, rec);

@@ -20,7 +20,7 @@ import { sendSeccompListener } from "./seccomp-agent.ts";
 import { stateDocument } from "./status.ts";
 import { apparmorEnabled, hostTerminal } from "./host.ts";
 import { waitExit, forwardSignals } from "./foreground.ts";
-import { killOwnChild, ownChild, recvAsync, releaseChild } from "./children.ts";
+import { killOwnChild, ownChild, reapOwnChild, recvAsync, releaseChild } from "./children.ts";
 import type { Store } from "./store.ts";
 import { existsSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -190,8 +190,7 @@ export async function startExec(store: Store, opts: ExecOptions): Promise<Execut
         pid = msg.pid;
         // Until it is handed back: the library kills and reaps it itself if set-up fails.
         ownChild(pid);
-        linux.waitpid(stage1, 0);
-        releaseChild(stage1);
+        reapOwnChild(stage1);
         stage1Left = false;
       } else if (msg.type === "fd" && msg.kind === "seccomp") {
         try {

@@ -11,7 +11,7 @@
 import type { Hook, Spec } from "@tsrun/ocispec/core";
 import { openSync, readSync } from "node:fs";
 import { ownProcsFile } from "../cgroups/detect.ts";
-import { killOwnChild, ownChild, readable, releaseChild } from "../container/children.ts";
+import { killOwnChild, ownChild, readable, reapOwnChild, releaseChild } from "../container/children.ts";
 import { executorFailure } from "../container/errors.ts";
 import * as linux from "../linux/index.ts";
 import { compileHookPlan } from "../plan/exec.ts";
@@ -68,8 +68,7 @@ export function* containerHookSteps(kind: string, hooks: Hook[] | undefined, sta
     for (const [index, hook] of hooks.entries()) yield* hookSteps(kind, index, hook, state, ctx);
   } finally {
     if (warm > 0) {
-      linux.waitpid(warm, 0); // done by now: the hooks' own migrations waited for it
-      releaseChild(warm);
+      reapOwnChild(warm); // done by now: the hooks' own migrations waited for it
     }
   }
 }
@@ -140,8 +139,7 @@ function* hookSteps(kind: string, index: number, hook: Hook, state: string, ctx:
       } else if (msg.type === "pid") {
         pid = msg.pid;
         ownChild(pid);
-        linux.waitpid(stage1, 0);
-        releaseChild(stage1);
+        reapOwnChild(stage1);
         stage1Left = false;
       } else if (msg.type === "fd") linux.close(msg.fd); // a seccomp listener: the container's agent has the init's
       else if (msg.type === "exec") execd = true;
