@@ -13,11 +13,10 @@
 // Usage: bun scripts/bench/shim.ts [rounds] [counts]   (defaults: 20 and 1,10,50)
 // TSRUN_BENCH_BASE=DIR adds an older build as "base shim": DIR holds its tsrun and its
 // containerd-shim-tsrun-v2 as dist/ does (the shim finds tsrun beside itself), run by absolute path.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { inPureV1Namespace, measure, median, report, which, type Variant } from "./lib.ts";
-import { DEFAULT_ROOT } from "../../packages/shim/src/task/runtime.ts";
-import { SOCKET_DIR } from "../../packages/shim/src/bin/manager.ts";
+import { PrivateContainerd } from "../../packages/shim/test/private-containerd.ts";
 
 const root = join(import.meta.dir, "../..");
 const tsrun = join(root, "dist/tsrun");
@@ -55,23 +54,10 @@ if (base) {
   SHIMS.push({ name: "base shim", runtime: join(base, "containerd-shim-tsrun-v2"), extra: [] });
 }
 
-// Short: containerd's socket and the shims' must fit in sun_path.
-const dir = mkdtempSync("/tmp/tsrun-bsh-");
-const sock = join(dir, "c.sock");
-const fifos = join(dir, "fifo");
-SHIMS[1]!.extra = ["--runc-root", join(dir, "runc")];
-// Host paths the shims and runtimes make outside our dir (containerd 1.6 gives the shims no
-// directory) and the cgroup parents of ctr's /<ns>/<id>: removed at the end if this run made them.
-const cgroupParents = readdirSync("/sys/fs/cgroup", { withFileTypes: true })
-  .filter((e) => e.isDirectory())
-  .map((e) => join("/sys/fs/cgroup", e.name, NS));
-const madeHere = [join(DEFAULT_ROOT, NS), DEFAULT_ROOT, SOCKET_DIR, dirname(DEFAULT_ROOT), ...cgroupParents].filter((p) => !existsSync(p));
-let containerd: Bun.Subprocess | undefined;
-
-function ctr(args: string[], timeoutMs = 60_000): { code: number; stdout: string; stderr: string } {
-  const r = Bun.spawnSync(["ctr", "--address", sock, "--namespace", NS, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: timeoutMs });
-  return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
-}
+const ctd = new PrivateContainerd(NS, "/tmp/tsrun-bsh-", { shim, tsrun });
+const { sock, fifos } = ctd;
+SHIMS[1]!.extra = ["--runc-root", join(ctd.dir, "runc")];
+const ctr = (args: string[], timeoutMs?: number) => ctd.ctr(args, timeoutMs);
 
 function mustCtr(args: string[]): string {
   const r = ctr(args);
@@ -80,18 +66,7 @@ function mustCtr(args: string[]): string {
 }
 
 /** Processes other than containerd whose argv names our socket: the shim daemons (-address) and short shim commands. */
-function shimPids(): number[] {
-  const out: number[] = [];
-  for (const e of readdirSync("/proc")) {
-    if (!/^\d+$/.test(e) || Number(e) === containerd?.pid) continue;
-    try {
-      if (readFileSync(`/proc/${e}/cmdline`, "utf8").split("\0").includes(sock)) out.push(Number(e));
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return out;
-}
+const shimPids = () => ctd.processesUsing();
 
 /** kB of a /proc/PID file field ("VmRSS:  1234 kB"). */
 function kb(file: string, field: string): number {
@@ -120,70 +95,14 @@ async function clearContainers(): Promise<void> {
   await waitFor("the shims to exit", () => shimPids().length === 0, 20_000);
 }
 
-async function setUp(): Promise<void> {
-  const bin = join(dir, "bin");
-  mkdirSync(bin);
-  symlinkSync(shim, join(bin, "containerd-shim-tsrun-v2"));
-  symlinkSync(tsrun, join(bin, "tsrun"));
-  writeFileSync(join(dir, "config.toml"), 'version = 2\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n');
-  containerd = Bun.spawn(["containerd", "--config", join(dir, "config.toml"), "--root", join(dir, "root"), "--state", join(dir, "state"), "--address", sock], {
-    env: { ...process.env, PATH: `${bin}:${process.env.PATH}` },
-    stdio: ["ignore", Bun.file(join(dir, "containerd.log")), Bun.file(join(dir, "containerd.log"))],
-  });
-  await waitFor("containerd", () => {
-    if (containerd!.exitCode !== null) throw new Error(`containerd exited: ${readFileSync(join(dir, "containerd.log"), "utf8").slice(-2000)}`);
-    return ctr(["version"], 5000).code === 0;
-  });
-  const tar = join(dir, "image.tar");
-  const mk = Bun.spawnSync(["bash", join(root, "scripts/make-image.sh"), tar, IMAGE], { stdout: "pipe", stderr: "pipe" });
-  if (!mk.success) throw new Error(`make-image.sh: ${mk.stderr}`);
-  mustCtr(["images", "import", tar]);
-}
-
 async function tearDown(): Promise<void> {
   try {
-    if (containerd && containerd.exitCode === null) await clearContainers();
+    if (ctd.running) await clearContainers();
   } catch (err) {
     console.error(`shim bench: cleanup: ${(err as Error).message}`);
   }
-  if (containerd && containerd.exitCode === null) {
-    containerd.kill("SIGTERM");
-    const end = Date.now() + 10_000;
-    while (containerd.exitCode === null && Date.now() < end) await Bun.sleep(50);
-    if (containerd.exitCode === null) containerd.kill("SIGKILL");
-    await containerd.exited;
-  }
-  // Whatever a failure left: runtime state first (each runtime's own delete), then processes.
-  const tsrunState = join(DEFAULT_ROOT, NS);
-  for (const [bin, state] of [[tsrun, tsrunState], ["runc", join(dir, "runc", NS)]] as const) {
-    if (!existsSync(state)) continue;
-    for (const e of readdirSync(state, { withFileTypes: true })) {
-      if (e.isDirectory()) Bun.spawnSync([bin, "--root", state, "delete", "--force", e.name], { stdio: ["ignore", "ignore", "ignore"] });
-    }
-  }
-  for (const pid of shimPids()) {
-    // A tsrun shim daemon's socket (its -socket argument) outlives a SIGKILL.
-    let socket: string | undefined;
-    try {
-      const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-      const i = argv.indexOf("-socket");
-      if (i >= 0 && argv[i + 1]?.startsWith(`${SOCKET_DIR}/`)) socket = argv[i + 1];
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // Gone.
-    }
-    if (socket) rmSync(socket, { force: true });
-  }
-  // The snapshot mounts live in this private mount namespace only; unmount them before removing the dir.
-  Bun.spawnSync(["sh", "-c", `grep -o " ${dir}[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l`]);
-  rmSync(dir, { recursive: true, force: true });
-  for (const p of madeHere) {
-    try {
-      rmdirSync(p);
-    } catch {
-      // Not empty (someone else's) or gone.
-    }
-  }
+  // Whatever a failure left: each runtime's state (its own delete), the shims, mounts, the dir.
+  await ctd.stop([["runc", join(ctd.dir, "runc", NS)]]);
 }
 
 async function latency(): Promise<void> {
@@ -235,7 +154,7 @@ async function memory(): Promise<void> {
 
 let failed = false;
 try {
-  await setUp();
+  await ctd.start(IMAGE);
   await latency();
   await memory();
 } catch (err) {

@@ -3,12 +3,10 @@
 // busybox image through `ctr run --runtime io.containerd.tsrun.v2`. Needs root, containerd, ctr,
 // umoci and jq (scripts/make-image.sh), and the built binaries (`bun scripts/build.ts`).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { umount2, MNT_DETACH } from "@tsrun/runtime/linux";
-import { mountPoints } from "../src/task/rootfs.ts";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { DEFAULT_ROOT } from "../src/task/runtime.ts";
-import { SOCKET_DIR } from "../src/bin/manager.ts";
+import { PrivateContainerd } from "./private-containerd.ts";
 import { BinaryTransport, Publisher } from "../src/events/publisher.ts";
 
 const repo = join(import.meta.dir, "../../..");
@@ -21,58 +19,13 @@ const IMAGE = "localhost/tsrun-e2e:latest";
 const has = (cmd: string) => Bun.spawnSync(["sh", "-c", `command -v ${cmd}`]).success;
 const canRun = process.getuid?.() === 0 && existsSync(SHIM) && existsSync(TSRUN) && ["containerd", "ctr", "umoci", "jq"].every(has);
 
-// Short: containerd's socket path and the shim's must fit in sun_path.
-const dir = canRun ? mkdtempSync("/tmp/tsrun-ctd-") : "";
-const sock = join(dir, "c.sock");
-// ctr's fifos for the tasks' stdio: its default is /run/containerd/fifo, on the host.
-const fifos = join(dir, "fifo");
-let containerd: Bun.Subprocess | undefined;
-
-// Outside our private dir, what the shim and the runtime make where containerd's runc shim and
-// runc would (both fixed paths: containerd 1.6 passes the shim no directory, and ctr passes a
-// runtime root to runc's shim only), and the cgroup parent of ctr's "/<namespace>/<id>" paths,
-// which the runtime leaves as runc does. The test removes whichever of them it made, once empty,
-// so a host's own containerd keeps what is its.
-const CONTAINERD_RUN = dirname(DEFAULT_ROOT);
-const hostPaths = [DEFAULT_ROOT, SOCKET_DIR, CONTAINERD_RUN];
-const cgroupParents = readdirSync("/sys/fs/cgroup", { withFileTypes: true })
-  .filter((e) => e.isDirectory())
-  .map((e) => join("/sys/fs/cgroup", e.name, NS));
-const madeHere = [...hostPaths, ...cgroupParents].filter((p) => !existsSync(p));
-
-function ctr(args: string[], timeoutMs = 60_000): { code: number; stdout: string; stderr: string } {
-  const r = Bun.spawnSync(["ctr", "--address", sock, "--namespace", NS, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: timeoutMs });
-  return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
-}
-
-/** Processes whose command line mentions our containerd socket: shims (their -address) and containerd itself. */
-function processesUsing(path: string): number[] {
-  const out: number[] = [];
-  for (const e of readdirSync("/proc")) {
-    if (!/^\d+$/.test(e) || Number(e) === containerd?.pid) continue;
-    try {
-      if (readFileSync(`/proc/${e}/cmdline`, "utf8").split("\0").includes(path)) out.push(Number(e));
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return out;
-}
-
-/** The -socket argument of a shim daemon's command line, if the process is one. */
-function shimSocket(pid: number): string | undefined {
-  try {
-    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-    const i = argv.indexOf("-socket");
-    return i >= 0 && argv[i + 1]?.startsWith(`${SOCKET_DIR}/`) ? argv[i + 1] : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function mountedUnder(path: string): string[] {
-  return mountPoints().filter((m) => m === path || m.startsWith(`${path}/`));
-}
+const ctd = canRun ? new PrivateContainerd(NS, "/tmp/tsrun-ctd-", { shim: SHIM, tsrun: TSRUN }) : undefined;
+const dir = ctd?.dir ?? "";
+const sock = ctd?.sock ?? "";
+const fifos = ctd?.fifos ?? "";
+const ctr = (args: string[], timeoutMs?: number) => ctd!.ctr(args, timeoutMs);
+const processesUsing = (path: string) => ctd!.processesUsing(path);
+const mountedUnder = (path: string) => ctd!.mountedUnder(path);
 
 /** Nothing of a finished container may survive: no shim, no mount, no runtime state, no task bundle. */
 async function expectNothingLeft(id: string): Promise<void> {
@@ -94,71 +47,11 @@ test("requirements: root, dist/containerd-shim-tsrun-v2, dist/tsrun, containerd,
 describe("containerd 1.6 runs containers through containerd-shim-tsrun-v2 (root)", () => {
   beforeAll(async () => {
     if (!canRun) throw new Error("requirements missing (see the requirements test)");
-    const bin = join(dir, "bin");
-    mkdirSync(bin);
-    symlinkSync(SHIM, join(bin, "containerd-shim-tsrun-v2"));
-    symlinkSync(TSRUN, join(bin, "tsrun"));
-    // CRI is off: it needs CNI and would only slow start-up.
-    writeFileSync(join(dir, "config.toml"), 'version = 2\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n');
-    containerd = Bun.spawn(["containerd", "--config", join(dir, "config.toml"), "--root", join(dir, "root"), "--state", join(dir, "state"), "--address", sock], {
-      env: { ...process.env, PATH: `${bin}:${process.env.PATH}` },
-      stdio: ["ignore", Bun.file(join(dir, "containerd.log")), Bun.file(join(dir, "containerd.log"))],
-    });
-    const end = Date.now() + 20_000;
-    while (ctr(["version"], 5000).code !== 0) {
-      if (Date.now() > end || containerd.exitCode !== null) throw new Error(`containerd did not come up: ${readFileSync(join(dir, "containerd.log"), "utf8").slice(-2000)}`);
-      await Bun.sleep(100);
-    }
-    const tar = join(dir, "image.tar");
-    const mk = Bun.spawnSync(["bash", join(repo, "scripts/make-image.sh"), tar, IMAGE], { stdout: "pipe", stderr: "pipe" });
-    if (!mk.success) throw new Error(`make-image.sh: ${mk.stderr}`);
-    const imp = ctr(["images", "import", tar]);
-    if (imp.code !== 0) throw new Error(`ctr images import: ${imp.stderr}`);
+    await ctd!.start(IMAGE);
   }, 120_000);
 
   afterAll(async () => {
-    if (containerd && containerd.exitCode === null) {
-      containerd.kill("SIGTERM");
-      const end = Date.now() + 10_000;
-      while (containerd.exitCode === null && Date.now() < end) await Bun.sleep(50);
-      if (containerd.exitCode === null) containerd.kill("SIGKILL");
-      await containerd.exited;
-    }
-    // A test that failed midway leaves containers whose shims are killed below: their runtime
-    // state and processes go first (tsrun's own delete, as containerd's cleanup would run it).
-    const stateDir = join(DEFAULT_ROOT, NS);
-    if (existsSync(stateDir)) {
-      for (const e of readdirSync(stateDir, { withFileTypes: true })) {
-        if (e.isDirectory()) Bun.spawnSync([TSRUN, "--root", stateDir, "delete", "--force", e.name], { stdio: ["ignore", "ignore", "ignore"] });
-      }
-    }
-    for (const pid of processesUsing(sock)) {
-      // A shim daemon's socket (its -socket argument) outlives a SIGKILL.
-      const socket = shimSocket(pid);
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // Gone.
-      }
-      if (socket) rmSync(socket, { force: true });
-    }
-    for (const m of mountedUnder(dir).sort((a, b) => b.length - a.length)) {
-      try {
-        umount2(m, MNT_DETACH);
-      } catch {
-        // Best effort.
-      }
-    }
-    if (dir) rmSync(dir, { recursive: true, force: true });
-    // The namespace's state directory, once empty (the runtime removes containers, not the
-    // directory), then what this test made outside its dir, children first.
-    for (const p of [join(DEFAULT_ROOT, NS), ...madeHere]) {
-      try {
-        rmdirSync(p);
-      } catch {
-        // Not empty (in use by someone else) or not there: leave it.
-      }
-    }
+    await ctd?.stop();
   }, 60_000);
 
   test("ctr run --rm … echo hi prints hi and leaves nothing behind", async () => {

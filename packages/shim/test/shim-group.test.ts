@@ -5,12 +5,11 @@
 // Needs root, containerd, ctr, umoci and jq (scripts/make-image.sh), and the built binaries
 // (`bun scripts/build.ts`).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { umount2, MNT_DETACH } from "@tsrun/runtime/linux";
-import { mountPoints } from "../src/task/rootfs.ts";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { DEFAULT_ROOT } from "../src/task/runtime.ts";
-import { GROUP_MAX_ENV, SOCKET_DIR } from "../src/bin/manager.ts";
+import { GROUP_MAX_ENV } from "../src/bin/manager.ts";
+import { cmdline, PrivateContainerd } from "./private-containerd.ts";
 
 const repo = join(import.meta.dir, "../../..");
 const SHIM = join(repo, "dist/containerd-shim-tsrun-v2");
@@ -22,48 +21,22 @@ const RUNTIME = ["--runtime", "io.containerd.tsrun.v2"];
 const has = (cmd: string) => Bun.spawnSync(["sh", "-c", `command -v ${cmd}`]).success;
 const canRun = process.getuid?.() === 0 && existsSync(SHIM) && existsSync(TSRUN) && ["containerd", "ctr", "umoci", "jq"].every(has);
 
-const dir = canRun ? mkdtempSync("/tmp/tsrun-grp-") : "";
-const sock = join(dir, "c.sock");
-const fifos = join(dir, "fifo");
+const ctd = canRun ? new PrivateContainerd(NS, "/tmp/tsrun-grp-", { shim: SHIM, tsrun: TSRUN }) : undefined;
+const dir = ctd?.dir ?? "";
+const sock = ctd?.sock ?? "";
+const fifos = ctd?.fifos ?? "";
 const bundles = join(dir, "state/io.containerd.runtime.v2.task", NS);
-let containerd: Bun.Subprocess | undefined;
 /** `ctr events` for the whole file: every exit containerd heard of. */
 let watcher: Bun.Subprocess<"ignore", "pipe", "pipe"> | undefined;
 let events = "";
 let reader: Promise<void> | undefined;
 
-const CONTAINERD_RUN = dirname(DEFAULT_ROOT);
-const cgroupParents = readdirSync("/sys/fs/cgroup", { withFileTypes: true })
-  .filter((e) => e.isDirectory())
-  .map((e) => join("/sys/fs/cgroup", e.name, NS));
-const madeHere = [DEFAULT_ROOT, SOCKET_DIR, CONTAINERD_RUN, ...cgroupParents].filter((p) => !existsSync(p));
-
-function ctr(args: string[], timeoutMs = 60_000): { code: number; stdout: string; stderr: string } {
-  const r = Bun.spawnSync(["ctr", "--address", sock, "--namespace", NS, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: timeoutMs });
-  return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
-}
-
+const ctr = (args: string[], timeoutMs?: number) => ctd!.ctr(args, timeoutMs);
 /** ctr, without blocking the test's event loop (for runs in parallel). */
-async function ctrAsync(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const p = Bun.spawn(["ctr", "--address", sock, "--namespace", NS, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: 120_000 });
-  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  return { code, stdout, stderr };
-}
-
-function cmdline(pid: number | string): string[] {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-  } catch {
-    return [];
-  }
-}
-
-/** Processes whose command line names our containerd socket (shims: their -address). */
-function processesUsing(path: string): number[] {
-  return readdirSync("/proc")
-    .filter((e) => /^\d+$/.test(e) && Number(e) !== containerd?.pid && Number(e) !== watcher?.pid && cmdline(e).includes(path))
-    .map(Number);
-}
+const ctrAsync = (args: string[]) => ctd!.ctrAsync(args);
+/** Processes whose command line names our containerd socket (shims: their -address), not containerd nor the watcher. */
+const processesUsing = (path: string) => ctd!.processesUsing(path);
+const mountedUnder = (path: string) => ctd!.mountedUnder(path);
 
 /** The shim daemons of our containerd (start and delete have no -socket), with their sockets. */
 function daemons(): Map<number, string> {
@@ -104,9 +77,6 @@ function alive(pid: number): boolean {
   }
 }
 
-function mountedUnder(path: string): string[] {
-  return mountPoints().filter((m) => m === path || m.startsWith(`${path}/`));
-}
 
 function taskList(): Map<string, { pid: number; status: string }> {
   const out = new Map<string, { pid: number; status: string }>();
@@ -152,26 +122,9 @@ test("requirements: root, dist/containerd-shim-tsrun-v2, dist/tsrun, containerd,
 describe("one shim for many containers behind containerd 1.6 (root)", () => {
   beforeAll(async () => {
     if (!canRun) throw new Error("requirements missing (see the requirements test)");
-    const bin = join(dir, "bin");
-    mkdirSync(bin);
-    symlinkSync(SHIM, join(bin, "containerd-shim-tsrun-v2"));
-    symlinkSync(TSRUN, join(bin, "tsrun"));
-    writeFileSync(join(dir, "config.toml"), 'version = 2\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n');
-    containerd = Bun.spawn(["containerd", "--config", join(dir, "config.toml"), "--root", join(dir, "root"), "--state", join(dir, "state"), "--address", sock], {
-      env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, [GROUP_MAX_ENV]: String(CAP) },
-      stdio: ["ignore", Bun.file(join(dir, "containerd.log")), Bun.file(join(dir, "containerd.log"))],
-    });
-    const end = Date.now() + 20_000;
-    while (ctr(["version"], 5000).code !== 0) {
-      if (Date.now() > end || containerd.exitCode !== null) throw new Error(`containerd did not come up: ${readFileSync(join(dir, "containerd.log"), "utf8").slice(-2000)}`);
-      await Bun.sleep(100);
-    }
-    const tar = join(dir, "image.tar");
-    const mk = Bun.spawnSync(["bash", join(repo, "scripts/make-image.sh"), tar, IMAGE], { stdout: "pipe", stderr: "pipe" });
-    if (!mk.success) throw new Error(`make-image.sh: ${mk.stderr}`);
-    const imp = ctr(["images", "import", tar]);
-    if (imp.code !== 0) throw new Error(`ctr images import: ${imp.stderr}`);
+    await ctd!.start(IMAGE, { [GROUP_MAX_ENV]: String(CAP) });
     watcher = Bun.spawn(["ctr", "--address", sock, "events"], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    ctd!.ignored.add(watcher.pid);
     const stdout = watcher.stdout;
     reader = (async () => {
       const decoder = new TextDecoder();
@@ -190,50 +143,7 @@ describe("one shim for many containers behind containerd 1.6 (root)", () => {
     watcher?.kill();
     await watcher?.exited;
     await reader;
-    if (containerd && containerd.exitCode === null) {
-      containerd.kill("SIGTERM");
-      const end = Date.now() + 10_000;
-      while (containerd.exitCode === null && Date.now() < end) await Bun.sleep(50);
-      if (containerd.exitCode === null) containerd.kill("SIGKILL");
-      await containerd.exited;
-    }
-    // A test that failed midway: the runtime's state and processes first, then the shims.
-    const stateDir = join(DEFAULT_ROOT, NS);
-    if (existsSync(stateDir)) {
-      for (const e of readdirSync(stateDir, { withFileTypes: true })) {
-        if (e.isDirectory()) Bun.spawnSync([TSRUN, "--root", stateDir, "delete", "--force", e.name], { stdio: ["ignore", "ignore", "ignore"] });
-      }
-    }
-    for (const [pid, socket] of daemons()) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // Gone.
-      }
-      rmSync(socket, { force: true });
-    }
-    for (const pid of processesUsing(sock)) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // Gone.
-      }
-    }
-    for (const m of mountedUnder(dir).sort((a, b) => b.length - a.length)) {
-      try {
-        umount2(m, MNT_DETACH);
-      } catch {
-        // Best effort.
-      }
-    }
-    if (dir) rmSync(dir, { recursive: true, force: true });
-    for (const p of [join(DEFAULT_ROOT, NS), ...madeHere]) {
-      try {
-        rmdirSync(p);
-      } catch {
-        // Not empty (in use by someone else) or not there: leave it.
-      }
-    }
+    await ctd?.stop();
   }, 60_000);
 
   test("containers of one namespace share one shim; each keeps its IO and exit status; a failing Create disturbs no one; the shim goes after the last Delete", async () => {
