@@ -2,9 +2,9 @@
 // the state JSON on stdin, args and env as configured, the bundle as working directory, killed at
 // their timeout.
 import { statSync } from "node:fs";
-import { constants as osConstants } from "node:os";
 import type { Hook } from "@tsrun/ocispec/core";
 import { TsrunError } from "../errors.ts";
+import { SIG } from "../linux/constants.ts";
 import { ownChild, releaseChild } from "../container/children.ts";
 
 export class HookError extends TsrunError {
@@ -52,7 +52,9 @@ const SIGNAL_WORDS: Readonly<Record<string, string>> = {
 
 /** "SIGSYS (bad system call)" for 31 or "SIGSYS": a number alone leaves the user looking it up. */
 export function signalText(sig: string | number): string {
-  const name = typeof sig === "number" ? Object.entries(osConstants.signals).find(([, n]) => n === sig)?.[0] : sig;
+  // SIG lists each number's usual name first (ABRT before IOT).
+  const found = typeof sig === "number" ? Object.entries(SIG).find(([, n]) => n === sig) : undefined;
+  const name = typeof sig === "string" ? sig : found ? `SIG${found[0]}` : undefined;
   if (name === undefined) return `signal ${sig}`;
   const words = SIGNAL_WORDS[name];
   return words ? `${name} (${words})` : name;
