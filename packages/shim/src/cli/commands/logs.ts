@@ -4,12 +4,10 @@
 // --timestamps each line's time first, -f on until the container exits.
 import { closeSync, openSync, readSync, fstatSync, writeSync } from "node:fs";
 import { defineCommand, CliError } from "@tsrun/runtime/cli";
-import { Store } from "@tsrun/runtime";
+import { parseDuration, Store } from "@tsrun/runtime";
 import { imageRootFlag, images } from "./common.ts";
 import { parseRecord, type CriRecord } from "../../monitor/cri.ts";
 import { imageContainerBundle, monitorAlive, monitorFiles, readExitRecord, readMonitorRecord } from "../../monitor/files.ts";
-
-const UNITS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
 /** Docker's --since: an RFC 3339 time (or date), a Unix time (seconds[.fraction]), or a Go duration back from now. In ns since the epoch. */
 export function parseSince(text: string, nowMs = Date.now()): bigint {
@@ -17,12 +15,14 @@ export function parseSince(text: string, nowMs = Date.now()): bigint {
     const [s, f = ""] = text.split(".");
     return BigInt(s!) * 1_000_000_000n + BigInt(f.padEnd(9, "0"));
   }
-  const dur = /^((\d+(\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h))+$/.test(text);
-  if (dur) {
-    let ms = 0;
-    for (const m of text.matchAll(/(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/g)) ms += Number(m[1]) * UNITS[m[2]!]!;
-    return BigInt(Math.round((nowMs - ms) * 1e6));
+  // A Go duration, as `events --interval` reads one (a bare number was a Unix time above).
+  let back: number | undefined;
+  try {
+    back = parseDuration(text);
+  } catch {
+    // Not a duration: a time, below.
   }
+  if (back !== undefined) return BigInt(Math.round((nowMs - back) * 1e6));
   const m = /^(\d{4}-\d\d-\d\d)(?:[T ](\d\d:\d\d(?::\d\d)?)(\.\d{1,9})?)?(Z|[+-]\d\d:?\d\d)?$/.exec(text);
   if (m) {
     const ms = Date.parse(`${m[1]}T${m[2] ?? "00:00:00"}${m[4] ?? "Z"}`);
