@@ -6,7 +6,7 @@ import { closeSync, constants, mkdirSync, mkdtempSync, openSync, readSync, rmSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mkfifo } from "@tsrun/runtime/linux";
-import { ShimLog } from "../src/bin/daemon.ts";
+import { DEFAULT_LINGER_MS, LINGER_ENV, lingerMs, ShimLog } from "../src/bin/daemon.ts";
 import { Reaper } from "../src/task/reaper.ts";
 import { TaskService } from "../src/task/service.ts";
 import { taskProto } from "../src/task/proto.ts";
@@ -16,9 +16,9 @@ import type { CallContext } from "../src/ttrpc/server.ts";
 const p = taskProto();
 const ctx: CallContext = { service: "containerd.task.v2.Task", method: "Shutdown", metadata: new Map() };
 
-function service(maxTasks: number, reserveMs = 60_000) {
+function service(maxTasks: number, reserveMs = 60_000, lingerMs = 0) {
   let exits = 0;
-  const s = new TaskService({ namespace: "ns", reaper: new Reaper(), maxTasks, reserveMs, onShutdown: () => exits++ });
+  const s = new TaskService({ namespace: "ns", reaper: new Reaper(), maxTasks, reserveMs, lingerMs, onShutdown: () => exits++ });
   const m = s.methods();
   const shutdown = async (id: string, now = false) => void (await m.Shutdown!(p.shutdownRequest.encode({ id, now }), ctx));
   return { s, shutdown, exits: () => exits };
@@ -63,6 +63,48 @@ test("a place whose Create never comes expires, and an empty daemon goes", async
   await Bun.sleep(120);
   expect(exits()).toBe(1);
   expect([...s.members()]).toEqual([]);
+});
+
+test("with a linger time, an idle daemon goes only once it has passed; a start meanwhile keeps it, and Shutdown(now) goes at once", async () => {
+  const { s, shutdown, exits } = service(4, 60_000, 150);
+  s.reserve("a");
+  await shutdown("a");
+  await Bun.sleep(50);
+  expect(exits()).toBe(0);
+  // The group's next container comes while it lingers: the daemon takes it and stays.
+  s.reserve("b");
+  await Bun.sleep(250);
+  expect(exits()).toBe(0);
+  expect([...s.members()]).toEqual(["b"]);
+  await shutdown("b");
+  await Bun.sleep(50);
+  expect(exits()).toBe(0);
+  await Bun.sleep(250);
+  expect(exits()).toBe(1);
+  expect(codeOf(() => s.reserve("c"))).toBe(Code.UNAVAILABLE);
+
+  const now = service(4, 60_000, 10_000);
+  now.s.reserve("a");
+  await now.shutdown("a", true);
+  expect(now.exits()).toBe(1);
+  // An expired place of an idle daemon lingers too.
+  const expired = service(4, 30, 150);
+  expired.s.reserve("a");
+  await Bun.sleep(100);
+  expect(expired.exits()).toBe(0);
+  await Bun.sleep(200);
+  expect(expired.exits()).toBe(1);
+});
+
+test("the linger time: a pod's daemon never lingers; TSRUN_SHIM_LINGER_MS sets the others', a bad value keeps the default", () => {
+  expect(lingerMs("namespace", {})).toBe(DEFAULT_LINGER_MS);
+  expect(lingerMs("group:web", {})).toBe(DEFAULT_LINGER_MS);
+  expect(lingerMs("pod:abc", {})).toBe(0);
+  expect(lingerMs("pod:abc", { [LINGER_ENV]: "9000" })).toBe(0);
+  expect(lingerMs("namespace", { [LINGER_ENV]: "0" })).toBe(0);
+  expect(lingerMs("namespace", { [LINGER_ENV]: "1200" })).toBe(1200);
+  expect(lingerMs("namespace", { [LINGER_ENV]: "-5" })).toBe(DEFAULT_LINGER_MS);
+  expect(lingerMs("namespace", { [LINGER_ENV]: "soon" })).toBe(DEFAULT_LINGER_MS);
 });
 
 test("Create takes the reserved place, even when it fails; then the Shutdown ends it", async () => {

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { DEFAULT_ROOT } from "../src/task/runtime.ts";
+import { LINGER_ENV } from "../src/bin/daemon.ts";
 import { PrivateContainerd } from "./private-containerd.ts";
 import { BinaryTransport, Publisher } from "../src/events/publisher.ts";
 
@@ -47,7 +48,8 @@ test("requirements: root, dist/containerd-shim-tsrun-v2, dist/tsrun, containerd,
 describe("containerd 1.6 runs containers through containerd-shim-tsrun-v2 (root)", () => {
   beforeAll(async () => {
     if (!canRun) throw new Error("requirements missing (see the requirements test)");
-    await ctd!.start(IMAGE);
+    // Each test's daemon goes with its last container (no linger: shim-group.test.ts tests that).
+    await ctd!.start(IMAGE, { [LINGER_ENV]: "0" });
   }, 120_000);
 
   afterAll(async () => {

@@ -9,6 +9,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { DEFAULT_ROOT } from "../src/task/runtime.ts";
 import { GROUP_MAX_ENV } from "../src/bin/manager.ts";
+import { LINGER_ENV } from "../src/bin/daemon.ts";
 import { cmdline, PrivateContainerd } from "./private-containerd.ts";
 
 const repo = join(import.meta.dir, "../../..");
@@ -17,6 +18,8 @@ const TSRUN = join(repo, "dist/tsrun");
 const NS = `tsrun-group-${process.pid}`;
 const IMAGE = "localhost/tsrun-group:latest";
 const CAP = 8;
+/** How long an idle shim stays for its group's next container here (the default is longer). */
+const LINGER_MS = 1500;
 const RUNTIME = ["--runtime", "io.containerd.tsrun.v2"];
 const has = (cmd: string) => Bun.spawnSync(["sh", "-c", `command -v ${cmd}`]).success;
 const canRun = process.getuid?.() === 0 && existsSync(SHIM) && existsSync(TSRUN) && ["containerd", "ctr", "umoci", "jq"].every(has);
@@ -122,7 +125,7 @@ test("requirements: root, dist/containerd-shim-tsrun-v2, dist/tsrun, containerd,
 describe("one shim for many containers behind containerd 1.6 (root)", () => {
   beforeAll(async () => {
     if (!canRun) throw new Error("requirements missing (see the requirements test)");
-    await ctd!.start(IMAGE, { [GROUP_MAX_ENV]: String(CAP) });
+    await ctd!.start(IMAGE, { [GROUP_MAX_ENV]: String(CAP), [LINGER_ENV]: String(LINGER_MS) });
     watcher = Bun.spawn(["ctr", "--address", sock, "events"], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
     ctd!.ignored.add(watcher.pid);
     const stdout = watcher.stdout;
@@ -146,11 +149,11 @@ describe("one shim for many containers behind containerd 1.6 (root)", () => {
     await ctd?.stop();
   }, 60_000);
 
-  test("containers of one namespace share one shim; each keeps its IO and exit status; a failing Create disturbs no one; the shim goes after the last Delete", async () => {
+  test("containers of one namespace share one shim; each keeps its IO and exit status; a failing Create disturbs no one; the shim lingers after the last Delete, takes a container then, and goes", async () => {
     try {
       await sharedShim();
     } finally {
-      for (const id of ["g-a", "g-b", "g-c", "g-d"]) if (ctr(["containers", "info", id]).code === 0) await remove(id);
+      for (const id of ["g-a", "g-b", "g-c", "g-d", "g-e"]) if (ctr(["containers", "info", id]).code === 0) await remove(id);
     }
     await expectNothingLeft();
   }, 180_000);
@@ -205,7 +208,21 @@ describe("one shim for many containers behind containerd 1.6 (root)", () => {
       await until(`${id}'s exit event`, () => exitsOf(id).length > 0);
       expect(exitsOf(id)).toEqual([[id, code]]);
     }
-    // After the last Delete and its Shutdown, the shim exits and removes its socket.
+    // After the last Delete and its Shutdown the shim stays idle for its linger time, and the
+    // namespace's next container gets it rather than a new daemon.
+    await Bun.sleep(LINGER_MS / 3);
+    expect([...daemons().keys()]).toEqual([shim]);
+    expect(trapping("g-e", 9).code).toBe(0);
+    expect(shimOf("g-e")).toBe(shim);
+    expect(ctr(["tasks", "kill", "-s", "SIGTERM", "g-e"]).code).toBe(0);
+    await until("g-e to stop", () => taskList().get("g-e")?.status === "STOPPED");
+    expect(ctr(["tasks", "delete", "g-e"]).code).toBe(0);
+    expect(ctr(["containers", "delete", "g-e"]).code).toBe(0);
+    await until("g-e's exit event", () => exitsOf("g-e").length > 0);
+    expect(exitsOf("g-e")).toEqual([["g-e", 9]]);
+    // Then, idle past its linger time, it exits and removes its socket.
+    await Bun.sleep(LINGER_MS / 3);
+    expect(existsSync(`/proc/${shim}`)).toBe(true);
     await until("the shim to exit", () => !existsSync(`/proc/${shim}`));
     expect(existsSync(socket)).toBe(false);
   }

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { MS } from "@tsrun/ocispec/core";
 import { FlagError, parseFlags } from "../src/bin/flags.ts";
 import { groupMax, groupOf, socketPath } from "../src/bin/manager.ts";
+import { deleteResponse, mayHaveMounts } from "../src/bin/cleanup.ts";
 import { mountPoints, mountTarget, planMount, RootfsError } from "../src/task/rootfs.ts";
 import { lastLoggedError } from "../src/task/runtime.ts";
 import { taskMethods, taskProto } from "../src/task/proto.ts";
@@ -70,6 +71,30 @@ describe("rootfs mount plans", () => {
   test("mountinfo's octal escapes are decoded", () => {
     const info = "36 35 98:0 / /mnt/with\\040space rw,noatime master:1 - ext3 /dev/root rw\n37 35 0:5 / /plain rw - tmpfs tmpfs rw\n";
     expect(mountPoints(info)).toEqual(["/mnt/with space", "/plain"]);
+  });
+});
+
+describe("shim delete", () => {
+  test("the mount check finds the rootfs and what is under it, escaped as mountinfo writes it, and nothing else", () => {
+    const info = [
+      "36 35 98:0 / /run/b/with\\040space/rootfs rw - overlay overlay rw",
+      "37 35 0:5 / /run/c/rootfs/proc rw - proc proc rw",
+      "38 35 0:6 / /run/d/rootfsx rw - tmpfs tmpfs rw",
+      "",
+    ].join("\n");
+    expect(mayHaveMounts("/run/b/with space/rootfs", info)).toBe(true);
+    expect(mayHaveMounts("/run/c/rootfs", info)).toBe(true);
+    expect(mayHaveMounts("/run/e/rootfs", info)).toBe(false);
+    // A superset test: rootfs.ts's exact one decides (here: /run/d/rootfsx is not under /run/d/rootfs).
+    expect(mayHaveMounts("/run/d/rootfs", info)).toBe(true);
+    expect(mountPoints(info).filter((p) => p === "/run/d/rootfs" || p.startsWith("/run/d/rootfs/"))).toEqual([]);
+  });
+
+  test("its DeleteResponse, written with the minimal writer, is what the Task API's codec reads", () => {
+    const d = taskProto().deleteResponse;
+    expect(d.decode(deleteResponse(4321, 137, 1_765_000_000_250.5))).toEqual({ pid: 4321, exitStatus: 137, exitedAt: { seconds: 1_765_000_000, nanos: 250_500_000 } });
+    expect(d.decode(deleteResponse(0, 0, 0))).toEqual({ pid: 0, exitStatus: 0, exitedAt: { seconds: 0, nanos: 0 } });
+    expect(hex(deleteResponse(1, 2, 3000))).toBe(hex(d.encode({ pid: 1, exitStatus: 2, exitedAt: { seconds: 3, nanos: 0 } })));
   });
 });
 

@@ -6,6 +6,9 @@ import { join } from "node:path";
 import { TtrpcClient } from "../src/ttrpc/client.ts";
 import { encodeFrame, FrameDecoder, FrameTooLarge, FrameType, HEADER_LENGTH, MAX_DATA_LENGTH, type Decoded, type Frame } from "../src/ttrpc/frame.ts";
 import { requestCodec, responseCodec } from "../src/ttrpc/messages.ts";
+import { codec, parseProtos } from "../src/ttrpc/codec.ts";
+import requestProto from "../proto/containerd/ttrpc/request.proto" with { type: "text" };
+import statusProto from "../proto/containerd/rpc/status.proto" with { type: "text" };
 import { TtrpcServer } from "../src/ttrpc/server.ts";
 import { Code, TtrpcError } from "../src/ttrpc/status.ts";
 
@@ -144,6 +147,34 @@ describe("envelope", () => {
     expect(requestCodec().decode(requestCodec().encode(req))).toEqual(req);
     const res = responseCodec().decode(responseCodec().encode({ status: { code: Code.NOT_FOUND, message: "gone", details: [] }, payload: new Uint8Array(0) }));
     expect(res.status).toEqual({ code: Code.NOT_FOUND, message: "gone", details: [] });
+  });
+
+  test("the static codecs write and read what codecs built from request.proto and status.proto do", () => {
+    const root = parseProtos([statusProto, requestProto]);
+    const reflReq = codec<ReturnType<ReturnType<typeof requestCodec>["decode"]>>(root, "ttrpc.Request");
+    const reflRes = codec<ReturnType<ReturnType<typeof responseCodec>["decode"]>>(root, "ttrpc.Response");
+    const reqs = [
+      { service: "containerd.task.v2.Task", method: "Create", payload: bytes("x".repeat(300)), timeoutNano: 2 ** 52, metadata: [{ key: "a", value: "b" }, { key: "", value: "v" }] },
+      { service: "", method: "", payload: new Uint8Array(0), timeoutNano: 0, metadata: [] },
+      { service: "é✓", method: "M", payload: new Uint8Array([0, 255, 7]), timeoutNano: 1, metadata: [{ key: "k", value: "ü".repeat(200) }] },
+    ];
+    for (const req of reqs) {
+      expect(reflReq.decode(requestCodec().encode(req))).toEqual(req);
+      expect(requestCodec().decode(reflReq.encode(req))).toEqual(req);
+    }
+    const responses = [
+      { status: { code: Code.NOT_FOUND, message: "gone", details: [{ typeUrl: "t/x", value: new Uint8Array([1, 2]) }, { typeUrl: "", value: new Uint8Array(0) }] }, payload: bytes("p") },
+      { status: { code: 0, message: "", details: [] }, payload: new Uint8Array(0) },
+      { status: null, payload: bytes("only payload") },
+    ];
+    for (const res of responses) {
+      expect(responseCodec().decode(reflRes.encode(res))).toEqual(res);
+      // The reflection codec fills a status it did not see with null, as ours does.
+      expect(reflRes.decode(responseCodec().encode(res))).toEqual(res);
+    }
+    // A field the envelope does not know (a newer ttrpc's) is skipped, not an error.
+    const extra = new Uint8Array([...requestCodec().encode(reqs[0]!), (9 << 3) | 2, 2, 0x61, 0x62, (10 << 3) | 0, 0x96, 0x01]);
+    expect(requestCodec().decode(extra)).toEqual(reqs[0]!);
   });
 
   test("an empty Response decodes as OK with no payload", () => {

@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { TtrpcServer } from "../ttrpc/server.ts";
 import { TASK_SERVICE_V2, TASK_SERVICE_V3 } from "../task/proto.ts";
 import { Reaper } from "../task/reaper.ts";
-import { loadSavedOptions, TaskService } from "../task/service.ts";
+import { TaskService } from "../task/service.ts";
+import { loadSavedOptions } from "../task/options.ts";
 import { Publisher, transportFromEnvironment } from "../events/publisher.ts";
 import { OomMonitor, stateRootFor } from "../events/oom.ts";
 import { EventOrder } from "../events/order.ts";
@@ -14,6 +15,25 @@ import type { ShimFlags } from "./flags.ts";
 
 /** How long a Shutdown waits for other calls' responses before the process exits anyway. */
 const SETTLE_MS = 2000;
+
+/**
+ * How long a daemon with nothing left to serve stays for its group's next container. Starting a
+ * daemon (a Bun process, its modules, their first run) is most of what `ctr run` waits for on
+ * this shim; a daemon kept a few seconds serves a burst of containers of one namespace or group
+ * at the cost of an idle process for that time. A pod's group never gets another container once
+ * its sandbox is gone, so a pod's daemon goes at once. TSRUN_SHIM_LINGER_MS (from containerd's
+ * environment, 0 for never) overrides it.
+ */
+export const DEFAULT_LINGER_MS = 5000;
+export const LINGER_ENV = "TSRUN_SHIM_LINGER_MS";
+
+export function lingerMs(group: string, env: Record<string, string | undefined> = process.env): number {
+  if (group.startsWith("pod:")) return 0;
+  const raw = env[LINGER_ENV];
+  if (raw === undefined || raw === "") return DEFAULT_LINGER_MS;
+  const v = Number(raw);
+  return Number.isInteger(v) && v >= 0 ? v : DEFAULT_LINGER_MS;
+}
 
 export function serve(f: ShimFlags): void {
   if (!f.socket) throw new Error("the shim daemon needs -socket (it is started by `containerd-shim-tsrun-v2 … start`)");
@@ -45,7 +65,7 @@ export function serve(f: ShimFlags): void {
     reaper.stop();
     process.exit(code);
   };
-  service = new TaskService({ namespace, reaper, onShutdown: () => void exit(0), publish: oom.publish, maxTasks: groupMax() });
+  service = new TaskService({ namespace, reaper, onShutdown: () => void exit(0), publish: oom.publish, maxTasks: groupMax(), lingerMs: lingerMs(f.group || "namespace") });
   // The container `start` spawned this daemon for is its first member.
   if (f.id) service.reserve(f.id);
   const methods = service.methods();

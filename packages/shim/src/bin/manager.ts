@@ -3,10 +3,12 @@
 // for it, or spawns one (this binary without an action) and waits until it answers on its
 // socket; then it writes <bundle>/address and prints the address. It loads none of the Task service's modules
 // (containerd waits for it on every container start); `delete` is in cleanup.ts.
-import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from "node:fs";
+import { isatty } from "node:tty";
 import { join } from "node:path";
 import { fcntl, flock } from "@tsrun/runtime/linux";
 import type { ShimFlags } from "./flags.ts";
+import { connectable } from "./socket.ts";
 
 /** Where runc's shim puts its sockets; containerd 1.6 does not pass a directory. */
 export const SOCKET_DIR = "/run/containerd/s";
@@ -116,7 +118,7 @@ export async function startShim(f: ShimFlags): Promise<string> {
   const bundle = process.cwd();
   // containerd writes the task options to stdin; read them all so its writer never sees EPIPE.
   // (They are unused here: Create receives the same options.)
-  if (!process.stdin.isTTY) await Bun.stdin.bytes();
+  await drainStdin();
   const group = groupOf(bundle);
   mkdirSync(SOCKET_DIR, { recursive: true, mode: 0o700 });
   // Starts take turns (a lock on the socket directory, released when this process exits at the
@@ -139,6 +141,20 @@ export async function startShim(f: ShimFlags): Promise<string> {
     throw new Error(`no shim slot left for group ${group} of namespace ${namespace} (${MAX_SLOTS} shims)`);
   } finally {
     closeSync(lock);
+  }
+}
+
+/**
+ * Reads fd 0 to its end with plain reads (Bun's stdin stream costs milliseconds to set up); a
+ * terminal or a missing fd is left alone, and a non-blocking pipe goes through the stream.
+ */
+async function drainStdin(): Promise<void> {
+  const buf = Buffer.allocUnsafe(64 * 1024);
+  try {
+    if (isatty(0)) return;
+    while (readSync(0, buf, 0, buf.length, null) > 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "EAGAIN") await Bun.stdin.bytes();
   }
 }
 
@@ -184,15 +200,4 @@ function openLog(bundle: string): number {
     }
   }
   return openSync(join(bundle, "shim.log"), constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND, 0o600);
-}
-
-export async function connectable(path: string): Promise<boolean> {
-  if (!existsSync(path)) return false;
-  try {
-    const s = await Bun.connect({ unix: path, socket: { data() {} } });
-    s.end();
-    return true;
-  } catch {
-    return false;
-  }
 }

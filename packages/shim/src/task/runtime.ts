@@ -8,7 +8,7 @@
 //   containerd's runc shim drives runc: global flags before the command
 //   (`runc --root R --log L --log-format json create …`), failures read from the JSON log.
 import { appendFileSync, closeSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { basename, delimiter, dirname, join } from "node:path";
+import { delimiter, dirname, join } from "node:path";
 import {
   containerCgroup,
   containerPids,
@@ -33,9 +33,9 @@ import {
 import { ConsoleSocket } from "./console.ts";
 import type { Reaper } from "./reaper.ts";
 
-export const DEFAULT_BINARY = "tsrun";
-/** Container state lives under <root>/<namespace>, as the runc shim keeps it under /run/containerd/runc. */
-export const DEFAULT_ROOT = "/run/containerd/tsrun";
+import { DEFAULT_BINARY, DEFAULT_ROOT, namesTsrun } from "./options.ts";
+
+export { DEFAULT_BINARY, DEFAULT_ROOT, namesTsrun };
 
 /** A runtime command failed; the message is the runtime's own last error when it logged one. */
 export class RuntimeError extends Error {
@@ -332,11 +332,6 @@ export class LibraryRuntime implements RuntimeDriver {
 /** The fds as the library takes them: -1 for /dev/null. */
 function stdioFds(stdio: [Fd, Fd, Fd]): [number, number, number] {
   return stdio.map((f) => (f === "ignore" ? -1 : f)) as [number, number, number];
-}
-
-/** Whether a BinaryName names tsrun itself (empty, `tsrun`, or a path to a file called tsrun): then the library runs it. */
-export function namesTsrun(binary: string): boolean {
-  return binary === "" || basename(binary) === DEFAULT_BINARY;
 }
 
 /** The driver for a task: the library for tsrun, else the binary. */

@@ -4,7 +4,7 @@
 // (Exec, and ResizePty for an exec's terminal), Pause, Resume, Update and Stats (cgroup v1
 // metrics), and terminals (init and exec). Checkpoints answer UNIMPLEMENTED. Task events go to
 // the injected publish hook (events/: ordering, OOM watching and the transport to containerd).
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { CallContext, Method } from "../ttrpc/server.ts";
 import { timestamp } from "../ttrpc/codec.ts";
@@ -16,6 +16,7 @@ import type { Exit, Reaper } from "./reaper.ts";
 import { CGROUPS_V1_METRICS_TYPE, metricsFromRuncStats } from "./metrics.ts";
 import { mountRootfs, unmountRootfs } from "./rootfs.ts";
 import { DEFAULT_BINARY, DEFAULT_ROOT, RuntimeError, runtimeFor, type RuntimeDriver } from "./runtime.ts";
+import type { SavedOptions } from "./options.ts";
 import type { Publish } from "../events/proto.ts";
 
 export const NAMESPACE_METADATA = "containerd-namespace-ttrpc";
@@ -66,12 +67,6 @@ interface Task {
   execs: Map<string, ExecProcess>;
 }
 
-/** The runtime settings Create resolved, saved in the bundle for `shim delete` after a crash (runc's options.json, same keys). */
-export interface SavedOptions {
-  binary_name: string;
-  root: string;
-}
-
 export interface TaskServiceOptions {
   /** From the shim's -namespace flag; a call's own namespace metadata wins. */
   namespace: string;
@@ -85,6 +80,11 @@ export interface TaskServiceOptions {
   maxTasks?: number;
   /** How long a place reserved by `start` waits for its Create. */
   reserveMs?: number;
+  /**
+   * How long the daemon stays once nothing is left to serve (0: it goes at once), so that the
+   * group's next container finds it running instead of paying for a new daemon.
+   */
+  lingerMs?: number;
   /** Task events for containerd (events/: queued, ordered and sent apart from the calls). */
   publish?: Publish;
 }
@@ -101,6 +101,8 @@ export class TaskService {
   private shutdownAsked = false;
   /** Going: no new members. */
   private exiting = false;
+  /** Idle, going when this fires unless a container comes first (opts.lingerMs). */
+  private lingering: ReturnType<typeof setTimeout> | undefined;
 
   private publish: Publish;
 
@@ -171,7 +173,7 @@ export class TaskService {
         this.shutdownAsked = true;
         // containerd is done with this container here, whether or not its Create ever came.
         this.release(req.id);
-        if (req.now && this.tasks.size === 0 && this.creating.size === 0) this.exit();
+        if (req.now && this.tasks.size === 0 && this.creating.size === 0) this.exit(true);
         else this.maybeExit();
         return {};
       }),
@@ -221,12 +223,13 @@ export class TaskService {
   }
 
   private hold(id: string): void {
+    this.stayAwake();
     clearTimeout(this.reserved.get(id));
     const timer = setTimeout(() => {
       this.reserved.delete(id);
       // A start whose Create never came: the daemon need not wait for a Shutdown that was
       // never going to be sent, if nothing else is here.
-      if (this.tasks.size === 0 && this.creating.size === 0 && this.reserved.size === 0) this.exit();
+      if (this.idle()) this.exit();
     }, this.opts.reserveMs ?? RESERVE_MS);
     timer.unref?.();
     this.reserved.set(id, timer);
@@ -239,11 +242,32 @@ export class TaskService {
 
   /** After a Shutdown, the daemon goes once no task, Create or reservation is left. */
   private maybeExit(): void {
-    if (this.shutdownAsked && this.tasks.size === 0 && this.creating.size === 0 && this.reserved.size === 0) this.exit();
+    if (this.shutdownAsked && this.idle()) this.exit();
   }
 
-  private exit(): void {
+  private idle(): boolean {
+    return this.tasks.size === 0 && this.creating.size === 0 && this.reserved.size === 0;
+  }
+
+  /** A container came: an idle daemon's lingering ends. */
+  private stayAwake(): void {
+    clearTimeout(this.lingering);
+    this.lingering = undefined;
+  }
+
+  /** Nothing is left to serve: go, at once when `now` or without a linger time, else once it has passed idle. */
+  private exit(now = false): void {
     if (this.exiting) return;
+    const linger = now ? 0 : (this.opts.lingerMs ?? 0);
+    if (linger > 0) {
+      if (this.lingering) return;
+      this.lingering = setTimeout(() => {
+        this.lingering = undefined;
+        if (this.idle()) this.exit(true);
+      }, linger);
+      return;
+    }
+    this.stayAwake();
     this.exiting = true;
     for (const timer of this.reserved.values()) clearTimeout(timer);
     this.reserved.clear();
@@ -306,6 +330,7 @@ export class TaskService {
       binary_name: runc?.binaryName || this.opts.binary || DEFAULT_BINARY,
       root: runc?.root || this.opts.root || DEFAULT_ROOT,
     };
+    this.stayAwake();
     this.creating.add(req.id);
     try {
       const runtime = newRuntime(saved, ns, req.bundle, this.opts.reaper);
@@ -592,19 +617,6 @@ export function newRuntime(saved: SavedOptions, ns: string, bundle: string, reap
     return runtimeFor({ binary: saved.binary_name, root: join(saved.root, ns), log: join(bundle, "log.json"), reaper, bundle });
   } catch (err) {
     throw new TtrpcError(Code.FAILED_PRECONDITION, (err as Error).message);
-  }
-}
-
-/** Settings saved by Create, or the defaults for a bundle that never got that far. */
-export function loadSavedOptions(bundle: string): SavedOptions {
-  const path = join(bundle, "options.json");
-  const defaults = { binary_name: DEFAULT_BINARY, root: DEFAULT_ROOT };
-  if (!existsSync(path)) return defaults;
-  try {
-    const o = JSON.parse(readFileSync(path, "utf8")) as Partial<SavedOptions>;
-    return { binary_name: o.binary_name || defaults.binary_name, root: o.root || defaults.root };
-  } catch {
-    return defaults;
   }
 }
 
