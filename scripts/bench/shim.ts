@@ -5,28 +5,38 @@
 // - resident memory of the shim processes with 1, 10 and 50 running `sleep` containers, total
 //   and per container (RSS from /proc/PID/status, and PSS, which shares the pages of a binary
 //   mapped by many shims fairly among them, from /proc/PID/smaps_rollup).
-// Goals (issue 10): latency ≤ 0.8× the runc shim's; ≤ 5 MB RSS per container at 10.
+// - create+start+wait+delete of one container inside the tsrun shim's daemon (its Task API over
+//   ttrpc, null IO, as containerd calls it) against `crun run` + `crun delete` and `runc run` +
+//   `runc delete` of the same bundle, alternating, medians and ratios;
+// - the daemon's RSS over many such lifecycles in that one daemon (a leak shows as a slope).
+// Goals (issue 10): latency ≤ 0.8× the runc shim's; ≤ 5 MB RSS per container at 10; RSS flat
+// over 1,000 lifecycles in one shim.
 // The run happens in a private mount namespace (as the other benchmarks; the mounts of the
 // snapshots go with it) and removes everything it made: containerd, shims, containers, cgroups,
 // runtime state and files. Needs root, containerd, ctr, runc, containerd-shim-runc-v2, umoci and
 // jq, and `bun run build`.
-// Usage: bun scripts/bench/shim.ts [rounds] [counts]   (defaults: 20 and 1,10,50)
+// Usage: bun scripts/bench/shim.ts [rounds] [counts] [lifecycles]   (defaults: 20, 1,10,50 and 1000)
 // TSRUN_BENCH_BASE=DIR adds an older build as "base shim": DIR holds its tsrun and its
 // containerd-shim-tsrun-v2 as dist/ does (the shim finds tsrun beside itself), run by absolute path.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { inPureV1Namespace, measure, median, report, which, type Variant } from "./lib.ts";
 import { PrivateContainerd } from "../../packages/shim/test/private-containerd.ts";
+import { TtrpcClient } from "../../packages/shim/src/ttrpc/client.ts";
+import { TASK_SERVICE_V2, taskProto } from "../../packages/shim/src/task/proto.ts";
+import { defaultSpec } from "../../packages/ocispec/src/defaults.ts";
+import { DEFAULT_ROOT } from "../../packages/shim/src/task/options.ts";
 
 const root = join(import.meta.dir, "../..");
 const tsrun = join(root, "dist/tsrun");
 const shim = join(root, "dist/containerd-shim-tsrun-v2");
 const rounds = Number(process.argv[2] ?? 20);
 const counts = (process.argv[3] ?? "1,10,50").split(",").map(Number);
+const lifecycles = Number(process.argv[4] ?? 1000);
 
 inPureV1Namespace(import.meta.path, tsrun, process.argv.slice(2));
 
-for (const cmd of ["containerd", "ctr", "runc", "containerd-shim-runc-v2", "umoci", "jq"]) {
+for (const cmd of ["containerd", "ctr", "runc", "crun", "containerd-shim-runc-v2", "umoci", "jq"]) {
   if (!which(cmd)) {
     console.error(`shim bench: ${cmd} is missing (scripts/setup.sh installs it)`);
     process.exit(1);
@@ -152,15 +162,123 @@ async function memory(): Promise<void> {
   }
 }
 
+/** A daemon of the tsrun shim, spawned by `start` as containerd would, driven over ttrpc. */
+class Daemon {
+  private constructor(
+    readonly client: TtrpcClient,
+    readonly pid: number,
+    private readonly first: string,
+  ) {}
+
+  static async spawn(bundle: string, ns: string, first: string): Promise<Daemon> {
+    const env = { ...process.env, TTRPC_ADDRESS: `${sock}.ttrpc` };
+    const r = Bun.spawnSync([shim, "-namespace", ns, "-address", sock, "-id", first, "start"], { cwd: bundle, env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    if (!r.success) throw new Error(`shim start: ${r.stderr.toString().trim()}`);
+    const client = await TtrpcClient.connect(r.stdout.toString().trim().slice("unix://".length));
+    const p = taskProto();
+    const pid = p.connectResponse.decode(await client.call(TASK_SERVICE_V2, "Connect", p.connectRequest.encode({ id: first }), { timeoutMs: 10_000 })).shimPid;
+    return new Daemon(client, pid, first);
+  }
+
+  /** Create, Start, Wait and Delete of container `id` from `bundle` (its rootfs in place, null IO). */
+  async lifecycle(bundle: string, id: string): Promise<void> {
+    const p = taskProto();
+    const call = (method: string, bytes: Uint8Array) => this.client.call(TASK_SERVICE_V2, method, bytes, { timeoutMs: 30_000 });
+    await call("Create", p.createRequest.encode({ id, bundle, rootfs: [], terminal: false, stdin: "", stdout: "", stderr: "" }));
+    await call("Start", p.startRequest.encode({ id }));
+    const status = p.waitResponse.decode(await call("Wait", p.waitRequest.encode({ id }))).exitStatus;
+    if (status !== 0) throw new Error(`${id} exited ${status}`);
+    await call("Delete", p.deleteRequest.encode({ id }));
+  }
+
+  async close(): Promise<void> {
+    const p = taskProto();
+    try {
+      await this.client.call(TASK_SERVICE_V2, "Shutdown", p.shutdownRequest.encode({ id: this.first, now: true }), { timeoutMs: 10_000 });
+    } catch {
+      // It went already.
+    }
+    this.client.close();
+    await waitFor("the bench daemon to exit", () => !existsSync(`/proc/${this.pid}`), 10_000);
+  }
+}
+
+/** A busybox bundle running `true`, with its rootfs in place (no mounts for the shim to make). */
+function trueBundle(work: string, name: string): string {
+  const bundle = join(work, name);
+  mkdirSync(bundle);
+  if (!Bun.spawnSync(["bash", join(root, "scripts/make-rootfs.sh"), join(bundle, "rootfs")]).success) throw new Error("make-rootfs failed");
+  const spec = defaultSpec() as any;
+  spec.ociVersion = "1.0.2";
+  spec.process.terminal = false;
+  spec.process.args = ["true"];
+  writeFileSync(join(bundle, "config.json"), JSON.stringify(spec));
+  return bundle;
+}
+
+async function inShim(work: string): Promise<void> {
+  const ns = `${NS}-in`;
+  const bundle = trueBundle(work, "in-shim");
+  const peers = ["crun", "runc"].map((name) => ({ name, bin: which(name)!, bundle: trueBundle(work, `in-${name}`), state: join(work, `state-${name}`) }));
+  const daemon = await Daemon.spawn(bundle, ns, "in-first");
+  const times = new Map<string, number[]>([["tsrun shim Create..Delete", []], ...peers.map((p) => [`${p.name} run + delete`, []] as [string, number[]])]);
+  try {
+    for (let r = -3; r < rounds * 2; r++) {
+      let t0 = performance.now();
+      await daemon.lifecycle(bundle, `in-${r + 3}`);
+      if (r >= 0) times.get("tsrun shim Create..Delete")!.push(performance.now() - t0);
+      for (const p of peers) {
+        const id = `in-${p.name}-${r + 3}`;
+        t0 = performance.now();
+        const run = Bun.spawnSync([p.bin, "--root", p.state, "run", "-b", p.bundle, id], { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+        const del = Bun.spawnSync([p.bin, "--root", p.state, "delete", id], { stdout: "ignore", stderr: "pipe" });
+        if (!run.success || !del.success) throw new Error(`${p.name}: ${run.stderr}${del.stderr}`);
+        if (r >= 0) times.get(`${p.name} run + delete`)!.push(performance.now() - t0);
+      }
+    }
+    report(`one container's create+start+wait+delete: inside the tsrun shim (ttrpc, null IO) vs the runtimes' binaries, ${rounds * 2} alternating rounds`, times, "crun run + delete");
+    const t = median(times.get("tsrun shim Create..Delete")!);
+    console.log(`tsrun shim in-process / crun: ${(t / median(times.get("crun run + delete")!)).toFixed(2)}×, / runc: ${(t / median(times.get("runc run + delete")!)).toFixed(2)}×`);
+
+    // RSS over many lifecycles in this one daemon.
+    console.log(`
+the tsrun shim daemon's RSS over ${lifecycles} container lifecycles in it (VmRSS, MB)`);
+    const samples: Array<[number, number]> = [];
+    const step = Math.max(1, Math.floor(lifecycles / 10));
+    for (let i = 0; i <= lifecycles; i++) {
+      if (i % step === 0) {
+        const mb = kb(`/proc/${daemon.pid}/status`, "VmRSS") / 1024;
+        samples.push([i, mb]);
+        console.log(`  after ${String(i).padStart(5)}: ${mb.toFixed(1)}`);
+      }
+      if (i < lifecycles) await daemon.lifecycle(bundle, `rss-${i}`);
+    }
+    // Least-squares slope over the second half (past warm-up), per 1,000 lifecycles.
+    const tail = samples.slice(Math.floor(samples.length / 2));
+    const mx = tail.reduce((a, [x]) => a + x, 0) / tail.length;
+    const my = tail.reduce((a, [, y]) => a + y, 0) / tail.length;
+    const slope = tail.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0) / tail.reduce((a, [x]) => a + (x - mx) ** 2, 0);
+    console.log(`RSS slope over the second half: ${(slope * 1000).toFixed(2)} MB per 1,000 lifecycles (first ${samples[0]![1].toFixed(1)} MB, last ${samples.at(-1)![1].toFixed(1)} MB)`);
+  } finally {
+    await daemon.close();
+    for (const p of peers) rmSync(p.state, { recursive: true, force: true });
+    // The daemon's state root for this namespace (each Delete removed its container's own dir).
+    rmSync(join(DEFAULT_ROOT, ns), { recursive: true, force: true });
+  }
+}
+
 let failed = false;
+const work = mkdtempSync("/tmp/tsrun-bsh-work-");
 try {
   await ctd.start(IMAGE);
   await latency();
+  await inShim(work);
   await memory();
 } catch (err) {
   console.error(`shim bench: ${(err as Error).message}`);
   failed = true;
 } finally {
   await tearDown();
+  rmSync(work, { recursive: true, force: true });
 }
 process.exit(failed ? 1 : 0);

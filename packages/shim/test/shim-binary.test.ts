@@ -7,6 +7,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, realpathSync, rmdirSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
+import { LINGER_ENV } from "../src/bin/daemon.ts";
 import { TtrpcClient } from "../src/ttrpc/client.ts";
 import { taskProto, TASK_SERVICE_V2 } from "../src/task/proto.ts";
 import { SHIM_NAME, SHIM_VERSION } from "../src/bin/name.ts";
@@ -36,8 +37,8 @@ afterAll(() => {
   }
 });
 
-function run(argv: string[], opts: { argv0?: string; cwd?: string } = {}) {
-  const r = Bun.spawnSync(argv, { argv0: opts.argv0, cwd: opts.cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+function run(argv: string[], opts: { argv0?: string; cwd?: string; env?: Record<string, string | undefined> } = {}) {
+  const r = Bun.spawnSync(argv, { argv0: opts.argv0, cwd: opts.cwd, env: opts.env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   return { code: r.exitCode, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
 }
 
@@ -97,7 +98,8 @@ describe("start through the link (root)", () => {
     mkdirSync(bundle);
     const id = `shimbin-${process.pid}`;
     const flags = ["-namespace", "tsrun-shimbin", "-address", join(work, "containerd.sock"), "-publish-binary", "/bin/true", "-id", id];
-    const start = run([SHIM, ...flags, "start"], { cwd: bundle });
+    // The daemon goes with its last container, without the linger time an idle one waits by default.
+    const start = run([SHIM, ...flags, "start"], { cwd: bundle, env: { ...process.env, [LINGER_ENV]: "0" } });
     expect([start.code, start.stderr]).toEqual([0, ""]);
     expect(start.stdout).toMatch(/^unix:\/\/\/run\/containerd\/s\/[0-9a-f]{64}$/);
     const socket = start.stdout.slice("unix://".length);
