@@ -8,6 +8,7 @@ import { join } from "node:path";
 import protobuf from "protobufjs/minimal.js";
 import { loadSavedOptions, namesTsrun } from "../task/options.ts";
 import { connectable } from "./socket.ts";
+import { socketsOf } from "./bootstrap.ts";
 import type { ShimFlags } from "./flags.ts";
 
 /**
@@ -83,11 +84,10 @@ export function deleteResponse(pid: number, exitStatus: number, ms: number): Uin
 async function removeDeadSocket(bundle: string): Promise<void> {
   let address: string;
   try {
-    address = readFileSync(join(bundle, "address"), "utf8").trim();
+    address = readFileSync(join(bundle, "address"), "utf8");
   } catch {
     return;
   }
-  if (!address.startsWith("unix://")) return;
-  const path = address.slice("unix://".length);
-  if (!(await connectable(path))) rmSync(path, { force: true });
+  // A plain ttrpc address, or JSON (a gRPC daemon has its control socket and its gRPC one).
+  for (const path of socketsOf(address)) if (!(await connectable(path))) rmSync(path, { force: true });
 }

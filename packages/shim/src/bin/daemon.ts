@@ -1,5 +1,7 @@
 // The long-lived shim: a subreaper serving the Task API over ttrpc for every container of its
-// group (see manager.ts), until a Shutdown comes and no task is left.
+// group (see manager.ts), until a Shutdown comes and no task is left. With -protocol grpc it
+// serves the Task API over gRPC too, on the control socket's path plus ".grpc" (what `start`
+// gave containerd); the ttrpc control socket stays, for `start`'s group reservations.
 import { chmodSync, closeSync, constants, openSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { TtrpcServer } from "../ttrpc/server.ts";
@@ -12,6 +14,8 @@ import { OomMonitor, stateRootFor } from "../events/oom.ts";
 import { EventOrder } from "../events/order.ts";
 import { GROUP_SERVICE, groupMax } from "./manager.ts";
 import type { ShimFlags } from "./flags.ts";
+import { GRPC_SOCKET_SUFFIX } from "./bootstrap.ts";
+import type { TaskGrpcServer } from "../grpc/task-server.ts";
 
 /** How long a Shutdown waits for other calls' responses before the process exits anyway. */
 const SETTLE_MS = 2000;
@@ -35,8 +39,9 @@ export function lingerMs(group: string, env: Record<string, string | undefined> 
   return Number.isInteger(v) && v >= 0 ? v : DEFAULT_LINGER_MS;
 }
 
-export function serve(f: ShimFlags): void {
+export async function serve(f: ShimFlags): Promise<void> {
   if (!f.socket) throw new Error("the shim daemon needs -socket (it is started by `containerd-shim-tsrun-v2 … start`)");
+  if (f.protocol !== "" && f.protocol !== "ttrpc" && f.protocol !== "grpc") throw new Error(`-protocol ${JSON.stringify(f.protocol)}: use ttrpc or grpc`);
   const reaper = new Reaper();
   reaper.start();
   const server = new TtrpcServer();
@@ -51,16 +56,18 @@ export function serve(f: ShimFlags): void {
   // Events: the service → OOM watching → ordering → the queue that sends them to containerd.
   const publisher = new Publisher({ namespace, transport: transportFromEnvironment(process.env, f.publishBinary, f.address), log });
   const oom = new OomMonitor(new EventOrder(publisher.publish).publish, { stateRoot: (bundle) => stateRootFor(loadSavedOptions(bundle).root, namespace), log });
+  let grpcServer: TaskGrpcServer | undefined;
   let exiting = false;
   const exit = async (code: number) => {
     if (exiting) return;
     exiting = true;
-    await Promise.race([server.settled(), Bun.sleep(SETTLE_MS)]);
+    await Promise.race([Promise.all([server.settled(), grpcServer?.settled()]), Bun.sleep(SETTLE_MS)]);
     // The last events (TaskDelete) go out before the process does.
     await publisher.flush(SETTLE_MS);
     oom.close();
     publisher.close();
     server.close();
+    await grpcServer?.close(SETTLE_MS);
     rmSync(f.socket, { force: true });
     reaper.stop();
     process.exit(code);
@@ -78,6 +85,11 @@ export function serve(f: ShimFlags): void {
       return new Uint8Array(0);
     },
   });
+  if (f.protocol === "grpc") {
+    // Bound before the control socket: `start` hands out the address once that one answers.
+    const { serveTaskGrpc } = await import("../grpc/task-server.ts");
+    grpcServer = await serveTaskGrpc(`${f.socket}${GRPC_SOCKET_SUFFIX}`, { [TASK_SERVICE_V3]: methods });
+  }
   rmSync(f.socket, { force: true });
   server.listen(f.socket);
   chmodSync(f.socket, 0o600);

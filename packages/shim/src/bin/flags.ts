@@ -14,6 +14,8 @@ export interface ShimFlags {
   socket: string;
   /** Ours: the group the daemon serves (see manager.ts groupOf), for its log lines. */
   group: string;
+  /** Ours: "grpc" makes the daemon serve the Task API over gRPC too (see bootstrap.ts); "" or "ttrpc" otherwise. */
+  protocol: string;
   version: boolean;
   info: boolean;
   /** start, delete, or "" for the daemon. */
@@ -28,6 +30,7 @@ const STRING_FLAGS: Record<string, keyof ShimFlags> = {
   bundle: "bundle",
   socket: "socket",
   group: "group",
+  protocol: "protocol",
 };
 const BOOL_FLAGS: Record<string, keyof ShimFlags> = { debug: "debug", v: "version", info: "info" };
 
@@ -36,7 +39,7 @@ export class FlagError extends Error {
 }
 
 export function parseFlags(argv: readonly string[]): ShimFlags {
-  const f: ShimFlags = { namespace: "", address: "", publishBinary: "", id: "", bundle: "", debug: false, socket: "", group: "", version: false, info: false, action: "" };
+  const f: ShimFlags = { namespace: "", address: "", publishBinary: "", id: "", bundle: "", debug: false, socket: "", group: "", protocol: "", version: false, info: false, action: "" };
   let i = 0;
   for (; i < argv.length; i++) {
     const arg = argv[i]!;

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { fcntl, flock } from "@tsrun/runtime/linux";
 import type { ShimFlags } from "./flags.ts";
 import { connectable } from "./socket.ts";
+import { announcedVersion, bootstrapFromStdin, engineOf, probeContainerdVersion, protocolFromEnv, startOutput, type Protocol } from "./bootstrap.ts";
 
 /** Where runc's shim puts its sockets; containerd 1.6 does not pass a directory. */
 export const SOCKET_DIR = "/run/containerd/s";
@@ -116,10 +117,15 @@ export async function startShim(f: ShimFlags): Promise<string> {
   if (!f.id) throw new Error("start: -id is required");
   const namespace = f.namespace || "default";
   const bundle = process.cwd();
-  // containerd writes the task options to stdin; read them all so its writer never sees EPIPE.
-  // (They are unused here: Create receives the same options.)
-  await drainStdin();
+  // containerd writes the task options to stdin (2.3+: BootstrapParams, with the options inside);
+  // read them all so its writer never sees EPIPE. The options are unused here: Create receives them.
+  const stdin = await readStdin();
+  const protocol = protocolFromEnv();
+  const engine = engineOf(bootstrapFromStdin(stdin, f.id, namespace), process.env);
+  const version = await announcedVersion(engine, protocol, () => probeContainerdVersion(f.address));
   const group = groupOf(bundle);
+  // A gRPC daemon is another daemon than the group's ttrpc one (another socket).
+  const key = protocol === "grpc" ? `${group}@grpc` : group;
   mkdirSync(SOCKET_DIR, { recursive: true, mode: 0o700 });
   // Starts take turns (a lock on the socket directory, released when this process exits at the
   // latest): two starts of one group must not both spawn a daemon for the same socket.
@@ -127,16 +133,17 @@ export async function startShim(f: ShimFlags): Promise<string> {
   try {
     flock(lock, LOCK_EX);
     for (let slot = 0; slot < MAX_SLOTS; slot++) {
-      const socket = socketPath(f.address, namespace, group, slot);
-      const address = `unix://${socket}`;
+      const socket = socketPath(f.address, namespace, key, slot);
       if (await connectable(socket)) {
         // The group's shim runs: it takes this container unless it is full or going away.
         if ((await reserve(socket, f.id)) !== "ok") continue;
       } else {
-        await spawnDaemon(f, namespace, group, bundle, socket);
+        await spawnDaemon(f, namespace, group, bundle, socket, protocol);
       }
-      writeFileSync(join(bundle, "address"), address);
-      return address;
+      // containerd 1.6 and 1.7 read this file (as they read the output) to reconnect after a restart.
+      const output = startOutput(socket, protocol, version);
+      writeFileSync(join(bundle, "address"), output);
+      return output;
     }
     throw new Error(`no shim slot left for group ${group} of namespace ${namespace} (${MAX_SLOTS} shims)`);
   } finally {
@@ -146,26 +153,33 @@ export async function startShim(f: ShimFlags): Promise<string> {
 
 /**
  * Reads fd 0 to its end with plain reads (Bun's stdin stream costs milliseconds to set up); a
- * terminal or a missing fd is left alone, and a non-blocking pipe goes through the stream.
+ * terminal or a missing fd is left alone (nothing read), and a non-blocking pipe goes through the stream.
  */
-async function drainStdin(): Promise<void> {
-  const buf = Buffer.allocUnsafe(64 * 1024);
+async function readStdin(): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
   try {
-    if (isatty(0)) return;
-    while (readSync(0, buf, 0, buf.length, null) > 0);
+    if (isatty(0)) return new Uint8Array(0);
+    for (;;) {
+      const buf = Buffer.allocUnsafe(64 * 1024);
+      const n = readSync(0, buf, 0, buf.length, null);
+      if (n <= 0) break;
+      chunks.push(buf.subarray(0, n));
+    }
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "EAGAIN") await Bun.stdin.bytes();
+    if ((err as NodeJS.ErrnoException).code === "EAGAIN") chunks.push(Buffer.from(await Bun.stdin.bytes()));
   }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
 }
 
 /** Spawns the daemon that will serve `socket`, with container `id` as its first member, and waits until it answers. */
-async function spawnDaemon(f: ShimFlags, namespace: string, group: string, bundle: string, socket: string): Promise<void> {
+async function spawnDaemon(f: ShimFlags, namespace: string, group: string, bundle: string, socket: string, protocol: Protocol): Promise<void> {
   rmSync(socket, { force: true });
   const log = openLog(bundle);
   const self = selfCommand();
   const argv = [...self.argv, "-namespace", namespace, "-id", f.id, "-address", f.address, "-socket", socket, "-group", group];
   if (f.publishBinary) argv.push("-publish-binary", f.publishBinary);
   if (f.debug) argv.push("-debug");
+  if (protocol === "grpc") argv.push("-protocol", "grpc");
   // The daemon must not hold containerd's output pipe (stdout and stderr of this process):
   // containerd reads until every holder has closed it. Its stderr is the shim log instead.
   const daemon = Bun.spawn(argv, { argv0: self.argv0, cwd: bundle, stdio: ["ignore", "ignore", log], detached: true });

@@ -17,14 +17,14 @@ async function main(argv: string[]): Promise<number> {
   }
   switch (f.action) {
     case "start":
-      // Plain address, no newline needed: containerd 1.6 takes stdout as the address.
+      // A plain address or JSON (bootstrap.ts), no newline needed: containerd 1.6 takes stdout as the address.
       await Bun.write(Bun.stdout, await (await import("./manager.ts")).startShim(f));
       return 0;
     case "delete":
       await Bun.write(Bun.stdout, await (await import("./cleanup.ts")).deleteShim(f));
       return 0;
     case "":
-      (await import("./daemon.ts")).serve(f);
+      await (await import("./daemon.ts")).serve(f);
       return -1;
     default:
       throw new FlagError(`unknown action ${JSON.stringify(f.action)}: use start or delete`);

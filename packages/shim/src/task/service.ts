@@ -20,6 +20,8 @@ import type { SavedOptions } from "./options.ts";
 import type { Publish } from "../events/proto.ts";
 
 export const NAMESPACE_METADATA = "containerd-namespace-ttrpc";
+/** The same over gRPC (containerd 1.7 and 2.x talking to a gRPC shim). */
+export const GRPC_NAMESPACE_METADATA = "containerd-namespace";
 export { SHIM_VERSION } from "../bin/name.ts";
 import { SHIM_VERSION } from "../bin/name.ts";
 /** How long Delete waits for a never-started init to die after `delete --force` killed it. */
@@ -275,7 +277,7 @@ export class TaskService {
   }
 
   private namespace(ctx: CallContext): string {
-    const ns = ctx.metadata.get(NAMESPACE_METADATA)?.[0] || this.opts.namespace;
+    const ns = ctx.metadata.get(NAMESPACE_METADATA)?.[0] || ctx.metadata.get(GRPC_NAMESPACE_METADATA)?.[0] || this.opts.namespace;
     // It becomes a directory name under the state root.
     if (!/^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$/.test(ns)) throw invalidArgument(`invalid namespace ${JSON.stringify(ns)}`);
     return ns;
