@@ -302,6 +302,28 @@ describe("an unprivileged user", () => {
     expect(nothingLeft("c2")).toEqual([]);
   });
 
+  test("a cgroup of root's that has the container's name is not the container's: delete leaves it", () => {
+    // Root's (a leftover, or another container's at runc's default path for the id): the user's
+    // create may not write there, so the container runs in none, and says so in its records.
+    const theirs = Object.values(detect().v1).map((h) => join(h.mountpoint, "rc"));
+    try {
+      for (const d of theirs) mkdirSync(d, { recursive: true });
+      setConfig((s) => {
+        s.process.args = ["sleep", "1000"];
+      });
+      const r = tsrun(["run", "-d", "rc"]);
+      expect(r.code).toBe(0);
+      expect(r.stderr).toContain("runs without any cgroup");
+      const d = tsrun(["delete", "--force", "rc"]);
+      expect(d.stderr).toBe("");
+      expect(d.code).toBe(0);
+      expect(theirs.filter((x) => !existsSync(x))).toEqual([]);
+      expect(nothingLeft("rc").filter((x) => !theirs.includes(x.replace(/^cgroup /, "")))).toEqual([]);
+    } finally {
+      for (const d of theirs) if (existsSync(d)) rmdirSync(d);
+    }
+  });
+
   test("exec into a rootless container: root there, the user on the host, no groups to set", () => {
     setConfig((s) => {
       s.process.args = ["sleep", "1000"];

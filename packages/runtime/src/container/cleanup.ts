@@ -62,6 +62,16 @@ function sideRecordPath(store: Store, id: string): string {
   return join(store.root, `cgroup@${id}.json`);
 }
 
+/**
+ * What the cgroup records say for a container that runs in no cgroup (rootless, where the user
+ * may write none): without it, delete would take whatever cgroup has the default name for the id.
+ */
+export const NO_CGROUP = { version: 1, none: true } as const;
+
+function isNoCgroupRecord(record: unknown): boolean {
+  return typeof record === "object" && record !== null && (record as { none?: unknown }).none === true;
+}
+
 function loadRecord(path: string): unknown {
   try {
     return JSON.parse(readFileSync(path, "utf8"));
@@ -73,7 +83,8 @@ function loadRecord(path: string): unknown {
 /**
  * The container's cgroup, from the first source that gives a usable one:
  * 1. state.json's record (when state.json could be read);
- * 2. cgroup.json, then the side record in the state root (see saveCgroupRecord);
+ * 2. cgroup.json, then the side record in the state root (see saveCgroupRecord); either may say
+ *    the container has none (NO_CGROUP), and then nothing below is tried;
  * 3. what the kernel keeps: the cgroup at runc's default path for the id (tsrun's own cgroup
  *    and the id), when it exists;
  * 4. a process whose cgroup (in the freezer or cgroup2 hierarchy) is named after the id: that
@@ -86,6 +97,9 @@ function findCgroup(store: Store, id: string, rec: ContainerRecord | undefined):
   if (rec?.cgroup !== undefined) return cgroupManagerFromJSON(rec.cgroup);
   for (const record of [loadRecord(join(store.dir(id), "cgroup.json")), loadRecord(sideRecordPath(store, id))]) {
     if (record === undefined) continue;
+    // The create's own word that the container got none: a cgroup of its name that exists (made
+    // by someone else, e.g. root's, where a rootless create could not write) is not its to remove.
+    if (isNoCgroupRecord(record)) return undefined;
     try {
       const cg = cgroupManagerFromJSON(record);
       if (belowMounts(cg, detect())) return cg;

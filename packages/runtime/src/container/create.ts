@@ -26,7 +26,7 @@ import { ContainerError, executorErrorFields, executorFailure } from "./errors.t
 import { procStat } from "./proc.ts";
 import { stateDocument } from "./status.ts";
 import type { ContainerRecord, Store } from "./store.ts";
-import { destroyContainer, lockContainer, saveCgroupRecord } from "./cleanup.ts";
+import { destroyContainer, lockContainer, NO_CGROUP, saveCgroupRecord } from "./cleanup.ts";
 import { idmapUserns } from "./idmap.ts";
 import { rootlessCgroups, rootlessFlagGiven } from "./rootless.ts";
 import { readMountinfo } from "../linux/mountinfo.ts";
@@ -289,7 +289,7 @@ function recordCgroup(store: Store, rec: ContainerRecord, cg: CgroupManager): vo
   if (Object.keys(cg.dropped()).length === 0) return;
   if (Object.keys(cg.paths()).length === 0) {
     delete rec.cgroup;
-    rmSync(join(store.dir(rec.id), "cgroup.json"), { force: true });
+    saveCgroupRecord(store, rec.id, NO_CGROUP);
     return;
   }
   rec.cgroup = cg.toJSON();
