@@ -6,8 +6,8 @@
 //   and per container (RSS from /proc/PID/status, and PSS, which shares the pages of a binary
 //   mapped by many shims fairly among them, from /proc/PID/smaps_rollup).
 // - create+start+wait+delete of one container inside the tsrun shim's daemon (its Task API over
-//   ttrpc, null IO, as containerd calls it) against `crun run` + `crun delete` and `runc run` +
-//   `runc delete` of the same bundle, alternating, medians and ratios;
+//   ttrpc, null IO, as containerd calls it) against `crun run` and `runc run` (create, start,
+//   wait and delete) of the same bundle, alternating, medians and ratios;
 // - the daemon's RSS over many such lifecycles in that one daemon (a leak shows as a slope).
 // Goals (issue 10): latency ≤ 0.8× the runc shim's; ≤ 5 MB RSS per container at 10; RSS flat
 // over 1,000 lifecycles in one shim.
@@ -220,8 +220,9 @@ async function inShim(work: string): Promise<void> {
   const ns = `${NS}-in`;
   const bundle = trueBundle(work, "in-shim");
   const peers = ["crun", "runc"].map((name) => ({ name, bin: which(name)!, bundle: trueBundle(work, `in-${name}`), state: join(work, `state-${name}`) }));
+  for (const p of peers) mkdirSync(p.state);
   const daemon = await Daemon.spawn(bundle, ns, "in-first");
-  const times = new Map<string, number[]>([["tsrun shim Create..Delete", []], ...peers.map((p) => [`${p.name} run + delete`, []] as [string, number[]])]);
+  const times = new Map<string, number[]>([["tsrun shim Create..Delete", []], ...peers.map((p) => [`${p.name} run`, []] as [string, number[]])]);
   try {
     for (let r = -3; r < rounds * 2; r++) {
       let t0 = performance.now();
@@ -230,15 +231,15 @@ async function inShim(work: string): Promise<void> {
       for (const p of peers) {
         const id = `in-${p.name}-${r + 3}`;
         t0 = performance.now();
+        // `run` without --detach is create, start, wait and delete.
         const run = Bun.spawnSync([p.bin, "--root", p.state, "run", "-b", p.bundle, id], { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
-        const del = Bun.spawnSync([p.bin, "--root", p.state, "delete", id], { stdout: "ignore", stderr: "pipe" });
-        if (!run.success || !del.success) throw new Error(`${p.name}: ${run.stderr}${del.stderr}`);
-        if (r >= 0) times.get(`${p.name} run + delete`)!.push(performance.now() - t0);
+        if (!run.success) throw new Error(`${p.name}: ${run.stderr}`);
+        if (r >= 0) times.get(`${p.name} run`)!.push(performance.now() - t0);
       }
     }
-    report(`one container's create+start+wait+delete: inside the tsrun shim (ttrpc, null IO) vs the runtimes' binaries, ${rounds * 2} alternating rounds`, times, "crun run + delete");
+    report(`one container's create+start+wait+delete: inside the tsrun shim (ttrpc, null IO) vs the runtimes' binaries, ${rounds * 2} alternating rounds`, times, "crun run");
     const t = median(times.get("tsrun shim Create..Delete")!);
-    console.log(`tsrun shim in-process / crun: ${(t / median(times.get("crun run + delete")!)).toFixed(2)}×, / runc: ${(t / median(times.get("runc run + delete")!)).toFixed(2)}×`);
+    console.log(`tsrun shim in-process / crun: ${(t / median(times.get("crun run")!)).toFixed(2)}×, / runc: ${(t / median(times.get("runc run")!)).toFixed(2)}×`);
 
     // RSS over many lifecycles in this one daemon.
     console.log(`

@@ -3,7 +3,7 @@
 // busybox rootfs mounted by the shim (overlay, or a read-only bind) and stdio through fifos.
 // Needs root and dist/tsrun (`bun scripts/build.ts`).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readlinkSync, readSync, rmdirSync, rmSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmdirSync, rmSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mkfifo, umount2, MNT_DETACH } from "@tsrun/runtime/linux";
@@ -217,6 +217,24 @@ describe("Task service over ttrpc (root)", () => {
     expect(mountedUnder(b.rootfs)).toEqual([]);
     expect(tsrunState(b.id)).toBe(false);
     expect((await failure(state(b.id))).code).toBe(Code.NOT_FOUND);
+  }, 60_000);
+
+  test("many creates in one daemon leave it no zombie child (each create's cgroup warm-up and stage 1 are reaped)", async () => {
+    for (let i = 0; i < 4; i++) {
+      const b = makeBundle(["true"]);
+      await create(createRequest(b));
+      await start(b.id);
+      expect((await wait(b.id)).exitStatus).toBe(0);
+      await del(b.id);
+    }
+    const zombies = () =>
+      readdirSync("/proc")
+        .filter((e) => /^\d+$/.test(e))
+        .flatMap((e) => {
+          const m = /^\d+ \((.*)\) (\S) (\d+)/.exec(readFileSync(`/proc/${e}/stat`, "utf8").toString());
+          return m && Number(m[3]) === shimPid && m[2] === "Z" ? [`${e} ${m[1]}`] : [];
+        });
+    expect(zombies()).toEqual([]);
   }, 60_000);
 
   test("Create takes a bundle made by the image path (tsrun bundle --image): its own rootfs, no mounts", async () => {

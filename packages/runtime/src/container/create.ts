@@ -578,7 +578,9 @@ function* createSteps(store: Store, opts: CreateOptions): Generator<Step, Create
     sync.close();
     openedFds.forEach((fd) => linux.close(fd));
     closeSync(lock);
-    reapMigrationWarmUp(false);
+    // Done by now (its one write came before the init's move into its cgroup): reaped, so that
+    // a long-lived caller (the shim) keeps no zombie of it.
+    reapMigrationWarmUp(true);
     return consoleFd === undefined ? { rec } : { rec, console: consoleFd };
   } catch (e) {
     sync?.close();

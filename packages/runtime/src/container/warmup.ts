@@ -5,19 +5,27 @@
 // optimisation: any failure is ignored.
 import { ownProcsFile } from "../cgroups/detect.ts";
 import { spawnWarmup, waitpid, WNOHANG } from "../linux/index.ts";
+import { ownChild, releaseChild } from "./children.ts";
 
-let started = false;
 /** The warm-up process while it is not reaped. */
 let warmPid = 0;
 
+/**
+ * Starts a warm-up for the create about to run, unless one is still outstanding (the CLI starts
+ * it before its modules load, and create asks again). A long-lived caller (the shim serves many
+ * creates from one process) gets one per create: the lock's grace period comes back after every
+ * quiet spell.
+ */
 export function startMigrationWarmUp(): void {
-  if (started) return;
-  started = true;
+  reapMigrationWarmUp(false);
+  if (warmPid) return;
   try {
     const procs = ownProcsFile();
     if (!procs) return;
     // The executor, not /bin/sh through Bun.spawn: about 0.5 ms less of tsrun's own time.
     warmPid = spawnWarmup(procs);
+    // A subreaping caller (the shim) leaves it to us.
+    ownChild(warmPid);
   } catch {
     // no cgroup, no memfd: nothing gained, nothing lost
   }
@@ -31,5 +39,8 @@ export function startMigrationWarmUp(): void {
 export function reapMigrationWarmUp(wait: boolean): void {
   if (!warmPid) return;
   // pid 0: still running; anything else (its status, or an error: not our child) ends the watch.
-  if (waitpid(warmPid, wait ? 0 : WNOHANG).pid !== 0) warmPid = 0;
+  if (waitpid(warmPid, wait ? 0 : WNOHANG).pid !== 0) {
+    releaseChild(warmPid);
+    warmPid = 0;
+  }
 }
