@@ -4,10 +4,11 @@
 // daemon from the same file under the shim's name. Needs the built binaries (`bun scripts/build.ts`);
 // the start test needs root (the socket goes to /run/containerd/s, as containerd 1.6 has it).
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, realpathSync, rmdirSync, rmSync, symlinkSync } from "node:fs";
+import { existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, realpathSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { defaultSpec } from "@tsrun/ocispec";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
-import { LINGER_ENV } from "../src/bin/daemon.ts";
+import { LINGER_ENV, TRIM_ENV } from "../src/bin/daemon.ts";
 import { TtrpcClient } from "../src/ttrpc/client.ts";
 import { taskProto, TASK_SERVICE_V2 } from "../src/task/proto.ts";
 import { SHIM_NAME, SHIM_VERSION } from "../src/bin/name.ts";
@@ -128,4 +129,56 @@ describe("start through the link (root)", () => {
     expect([del.exitCode, del.stderr.toString()]).toEqual([0, ""]);
     expect(p.deleteResponse.decode(del.stdout).exitStatus).toBe(137);
   }, 30_000);
+
+  test("an idle daemon unmaps its executable's clean pages (RSS drops) and serves a container afterwards", async () => {
+    expect(process.getuid?.()).toBe(0);
+    const bundle = join(work, "trim-bundle");
+    mkdirSync(bundle);
+    expect(Bun.spawnSync(["bash", join(repo, "scripts/make-rootfs.sh"), join(bundle, "rootfs")]).success).toBe(true);
+    const spec = defaultSpec() as any;
+    spec.process.terminal = false;
+    spec.process.args = ["sh", "-c", "exit 7"];
+    writeFileSync(join(bundle, "config.json"), JSON.stringify(spec));
+    const id = `shimtrim-${process.pid}`;
+    const ns = "tsrun-shimtrim";
+    const flags = ["-namespace", ns, "-address", join(work, "containerd.sock"), "-publish-binary", "/bin/true", "-id", id];
+    const start = run([SHIM, ...flags, "start"], { cwd: bundle, env: { ...process.env, [LINGER_ENV]: "0", [TRIM_ENV]: "300" } });
+    expect([start.code, start.stderr]).toEqual([0, ""]);
+    const client = await TtrpcClient.connect(start.stdout.slice("unix://".length));
+    const p = taskProto();
+    const call = (method: string, bytes: Uint8Array) => client.call(TASK_SERVICE_V2, method, bytes, { timeoutMs: 10_000 });
+    let pid = 0;
+    /** kB of the executable's resident pages in the daemon. */
+    const exeRss = () => {
+      let kb = 0;
+      let ours = false;
+      for (const line of readFileSync(`/proc/${pid}/smaps`, "utf8").split("\n")) {
+        const head = /^[0-9a-f]+-[0-9a-f]+ \S{4} \S+ \S+ \d+\s*(.*)$/.exec(line);
+        if (head) ours = head[1] === realpathSync(TSRUN);
+        else if (ours && line.startsWith("Rss:")) kb += Number(/(\d+)/.exec(line)![1]);
+      }
+      return kb;
+    };
+    try {
+      pid = p.connectResponse.decode(await call("Connect", p.connectRequest.encode({ id }))).shimPid;
+      const busy = exeRss();
+      await Bun.sleep(1500);
+      const idle = exeRss();
+      // Bun's code and data: tens of MB resident after start-up, most of it let go once idle.
+      expect(busy).toBeGreaterThan(10_000);
+      expect(idle).toBeLessThan(busy / 2);
+      // The pages come back as they are used: a whole container's life works as before.
+      await call("Create", p.createRequest.encode({ id, bundle, rootfs: [], stdin: "", stdout: "", stderr: "" }));
+      await call("Start", p.startRequest.encode({ id }));
+      expect(p.waitResponse.decode(await call("Wait", p.waitRequest.encode({ id }))).exitStatus).toBe(7);
+      await call("Delete", p.deleteRequest.encode({ id }));
+      await call("Shutdown", p.shutdownRequest.encode({ id }));
+    } finally {
+      client.close();
+    }
+    const end = Date.now() + 10_000;
+    while (existsSync(`/proc/${pid}`) && Date.now() < end) await Bun.sleep(20);
+    expect(existsSync(`/proc/${pid}`)).toBe(false);
+    rmSync(join("/run/containerd/tsrun", ns), { recursive: true, force: true });
+  }, 60_000);
 });

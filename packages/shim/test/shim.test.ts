@@ -1,13 +1,15 @@
 // The shim's pure parts: command-line flags, rootfs mount plans, log parsing, socket naming, and the
 // Task messages' wire form (field numbers must match containerd's). No root needed.
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MS } from "@tsrun/ocispec/core";
 import { FlagError, parseFlags } from "../src/bin/flags.ts";
 import { groupMax, groupOf, socketPath } from "../src/bin/manager.ts";
 import { deleteResponse, mayHaveMounts } from "../src/bin/cleanup.ts";
+import { fileBackedRanges } from "../src/bin/trim.ts";
+import { DEFAULT_TRIM_MS, idleAfter, TRIM_ENV, trimMs } from "../src/bin/daemon.ts";
 import { mountPoints, mountTarget, planMount, RootfsError } from "../src/task/rootfs.ts";
 import { lastLoggedError } from "../src/task/runtime.ts";
 import { taskMethods, taskProto } from "../src/task/proto.ts";
@@ -95,6 +97,61 @@ describe("shim delete", () => {
     expect(d.decode(deleteResponse(4321, 137, 1_765_000_000_250.5))).toEqual({ pid: 4321, exitStatus: 137, exitedAt: { seconds: 1_765_000_000, nanos: 250_500_000 } });
     expect(d.decode(deleteResponse(0, 0, 0))).toEqual({ pid: 0, exitStatus: 0, exitedAt: { seconds: 0, nanos: 0 } });
     expect(hex(deleteResponse(1, 2, 3000))).toBe(hex(d.encode({ pid: 1, exitStatus: 2, exitedAt: { seconds: 3, nanos: 0 } })));
+  });
+});
+
+describe("idle trim", () => {
+  const smaps = (...vmas: Array<[string, string, number]>) =>
+    vmas.map(([range, perms, anon], i) => `${range} ${perms} 00000000 fd:00 ${100 + i}   ${perms.includes("w") && i === 99 ? "" : "/usr/bin/tsrun"}\nSize: 4 kB\nRss: 4 kB\nAnonymous: ${anon} kB\nVmFlags: rd\n`).join("");
+
+  test("only the executable's mappings whose pages are all the file's: not writable, no anonymous (copy-on-write) page", () => {
+    const text =
+      smaps(["1000-2000", "r--p", 0], ["2000-5000", "r-xp", 0], ["5000-6000", "r--p", 4], ["6000-7000", "rw-p", 0], ["7000-8000", "r-xp", 8]) +
+      "8000-9000 r-xp 00000000 fd:00 7   /usr/lib/libc.so.6\nRss: 4 kB\nAnonymous: 0 kB\n" +
+      "9000-a000 rw-p 00000000 00:00 0 \nRss: 4 kB\nAnonymous: 4 kB\n";
+    expect(fileBackedRanges(text, "/usr/bin/tsrun")).toEqual([
+      [0x1000, 0x2000],
+      [0x2000, 0x5000],
+    ]);
+    expect(fileBackedRanges(text, "/usr/bin/other")).toEqual([]);
+  });
+
+  test("the daemon's own smaps: the ranges are its executable's, read-only", () => {
+    const exe = readlinkSync("/proc/self/exe");
+    const ranges = fileBackedRanges(readFileSync("/proc/self/smaps", "utf8"), exe);
+    expect(ranges.length).toBeGreaterThan(0);
+    const maps = readFileSync("/proc/self/maps", "utf8").split("\n");
+    for (const [start] of ranges) {
+      const line = maps.find((l) => l.startsWith(`${start.toString(16).padStart(8, "0")}-`))!;
+      expect(line.endsWith(exe)).toBe(true);
+      expect(line.split(" ")[1]![1]).toBe("-");
+    }
+  });
+
+  test("the idle timer runs once after the last call ends, never while a call is in flight; TSRUN_SHIM_TRIM_MS sets it", async () => {
+    let idle = 0;
+    let release: () => void = () => {};
+    const slow = new Promise<void>((r) => (release = r));
+    const m = idleAfter({ Fast: () => new Uint8Array(0), Slow: async () => (await slow, new Uint8Array(0)) }, 60, () => idle++);
+    const ctx = { service: "s", method: "m", metadata: new Map() };
+    const pending = m.Slow!(new Uint8Array(0), ctx);
+    await m.Fast!(new Uint8Array(0), ctx);
+    await Bun.sleep(150);
+    expect(idle).toBe(0);
+    release();
+    await pending;
+    await Bun.sleep(30);
+    await m.Fast!(new Uint8Array(0), ctx);
+    await Bun.sleep(40);
+    expect(idle).toBe(0);
+    await Bun.sleep(80);
+    expect(idle).toBe(1);
+    await Bun.sleep(150);
+    expect(idle).toBe(1);
+    expect(trimMs({})).toBe(DEFAULT_TRIM_MS);
+    expect(trimMs({ [TRIM_ENV]: "0" })).toBe(0);
+    expect(trimMs({ [TRIM_ENV]: "250" })).toBe(250);
+    expect(trimMs({ [TRIM_ENV]: "x" })).toBe(DEFAULT_TRIM_MS);
   });
 });
 

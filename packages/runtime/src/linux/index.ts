@@ -18,6 +18,7 @@ export {
   mkfifo,
   mount,
   pidfdOpen,
+  madvise,
   pidfdSendSignal,
   pipe,
   pollIn,

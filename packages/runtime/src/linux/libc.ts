@@ -60,6 +60,7 @@ function libc(): ReturnType<typeof open>["symbols"] {
 const SYS_bpf = process.arch === "x64" ? 321 : 280;
 const SYS_pidfd_send_signal = 424; // the same number on every architecture (new-style table)
 const SYS_pidfd_open = 434;
+const SYS_madvise = process.arch === "x64" ? 28 : 233;
 
 /** errno of the last failed libc call on this thread (read through __errno_location). */
 export function getErrno(): number {
@@ -207,6 +208,11 @@ export function killVerified(pid: number, startTime: number, signal: number): bo
 export function pidfdOpen(pid: number, flags = 0): number {
   const r = libc().syscall(SYS_pidfd_open, pid, flags, 0, 0);
   return check(Number(r), "pidfd_open", String(pid));
+}
+
+/** madvise(2) over [addr, addr+length) of this process's own address space (addresses from /proc/self/maps). */
+export function madvise(addr: number, length: number, advice: number): void {
+  check(Number(libc().syscall(SYS_madvise, addr, length, advice, 0)), "madvise", `${addr.toString(16)}+${length}`);
 }
 
 export function pidfdSendSignal(pidfd: number, signal: number): void {

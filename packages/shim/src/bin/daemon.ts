@@ -4,7 +4,8 @@
 // gave containerd); the ttrpc control socket stays, for `start`'s group reservations.
 import { chmodSync, closeSync, constants, openSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { TtrpcServer } from "../ttrpc/server.ts";
+import { TtrpcServer, type Method } from "../ttrpc/server.ts";
+import { trimResident } from "./trim.ts";
 import { TASK_SERVICE_V2, TASK_SERVICE_V3 } from "../task/proto.ts";
 import { Reaper } from "../task/reaper.ts";
 import { TaskService } from "../task/service.ts";
@@ -30,6 +31,45 @@ const SETTLE_MS = 2000;
  */
 export const DEFAULT_LINGER_MS = 5000;
 export const LINGER_ENV = "TSRUN_SHIM_LINGER_MS";
+
+/**
+ * How long the daemon waits after its last Task call before it gives back what it only needed
+ * while busy (see trim.ts). TSRUN_SHIM_TRIM_MS (0: never) overrides it.
+ */
+export const DEFAULT_TRIM_MS = 1000;
+export const TRIM_ENV = "TSRUN_SHIM_TRIM_MS";
+
+export function trimMs(env: Record<string, string | undefined> = process.env): number {
+  const raw = env[TRIM_ENV];
+  if (raw === undefined || raw === "") return DEFAULT_TRIM_MS;
+  const v = Number(raw);
+  return Number.isInteger(v) && v >= 0 ? v : DEFAULT_TRIM_MS;
+}
+
+/** Wraps a method table so that every call (re)arms `onIdle` to run once `ms` after the last call ends. */
+export function idleAfter(methods: Record<string, Method>, ms: number, onIdle: () => void): Record<string, Method> {
+  if (ms <= 0) return methods;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let busy = 0;
+  const arm = () => {
+    clearTimeout(timer);
+    if (busy === 0) timer = setTimeout(onIdle, ms);
+  };
+  const out: Record<string, Method> = {};
+  for (const [name, fn] of Object.entries(methods)) {
+    out[name] = async (payload, ctx) => {
+      busy++;
+      clearTimeout(timer);
+      try {
+        return await fn(payload, ctx);
+      } finally {
+        busy--;
+        arm();
+      }
+    };
+  }
+  return out;
+}
 
 export function lingerMs(group: string, env: Record<string, string | undefined> = process.env): number {
   if (group.startsWith("pod:")) return 0;
@@ -75,7 +115,10 @@ export async function serve(f: ShimFlags): Promise<void> {
   service = new TaskService({ namespace, reaper, onShutdown: () => void exit(0), publish: oom.publish, maxTasks: groupMax(), lingerMs: lingerMs(f.group || "namespace") });
   // The container `start` spawned this daemon for is its first member.
   if (f.id) service.reserve(f.id);
-  const methods = service.methods();
+  const methods = idleAfter(service.methods(), trimMs(), () => {
+    const bytes = trimResident();
+    if (f.debug) log(`idle: paged out ${(bytes / 2 ** 20).toFixed(1)} MB of the executable's clean mappings`);
+  });
   server.register(TASK_SERVICE_V2, methods);
   server.register(TASK_SERVICE_V3, methods);
   const group = service;
