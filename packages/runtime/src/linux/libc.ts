@@ -1,58 +1,70 @@
 // libc through bun:ffi, for what tsrun does in its own (parent) process: waiting, signals,
 // pidfds, locks, mounts, sockets. Opened on first use. Failures throw SysError with the errno.
 // Nothing here forks: starting a process goes through native.ts (C, no Bun code in the child).
-import { dlopen, FFIType, ptr as addressOfBuffer, read, type Pointer } from "bun:ffi";
+import { dlopen, FFIType, ptr as addressOfBuffer, read, type Library, type Pointer } from "bun:ffi";
 import { readFileSync, writeSync } from "node:fs";
 import { errnoName } from "./errno.ts";
 import { PR, WNOHANG } from "./constants.ts";
 
 const { i32, u32, i64_fast, u64, ptr, cstring } = FFIType;
 
-function open() {
-  return dlopen("libc.so.6", {
-    __errno_location: { args: [], returns: ptr },
-    strerror: { args: [i32], returns: cstring },
-    close: { args: [i32], returns: i32 },
-    send: { args: [i32, ptr, u64, i32], returns: i64_fast },
-    waitpid: { args: [i32, ptr, i32], returns: i32 },
-    kill: { args: [i32, i32], returns: i32 },
-    syscall: { args: [i64_fast, i64_fast, i64_fast, i64_fast, i64_fast], returns: i64_fast },
-    poll: { args: [ptr, u64, i32], returns: i32 },
-    flock: { args: [i32, i32], returns: i32 },
-    fcntl: { args: [i32, i32, i64_fast], returns: i32 },
-    mount: { args: [ptr, ptr, ptr, u64, ptr], returns: i32 },
-    umount2: { args: [ptr, i32], returns: i32 },
-    mkfifo: { args: [ptr, u32], returns: i32 },
-    chmod: { args: [ptr, u32], returns: i32 },
-    socketpair: { args: [i32, i32, i32, ptr], returns: i32 },
-    pipe2: { args: [ptr, i32], returns: i32 },
-    prctl: { args: [i32, u64, u64, u64, u64], returns: i32 },
-    memfd_create: { args: [ptr, u32], returns: i32 },
-    mknod: { args: [ptr, u32, u64], returns: i32 },
-    lsetxattr: { args: [ptr, ptr, ptr, u64, i32], returns: i32 },
-    lgetxattr: { args: [ptr, ptr, ptr, u64], returns: i64_fast },
-    llistxattr: { args: [ptr, ptr, u64], returns: i64_fast },
-    openat: { args: [i32, ptr, i32, u32], returns: i32 },
-    statx: { args: [i32, ptr, i32, u32, ptr], returns: i32 },
-    getdents64: { args: [i32, ptr, u64], returns: i64_fast },
-    readlinkat: { args: [i32, ptr, ptr, u64], returns: i64_fast },
-    getxattr: { args: [ptr, ptr, ptr, u64], returns: i64_fast },
-    listxattr: { args: [ptr, ptr, u64], returns: i64_fast },
-    setns: { args: [i32, i32], returns: i32 },
-    socket: { args: [i32, i32, i32], returns: i32 },
-    ioctl: { args: [i32, u64, ptr], returns: i32 },
-    bind: { args: [i32, ptr, u32], returns: i32 },
-    listen: { args: [i32, i32], returns: i32 },
-    connect: { args: [i32, ptr, u32], returns: i32 },
-    accept4: { args: [i32, ptr, ptr, i32], returns: i32 },
-    recvmsg: { args: [i32, ptr, i32], returns: i64_fast },
-    sendmsg: { args: [i32, ptr, i32], returns: i64_fast },
-  });
-}
+/** The libc functions tsrun calls, by signature. */
+const SIGNATURES = {
+  __errno_location: { args: [], returns: ptr },
+  strerror: { args: [i32], returns: cstring },
+  close: { args: [i32], returns: i32 },
+  send: { args: [i32, ptr, u64, i32], returns: i64_fast },
+  waitpid: { args: [i32, ptr, i32], returns: i32 },
+  kill: { args: [i32, i32], returns: i32 },
+  syscall: { args: [i64_fast, i64_fast, i64_fast, i64_fast, i64_fast], returns: i64_fast },
+  poll: { args: [ptr, u64, i32], returns: i32 },
+  flock: { args: [i32, i32], returns: i32 },
+  fcntl: { args: [i32, i32, i64_fast], returns: i32 },
+  mount: { args: [ptr, ptr, ptr, u64, ptr], returns: i32 },
+  umount2: { args: [ptr, i32], returns: i32 },
+  mkfifo: { args: [ptr, u32], returns: i32 },
+  chmod: { args: [ptr, u32], returns: i32 },
+  socketpair: { args: [i32, i32, i32, ptr], returns: i32 },
+  pipe2: { args: [ptr, i32], returns: i32 },
+  prctl: { args: [i32, u64, u64, u64, u64], returns: i32 },
+  memfd_create: { args: [ptr, u32], returns: i32 },
+  mknod: { args: [ptr, u32, u64], returns: i32 },
+  lsetxattr: { args: [ptr, ptr, ptr, u64, i32], returns: i32 },
+  lgetxattr: { args: [ptr, ptr, ptr, u64], returns: i64_fast },
+  llistxattr: { args: [ptr, ptr, u64], returns: i64_fast },
+  openat: { args: [i32, ptr, i32, u32], returns: i32 },
+  statx: { args: [i32, ptr, i32, u32, ptr], returns: i32 },
+  getdents64: { args: [i32, ptr, u64], returns: i64_fast },
+  readlinkat: { args: [i32, ptr, ptr, u64], returns: i64_fast },
+  getxattr: { args: [ptr, ptr, ptr, u64], returns: i64_fast },
+  listxattr: { args: [ptr, ptr, u64], returns: i64_fast },
+  setns: { args: [i32, i32], returns: i32 },
+  socket: { args: [i32, i32, i32], returns: i32 },
+  ioctl: { args: [i32, u64, ptr], returns: i32 },
+  bind: { args: [i32, ptr, u32], returns: i32 },
+  listen: { args: [i32, i32], returns: i32 },
+  connect: { args: [i32, ptr, u32], returns: i32 },
+  accept4: { args: [i32, ptr, ptr, i32], returns: i32 },
+  recvmsg: { args: [i32, ptr, i32], returns: i64_fast },
+  sendmsg: { args: [i32, ptr, i32], returns: i64_fast },
+} as const;
 
-let lib: ReturnType<typeof open>["symbols"] | undefined;
-function libc(): ReturnType<typeof open>["symbols"] {
-  return (lib ??= open().symbols);
+type Libc = Library<typeof SIGNATURES>["symbols"];
+
+/**
+ * Each function is bound on its first call, by a dlopen of its own: bun:ffi compiles a wrapper
+ * for every symbol it is given (TinyCC, ~0.2 ms each), so binding all of them at once cost a
+ * short command (`tsrun create`, the shim's `start`) 8 to 15 ms for the few it calls.
+ */
+const bound: Partial<Record<keyof Libc, Libc[keyof Libc]>> = {};
+const lib = new Proxy({} as Libc, {
+  get(_, name: keyof Libc) {
+    return (bound[name] ??= dlopen("libc.so.6", { [name]: SIGNATURES[name] } as Pick<typeof SIGNATURES, typeof name>).symbols[name]);
+  },
+});
+
+function libc(): Libc {
+  return lib;
 }
 
 // bpf(2) predates the shared syscall table: x86_64 has its own number, the asm-generic
