@@ -136,6 +136,8 @@ const daemons = new Set<number>();
 const sockets = new Set<string>();
 const hadRunContainerd = existsSync("/run/containerd");
 const hadSocketDir = existsSync(SOCKET_DIR);
+// Whatever ran (a filtered run skips the root tests' own clean-up), the directory goes.
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function daemonPid(sock: string): number {
   for (const entry of readdirSync("/proc")) {
@@ -256,6 +258,69 @@ function fifoReader(path: string): () => string {
 }
 
 const mountedUnder = (path: string) => mountPoints().filter((m) => m === path || m.startsWith(`${path}/`));
+
+/** containerd.types.RuntimeInfo as containerd 2.x unmarshals it, the fields the shim writes. */
+function decodeRuntimeInfo(bytes: Uint8Array) {
+  const r = protobuf.Reader.create(bytes);
+  const info: { name: string; version: string; revision: string; options?: Uint8Array; featuresType?: string; features?: unknown } = { name: "", version: "", revision: "" };
+  while (r.pos < r.len) {
+    const key = r.uint32();
+    const sub = (fn: (field: number, r: protobuf.Reader) => void) => {
+      const m = protobuf.Reader.create(r.bytes());
+      while (m.pos < m.len) {
+        const k = m.uint32();
+        fn(k >>> 3, m);
+      }
+    };
+    switch (key >>> 3) {
+      case 1: info.name = r.string(); break;
+      case 2: sub((f, m) => (f === 1 ? (info.version = m.string()) : (info.revision = m.string()))); break;
+      case 3: info.options = r.bytes(); break;
+      case 4: sub((f, m) => (f === 1 ? (info.featuresType = m.string()) : (info.features = JSON.parse(new TextDecoder().decode(m.bytes()))))); break;
+      default: r.skipType(key & 7);
+    }
+  }
+  return info;
+}
+
+describe("-info (containerd 2.x: ctr plugins inspect-runtime, idmapped mounts)", () => {
+  const info = (stdin: Uint8Array) => {
+    const r = Bun.spawnSync([SHIM, "-info"], { stdin: new Blob([stdin]), stdout: "pipe", stderr: "pipe" });
+    return { code: r.exitCode, stderr: r.stderr.toString(), info: r.exitCode === 0 ? decodeRuntimeInfo(r.stdout) : undefined };
+  };
+
+  test("RuntimeInfo with tsrun's features as JSON, the options echoed; another BinaryName's own features; garbage is an error", () => {
+    expect(existsSync(SHIM)).toBe(true);
+    const version = Bun.spawnSync([TSRUN, "--version"]).stdout.toString();
+    const features = JSON.parse(Bun.spawnSync([TSRUN, "features"]).stdout.toString());
+    const plain = info(new Uint8Array(0));
+    expect([plain.code, plain.stderr]).toEqual([0, ""]);
+    expect(plain.info).toMatchObject({ name: "io.containerd.tsrun.v2", featuresType: "types.containerd.io/opencontainers/runtime-spec/1/features/Features", features });
+    expect(plain.info!.options).toBeUndefined();
+    expect(version).toContain(`tsrun version ${plain.info!.version}\ncommit: ${plain.info!.revision}\n`);
+    expect((plain.info!.features as { linux: { mountExtensions: { idmap: { enabled: boolean } } } }).linux.mountExtensions.idmap.enabled).toBe(true);
+
+    const withOptions = info(optionsAny());
+    expect(withOptions.code).toBe(0);
+    expect(withOptions.info!.options).toEqual(optionsAny());
+    expect(withOptions.info!.features).toEqual(features);
+
+    // A BinaryName that is another runtime: its `features` output (here a script's), not tsrun's.
+    const other = join(dir, "other-runtime");
+    writeFileSync(other, `#!/bin/sh\n[ "$1" = features ] && echo '{"ociVersionMin":"1.0.0","ociVersionMax":"1.0.2"}'\n`, { mode: 0o755 });
+    const otherAny = p.any.encode({ typeUrl: "containerd.runc.v1.Options", value: p.runcOptions.encode({ binaryName: other }) });
+    expect(info(otherAny).info!.features).toEqual({ ociVersionMin: "1.0.0", ociVersionMax: "1.0.2" });
+    // One without `features`: left out, as containerd's runc shim leaves it.
+    const none = p.any.encode({ typeUrl: "containerd.runc.v1.Options", value: p.runcOptions.encode({ binaryName: "/bin/false" }) });
+    const noFeatures = info(none);
+    expect([noFeatures.code, noFeatures.info!.featuresType, noFeatures.info!.features]).toEqual([0, undefined, undefined]);
+
+    const bad = info(new Uint8Array([0x0a, 0x7f]));
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain("-info: stdin is not a protobuf Any of runtime options");
+  });
+});
+
 
 test("requirements: root, dist/tsrun and dist/containerd-shim-tsrun-v2 (bun scripts/build.ts)", () => {
   expect(canRun).toBe(true);

@@ -155,7 +155,7 @@ export async function startShim(f: ShimFlags): Promise<string> {
  * Reads fd 0 to its end with plain reads (Bun's stdin stream costs milliseconds to set up); a
  * terminal or a missing fd is left alone (nothing read), and a non-blocking pipe goes through the stream.
  */
-async function readStdin(): Promise<Uint8Array> {
+export async function readStdin(): Promise<Uint8Array> {
   const chunks: Buffer[] = [];
   try {
     if (isatty(0)) return new Uint8Array(0);

@@ -12,8 +12,9 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (f.info) {
-    process.stderr.write("containerd-shim-tsrun-v2: -info is not supported yet\n");
-    return 1;
+    const stdin = await (await import("./manager.ts")).readStdin();
+    await Bun.write(Bun.stdout, (await import("./info.ts")).runtimeInfo(stdin));
+    return 0;
   }
   switch (f.action) {
     case "start":
