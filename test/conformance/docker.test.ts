@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, rmdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Terminal } from "./pty.ts";
 
 const repo = join(import.meta.dir, "../..");
 const TSRUN = process.env.TSRUN ?? join(repo, "dist/tsrun");
@@ -87,7 +88,29 @@ describe("docker with --runtime tsrun", () => {
     expect(r.stderr).toBe("");
     expect(r.stdout).toMatch(new RegExp(`^hello from docker\\n\\d+:pids:/${CGROUP_PARENT}/[0-9a-f]{64}\\n$`));
     expect(r.code).toBe(3);
+    // --rm: the container is gone once the run returns.
+    expect(docker(["ps", "-aq"]).stdout).toBe("");
   });
+
+  test("docker run -it on a terminal: the shell's prompt, a typed command's output, its exit status", async () => {
+    const term = new Terminal(["docker", "-H", `unix://${sock}`, ...RUN, "-it", "--rm", "localhost/busybox:latest", "sh"], { rows: 21, cols: 77 });
+    try {
+      // busybox sh's prompt: an interactive shell, so its stdin is the container's terminal.
+      // (Its line editor then asks the terminal for the cursor position and redraws the prompt.)
+      await term.waitFor(/\/ # /);
+      term.type("tty; stty size; echo typed-$((6 * 7))\n");
+      await term.waitFor(/typed-42\n/);
+      term.type("exit 9\n");
+      expect(await term.exited()).toBe(9);
+    } finally {
+      await term.kill();
+    }
+    // The typed line comes back echoed by the container's terminal, then its output: the
+    // terminal's name, the size the client passed on, the shell's arithmetic.
+    expect(term.text).toContain("echo typed-$((6 * 7))\n");
+    expect(term.text).toMatch(/\n\/dev\/pts\/\d+\n21 77\ntyped-42\n/);
+    expect(docker(["ps", "-aq"]).stdout).toBe("");
+  }, 60_000);
 
   test("docker exec, exec -t, top, pause and unpause, update, stop", () => {
     const id = docker([...RUN, "-d", "localhost/busybox:latest", "sleep", "300"]).stdout.trim();
