@@ -7,12 +7,13 @@ cd "$(dirname "$0")/.."
 # gcc and libc6-dev build the C parts; musl-tools makes the static executor 14 times smaller.
 # python3 and script(1) (bsdutils) stand in for an engine's console socket and a terminal in tests.
 # skopeo, umoci, docker-registry and zstd make and serve the image fixtures of the image path.
-# docker.io: dockerd with tsrun as an added runtime is one of the engines tsrun is tested behind.
+# docker.io: dockerd with tsrun as an added runtime is one of the engines tsrun is tested behind;
+# podman (with --runtime dist/tsrun) is another.
 # containernetworking-plugins: the CNI plugins (bridge, host-local, loopback, portmap, firewall) that wire `run --image`'s network.
 # iproute2 and procps: tsrun runs ip(8) to move linux.netDevices into a container and ps(1) for
 # `tsrun ps` (so does dockerd for `docker top`); a standard Debian install has both, a minimal one
 # (debootstrap --variant=minbase, most container images) has neither.
-APT_PACKAGES=(gcc libc6-dev musl-tools runc crun containerd busybox-static jq python3 bsdutils skopeo umoci docker-registry zstd docker.io containernetworking-plugins iproute2 procps)
+APT_PACKAGES=(gcc libc6-dev musl-tools runc crun containerd busybox-static jq python3 bsdutils skopeo umoci docker-registry zstd docker.io podman containernetworking-plugins iproute2 procps)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -24,7 +25,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
   echo "setup: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
-  # containerd's and docker-registry's packages start their service at install and enable it at
+  # containerd's, docker-registry's and podman's packages start their service at install and enable it at
   # boot, and the registry then listens on port 5000 on every interface. The tests start their
   # own containerd and registry on private sockets, ports and dirs, so the machine is left with
   # no new service: a policy-rc.d that refuses every start (101) for the time of the install
@@ -47,10 +48,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
   restore_policy
   trap - EXIT
   for p in "${missing[@]}"; do
-    case "$p" in containerd | docker-registry | docker.io) ;; *) continue ;; esac
+    case "$p" in containerd | docker-registry | docker.io | podman) ;; *) continue ;; esac
     [ "$p" = docker.io ] && p=docker
     units=("$p.service")
     [ "$p" = docker ] && units+=(docker.socket)
+    # podman's API socket, and the units that restart and auto-update containers at boot.
+    [ "$p" = podman ] && units+=(podman.socket podman-restart.service podman-auto-update.service podman-auto-update.timer)
     if [ -d /run/systemd/system ]; then
       systemctl disable --now --quiet "${units[@]}" || true
     elif command -v systemctl >/dev/null; then
