@@ -9,6 +9,7 @@ import { DEFAULT_ROOT } from "../src/task/runtime.ts";
 import { LINGER_ENV } from "../src/bin/daemon.ts";
 import { PrivateContainerd } from "./private-containerd.ts";
 import { BinaryTransport, Publisher } from "../src/events/publisher.ts";
+import { Terminal } from "../../../test/conformance/pty.ts";
 
 const repo = join(import.meta.dir, "../../..");
 const SHIM = join(repo, "dist/containerd-shim-tsrun-v2");
@@ -22,6 +23,8 @@ const canRun = process.getuid?.() === 0 && existsSync(SHIM) && existsSync(TSRUN)
 
 const ctd = canRun ? new PrivateContainerd(NS, "/tmp/tsrun-ctd-", { shim: SHIM, tsrun: TSRUN }) : undefined;
 const dir = ctd?.dir ?? "";
+/** The state root of containerd's own runc shim when it drives dist/tsrun (its BinaryName). */
+const runcRoot = join(dir, "runc-root");
 const sock = ctd?.sock ?? "";
 const fifos = ctd?.fifos ?? "";
 const ctr = (args: string[], timeoutMs?: number) => ctd!.ctr(args, timeoutMs);
@@ -53,7 +56,55 @@ describe("containerd 1.6 runs containers through containerd-shim-tsrun-v2 (root)
   }, 120_000);
 
   afterAll(async () => {
-    await ctd?.stop();
+    await ctd?.stop([[TSRUN, join(runcRoot, NS)]]);
+  }, 60_000);
+
+  test("ctr run -t on a terminal: the shell's prompt, a typed command's output and size, its exit status", async () => {
+    const term = new Terminal(["ctr", "--address", sock, "--namespace", NS, "run", "-t", "--fifo-dir", fifos, "--rm", "--runtime", "io.containerd.tsrun.v2", IMAGE, "e2e-tty", "sh"], { rows: 19, cols: 83 });
+    try {
+      // busybox sh's prompt: an interactive shell, so its stdin is the container's terminal.
+      await term.waitFor(/\/ # /);
+      // ctr passes its size on through ResizePty after Start: the shell asks until it is there.
+      term.type('for i in $(seq 100); do s=$(stty size); test "$s" = "19 83" && break; sleep 0.05; done; tty; echo "size $s"; echo typed-$((6 * 7))\n');
+      await term.waitFor(/typed-42\n/);
+      term.type("exit 9\n");
+      expect(await term.exited()).toBe(9);
+    } finally {
+      await term.kill();
+    }
+    // Echoed by the container's terminal, then the output.
+    expect(term.text).toContain("echo typed-$((6 * 7))\n");
+    expect(term.text).toMatch(/\n\/dev\/pts\/\d+\nsize 19 83\ntyped-42\n/);
+    await expectNothingLeft("e2e-tty");
+  }, 60_000);
+
+  test("containerd's own runc shim with BinaryName = dist/tsrun (ctr --runc-binary): run --rm, exit status, task exec, kill, delete", async () => {
+    const rt = ["--runtime", "io.containerd.runc.v2", "--runc-binary", TSRUN, "--runc-root", runcRoot];
+    const r = ctr(["run", "--fifo-dir", fifos, "--rm", ...rt, IMAGE, "e2e-runc-echo", "sh", "-c", "echo hi; echo err >&2; exit 3"]);
+    expect([r.stdout, r.stderr, r.code]).toEqual(["hi\n", "err\n", 3]);
+    expect(existsSync(join(runcRoot, NS, "e2e-runc-echo"))).toBe(false);
+
+    const d = ctr(["run", "--null-io", "-d", ...rt, IMAGE, "e2e-runc", "sleep", "100"]);
+    expect([d.stderr, d.code]).toEqual(["", 0]);
+    try {
+      // The container is tsrun's: its state is in the runc shim's root, in tsrun's own form.
+      const state = Bun.spawnSync([TSRUN, "--root", join(runcRoot, NS), "state", "e2e-runc"], { stdout: "pipe", stderr: "pipe" });
+      expect(state.stderr.toString()).toBe("");
+      expect(JSON.parse(state.stdout.toString())).toMatchObject({ id: "e2e-runc", status: "running" });
+      expect(ctr(["tasks", "ls"]).stdout).toMatch(/e2e-runc\s+\d+\s+RUNNING/);
+      const exec = ctr(["task", "exec", "--fifo-dir", fifos, "--exec-id", "x1", "e2e-runc", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; exit 4"]);
+      expect([exec.stdout, exec.stderr, exec.code]).toEqual(["sleep 100 ", "", 4]);
+      expect(ctr(["task", "kill", "-s", "SIGKILL", "e2e-runc"]).code).toBe(0);
+      const stopped = Date.now() + 10_000;
+      while (!/e2e-runc\s+\d+\s+STOPPED/.test(ctr(["tasks", "ls"]).stdout) && Date.now() < stopped) await Bun.sleep(50);
+      expect(ctr(["tasks", "ls"]).stdout).toMatch(/e2e-runc\s+\d+\s+STOPPED/);
+    } finally {
+      ctr(["task", "kill", "-s", "SIGKILL", "e2e-runc"]);
+      ctr(["tasks", "delete", "e2e-runc"]);
+      ctr(["containers", "delete", "e2e-runc"]);
+    }
+    expect(existsSync(join(runcRoot, NS, "e2e-runc"))).toBe(false);
+    await expectNothingLeft("e2e-runc");
   }, 60_000);
 
   test("ctr run --rm … echo hi prints hi and leaves nothing behind", async () => {
