@@ -8,7 +8,7 @@
 // (fixed paths: containerd 1.6 passes a shim no directory), and ctr's "/<namespace>/<id>" cgroup
 // paths leave a parent per hierarchy, as runc leaves it: whichever of these did not exist when
 // the instance was made is removed once empty, so a host's own containerd keeps what is its.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { umount2, MNT_DETACH } from "@tsrun/runtime/linux";
 import { mountPoints } from "../src/task/rootfs.ts";
@@ -32,6 +32,7 @@ export class PrivateContainerd {
   /** Processes never counted or killed as this containerd's (a `ctr events` watcher). */
   readonly ignored = new Set<number>();
   private proc: Bun.Subprocess | undefined;
+  private env: Record<string, string | undefined> = {};
   private readonly madeHere: string[];
 
   constructor(
@@ -63,23 +64,49 @@ export class PrivateContainerd {
     mkdirSync(bin);
     symlinkSync(this.bins.shim, join(bin, "containerd-shim-tsrun-v2"));
     symlinkSync(this.bins.tsrun, join(bin, "tsrun"));
-    const log = join(this.dir, "containerd.log");
     writeFileSync(join(this.dir, "config.toml"), 'version = 2\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n');
-    const proc = Bun.spawn(["containerd", "--config", join(this.dir, "config.toml"), "--root", join(this.dir, "root"), "--state", join(this.dir, "state"), "--address", this.sock], {
-      env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, ...env },
-      stdio: ["ignore", Bun.file(log), Bun.file(log)],
-    });
+    this.env = { ...process.env, PATH: `${bin}:${process.env.PATH}`, ...env };
+    await this.launch();
+    const tar = join(this.dir, "image.tar");
+    const mk = Bun.spawnSync(["bash", join(repo, "scripts/make-image.sh"), tar, image], { stdout: "pipe", stderr: "pipe" });
+    if (!mk.success) throw new Error(`make-image.sh: ${mk.stderr}`);
+    const imp = this.ctr(["images", "import", tar]);
+    if (imp.code !== 0) throw new Error(`ctr images import: ${imp.stderr}`);
+  }
+
+  /** containerd on this instance's config, root, state and socket; returns once it answers. */
+  private async launch(): Promise<void> {
+    const log = join(this.dir, "containerd.log");
+    // Appended to: a restarted containerd's log follows the first one's.
+    const out = openSync(log, "a");
+    let proc: Bun.Subprocess;
+    try {
+      proc = Bun.spawn(["containerd", "--config", join(this.dir, "config.toml"), "--root", join(this.dir, "root"), "--state", join(this.dir, "state"), "--address", this.sock], {
+        env: this.env,
+        stdio: ["ignore", out, out],
+      });
+    } finally {
+      closeSync(out);
+    }
     this.proc = proc;
     const end = Date.now() + 20_000;
     while (this.ctr(["version"], 5000).code !== 0) {
       if (Date.now() > end || proc.exitCode !== null) throw new Error(`containerd did not come up: ${readFileSync(log, "utf8").slice(-2000)}`);
       await Bun.sleep(100);
     }
-    const tar = join(this.dir, "image.tar");
-    const mk = Bun.spawnSync(["bash", join(repo, "scripts/make-image.sh"), tar, image], { stdout: "pipe", stderr: "pipe" });
-    if (!mk.success) throw new Error(`make-image.sh: ${mk.stderr}`);
-    const imp = this.ctr(["images", "import", tar]);
-    if (imp.code !== 0) throw new Error(`ctr images import: ${imp.stderr}`);
+  }
+
+  /**
+   * Kills containerd with `signal` (SIGKILL: as a crash; the shims it started are not its
+   * children and live on) and starts it again on the same config, root, state and socket.
+   */
+  async restart(signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
+    const proc = this.proc;
+    if (proc && proc.exitCode === null) {
+      proc.kill(signal);
+      await proc.exited;
+    }
+    await this.launch();
   }
 
   ctr(args: string[], timeoutMs = 60_000): CtrResult {
