@@ -94,6 +94,8 @@ export interface RuntimeOptions {
   /** The runtime's JSON log (<bundle>/log.json); its last error line explains a failure. */
   log: string;
   reaper: Reaper;
+  /** A runtime binary still running after this long is killed (SIGKILL) and the call fails. */
+  timeoutMs?: number;
 }
 
 export class BinaryRuntime implements RuntimeDriver {
@@ -210,16 +212,32 @@ export class BinaryRuntime implements RuntimeDriver {
     } catch (err) {
       throw new RuntimeError(`cannot run ${this.binary}: ${(err as Error).message}`, -1);
     }
-    if (opts.input !== undefined) {
-      const sink = proc.stdin as import("bun").FileSink;
-      sink.write(opts.input);
-      await sink.end();
+    let timedOut = false;
+    const timer =
+      this.opts.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true;
+            proc.kill("SIGKILL");
+          }, this.opts.timeoutMs);
+    let stdout: string;
+    let stderr: string;
+    let code: number;
+    try {
+      if (opts.input !== undefined) {
+        const sink = proc.stdin as import("bun").FileSink;
+        sink.write(opts.input);
+        await sink.end();
+      }
+      [stdout, stderr] = await Promise.all([
+        stdio[1] === "pipe" ? new Response(proc.stdout as ReadableStream<Uint8Array>).text() : "",
+        captured ? new Response(proc.stderr as ReadableStream<Uint8Array>).text() : "",
+      ]);
+      code = await proc.exited;
+    } finally {
+      clearTimeout(timer);
     }
-    const [stdout, stderr] = await Promise.all([
-      stdio[1] === "pipe" ? new Response(proc.stdout as ReadableStream<Uint8Array>).text() : "",
-      captured ? new Response(proc.stderr as ReadableStream<Uint8Array>).text() : "",
-    ]);
-    const code = await proc.exited;
+    if (timedOut) throw new RuntimeError(`${this.binary} ${what} killed after ${this.opts.timeoutMs} ms (no answer)`, code);
     if (code === 0) return stdout;
     const message = lastLoggedError(this.opts.log, logStart) ?? (stderr.trim().split("\n").pop() || `exit status ${code}`);
     throw new RuntimeError(`${this.binary} ${what} failed: ${message}`, code);
@@ -241,7 +259,7 @@ export class LibraryRuntime implements RuntimeDriver {
   }
 
   async create(id: string, bundle: string, pidFile: string, stdio: [Fd, Fd, Fd], flags: CreateFlags = {}): Promise<Started> {
-    return this.call("create", async () => {
+    return this.locked(id, "create", async () => {
       const { rec, console } = await createContainerAsync(this.store, {
         id,
         bundle,
@@ -269,7 +287,7 @@ export class LibraryRuntime implements RuntimeDriver {
   }
 
   async start(id: string): Promise<void> {
-    await this.call("start", async () => this.warn(await startContainerAsync(this.store, id)));
+    await this.locked(id, "start", async () => this.warn(await startContainerAsync(this.store, id)));
   }
 
   async kill(id: string, signal: number, all: boolean): Promise<void> {
@@ -277,19 +295,19 @@ export class LibraryRuntime implements RuntimeDriver {
   }
 
   async delete(id: string, force: boolean): Promise<void> {
-    await this.call("delete", async () => this.warn(await deleteContainerAsync(this.store, id, force)));
+    await this.locked(id, "delete", async () => this.warn(await deleteContainerAsync(this.store, id, force)));
   }
 
   async pause(id: string): Promise<void> {
-    await this.call("pause", async () => pauseContainer(this.store, id));
+    await this.locked(id, "pause", async () => pauseContainer(this.store, id));
   }
 
   async resume(id: string): Promise<void> {
-    await this.call("resume", async () => resumeContainer(this.store, id));
+    await this.locked(id, "resume", async () => resumeContainer(this.store, id));
   }
 
   async update(id: string, resources: string): Promise<void> {
-    await this.call("update", async () => updateContainer(this.store, id, resourcesFromJSON(resources, "the resources"), (m) => this.warn([m])));
+    await this.locked(id, "update", async () => updateContainer(this.store, id, resourcesFromJSON(resources, "the resources"), (m) => this.warn([m])));
   }
 
   async stats(id: string): Promise<Record<string, unknown>> {
@@ -318,6 +336,28 @@ export class LibraryRuntime implements RuntimeDriver {
     }
   }
 
+  /**
+   * A call that takes the container's lock (flock on its state directory) in the library. The
+   * library's async calls hold it across awaits (create and start through their hooks); a second
+   * flock from this same process would then block the event loop, on which the holder needs to
+   * finish, for ever. So such calls on one container run one after the other here: a later one
+   * waits (asynchronously, bounded by the Task service's call timeout) for the earlier to end.
+   */
+  private locked<T>(id: string, what: string, fn: () => Promise<T>): Promise<T> {
+    const key = `${this.opts.root}\0${id}`;
+    const before = lockQueue.get(key) ?? Promise.resolve();
+    const mine = before.then(() => this.call(what, fn));
+    const tail = mine.then(
+      () => {},
+      () => {},
+    );
+    lockQueue.set(key, tail);
+    void tail.then(() => {
+      if (lockQueue.get(key) === tail) lockQueue.delete(key);
+    });
+    return mine;
+  }
+
   private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
@@ -328,6 +368,9 @@ export class LibraryRuntime implements RuntimeDriver {
     }
   }
 }
+
+/** Per container (state root and id): the end of the last lock-taking library call queued (LibraryRuntime.locked). */
+const lockQueue = new Map<string, Promise<void>>();
 
 /** The fds as the library takes them: -1 for /dev/null. */
 function stdioFds(stdio: [Fd, Fd, Fd]): [number, number, number] {

@@ -4,7 +4,7 @@
 // (Exec, and ResizePty for an exec's terminal), Pause, Resume, Update and Stats (cgroup v1
 // metrics), and terminals (init and exec). Checkpoints answer UNIMPLEMENTED. Task events go to
 // the injected publish hook (events/: ordering, OOM watching and the transport to containerd).
-import { writeFileSync } from "node:fs";
+import { closeSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { CallContext, Method } from "../ttrpc/server.ts";
 import { timestamp } from "../ttrpc/codec.ts";
@@ -15,7 +15,7 @@ import { taskMethods, taskProto, PROCESS_DETAILS_TYPE, RUNC_OPTIONS_TYPE, TaskSt
 import type { Exit, Reaper } from "./reaper.ts";
 import { CGROUPS_V1_METRICS_TYPE, metricsFromRuncStats } from "./metrics.ts";
 import { mountRootfs, unmountRootfs } from "./rootfs.ts";
-import { DEFAULT_BINARY, DEFAULT_ROOT, RuntimeError, runtimeFor, type RuntimeDriver } from "./runtime.ts";
+import { DEFAULT_BINARY, DEFAULT_ROOT, RuntimeError, runtimeFor, type RuntimeDriver, type Started } from "./runtime.ts";
 import type { SavedOptions } from "./options.ts";
 import type { Publish } from "../events/proto.ts";
 
@@ -28,6 +28,21 @@ import { SHIM_VERSION } from "../bin/name.ts";
 const DELETE_EXIT_WAIT_MS = 10_000;
 /** How long deleting an exited exec waits for its terminal's last output to reach the client. */
 const CONSOLE_DRAIN_MS = 5_000;
+/**
+ * How long a Task call waits for the runtime (create, start, exec, kill, delete, pause, resume,
+ * update, stats, ps) before it answers DEADLINE_EXCEEDED: a hook without a timeout that never
+ * ends, a runtime binary stuck on a frozen cgroup, must not hold a call, and containerd's caller,
+ * forever. Wait is not bounded: it waits for an exit by design. The environment variable
+ * (inherited from containerd, as the group cap is) overrides it.
+ */
+export const CALL_TIMEOUT_MS = 60_000;
+export const CALL_TIMEOUT_ENV = "TSRUN_SHIM_CALL_TIMEOUT_MS";
+
+/** The bound for runtime calls: the environment's, when it is a positive number of milliseconds, else CALL_TIMEOUT_MS. */
+export function callTimeoutFromEnv(env: Record<string, string | undefined> = process.env): number {
+  const ms = Number(env[CALL_TIMEOUT_ENV]);
+  return Number.isFinite(ms) && ms > 0 ? ms : CALL_TIMEOUT_MS;
+}
 /** containerd's identifier rule (identifiers.Validate); an exec id also names files in the bundle. */
 const EXEC_ID = /^[A-Za-z0-9]([A-Za-z0-9_.-]{0,74}[A-Za-z0-9])?$/;
 
@@ -89,6 +104,8 @@ export interface TaskServiceOptions {
   lingerMs?: number;
   /** Task events for containerd (events/: queued, ordered and sent apart from the calls). */
   publish?: Publish;
+  /** The bound on each runtime call (default: callTimeoutFromEnv()). */
+  callTimeoutMs?: number;
 }
 
 /** How long a place reserved by `start` is kept for a Create that does not come. */
@@ -107,9 +124,11 @@ export class TaskService {
   private lingering: ReturnType<typeof setTimeout> | undefined;
 
   private publish: Publish;
+  private readonly callTimeoutMs: number;
 
   constructor(private opts: TaskServiceOptions) {
     this.publish = opts.publish ?? (() => {});
+    this.callTimeoutMs = opts.callTimeoutMs ?? callTimeoutFromEnv();
   }
 
   /** The ttrpc method table, for registration as both containerd.task.v2.Task and v3. */
@@ -298,12 +317,26 @@ export class TaskService {
     return t;
   }
 
+  /** A runtime call bounded by callTimeoutMs; its failure prefixed with `what` (the runc shim's words). */
   private async runtimeCall<T>(fn: () => Promise<T>, what: string): Promise<T> {
     try {
-      return await fn();
+      return await this.bounded(fn(), what);
     } catch (err) {
       throw runtimeFailure(err, what);
     }
+  }
+
+  /**
+   * The runtime's promise, or DEADLINE_EXCEEDED after callTimeoutMs. The work itself goes on
+   * (the library cannot be interrupted; a binary is killed by BinaryRuntime at the same bound):
+   * `late`, if given, gets its outcome to undo what the caller no longer expects.
+   */
+  private async bounded<T>(work: Promise<T>, what: string, late?: (work: Promise<T>) => void): Promise<T> {
+    const done = await within(work.then((value) => ({ value })), this.callTimeoutMs);
+    if (done) return done.value;
+    work.catch(() => {});
+    late?.(work);
+    throw new TtrpcError(Code.DEADLINE_EXCEEDED, `${what}: the runtime did not answer within ${this.callTimeoutMs} ms`);
   }
 
   private execProcess(id: string, execId: string): ExecProcess {
@@ -334,8 +367,10 @@ export class TaskService {
     };
     this.stayAwake();
     this.creating.add(req.id);
+    /** The runtime's create outlived the call's bound: its late outcome is undone, then the id is free. */
+    let abandoned = false;
     try {
-      const runtime = newRuntime(saved, ns, req.bundle, this.opts.reaper);
+      const runtime = newRuntime(saved, ns, req.bundle, this.opts.reaper, this.callTimeoutMs);
       writeFileSync(join(req.bundle, "options.json"), JSON.stringify(saved));
       const rootfs = req.rootfs.length > 0 ? join(req.bundle, "rootfs") : undefined;
       if (rootfs) mountRootfs(rootfs, req.rootfs as Mount[]);
@@ -346,7 +381,15 @@ export class TaskService {
         // With a terminal the init's stdio is the pty; the fifos are the shim's to copy.
         io = TaskIo.open(req.terminal ? { ...stdio, stderr: "" } : stdio);
         const pidFile = join(req.bundle, "init.pid");
-        const started = await runtime.create(req.id, req.bundle, pidFile, io.fds, { noPivot: runc?.noPivotRoot, noNewKeyring: runc?.noNewKeyring, terminal: req.terminal });
+        const opened = io;
+        const started = await this.bounded(
+          runtime.create(req.id, req.bundle, pidFile, io.fds, { noPivot: runc?.noPivotRoot, noNewKeyring: runc?.noNewKeyring, terminal: req.terminal }),
+          "OCI runtime create failed",
+          (late) => {
+            abandoned = true;
+            void this.undoLateCreate(req.id, runtime, late, opened, rootfs);
+          },
+        );
         const { pid } = started;
         if (started.console !== undefined) console = newConsole(started.console, io);
         else io.release();
@@ -360,13 +403,44 @@ export class TaskService {
         this.publish("/tasks/create", { containerId: req.id, bundle: req.bundle, rootfs: req.rootfs, io: { ...stdio, terminal: req.terminal }, checkpoint: req.checkpoint, pid });
         return { pid };
       } catch (err) {
-        console?.close();
-        io?.close();
-        if (rootfs) unmountRootfs(rootfs);
+        // An abandoned create still uses its IO and rootfs: undoLateCreate releases them.
+        if (!abandoned) {
+          console?.close();
+          io?.close();
+          if (rootfs) unmountRootfs(rootfs);
+        }
         throw runtimeFailure(err, "OCI runtime create failed");
       }
     } finally {
-      this.creating.delete(req.id);
+      if (!abandoned) this.creating.delete(req.id);
+    }
+  }
+
+  /**
+   * After a Create that answered DEADLINE_EXCEEDED: once the runtime's create ends, a container it
+   * made after all is killed and deleted (containerd was told there is none), and the IO and
+   * rootfs go. The id stays taken until then, so a second Create cannot race the first.
+   */
+  private async undoLateCreate(id: string, runtime: RuntimeDriver, late: Promise<Started>, io: TaskIo, rootfs: string | undefined): Promise<void> {
+    try {
+      const started = await late;
+      if (started.console !== undefined) closeFd(started.console);
+      const exited = this.opts.reaper.watch(started.pid);
+      try {
+        process.kill(started.pid, "SIGKILL");
+      } catch {
+        // Gone already.
+      }
+      await exited;
+      await runtime.delete(id, true);
+    } catch {
+      // The create failed late (the runtime removed what it made), or the delete did: the
+      // runtime state is then `shim delete`'s to remove, as after a crash.
+    } finally {
+      io.close();
+      if (rootfs) unmountRootfs(rootfs);
+      this.creating.delete(id);
+      this.maybeExit();
     }
   }
 
@@ -375,7 +449,15 @@ export class TaskService {
     if (t.started) throw failedPrecondition(`task ${JSON.stringify(t.id)} has already been started`);
     if (t.exit) throw failedPrecondition(`task ${JSON.stringify(t.id)} has exited and cannot be started`);
     try {
-      await t.runtime.start(t.id);
+      await this.bounded(t.runtime.start(t.id), "OCI runtime start failed", () => {
+        // containerd was told Start failed: the init must not start late, so it dies now (its
+        // exit is reaped and reported as any) and the task is left for containerd's Delete.
+        try {
+          process.kill(t.pid, "SIGKILL");
+        } catch {
+          // Gone already.
+        }
+      });
     } catch (err) {
       throw runtimeFailure(err, "OCI runtime start failed");
     }
@@ -418,7 +500,27 @@ export class TaskService {
     try {
       // With a terminal the process's stdio is the pty; the fifos are the shim's to copy.
       e.io = TaskIo.open(e.terminal ? { ...e.stdio, stderr: "" } : e.stdio);
-      const started = await t.runtime.exec(t.id, e.execId, e.spec, e.io.fds, e.terminal);
+      const opened = e.io;
+      const started = await this.bounded(t.runtime.exec(t.id, e.execId, e.spec, e.io.fds, e.terminal), "OCI runtime exec failed", (late) => {
+        // The exec was reported failed: a process that starts late is killed, and its IO kept
+        // open until then (the runtime still has the fds).
+        e.io = undefined;
+        void late
+          .then(
+            (s) => {
+              if (s.console !== undefined) closeFd(s.console);
+              const exited = this.opts.reaper.watch(s.pid);
+              try {
+                process.kill(s.pid, "SIGKILL");
+              } catch {
+                // Gone already.
+              }
+              return exited;
+            },
+            () => undefined,
+          )
+          .finally(() => opened.close());
+      });
       if (started.console !== undefined) e.console = newConsole(started.console, e.io);
       else e.io.release();
       e.pid = started.pid;
@@ -447,7 +549,7 @@ export class TaskService {
     const t = this.task(id, "");
     let pids: number[];
     try {
-      pids = await t.runtime.ps(t.id);
+      pids = await this.bounded(t.runtime.ps(t.id), "OCI runtime ps failed");
     } catch (err) {
       // A stopped container has no cgroup processes left to list.
       if (t.exit) return { processes: [] };
@@ -513,8 +615,9 @@ export class TaskService {
     const t = this.task(id, execId);
     if (t.exit && !all) throw notFound(`task ${JSON.stringify(id)}: process already finished`);
     try {
-      await t.runtime.kill(t.id, signal, all);
+      await this.bounded(t.runtime.kill(t.id, signal, all), "OCI runtime kill failed");
     } catch (err) {
+      if (err instanceof TtrpcError) throw err;
       // The init may have died after the check above; containerd treats NOT_FOUND as done.
       if (t.exit || /not running|does not exist|not found|ESRCH|stopped/i.test((err as Error).message)) throw notFound(`task ${JSON.stringify(id)}: process already finished`);
       throw runtimeFailure(err, "OCI runtime kill failed");
@@ -546,17 +649,17 @@ export class TaskService {
     // Delete reports; the runtime then deletes a stopped container and waits for nobody.
     if (!t.exit) {
       try {
-        await t.runtime.kill(t.id, 9, false);
+        await this.bounded(t.runtime.kill(t.id, 9, false), "OCI runtime kill failed");
       } catch {
-        // Gone already: the exit is on its way to the reaper.
+        // Gone already: the exit is on its way to the reaper (or the wait below says why not).
       }
     }
     const exit = t.exit ?? (await within(t.exited, DELETE_EXIT_WAIT_MS));
     if (!exit) throw new TtrpcError(Code.DEADLINE_EXCEEDED, `task ${JSON.stringify(t.id)}: init ${t.pid} did not exit within ${DELETE_EXIT_WAIT_MS} ms of being killed`);
     try {
-      await t.runtime.delete(t.id, true);
+      await this.bounded(t.runtime.delete(t.id, true), "OCI runtime delete failed");
     } catch (err) {
-      if (!/does not exist|not found/i.test((err as Error).message)) throw runtimeFailure(err, "OCI runtime delete failed");
+      if (err instanceof TtrpcError || !/does not exist|not found/i.test((err as Error).message)) throw runtimeFailure(err, "OCI runtime delete failed");
     }
     if (t.console) await within(t.console.drained, CONSOLE_DRAIN_MS);
     t.console?.close();
@@ -566,6 +669,14 @@ export class TaskService {
     this.tasks.delete(t.id);
     this.publish("/tasks/delete", { containerId: t.id, pid: t.pid, exitStatus: exit.status, exitedAt: timestamp(exit.at), id: t.id });
     return { pid: t.pid, exitStatus: exit.status, exitedAt: timestamp(exit.at) };
+  }
+}
+
+function closeFd(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // Closed already.
   }
 }
 
@@ -614,9 +725,9 @@ function runcOptions(any: Any | null) {
   }
 }
 
-export function newRuntime(saved: SavedOptions, ns: string, bundle: string, reaper: Reaper): RuntimeDriver {
+export function newRuntime(saved: SavedOptions, ns: string, bundle: string, reaper: Reaper, timeoutMs?: number): RuntimeDriver {
   try {
-    return runtimeFor({ binary: saved.binary_name, root: join(saved.root, ns), log: join(bundle, "log.json"), reaper, bundle });
+    return runtimeFor({ binary: saved.binary_name, root: join(saved.root, ns), log: join(bundle, "log.json"), reaper, bundle, timeoutMs });
   } catch (err) {
     throw new TtrpcError(Code.FAILED_PRECONDITION, (err as Error).message);
   }

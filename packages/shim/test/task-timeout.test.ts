@@ -1,0 +1,257 @@
+// Every Task call that waits for the runtime is bounded, and none blocks the shim: a shim
+// daemon (`shim start`, as containerd starts it) with its bound set to 1 s through the
+// environment, and containers whose hooks (no timeout of their own) take 3 s. Create and Start
+// answer DEADLINE_EXCEEDED at the bound; meanwhile the daemon answers other calls, among them
+// calls on the same container that the runtime library would otherwise block on (its per-container
+// lock, held by the slow call in the same process); what the slow call makes late is undone.
+// Needs root and dist/tsrun (`bun scripts/build.ts`).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { umount2, MNT_DETACH } from "@tsrun/runtime/linux";
+import { TtrpcClient } from "../src/ttrpc/client.ts";
+import { Code, type TtrpcError } from "../src/ttrpc/status.ts";
+import { taskProto, TASK_SERVICE_V2, type Codec } from "../src/task/proto.ts";
+import { mountPoints } from "../src/task/rootfs.ts";
+import { CALL_TIMEOUT_ENV } from "../src/task/service.ts";
+
+const repo = join(import.meta.dir, "../../..");
+const TSRUN = process.env.TSRUN ?? join(repo, "dist/tsrun");
+const SHIM = join(repo, "packages/shim/src/bin/shim.ts");
+const NS = "tsrun-timeout-test";
+const BOUND_MS = 1000;
+const HOOK_S = 3;
+const canRun = process.getuid?.() === 0 && existsSync(TSRUN);
+
+const p = taskProto();
+const dir = mkdtempSync(join(tmpdir(), "tsrun-timeout-"));
+const stateRoot = join(dir, "state");
+const layer = join(dir, "layer");
+const shimBundle = join(dir, "shim-bundle");
+let client: TtrpcClient;
+let socket = "";
+let shimPid = 0;
+
+function daemonPid(sock: string): number {
+  for (const entry of new Bun.Glob("[0-9]*").scanSync({ cwd: "/proc", onlyFiles: false })) {
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").includes(sock)) return Number(entry);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return 0;
+}
+
+async function call<Req, Res>(method: string, req: Partial<Req>, reqCodec: Codec<Req>, resCodec: Codec<Res>): Promise<Res> {
+  const bytes = await client.call(TASK_SERVICE_V2, method, reqCodec.encode(req), { metadata: { "containerd-namespace-ttrpc": NS }, timeoutMs: 30_000 });
+  return resCodec.decode(bytes);
+}
+const start = (id: string) => call("Start", { id }, p.startRequest, p.startResponse);
+const wait = (id: string) => call("Wait", { id }, p.waitRequest, p.waitResponse);
+const del = (id: string) => call("Delete", { id }, p.deleteRequest, p.deleteResponse);
+const pause = (id: string) => call("Pause", { id }, p.idRequest, p.empty);
+const connect = (id: string) => call("Connect", { id }, p.connectRequest, p.connectResponse);
+const failure = (promise: Promise<unknown>) =>
+  promise.then(
+    () => {
+      throw new Error("the call succeeded");
+    },
+    (e: unknown) => e as TtrpcError,
+  );
+/** How long a call took, with its outcome. */
+async function timed<T>(promise: Promise<T>): Promise<{ ms: number; value: T }> {
+  const t0 = performance.now();
+  const value = await promise;
+  return { ms: performance.now() - t0, value };
+}
+
+let seq = 0;
+/** A bundle running `args` on a read-only bind of the busybox layer; `hooks` goes to config.json. */
+function makeBundle(args: string[], hooks: Record<string, unknown>, binaryName = TSRUN) {
+  const id = `timeout-${process.pid}-${seq++}`;
+  const bundle = join(dir, id);
+  const rootfs = join(bundle, "rootfs");
+  mkdirSync(rootfs, { recursive: true });
+  const spec = Bun.spawnSync([TSRUN, "spec"], { cwd: bundle });
+  if (!spec.success) throw new Error(`tsrun spec: ${spec.stderr}`);
+  const config = JSON.parse(readFileSync(join(bundle, "config.json"), "utf8"));
+  config.process.terminal = false;
+  config.process.args = args;
+  config.root = { path: "rootfs", readonly: true };
+  config.hooks = hooks;
+  writeFileSync(join(bundle, "config.json"), JSON.stringify(config));
+  const options = { typeUrl: "containerd.runc.v1.Options", value: p.runcOptions.encode({ binaryName, root: stateRoot }) };
+  const request = { id, bundle, rootfs: [{ type: "bind", source: layer, target: "", options: ["ro", "rbind"] }], stdin: "", stdout: "", stderr: "", options };
+  return { id, bundle, rootfs, request };
+}
+
+/** Processes whose command line is exactly `argv`. */
+function processesRunning(argv: string[]): number[] {
+  const want = `${argv.join("\0")}\0`;
+  const out: number[] = [];
+  for (const entry of new Bun.Glob("[0-9]*").scanSync({ cwd: "/proc", onlyFiles: false })) {
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, "utf8") === want) out.push(Number(entry));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return out;
+}
+
+/** A hook (no timeout of its own) that takes HOOK_S seconds, then leaves `marker`. */
+const slowHook = (marker: string) => [{ path: "/bin/sh", args: ["sh", "-c", `sleep ${HOOK_S}; touch ${marker}`] }];
+
+const mountedUnder = (path: string) => mountPoints().filter((m) => m === path || m.startsWith(`${path}/`));
+
+function alive(pid: number): boolean {
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+async function until(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(50);
+  }
+}
+
+test("requirements: root and dist/tsrun (bun scripts/build.ts)", () => {
+  expect(canRun).toBe(true);
+});
+
+describe(`Task calls bounded at ${BOUND_MS} ms (${CALL_TIMEOUT_ENV}) with hooks that take ${HOOK_S} s (root)`, () => {
+  const hadRunContainerd = existsSync("/run/containerd");
+  beforeAll(async () => {
+    if (!canRun) throw new Error("requirements missing (see the requirements test)");
+    const mk = Bun.spawnSync(["bash", join(repo, "scripts/make-rootfs.sh"), layer]);
+    if (!mk.success) throw new Error(`make-rootfs.sh: ${mk.stderr}`);
+    mkdirSync(shimBundle);
+    const r = Bun.spawnSync([process.execPath, SHIM, "-namespace", NS, "-address", join(dir, "containerd.sock"), "-publish-binary", "/bin/true", "-id", `shim-${process.pid}`, "start"], {
+      cwd: shimBundle,
+      env: { ...process.env, [CALL_TIMEOUT_ENV]: String(BOUND_MS) },
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    if (r.exitCode !== 0) throw new Error(`shim start failed (${r.exitCode}): ${r.stdout}${r.stderr}`);
+    socket = r.stdout.toString().slice("unix://".length);
+    shimPid = daemonPid(socket);
+    client = await TtrpcClient.connect(socket);
+  }, 60_000);
+
+  afterAll(async () => {
+    client?.close();
+    if (shimPid > 0) {
+      try {
+        process.kill(shimPid, "SIGKILL");
+      } catch {
+        // Gone.
+      }
+    }
+    // Whatever a failure left: the containers (tsrun's own delete), mounts, the socket, the dir.
+    if (existsSync(join(stateRoot, NS))) Bun.spawnSync(["sh", "-c", `for c in $(ls ${join(stateRoot, NS)}); do ${TSRUN} --root ${join(stateRoot, NS)} delete --force $c; done`]);
+    for (const m of mountedUnder(dir).sort((a, b) => b.length - a.length)) {
+      try {
+        umount2(m, MNT_DETACH);
+      } catch {
+        // Best effort.
+      }
+    }
+    if (socket) rmSync(socket, { force: true });
+    rmSync(dir, { recursive: true, force: true });
+    if (!hadRunContainerd) {
+      for (const d of ["/run/containerd/s", "/run/containerd"]) {
+        try {
+          rmdirSync(d);
+        } catch {
+          // Missing, or not empty (someone else's).
+        }
+      }
+    }
+  }, 30_000);
+
+  test("Create held up by a createRuntime hook: DEADLINE_EXCEEDED at the bound, other calls answered meanwhile, the id kept until the late container is killed and removed", async () => {
+    const marker = join(dir, "create-hook-done");
+    const b = makeBundle(["sleep", "100"], { createRuntime: slowHook(marker) });
+    const creating = timed(failure(call("Create", b.request, p.createRequest, p.createResponse)));
+    await Bun.sleep(200);
+    // The daemon's event loop is free while the hook runs.
+    const c = await timed(connect(b.id));
+    expect(c.value.shimPid).toBe(shimPid);
+    expect(c.ms).toBeLessThan(500);
+    // The id stays taken while the runtime's create goes on.
+    expect((await failure(call("Create", b.request, p.createRequest, p.createResponse))).code).toBe(Code.ALREADY_EXISTS);
+    const created = await creating;
+    expect(created.value.code).toBe(Code.DEADLINE_EXCEEDED);
+    expect(created.value.message).toContain(`OCI runtime create failed: the runtime did not answer within ${BOUND_MS} ms`);
+    expect(created.ms).toBeGreaterThanOrEqual(BOUND_MS - 50);
+    expect(created.ms).toBeLessThan(HOOK_S * 1000);
+    expect(existsSync(marker)).toBe(false);
+    // Once the hook ends, the container the create made late is killed and deleted, the rootfs unmounted.
+    await until("the hook to end", () => existsSync(marker));
+    await until("the late container to be deleted", () => !existsSync(join(stateRoot, NS, b.id)));
+    await until("the rootfs to be unmounted", () => mountedUnder(b.rootfs).length === 0);
+    const pid = Number(readFileSync(join(b.bundle, "init.pid"), "utf8"));
+    expect(pid).toBeGreaterThan(0);
+    await until("the late init to die", () => !alive(pid));
+    // The id is free again: a Create now fails only on what it asks (here: the same slow hook).
+    expect((await failure(call("Create", b.request, p.createRequest, p.createResponse))).code).toBe(Code.DEADLINE_EXCEEDED);
+    rmSync(marker);
+    await until("the second late container to be deleted", () => existsSync(marker) && !existsSync(join(stateRoot, NS, b.id)) && mountedUnder(b.rootfs).length === 0);
+  }, 60_000);
+
+  test("Start held up by a poststart hook: DEADLINE_EXCEEDED at the bound, the init killed and its exit reported; a Pause on it meanwhile is bounded too and does not stop the daemon; Delete after", async () => {
+    const marker = join(dir, "start-hook-done");
+    const b = makeBundle(["sleep", "100"], { poststart: slowHook(marker) });
+    const { pid } = await call("Create", b.request, p.createRequest, p.createResponse);
+    expect(pid).toBeGreaterThan(0);
+    const starting = timed(failure(start(b.id)));
+    await Bun.sleep(200);
+    // Pause takes the container's lock in the runtime library, which the slow Start holds: the
+    // daemon must neither block on it (every other call would hang) nor wait past the bound.
+    const paused = timed(failure(pause(b.id)));
+    await Bun.sleep(100);
+    const c = await timed(connect(b.id));
+    expect(c.ms).toBeLessThan(500);
+    expect(c.value.taskPid).toBe(pid);
+    const [s, pz] = await Promise.all([starting, paused]);
+    expect([s.value.code, pz.value.code]).toEqual([Code.DEADLINE_EXCEEDED, Code.DEADLINE_EXCEEDED]);
+    expect(s.value.message).toContain("OCI runtime start failed: the runtime did not answer");
+    expect(s.ms).toBeLessThan(HOOK_S * 1000);
+    expect(pz.ms).toBeLessThan(HOOK_S * 1000);
+    // containerd was told the Start failed: the init is killed, and its exit reported.
+    const exit = await timed(wait(b.id));
+    expect(exit.value.exitStatus).toBe(137);
+    expect(alive(pid)).toBe(false);
+    await until("the hook to end", () => existsSync(marker));
+    const deleted = await del(b.id);
+    expect([deleted.pid, deleted.exitStatus]).toEqual([pid, 137]);
+    expect(existsSync(join(stateRoot, NS, b.id))).toBe(false);
+    expect(mountedUnder(b.rootfs)).toEqual([]);
+  }, 60_000);
+
+  test("a runtime binary (BinaryName) that never answers is killed at the bound: Create answers DEADLINE_EXCEEDED and leaves no process or mount", async () => {
+    // A runc stand-in stuck for good (as on a frozen cgroup): whatever it is asked, it sleeps.
+    const stuck = ["sleep", `${1000 + (process.pid % 1000)}`];
+    const binary = join(dir, "stuck-runtime");
+    writeFileSync(binary, `#!/bin/sh\nexec ${stuck.join(" ")}\n`, { mode: 0o755 });
+    const b = makeBundle(["true"], {}, binary);
+    const created = await timed(failure(call("Create", b.request, p.createRequest, p.createResponse)));
+    expect(created.value.code).toBe(Code.DEADLINE_EXCEEDED);
+    expect(created.ms).toBeLessThan(BOUND_MS + 2000);
+    await until("the stuck runtime to be killed", () => processesRunning(stuck).length === 0, 5000);
+    await until("the rootfs to be unmounted", () => mountedUnder(b.rootfs).length === 0, 5000);
+    // The daemon answers, and the id is free again (the late create's failure was undone).
+    expect((await connect(b.id)).shimPid).toBe(shimPid);
+    const again = await failure(call("Create", b.request, p.createRequest, p.createResponse));
+    expect(again.code).toBe(Code.DEADLINE_EXCEEDED);
+    await until("the second stuck runtime to be killed", () => processesRunning(stuck).length === 0, 5000);
+  }, 30_000);
+});
