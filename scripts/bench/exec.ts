@@ -1,5 +1,6 @@
 // `exec` of /bin/true into a running container: tsrun vs runc vs crun, each into its own
-// container (same bundle contents, a `sleep` init), alternating, medians and ratios. Like
+// container (same bundle contents, a `sleep` init), alternating in a random order each round
+// with a pause before each run (see lib.ts measure), medians and ratios. Like
 // lifecycle.ts, in a private mount namespace without the cgroup2 `unified` mount, where crun
 // runs. Usage: bun scripts/bench/exec.ts [rounds]   (needs `bun run build`)
 // TSRUN_BENCH_BASE=/path/to/an/older/tsrun adds that build as "tsrun-base".
@@ -11,6 +12,8 @@ import { benchRuntimes, inPureV1Namespace, measure, median, report, type Variant
 const root = join(import.meta.dir, "../..");
 const tsrun = join(root, "dist/tsrun");
 const rounds = Number(process.argv[2] ?? 50);
+/** Idle time before each run: every run starts with the cgroup migration lock cold (lib.ts measure). */
+const SETTLE_MS = 100;
 
 inPureV1Namespace(import.meta.path, tsrun, [String(rounds)]);
 
@@ -26,7 +29,7 @@ try {
     containers.push([bin, state, id]);
     return { name: `${name} exec /bin/true`, argv: () => [bin, "--root", state, "exec", id, "/bin/true"] };
   });
-  const times = measure(variants, rounds, 3);
+  const times = measure(variants, rounds, { warmup: 3, settleMs: SETTLE_MS });
   report(`exec of /bin/true into a running container, ${rounds} alternating rounds (private mount ns, cgroup v1)`, times, "tsrun exec /bin/true");
   const t = median(times.get("tsrun exec /bin/true")!);
   for (const { name } of runtimes.slice(1)) {

@@ -20,12 +20,42 @@ export function which(cmd: string): string | undefined {
   return r.success && p ? p : undefined;
 }
 
-/** Runs every variant `rounds` times, interleaved so that machine noise hits all alike. */
-export function measure(variants: Variant[], rounds: number, warmup = 3): Map<string, number[]> {
+export interface MeasureOptions {
+  /** Rounds run first and not counted. */
+  warmup?: number;
+  /**
+   * Idle time before each run. A run that moves a process between cgroups pays for the kernel's
+   * global migration lock (cgroup_threadgroup_rwsem): taken after a quiet spell (50 ms or more
+   * here) it first waits for an RCU grace period, about 10 ms; taken within about 20 ms of the
+   * previous holder's release it is quick. Back to back, a variant's time thus depended on when
+   * the variant run just before it had moved a process, not only on its own work: with a fixed
+   * (or merely rotated) order, the one run after crun (which moves early and ends fast) met the
+   * lock cold most often, the likely cause of the 1.3-1.4x "slot bias" seen in exec.ts. After a
+   * pause longer than that window every run meets the same quiet state, the state a lone `exec`
+   * or `run` meets. 0: none.
+   */
+  settleMs?: number;
+}
+
+/**
+ * Runs every variant `rounds` times, interleaved so that machine noise hits all alike, in a new
+ * random order each round (so that no variant always follows the same one).
+ */
+export function measure(variants: Variant[], rounds: number, opts: MeasureOptions | number = {}): Map<string, number[]> {
+  const o = typeof opts === "number" ? { warmup: opts } : opts;
+  const warmup = o.warmup ?? 3;
+  // TSRUN_BENCH_SETTLE_MS overrides the script's pause (0 shows the effect it removes).
+  const settleMs = process.env.TSRUN_BENCH_SETTLE_MS !== undefined ? Number(process.env.TSRUN_BENCH_SETTLE_MS) : (o.settleMs ?? 0);
   const times = new Map<string, number[]>(variants.map((v) => [v.name, []]));
   for (let r = -warmup; r < rounds; r++) {
-    for (const v of variants) {
+    const order = [...variants];
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+    for (const v of order) {
       const argv = v.argv(r + warmup);
+      if (settleMs > 0) Bun.sleepSync(settleMs);
       const t0 = performance.now();
       const res = Bun.spawnSync(argv, { stdout: "ignore", stderr: "pipe" });
       const dt = performance.now() - t0;

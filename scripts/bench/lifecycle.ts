@@ -1,5 +1,6 @@
 // `run` (create + start + wait + delete) of /bin/true on a busybox bundle: tsrun vs runc vs crun,
-// alternating, medians and ratios. crun refuses hybrid cgroup hosts, so the whole benchmark runs
+// alternating in a random order each round with a pause before each run (see lib.ts measure),
+// medians and ratios. crun refuses hybrid cgroup hosts, so the whole benchmark runs
 // in a private mount namespace without the cgroup2 `unified` mount: every runtime sees the same
 // (pure v1) host. Usage: bun scripts/bench/lifecycle.ts [rounds]   (needs `bun run build`)
 // TSRUN_BENCH_BASE=/path/to/an/older/tsrun adds that build as "tsrun-base", to measure a change.
@@ -11,6 +12,8 @@ import { benchRuntimes, inPureV1Namespace, measure, median, report, type Variant
 const root = join(import.meta.dir, "../..");
 const tsrun = join(root, "dist/tsrun");
 const rounds = Number(process.argv[2] ?? 50);
+/** Idle time before each run: every run starts with the cgroup migration lock cold (lib.ts measure). */
+const SETTLE_MS = 100;
 
 inPureV1Namespace(import.meta.path, tsrun, [String(rounds)]);
 
@@ -20,7 +23,7 @@ try {
   const variants: Variant[] = runtimes.map(({ name, bin, bundle, state }) => {
     return { name: `${name} run /bin/true`, argv: (i: number) => [bin, "--root", state, "run", "--bundle", bundle, `bench-${name}-${i}`] };
   });
-  const times = measure(variants, rounds, 3);
+  const times = measure(variants, rounds, { warmup: 3, settleMs: SETTLE_MS });
   report(`run + delete of /bin/true, ${rounds} alternating rounds (private mount ns, cgroup v1)`, times, "tsrun run /bin/true");
   const t = median(times.get("tsrun run /bin/true")!);
   for (const { name } of runtimes.slice(1)) {
