@@ -34,6 +34,25 @@ describe("compileExecPlan", () => {
     expect(i).not.toContain("waitFifo");
   });
 
+  test("cgroup v1: stage 1 moves itself (write 0 to each tasks file tsrun passes after the pidfd, then close it) before it joins any namespace", () => {
+    const s = spec();
+    const { ops } = compileExecPlan({ spec: s, process: { ...s.process, args: ["true"] }, initPid: 42, preserveFds: 2, pidfd: true, cgroupTasks: ["/sys/fs/cgroup/cpu/c", "/sys/fs/cgroup/pids/c"] });
+    const nr = FOLD_SYSCALLS[process.arch as "x64" | "arm64"];
+    const moves = ops.filter((o): o is Extract<Op, { op: "syscall" }> => o.op === "syscall" && (o.nr === nr.write || o.nr === nr.close));
+    // the fds: 3, 4 preserved, 5 the pidfd, then 6 and 7
+    expect(moves.map((o) => [o.what, o.args])).toEqual([
+      ["move into the cgroup /sys/fs/cgroup/cpu/c (write 0 to its tasks file)", [6n, 0n, 1n]],
+      ["close the tasks file of /sys/fs/cgroup/cpu/c", [6n]],
+      ["move into the cgroup /sys/fs/cgroup/pids/c (write 0 to its tasks file)", [7n, 0n, 1n]],
+      ["close the tasks file of /sys/fs/cgroup/pids/c", [7n]],
+    ]);
+    expect([moves[0]!.bufArgs, Array.from(moves[0]!.buf)]).toEqual([0b10, [0x30]]);
+    const firstJoin = ops.findIndex((o) => o.op === "syscall" && o.nr === nr.setns);
+    expect(ops.indexOf(moves.at(-1)!)).toBeLessThan(firstJoin);
+    // and the fds are gone before the program runs, as every fd above the preserved ones
+    expect(ops.find((o) => o.op === "closeFds")).toEqual({ op: "closeFds", first: 5 });
+  });
+
   test("the process's own settings: terminal, seccomp before the uid change without no_new_privs, preserved fds", () => {
     const s = spec((x) => (x.linux.seccomp = { defaultAction: "SCMP_ACT_ALLOW", syscalls: [{ names: ["mkdir"], action: "SCMP_ACT_ERRNO" }] }));
     const p = { ...s.process, args: ["sh"], terminal: true, noNewPrivileges: false, user: { uid: 5, gid: 6, additionalGids: [7] } };

@@ -6,9 +6,12 @@ import type { Process } from "@tsrun/ocispec/core";
 import { validateConfig } from "@tsrun/ocispec/config";
 import { formatProblem, OCI_VERSION } from "@tsrun/ocispec/core";
 import { cgroupManagerFromJSON } from "../cgroups/manager.ts";
+import { UNIFIED } from "../cgroups/paths.ts";
 import * as linux from "../linux/index.ts";
 import { PlanError } from "../plan/compile.ts";
 import { compileExecPlan } from "../plan/exec.ts";
+import { moveSelfText } from "../plan/fold.ts";
+import type { Op } from "../plan/ops.ts";
 import { SYNC } from "../plan/ops.ts";
 import { encodePlan } from "../plan/wire.ts";
 import { setgroupsDenied } from "./rootless.ts";
@@ -22,7 +25,8 @@ import { apparmorEnabled, hostTerminal } from "./host.ts";
 import { waitExit, forwardSignals } from "./foreground.ts";
 import { killOwnChild, ownChild, reapOwnChild, recvAsync, releaseChild } from "./children.ts";
 import type { Store } from "./store.ts";
-import { existsSync, writeFileSync } from "node:fs";
+import { trace } from "../trace.ts";
+import { constants, existsSync, openSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 export interface ExecOptions {
@@ -52,9 +56,9 @@ export interface Executed {
 /**
  * The directories of --cgroup, as runc reads it: `path` alone (given once) for every controller,
  * or `ctl[,ctl]:path` per controller; each an existing directory below the container's own
- * cgroup for that controller.
+ * cgroup for that controller. Returns [controller, directory] pairs.
  */
-export function subCgroupDirs(paths: Record<string, string>, args: readonly string[]): string[] {
+export function subCgroupDirs(paths: Record<string, string>, args: readonly string[]): [string, string][] {
   if (args.length === 0) return [];
   const wanted = new Map<string, string>();
   for (const a of args) {
@@ -74,8 +78,67 @@ export function subCgroupDirs(paths: Record<string, string>, args: readonly stri
     const dir = resolve(base, sub.replace(/^\/+/, ""));
     if (dir !== base && !dir.startsWith(`${base}/`)) throw new ContainerError(`invalid --cgroup argument: ${sub} is not a sub cgroup path (it leads out of the container's cgroup)`, { op: "exec --cgroup", path: dir });
     if (!existsSync(join(dir, "cgroup.procs"))) throw new ContainerError(`--cgroup ${sub}: adding pid to ${join(dir, "cgroup.procs")}: no such file or directory (the sub-cgroup must exist)`, { op: "exec --cgroup", path: dir, code: "ENOENT" });
-    return dir;
+    return [ctl, dir];
   });
+}
+
+/** A cgroup the process joins: the container's, or one of its sub-cgroups named by --cgroup. */
+interface CgroupJoin {
+  dir: string;
+  sub: boolean;
+}
+
+/**
+ * Where the process goes: for each hierarchy the container's cgroup (when it still exists) or the
+ * --cgroup one, split into cgroup v1 directories (stage 1 moves itself, through `tasks`) and
+ * cgroup2 ones (tsrun writes stage 1's pid to cgroup.procs at the sync).
+ */
+function cgroupJoins(id: string, state: unknown, subCgroups: readonly string[]): { v1: CgroupJoin[]; procs: CgroupJoin[] } {
+  if (state === undefined) {
+    if (subCgroups.length) throw new ContainerError(`--cgroup: container ${id} has no cgroup`, { id });
+    return { v1: [], procs: [] };
+  }
+  const cg = cgroupManagerFromJSON(state);
+  const paths = cg.paths();
+  const target = new Map<string, CgroupJoin>();
+  if (cg.exists()) for (const [ctl, dir] of Object.entries(paths)) target.set(ctl, { dir, sub: false });
+  for (const [ctl, dir] of subCgroupDirs(paths, subCgroups)) target.set(ctl, { dir, sub: true });
+  // co-mounted v1 controllers (cpu,cpuacct) share a directory: one move
+  const v1 = new Map<string, CgroupJoin>();
+  const procs = new Map<string, CgroupJoin>();
+  for (const [ctl, j] of target) (ctl === UNIFIED ? procs : v1).set(j.dir, j);
+  return { v1: [...v1.values()], procs: [...procs.values()] };
+}
+
+function cgroupMoveError(id: string, j: CgroupJoin, code: string, file: string, cause?: unknown): ContainerError {
+  const hint = code === "ENOSPC" ? " (a cpuset cgroup takes processes once its cpuset.cpus and cpuset.mems are set)" : "";
+  const fields = { id, op: j.sub ? "exec --cgroup" : "exec", path: join(j.dir, file), code, ...(cause ? { cause } : {}) };
+  if (j.sub) return new ContainerError(`--cgroup: cannot move the process into ${j.dir}: ${code}${hint}`, fields);
+  return new ContainerError(`exec in ${id}: cannot move the process into the container's cgroup ${j.dir}: ${code}${hint}`, fields);
+}
+
+/** A v1 cgroup's `tasks` file, opened for stage 1 to write "0" to. */
+function openTasks(id: string, j: CgroupJoin): number {
+  try {
+    return openSync(join(j.dir, "tasks"), constants.O_WRONLY);
+  } catch (e) {
+    throw cgroupMoveError(id, j, (e as NodeJS.ErrnoException).code ?? "EIO", "tasks", e);
+  }
+}
+
+/** Moves stage 1 (all its threads: it has one) into a cgroup2 cgroup. */
+function moveToCgroup(id: string, j: CgroupJoin, pid: number): void {
+  try {
+    writeFileSync(join(j.dir, "cgroup.procs"), String(pid));
+  } catch (e) {
+    throw cgroupMoveError(id, j, (e as NodeJS.ErrnoException).code ?? "EIO", "cgroup.procs", e);
+  }
+}
+
+/** The v1 join whose self-move is the plan's op `index`, if it is one. */
+function joinOfOp(ops: readonly Op[], index: number, joins: readonly CgroupJoin[]): CgroupJoin | undefined {
+  const op = ops[index];
+  return op?.op === "syscall" ? joins.find((j) => op.what === moveSelfText(j.dir)) : undefined;
 }
 
 /** How long tsrun waits for any one step of the executor. */
@@ -114,6 +177,7 @@ export async function execProcess(store: Store, opts: ExecOptions): Promise<numb
  * The executor's messages are awaited without blocking the event loop for long.
  */
 export async function startExec(store: Store, opts: ExecOptions): Promise<Executed> {
+  trace("exec: start");
   const rec = store.read(opts.id);
   const st = status(store, rec);
   const id = { id: opts.id };
@@ -128,32 +192,53 @@ export async function startExec(store: Store, opts: ExecOptions): Promise<Execut
       "cannot relay the process's terminal: none of stdin, stdout and stderr is a terminal, and there is no controlling terminal (/dev/tty); run tsrun from a terminal, or drop --tty, or use --detach with --console-socket",
     );
   const preserveFds = opts.preserveFds ?? 0;
+  // The cgroups, checked before anything starts: v1 ones stage 1 enters itself, through their
+  // `tasks` files opened here (no global migration lock, see fold.ts moveSelfToCgroupOps);
+  // cgroup2 ones tsrun moves it into at the sync.
+  const joins = cgroupJoins(opts.id, rec.cgroup, opts.subCgroups ?? []);
+  const tasksFds: number[] = [];
   let plan;
-  try {
-    // A rootless container's user namespace denies setgroups: the process skips it, as the init did.
-    // The namespaces are joined through a pidfd of the init: a created container's init is not
-    // dumpable yet, and once in its user namespace its /proc/<pid>/ns files could not be opened.
-    plan = compileExecPlan({ spec: rec.config, process: proc, initPid: rec.pid, preserveFds, apparmor: proc.apparmorProfile ? apparmorEnabled() : false, denySetgroups: setgroupsDenied(rec.pid), pidfd: true });
-  } catch (e) {
-    if (e instanceof PlanError) throw new ContainerError(`exec in ${opts.id}: ${e.message}`, { id: opts.id, pointer: e.pointer, cause: e });
-    throw e;
-  }
-  let initFd: number;
-  try {
-    initFd = linux.pidfdOpen(rec.pid);
-  } catch (e) {
-    throw new ContainerError(`exec in ${opts.id}: the container's init (pid ${rec.pid}) is gone`, { ...errorFields(e), id: opts.id, op: "pidfd_open", cause: e });
-  }
+  let initFd = -1;
   let spawned: ReturnType<typeof linux.spawnExecutor>;
   try {
-    spawned = linux.spawnExecutor(encodePlan(plan.ops), {
+    for (const j of joins.v1) tasksFds.push(openTasks(opts.id, j));
+    try {
+      // A rootless container's user namespace denies setgroups: the process skips it, as the init did.
+      // The namespaces are joined through a pidfd of the init: a created container's init is not
+      // dumpable yet, and once in its user namespace its /proc/<pid>/ns files could not be opened.
+      plan = compileExecPlan({
+        spec: rec.config,
+        process: proc,
+        initPid: rec.pid,
+        preserveFds,
+        apparmor: proc.apparmorProfile ? apparmorEnabled() : false,
+        denySetgroups: setgroupsDenied(rec.pid),
+        pidfd: true,
+        cgroupTasks: joins.v1.map((j) => j.dir),
+      });
+    } catch (e) {
+      if (e instanceof PlanError) throw new ContainerError(`exec in ${opts.id}: ${e.message}`, { id: opts.id, pointer: e.pointer, cause: e });
+      throw e;
+    }
+    trace("exec: plan compiled");
+    try {
+      initFd = linux.pidfdOpen(rec.pid);
+    } catch (e) {
+      throw new ContainerError(`exec in ${opts.id}: the container's init (pid ${rec.pid}) is gone`, { ...errorFields(e), id: opts.id, op: "pidfd_open", cause: e });
+    }
+    const enc = encodePlan(plan.ops);
+    trace("exec: encoded");
+    spawned = linux.spawnExecutor(enc, {
       stdio: opts.stdio ?? [0, 1, 2],
-      // The pidfd comes right after the preserved fds, where the plan's join looks for it.
-      preserveFds: [...Array.from({ length: preserveFds }, (_, i) => 3 + i), initFd],
+      // The pidfd comes right after the preserved fds, where the plan's join looks for it, then
+      // the cgroups' tasks files.
+      preserveFds: [...Array.from({ length: preserveFds }, (_, i) => 3 + i), initFd, ...tasksFds],
     });
   } finally {
-    linux.close(initFd);
+    if (initFd >= 0) linux.close(initFd);
+    for (const fd of tasksFds) linux.close(fd);
   }
+  trace("exec: executor spawned");
   const { pid: stage1, sync } = spawned;
   ownChild(stage1);
   let stage1Left = true;
@@ -161,29 +246,15 @@ export async function startExec(store: Store, opts: ExecOptions): Promise<Execut
   let pty: number | undefined;
   let execd = false;
   try {
-    // Stage 1 waits at its first sync: it joins the cgroups now, and the process it forks is
-    // born in them.
-    if (rec.cgroup !== undefined) {
-      const cg = cgroupManagerFromJSON(rec.cgroup);
-      if (cg.exists()) cg.addProcess(stage1);
-      for (const dir of subCgroupDirs(cg.paths(), opts.subCgroups ?? []))
-        try {
-          writeFileSync(join(dir, "cgroup.procs"), String(stage1));
-        } catch (e) {
-          const code = (e as NodeJS.ErrnoException).code ?? "";
-          throw new ContainerError(`--cgroup: cannot move the process into ${dir}: ${code}${code === "ENOSPC" ? " (a cpuset cgroup takes processes once its cpuset.cpus and cpuset.mems are set)" : ""}`, {
-            id: opts.id,
-            op: "exec --cgroup",
-            path: join(dir, "cgroup.procs"),
-            code,
-            cause: e,
-          });
-        }
-    } else if (opts.subCgroups?.length) throw new ContainerError(`--cgroup: container ${opts.id} has no cgroup`, id);
+    // Stage 1 waits at its first sync: it joins the cgroup2 cgroups now, and the process it
+    // forks is born in them.
+    for (const j of joins.procs) moveToCgroup(opts.id, j, stage1);
+    trace("exec: in the cgroups");
     // In a paused container the process starts frozen and goes on at resume, whenever that is.
     const stepTimeout = st === "paused" ? 24 * 3600_000 : STEP_TIMEOUT_MS;
     for (;;) {
       const msg = await recvAsync(sync, stepTimeout);
+      trace(`exec: message ${msg.type}`);
       if (msg.type === "sync") {
         sync.answer(msg.code === SYNC.NAMESPACES);
       } else if (msg.type === "pid") {
@@ -206,6 +277,8 @@ export async function startExec(store: Store, opts: ExecOptions): Promise<Execut
       } else if (msg.type === "exec") {
         execd = true;
       } else if (msg.type === "error") {
+        const join = joinOfOp(plan.ops, msg.op, joins.v1);
+        if (join) throw cgroupMoveError(opts.id, join, linux.errnoName(msg.errno), "tasks");
         throw new ContainerError(executorFailure(opts.id, plan.ops, msg, `exec in ${opts.id}`), { ...executorErrorFields(plan.ops[msg.op], msg.errno), id: opts.id });
       } else if (msg.type === "eof") {
         if (!execd) throw new ContainerError(`exec in ${opts.id}: the process exited during set-up`, id);

@@ -4,7 +4,7 @@
 import type { Hook, Process, Spec } from "@tsrun/ocispec/core";
 import { CLONE_FLAGS, NS_PROC_NAMES, type NamespaceType } from "@tsrun/ocispec/core";
 import { DEFAULT_PATH, execOp, PlanError, processOps, seccompOf } from "./compile.ts";
-import { setnsPidfdOp } from "./fold.ts";
+import { moveSelfToCgroupOps, setnsPidfdOp } from "./fold.ts";
 import { SYNC, type InitPlan, type Op } from "./ops.ts";
 
 export interface ExecPlanInput {
@@ -28,6 +28,12 @@ export interface ExecPlanInput {
    * The set-up closes it with every other fd above the preserved ones before exec.
    */
   pidfd?: boolean;
+  /**
+   * cgroup v1 directories stage 1 moves itself into (moveSelfToCgroupOps), before it joins any
+   * namespace: their `tasks` files, opened by tsrun, are the fds after the pidfd (after the
+   * preserved ones without it), in this order. Other cgroups (cgroup2) tsrun joins at the sync.
+   */
+  cgroupTasks?: readonly string[];
 }
 
 /**
@@ -52,6 +58,8 @@ export function compileExecPlan(input: ExecPlanInput): InitPlan {
     const k = require("./kernel.ts") as typeof import("./kernel.ts");
     ops.push(k.affinityOp(proc.execCPUAffinity, "initial")!);
   }
+  const firstTasksFd = 3 + input.preserveFds + (input.pidfd ? 1 : 0);
+  (input.cgroupTasks ?? []).forEach((dir, k) => ops.push(...moveSelfToCgroupOps(firstTasksFd + k, dir)));
   ops.push(...joinOps(spec, input.initPid, input.pidfd ? 3 + input.preserveFds : undefined), { op: "stage", name: "tsrun:[2:EXEC]" });
   const userns = joinedNamespaces(spec).includes("user");
   ops.push(...processOps(proc, { preserveFds: input.preserveFds, seccomp: seccompOp, devConsole: false, linux: spec.linux, exec: true, denySetgroups: input.denySetgroups ?? false, userns }));

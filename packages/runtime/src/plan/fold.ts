@@ -22,7 +22,7 @@ export interface FieldCheck {
   list(v: unknown, field: string): unknown[];
 }
 
-type Name = "capset" | "exit_group" | "sched_setaffinity" | "setns" | "chdir" | "chroot" | "mount" | "prctl" | "prlimit64" | "sethostname" | "setdomainname" | "setgroups" | "setresgid" | "setresuid" | "setsid" | "umask" | "unshare";
+type Name = "close" | "write" | "capset" | "exit_group" | "sched_setaffinity" | "setns" | "chdir" | "chroot" | "mount" | "prctl" | "prlimit64" | "sethostname" | "setdomainname" | "setgroups" | "setresgid" | "setresuid" | "setsid" | "umask" | "unshare";
 
 /**
  * The numbers of the calls above on the architectures the executor is built for: x86_64's own
@@ -30,8 +30,8 @@ type Name = "capset" | "exit_group" | "sched_setaffinity" | "setns" | "chdir" | 
  * sources). Kept here, not taken from the seccomp tables: those are start-up cost.
  */
 export const FOLD_SYSCALLS: Readonly<Record<"x64" | "arm64", Readonly<Record<Name, number>>>> = {
-  x64: { capset: 126, exit_group: 231, sched_setaffinity: 203, setns: 308, chdir: 80, chroot: 161, mount: 165, prctl: 157, prlimit64: 302, sethostname: 170, setdomainname: 171, setgroups: 116, setresgid: 119, setresuid: 117, setsid: 112, umask: 95, unshare: 272 },
-  arm64: { capset: 91, exit_group: 94, sched_setaffinity: 122, setns: 268, chdir: 49, chroot: 51, mount: 40, prctl: 167, prlimit64: 261, sethostname: 161, setdomainname: 162, setgroups: 159, setresgid: 149, setresuid: 147, setsid: 157, umask: 166, unshare: 97 },
+  x64: { close: 3, write: 1, capset: 126, exit_group: 231, sched_setaffinity: 203, setns: 308, chdir: 80, chroot: 161, mount: 165, prctl: 157, prlimit64: 302, sethostname: 170, setdomainname: 171, setgroups: 116, setresgid: 119, setresuid: 117, setsid: 112, umask: 95, unshare: 272 },
+  arm64: { close: 57, write: 64, capset: 91, exit_group: 94, sched_setaffinity: 122, setns: 268, chdir: 49, chroot: 51, mount: 40, prctl: 167, prlimit64: 261, sethostname: 161, setdomainname: 162, setgroups: 159, setresgid: 149, setresuid: 147, setsid: 157, umask: 166, unshare: 97 },
 };
 
 const PR_SET_NAME = 15;
@@ -82,6 +82,20 @@ export function resetAffinityOp(): SyscallOp {
   const mask = new Uint8Array(1024).fill(0xff);
   return { ...call("reset the CPU affinity to the container's cpuset", "sched_setaffinity", [0, mask.length, 0], mask, 1 << 2), tolerate: EINVAL };
 }
+
+/**
+ * write(fd, "0"), then close(fd): `fd` is a cgroup v1 `tasks` file tsrun opened, and the process
+ * moves its one thread into that cgroup. A thread moving itself takes only the cgroup mutex; a
+ * move written by another process (or a whole thread group through cgroup.procs) also takes the
+ * kernel's global migration lock, whose first taking after a quiet spell waits for an RCU grace
+ * period (about 10 ms here). The permission check uses the opener's credentials (tsrun's).
+ */
+export function moveSelfToCgroupOps(fd: number, dir: string): SyscallOp[] {
+  return [call(moveSelfText(dir), "write", [fd, 0, 1], utf8.encode("0"), 0b10), call(`close the tasks file of ${dir}`, "close", [fd])];
+}
+
+/** The text of moveSelfToCgroupOps's write, by which tsrun tells its failure from others'. */
+export const moveSelfText = (dir: string): string => `move into the cgroup ${dir} (write 0 to its tasks file)`;
 
 /** exit_group(code): where a plan that has done its work ends, without exec (the cgroup warm-up). */
 export function exitOp(code: number): SyscallOp {
