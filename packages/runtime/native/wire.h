@@ -13,7 +13,7 @@
 #define TSRUN_WIRE_H
 
 #define PLAN_MAGIC 0x50525354u /* "TSRP" read as a little-endian u32 */
-#define PLAN_VERSION 4u
+#define PLAN_VERSION 5u
 
 /* name, code, format: the fields of ops.ts in order */
 #define OPS(X)                                                                              \
@@ -44,10 +44,11 @@
 	X(OPEN_TREE, 38, "suu")           /* path fd recursive */                           \
 	X(MOUNT_TREE, 39, "uusuuu")       /* fd attrSet target recursive inRoot targetIsFile */ \
 	X(HIDE_MOUNT, 40, "s")            /* path */                                        \
-	X(SYSCALL, 41, "suuuxb")          /* what nr bufArgs tolerate args buf (args in the bufArgs mask: offsets into buf) */
+	X(SYSCALL, 41, "suuuxb")          /* what nr bufArgs tolerate args buf (args in the bufArgs mask: offsets into buf) */ \
+	X(BOUNDING_SET, 42, "x")          /* keep (one u64) */
 
 #define OP_ENUM(name, code, format) OP_##name = code,
-enum op_code { OPS(OP_ENUM) OP_LAST = 41 };
+enum op_code { OPS(OP_ENUM) OP_LAST = 42 };
 /* Set in a code: this wire op continues the plan step before it (wire.ts encodes some steps of
  * ops.ts as several syscall ops); errors report the step's index in the plan, not the wire's. */
 #define OP_CONT 0x80000000u

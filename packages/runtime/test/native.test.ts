@@ -175,7 +175,7 @@ describe("executor", () => {
       { op: "writeFile", path: "/proc/self/oom_score_adj", data: "500" },
       { op: "umask", mask: 0o027 },
       { op: "chdir", path: "/tmp" },
-      { op: "boundingSet", keep: (1n << CAP_CHOWN) | (1n << CAP_KILL) | (1n << CAP_NET_BIND_SERVICE), userns: false },
+      { op: "boundingSet", keep: (1n << CAP_CHOWN) | (1n << CAP_KILL) | (1n << CAP_NET_BIND_SERVICE) },
       { op: "setUser", uid: 1000, gid: 1000, groups: [1000, 2000], setgroups: true },
       {
         op: "caps",
@@ -572,7 +572,7 @@ describe("executor", () => {
     const plan = (dir: string, rootCaps: boolean): Op[] => [
       { op: "stage", name: "tsrun:cwd" },
       // Without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, root is refused a directory it does not own.
-      ...(rootCaps ? [] : [{ op: "boundingSet", keep: ids, userns: false } satisfies Op, { op: "caps", effective: ids, permitted: ids, inheritable: 0n, ambient: 0n } satisfies Op]),
+      ...(rootCaps ? [] : [{ op: "boundingSet", keep: ids } satisfies Op, { op: "caps", effective: ids, permitted: ids, inheritable: 0n, ambient: 0n } satisfies Op]),
       { op: "chdir", path: dir, beforeUser: true },
       { op: "setUser", uid: 1000, gid: 1000, groups: [], setgroups: true },
       { op: "chdir", path: dir },

@@ -2,7 +2,7 @@
 // the kernel's tables, their buffers and texts. Pure; the executor runs them in native.test.ts.
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { execCandidates, FOLD, FOLD_SYSCALLS, tsrunBoundingSet, type FieldCheck } from "../src/plan/fold.ts";
+import { execCandidates, FOLD, FOLD_SYSCALLS, type FieldCheck } from "../src/plan/fold.ts";
 import type { Op } from "../src/plan/ops.ts";
 import { SYSCALLS_X86_64 } from "../src/seccomp/syscalls-x86_64.ts";
 
@@ -59,20 +59,6 @@ describe("steps as syscalls", () => {
     expect([calls[0]!.args, calls[0]!.bufArgs, Array.from(calls[0]!.buf)]).toEqual([[2n, 0n], 0b10, [5, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff]]);
     expect(calls[3]!.args).toEqual([1000n, 1000n, 1000n]);
     expect(fold({ op: "setUser", uid: 0, gid: 0, groups: [], setgroups: false }).map((c) => c.what)).toEqual(["prctl(PR_SET_KEEPCAPS)", "setresgid 0", "setresuid 0"]);
-  });
-
-  test("boundingSet: a drop for each capability the process has and does not keep; unknown ones (EINVAL) tolerated", () => {
-    const drops = (keep: bigint, userns: boolean) => fold({ op: "boundingSet", keep, userns });
-    // in a user namespace the set starts full: every one of the 64 not kept
-    const all = drops((1n << 5n) | (1n << 63n), true);
-    expect(all.length).toBe(62);
-    expect([all[0]!.what, all[0]!.nr, all[0]!.args, all[0]!.tolerate]).toEqual(["drop capability 0 from the bounding set", nr("prctl"), [24n, 0n, 0n, 0n, 0n], 22]);
-    expect(all.map((c) => Number(c.args[1]))).not.toContain(5);
-    // else tsrun's own set, which the executor inherits: nothing to drop when it keeps all of it
-    const own = BigInt(`0x${/^CapBnd:\s*([0-9a-f]+)$/m.exec(readFileSync("/proc/self/status", "utf8"))![1]}`);
-    expect(tsrunBoundingSet()).toBe(own);
-    expect(drops(own, false)).toEqual([]);
-    expect(drops(own & ~(1n << 21n), false).map((c) => c.what)).toEqual(own & (1n << 21n) ? ["drop capability 21 from the bounding set"] : []);
   });
 
   test("caps: capset with the v3 header and both words of each set, the ambient set cleared, then each raised", () => {

@@ -49,7 +49,7 @@ describe("compilePlan", () => {
     expect(names(ops)).toContain("remountRootReadonly");
     expect(find(ops, "sethostname")[0]!.name).toBe("tsrun");
     expect(find(ops, "setrlimit")[0]).toEqual({ op: "setrlimit", resource: 7, soft: 1024n, hard: 1024n });
-    expect(find(ops, "boundingSet")[0]).toEqual({ op: "boundingSet", keep: (1n << 29n) | (1n << 5n) | (1n << 10n), userns: false });
+    expect(find(ops, "boundingSet")[0]).toEqual({ op: "boundingSet", keep: (1n << 29n) | (1n << 5n) | (1n << 10n) });
     // dropped before the user change, while the process has CAP_SETPCAP
     expect(names(ops).indexOf("boundingSet")).toBe(names(ops).lastIndexOf("setUser") - 1);
     expect(find(ops, "prctl")[0]).toEqual({ op: "prctl", option: 38, arg: 1n });

@@ -208,8 +208,7 @@ export function compilePlan(input: PlanInput): InitPlan {
 
   if (!input.noNewKeyring) ops.push({ op: "sessionKeyring", name: `_ses.${input.id ?? "tsrun"}` });
   // An unprivileged tsrun writes "deny" to a new user namespace's setgroups (the kernel requires it).
-  const userns = fresh.has("user") || joined.some((j) => j.type === "user");
-  ops.push(...processOps(proc, { preserveFds: input.preserveFds, seccomp: seccompOp, devConsole: true, linux: spec.linux, denySetgroups: !!input.unprivileged && fresh.has("user"), userns }));
+  ops.push(...processOps(proc, { preserveFds: input.preserveFds, seccomp: seccompOp, devConsole: true, linux: spec.linux, denySetgroups: !!input.unprivileged && fresh.has("user") }));
   // `start` runs the startContainer hooks (hooks/container.ts) before it opens the fifo; an
   // unprivileged one needs the init dumpable for them, as above, until `start` opens the fifo.
   ops.push(...aroundHooks(!!input.unprivileged && !!spec.hooks?.startContainer?.length, { op: "sync", code: SYNC.CREATED }, { op: "waitFifo" }));
@@ -264,8 +263,6 @@ export function processOps(
     exec?: boolean;
     /** setgroups(2) is denied in the process's user namespace (rootless). */
     denySetgroups?: boolean;
-    /** The process is in a user namespace it made or joined (its bounding set starts full). */
-    userns?: boolean;
   },
 ): Op[] {
   const ops: Op[] = [];
@@ -300,7 +297,7 @@ export function processOps(
     throw new PlanError("/process/user/additionalGids", "cannot set any additional groups in a rootless container (tsrun is not root, so setgroups is denied in its user namespace)");
   const caps = proc.capabilities ?? {};
   // The bounding set while the process is still root with CAP_SETPCAP, as runc's finalizeNamespace does.
-  ops.push({ op: "boundingSet", keep: capMask(caps.bounding), userns: opts.userns ?? false });
+  ops.push({ op: "boundingSet", keep: capMask(caps.bounding) });
   ops.push({ op: "setUser", uid: user.uid ?? 0, gid: user.gid ?? 0, groups: user.additionalGids ?? [], setgroups: !opts.denySetgroups });
   const permitted = capMask(caps.permitted);
   const inheritable = capMask(caps.inheritable);

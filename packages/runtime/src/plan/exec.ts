@@ -61,8 +61,7 @@ export function compileExecPlan(input: ExecPlanInput): InitPlan {
   const firstTasksFd = 3 + input.preserveFds + (input.pidfd ? 1 : 0);
   (input.cgroupTasks ?? []).forEach((dir, k) => ops.push(...moveSelfToCgroupOps(firstTasksFd + k, dir)));
   ops.push(...joinOps(spec, input.initPid, input.pidfd ? 3 + input.preserveFds : undefined), { op: "stage", name: "tsrun:[2:EXEC]" });
-  const userns = joinedNamespaces(spec).includes("user");
-  ops.push(...processOps(proc, { preserveFds: input.preserveFds, seccomp: seccompOp, devConsole: false, linux: spec.linux, exec: true, denySetgroups: input.denySetgroups ?? false, userns }));
+  ops.push(...processOps(proc, { preserveFds: input.preserveFds, seccomp: seccompOp, devConsole: false, linux: spec.linux, exec: true, denySetgroups: input.denySetgroups ?? false }));
   ops.push(execOp(proc, args));
   return { ops };
 }

@@ -4,14 +4,13 @@
 // the executor runs on), lays out the buffers (strings, struct rlimit, the group list) and words
 // what each call reports when it fails. The plan keeps the named step, so errors still name it
 // (container/errors.ts): the executor reports the step's index, not the wire op's (OP_CONT).
-// Pure but for one read: tsrun's own bounding set (boundingSet outside a user namespace).
-import { readFileSync } from "node:fs";
+// Pure.
 import type { Op } from "./ops.ts";
 
 export type SyscallOp = Extract<Op, { op: "syscall" }>;
 
 /** The steps encoded as syscalls. */
-export type FoldedOpName = "stage" | "unshare" | "chrootMove" | "sethostname" | "setdomainname" | "setrlimit" | "prctl" | "setUser" | "umask" | "setsid" | "boundingSet" | "caps";
+export type FoldedOpName = "stage" | "unshare" | "chrootMove" | "sethostname" | "setdomainname" | "setrlimit" | "prctl" | "setUser" | "umask" | "setsid" | "caps";
 
 /** Checks an op field, throwing the encoder's PlanEncodeError (op index and field) when it cannot be carried. */
 export interface FieldCheck {
@@ -36,7 +35,6 @@ export const FOLD_SYSCALLS: Readonly<Record<"x64" | "arm64", Readonly<Record<Nam
 
 const PR_SET_NAME = 15;
 const PR_SET_KEEPCAPS = 8;
-const PR_CAPBSET_DROP = 24;
 const PR_CAP_AMBIENT = 47;
 const PR_CAP_AMBIENT_RAISE = 2;
 const PR_CAP_AMBIENT_CLEAR_ALL = 4;
@@ -109,12 +107,6 @@ function capsOf(mask: bigint): number[] {
   return caps;
 }
 
-let ownBounding: bigint | undefined;
-/** tsrun's own bounding set (CapBnd of /proc/self/status), which the executor inherits. */
-export function tsrunBoundingSet(): bigint {
-  return (ownBounding ??= BigInt(`0x${/^CapBnd:\s*([0-9a-f]+)$/m.exec(readFileSync("/proc/self/status", "utf8"))?.[1] ?? "0"}`));
-}
-
 /** "0x24" as C's %#llx prints a mask ("0" for none). */
 const hex = (v: bigint): string => (v ? `0x${v.toString(16)}` : "0");
 
@@ -182,12 +174,6 @@ export const FOLD: { readonly [K in FoldedOpName]: Folded<K> } = {
     calls.push(call(`setresgid ${gid}`, "setresgid", [gid, gid, gid]));
     calls.push(call(`setresuid ${uid}`, "setresuid", [uid, uid, uid]));
     return calls;
-  },
-  // PR_CAPBSET_DROP of each capability the process has and is not to keep; one this kernel does
-  // not know (a user namespace's full set is taken as all 64) is not there to drop (EINVAL)
-  boundingSet: (o, c) => {
-    const have = c.bool(o.userns, "userns") ? (1n << 64n) - 1n : tsrunBoundingSet();
-    return capsOf(have & ~c.u64(o.keep, "keep")).map((cap) => ({ ...call(`drop capability ${cap} from the bounding set`, "prctl", [PR_CAPBSET_DROP, cap, 0, 0, 0]), tolerate: EINVAL }));
   },
   // capset (the kernel keeps the capabilities it knows), then the ambient set: cleared, and each
   // one raised (one the kernel does not know: EINVAL, left out as capset left it out)

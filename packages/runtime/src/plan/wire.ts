@@ -8,7 +8,7 @@
 //   s str   u32 length, UTF-8 bytes, NUL        n  nullable str: a str, or u32 0xffffffff
 //   u u32   (numbers; booleans 0/1)
 //   v       u32 count, then a str each          b  u32 length, bytes
-//   x       u32 count, then a u64 each (at most 6)
+//   x       u32 count, then a u64 each (at most 6); one bigint is an array of one
 // The steps of fold.ts are written as `syscall` ops; a step written as several has OP_CONT in
 // the code of all but its first, and the executor reports errors by step.
 // Pure: no FFI, no file system.
@@ -16,7 +16,7 @@ import { execCandidates, FOLD, type FieldCheck, type FoldedOpName } from "./fold
 import type { Op } from "./ops.ts";
 
 export const PLAN_MAGIC = 0x50525354; // "TSRP" read as a little-endian u32
-export const PLAN_VERSION = 4;
+export const PLAN_VERSION = 5;
 /** In an op's code: the op continues the plan step of the op before it. */
 export const OP_CONT = 0x80000000;
 
@@ -67,6 +67,7 @@ export const OP_WIRE: { readonly [K in OpName]: { code: number; fields: readonly
   hideMount: { code: 40, fields: [["path", "s"]] },
   mountTree: { code: 39, fields: [["fd", "u"], ["attrSet", "u"], ["target", "s"], ["recursive", "u"], ["inRoot", "u"], ["targetIsFile", "u"]] },
   syscall: { code: 41, fields: [["what", "s"], ["nr", "u"], ["bufArgs", "u"], ["tolerate", "u"], ["args", "x"], ["buf", "b"]] },
+  boundingSet: { code: 42, fields: [["keep", "x"]] },
   idmapMount: {
     code: 36,
     fields: [["source", "s"], ["target", "s"], ["usernsFd", "u"], ["recursive", "u"], ["attrSet", "u"], ["inRoot", "u"], ["targetIsFile", "u"]],
@@ -173,9 +174,14 @@ export function encodePlan(ops: readonly Op[]): Uint8Array {
       } else if (type === "u") num(v, i, name);
       else if (type === "x") {
         // the executor has six u64 slots per op (a syscall's arguments)
-        if (!Array.isArray(v) || v.length > 6) throw new PlanEncodeError(i, name, "expected an array of at most 6 bigints");
-        u32(v.length);
-        for (let k = 0; k < v.length; k++) u64(v[k], i, name, k);
+        if (typeof v === "bigint") {
+          u32(1);
+          u64(v, i, name);
+        } else {
+          if (!Array.isArray(v) || v.length > 6) throw new PlanEncodeError(i, name, "expected a bigint or an array of at most 6");
+          u32(v.length);
+          for (let k = 0; k < v.length; k++) u64(v[k], i, name, k);
+        }
       } else if (type === "v") {
         if (!Array.isArray(v)) throw new PlanEncodeError(i, name, "expected an array of strings");
         u32(v.length);
