@@ -26,6 +26,22 @@ const names = (ops: Op[]) => ops.map((o) => o.op);
 const find = <K extends Op["op"]>(ops: Op[], k: K) => ops.filter((o): o is Extract<Op, { op: K }> => o.op === k);
 
 describe("compilePlan", () => {
+  test("cgroup v1 only: stage 1 moves itself into each cgroup (the tasks fds after the preserved and idmap ones) before the fifo and any namespace", () => {
+    const { ops } = compilePlan(input(() => {}, { preserveFds: 2, idmapFds: { 0: 5 }, cgroupTasks: ["/sys/fs/cgroup/memory/c1", "/sys/fs/cgroup/cpu,cpuacct/c1"] }));
+    expect(ops[0]).toEqual({ op: "stage", name: "tsrun:[1:CHILD]" });
+    const moves = ops.slice(1, 5).map((o) => (o.op === "syscall" ? [o.what, o.args[0]] : o.op));
+    // 3, 4 preserved, 5 the idmap user namespace, then 6 and 7
+    expect(moves).toEqual([
+      ["move into the cgroup /sys/fs/cgroup/memory/c1 (write 0 to its tasks file)", 6n],
+      ["close the tasks file of /sys/fs/cgroup/memory/c1", 6n],
+      ["move into the cgroup /sys/fs/cgroup/cpu,cpuacct/c1 (write 0 to its tasks file)", 7n],
+      ["close the tasks file of /sys/fs/cgroup/cpu,cpuacct/c1", 7n],
+    ]);
+    expect(ops[5]!.op).toBe("openFifo");
+    // Without them, nothing moves: tsrun moves stage 1 itself.
+    expect(compilePlan(input()).ops.slice(0, 2).map((o) => o.op)).toEqual(["stage", "openFifo"]);
+  });
+
   test("the default spec: stage 1 syncs and forks into the new namespaces; stage 2 sets up and execs", () => {
     const { ops } = compilePlan(input());
     const fork = ops.findIndex((o) => o.op === "fork");

@@ -3,7 +3,7 @@
 // being killed — leaves nothing that `delete --force` cannot remove: the state directory is
 // claimed first, the cgroup is recorded before it is made, and the executor dies with its sync
 // socket.
-import { chownSync, closeSync, openSync, readFileSync, realpathSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
+import { chownSync, closeSync, constants, openSync, readFileSync, realpathSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomic } from "../io.ts";
 import { resolve } from "node:path";
@@ -19,6 +19,8 @@ import { runHooks, runHooksAsync } from "../hooks/run.ts";
 import { runContainerHooks, runContainerHooksAsync, type ContainerHookContext } from "../hooks/container.ts";
 import { killOwnChild, ownChild, reapOwnChild, recvAsync } from "./children.ts";
 import { cgroupManager, type CgroupManager } from "../cgroups/manager.ts";
+import { UNIFIED } from "../cgroups/paths.ts";
+import { moveSelfText } from "../plan/fold.ts";
 import { applyDevicesV1, DEFAULT_ALLOWED } from "../cgroups/v1/devices.ts";
 import { reapMigrationWarmUp, startMigrationWarmUp } from "./warmup.ts";
 import * as linux from "../linux/index.ts";
@@ -450,6 +452,46 @@ function* createSteps(store: Store, opts: CreateOptions): Generator<Step, Create
       extraFds.push(fd);
     });
 
+    // Made, set up and, after its first sync, entered: the container's cgroups.
+    const makeCgroup = () => {
+      if (!rootless) cg.create();
+      // A new cgroup under a frozen parent is frozen too (v1): refused, and removed as ours.
+      if (frozen(cg)) throw new ContainerError(`container ${opts.id}: its cgroup is frozen (thaw it first): container's cgroup unexpectedly frozen`);
+      applyDeviceRules(cg, spec, rootless);
+      // Every limit is applied or the create refused: never a limit silently dropped. Judged
+      // once the cgroup exists (a hierarchy's root has no limit files to look at).
+      const resources = spec.linux?.resources;
+      // Devices are done above; only other keys are limits to judge and write.
+      if (resources && Object.keys(resources).some((k) => k !== "devices")) {
+        // Loaded only for configs with limits: the appliers of every controller are start-up cost.
+        const { applyResources, unsupportedResourceReasons } = require("../cgroups/resources.ts") as typeof import("../cgroups/resources.ts");
+        const unsupported = unsupportedResourceReasons(cg, resources);
+        if (unsupported.length) throw new ContainerError(`container ${opts.id}: ${unsupported.map((u) => `${u.pointer}: ${u.reason}`).join("; ")}`);
+        applyResources(cg, resources, { warn: (m) => process.stderr.write(`tsrun: warning: ${m}\n`) });
+      }
+      trace("create: cgroup made");
+    };
+    // Every hierarchy v1 (no cgroup2 directory): stage 1 moves itself into the cgroups, which
+    // takes no global migration lock (fold.ts moveSelfToCgroupOps), so no warm-up ran
+    // (warmup.ts) and nothing waits for one: the cgroups are made now, before the executor
+    // starts, and their tasks files passed to it after the idmap fds. Otherwise tsrun moves
+    // stage 1 once it runs, the warm-up's wait being over by then.
+    const selfMoveDirs = !rootless && cg.paths()[UNIFIED] === undefined ? [...new Set(Object.values(cg.paths()))] : [];
+    if (selfMoveDirs.length) {
+      makeCgroup();
+      for (const dir of selfMoveDirs) {
+        let fd: number;
+        try {
+          fd = openSync(join(dir, "tasks"), constants.O_WRONLY);
+        } catch (e) {
+          const code = (e as NodeJS.ErrnoException).code ?? "EIO";
+          throw new ContainerError(`container ${opts.id}: cannot move the init into its cgroup ${dir}: ${code}`, { id: opts.id, op: "open", path: join(dir, "tasks"), code, cause: e });
+        }
+        openedFds.push(fd);
+        extraFds.push(fd);
+      }
+    }
+
     let plan;
     try {
       plan = compilePlan({
@@ -467,6 +509,7 @@ function* createSteps(store: Store, opts: CreateOptions): Generator<Step, Create
         noPivot: opts.noPivot ?? false,
         ...(opts.noPivot ? { hostProcMounts: readMountinfo(["proc", "sysfs"]).filter((m) => m.root === "/").map((m) => m.mountpoint) } : {}),
         cgroups: cgroupSource(cg),
+        cgroupTasks: selfMoveDirs,
         unprivileged,
         hostIsProcfs: (p) => statfsSync(p).type === PROC_SUPER_MAGIC,
         hostPathKind: (p) => {
@@ -493,26 +536,13 @@ function* createSteps(store: Store, opts: CreateOptions): Generator<Step, Create
     sync = spawned.sync;
     trace("create: executor spawned");
     yield { kind: "turn" };
-    // Made only now: mkdir in cgroupfs waits for the migration warm-up (see warmup.ts: it holds
-    // the cgroup lock), so everything that does not need the cgroup is done first. Stage 1 waits at its
-    // first sync point until it is in the cgroup.
-    if (!rootless) cg.create();
-    // A new cgroup under a frozen parent is frozen too (v1): refused, and removed as ours.
-    if (frozen(cg)) throw new ContainerError(`container ${opts.id}: its cgroup is frozen (thaw it first): container's cgroup unexpectedly frozen`);
-    applyDeviceRules(cg, spec, rootless);
-    // Every limit is applied or the create refused: never a limit silently dropped. Judged
-    // once the cgroup exists (a hierarchy's root has no limit files to look at).
-    const resources = spec.linux?.resources;
-    // Devices are done above; only other keys are limits to judge and write.
-    if (resources && Object.keys(resources).some((k) => k !== "devices")) {
-      // Loaded only for configs with limits: the appliers of every controller are start-up cost.
-      const { applyResources, unsupportedResourceReasons } = require("../cgroups/resources.ts") as typeof import("../cgroups/resources.ts");
-      const unsupported = unsupportedResourceReasons(cg, resources);
-      if (unsupported.length) throw new ContainerError(`container ${opts.id}: ${unsupported.map((u) => `${u.pointer}: ${u.reason}`).join("; ")}`);
-      applyResources(cg, resources, { warn: (m) => process.stderr.write(`tsrun: warning: ${m}\n`) });
+    if (!selfMoveDirs.length) {
+      // Made only now: mkdir in cgroupfs waits for the migration warm-up (see warmup.ts: it
+      // holds the cgroup lock), so everything that does not need the cgroup is done first.
+      // Stage 1 waits at its first sync point until it is in the cgroup.
+      makeCgroup();
+      cg.addProcess(stage1);
     }
-    trace("create: cgroup made");
-    cg.addProcess(stage1);
     recordCgroup(store, rec, cg);
     warnDropped(opts.id, cg);
     trace("create: in cgroup");
@@ -570,6 +600,9 @@ function* createSteps(store: Store, opts: CreateOptions): Generator<Step, Create
           linux.close(msg.fd);
         } else consoleFd = msg.fd;
       } else if (msg.type === "error") {
+        const op = ops[msg.op];
+        const dir = op?.op === "syscall" ? selfMoveDirs.find((d) => op.what === moveSelfText(d)) : undefined;
+        if (dir) throw new ContainerError(`container ${opts.id}: cannot move the init into its cgroup ${dir}: ${linux.errnoName(msg.errno)}`, { id: opts.id, op: "write", path: join(dir, "tasks"), code: linux.errnoName(msg.errno) });
         throw new ContainerError(executorFailure(opts.id, ops, msg), { ...executorErrorFields(ops[msg.op], msg.errno), id: opts.id });
       } else if (msg.type === "eof" || msg.type === "exec") {
         throw new ContainerError(`container ${opts.id}: the container's init exited during set-up`);

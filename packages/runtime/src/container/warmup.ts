@@ -2,8 +2,10 @@
 // spell waits for an RCU grace period (about 10 ms here; runc pays it too). A throwaway process
 // that moves itself to the cgroup it is already in starts that wait at once, in parallel with
 // the rest of `create`, so that moving the container's init later is quick. Only an
-// optimisation: any failure is ignored.
-import { ownProcsFile } from "../cgroups/detect.ts";
+// optimisation: any failure is ignored. On a host without cgroup2 there is none: the init moves
+// itself into its v1 cgroups, which takes no such lock (plan/fold.ts moveSelfToCgroupOps), and a
+// warm-up would only hold the cgroup mutex (through its wait) against that move and the mkdirs.
+import { detect, ownProcsFile } from "../cgroups/detect.ts";
 import { spawnWarmup, waitpid, WNOHANG } from "../linux/index.ts";
 import { ownChild, releaseChild } from "./children.ts";
 
@@ -20,6 +22,7 @@ export function startMigrationWarmUp(): void {
   reapMigrationWarmUp(false);
   if (warmPid) return;
   try {
+    if (!detect().unified) return;
     const procs = ownProcsFile();
     if (!procs) return;
     // The executor, not /bin/sh through Bun.spawn: about 0.5 ms less of tsrun's own time.

@@ -5,7 +5,7 @@ import type { LinuxDevice, Mount, Process, Spec } from "@tsrun/ocispec/core";
 import { CAPABILITIES, CLONE_FLAGS, MS, RLIMITS, sysctlNamespace, sysctlPath, type NamespaceType } from "@tsrun/ocispec/core";
 import { isBind, parseMountOptions } from "./mounts.ts";
 import { SYNC, type InitPlan, type Op } from "./ops.ts";
-import { resetAffinityOp } from "./fold.ts";
+import { moveSelfToCgroupOps, resetAffinityOp } from "./fold.ts";
 
 /** Where the host's cgroups for this container are, for `type: cgroup` mounts. */
 export type CgroupMountSource =
@@ -42,6 +42,11 @@ export interface PlanInput {
   hostIsProcfs?: (path: string) => boolean;
   /** tsrun is not root (rootless): what only privilege can do is done the unprivileged way, as runc does it for a rootless euid. */
   unprivileged?: boolean;
+  /**
+   * cgroup v1 directories stage 1 moves itself into first (fold.ts moveSelfToCgroupOps): their
+   * `tasks` files, opened by tsrun, are the fds after the preserved and idmap ones, in order.
+   */
+  cgroupTasks?: readonly string[];
 }
 
 /** A config the plan cannot carry out: the field's pointer leads the message and is a field of its own. */
@@ -132,7 +137,12 @@ export function compilePlan(input: PlanInput): InitPlan {
     throw new PlanError("/linux/namespaces", "tsrun needs a mount namespace (new, or joined by path) to set up the root filesystem");
   // The exec fifo is opened before any namespace is entered: it lives in tsrun's state
   // directory, which a user namespace's root may not be allowed to reach.
-  const ops: Op[] = [{ op: "stage", name: "tsrun:[1:CHILD]" }, { op: "openFifo", path: input.execFifo }];
+  const ops: Op[] = [{ op: "stage", name: "tsrun:[1:CHILD]" }];
+  // Into the container's cgroups before anything else (a namespace joined, the cgroup namespace
+  // made at the fork, whose root is the cgroup the process is in then).
+  const firstTasksFd = 3 + input.preserveFds + Object.keys(input.idmapFds ?? {}).length;
+  (input.cgroupTasks ?? []).forEach((dir, k) => ops.push(...moveSelfToCgroupOps(firstTasksFd + k, dir)));
+  ops.push({ op: "openFifo", path: input.execFifo });
   // With a new user namespace, bind sources are cloned now (open_tree), with tsrun's
   // credentials: the container's root may not be allowed to search their directories, and a
   // mount of the old namespace cannot be bound in the new one (runc does the same).
