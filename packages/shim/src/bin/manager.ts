@@ -88,18 +88,23 @@ export function selfCommand(): { argv: string[]; argv0: string } {
   return { argv: [process.execPath, Bun.main], argv0: process.execPath };
 }
 
-/** A shim daemon's answer to a reservation. */
-type Reservation = "ok" | "full" | "gone";
+/** A shim daemon's answer to a reservation; "absent" when none listens on the socket. */
+type Reservation = "ok" | "full" | "gone" | "absent";
 
-/** Asks the daemon at `socket` to hold a place for container `id`. */
+/**
+ * Asks the daemon at `socket` to hold a place for container `id`. One connection both finds
+ * whether a daemon serves the socket and asks it: `start` runs on every container start.
+ */
 async function reserve(socket: string, id: string): Promise<Reservation> {
+  if (!existsSync(socket)) return "absent";
   const { TtrpcClient } = await import("../ttrpc/client.ts");
   const { Code, TtrpcError } = await import("../ttrpc/status.ts");
   let client;
   try {
     client = await TtrpcClient.connect(socket);
   } catch {
-    return "gone";
+    // A stale socket file of a daemon that is gone.
+    return "absent";
   }
   try {
     await client.call(GROUP_SERVICE, "Reserve", new TextEncoder().encode(id), { timeoutMs: RESERVE_TIMEOUT_MS });
@@ -134,12 +139,10 @@ export async function startShim(f: ShimFlags): Promise<string> {
     flock(lock, LOCK_EX);
     for (let slot = 0; slot < MAX_SLOTS; slot++) {
       const socket = socketPath(f.address, namespace, key, slot);
-      if (await connectable(socket)) {
-        // The group's shim runs: it takes this container unless it is full or going away.
-        if ((await reserve(socket, f.id)) !== "ok") continue;
-      } else {
-        await spawnDaemon(f, namespace, group, bundle, socket, protocol);
-      }
+      // The group's shim, if it runs, takes this container unless it is full or going away.
+      const reservation = await reserve(socket, f.id);
+      if (reservation === "absent") await spawnDaemon(f, namespace, group, bundle, socket, protocol);
+      else if (reservation !== "ok") continue;
       // containerd 1.6 and 1.7 read this file (as they read the output) to reconnect after a restart.
       const output = startOutput(socket, protocol, version);
       writeFileSync(join(bundle, "address"), output);
