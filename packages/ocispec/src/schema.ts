@@ -55,7 +55,6 @@ const PATTERN_MEANINGS: Record<string, string> = {
   "^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?(\\+[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?$": "a SemVer 2.0.0 version such as \"1.3.0\"",
   "^RLIMIT_[A-Z_]+$": "a resource limit name such as RLIMIT_NOFILE",
   "^CAP_[A-Z0-9_]+$": "a capability name such as CAP_KILL",
-  "^[rwm]*$": "made of the letters r, w and m",
   "^[0-9]+[KMGTPE]?B$": "a page size such as 2MB or 1GB",
   "^[0-9,:/\\s-]*$": "a CPU or node list such as 0-3,7",
   "^MB:[^\\n]*$": "a memory bandwidth schema starting with MB:",

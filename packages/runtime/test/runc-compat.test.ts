@@ -45,6 +45,21 @@ describe("devices", () => {
   });
 });
 
+describe("devices: access letters", () => {
+  test("an access letter other than r, w and m is ignored with a warning, as runc ignores it (its update test denies c 1:11 \"rwa\")", () => {
+    const b = env.bundle("devrwa", (s) => {
+      s.linux.resources = { devices: [{ allow: false, access: "rwm" }, { allow: false, type: "c", major: 1, minor: 11, access: "rwa" }] };
+      s.linux.devices = [{ path: "/dev/kmsg", type: "c", major: 1, minor: 11 }];
+      for (const set of ["bounding", "effective", "permitted"]) s.process.capabilities[set].push("CAP_SYSLOG");
+      s.process.args = ["sh", "-c", "head -c 1 /dev/kmsg >/dev/null 2>&1 && echo read || echo refused; echo x > /dev/null && echo null ok"];
+    });
+    const r = env.tsrun(["run", "--bundle", b, "devrwa"]);
+    expect(r.stderr).toBe('tsrun: warning: /linux/resources/devices/1/access: "a" ignored in "rwa": only r, w and m mean something (as runc reads it)\n');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("refused\nnull ok\n");
+  });
+});
+
 describe("network", () => {
   test("a new network namespace has its loopback up, as runc's does (127.0.0.1 answers inside)", () => {
     const b = env.bundle("loup", (s) => (s.process.args = ["sh", "-c", "cat /sys/class/net/lo/flags; (echo pong | nc -l -p 7777 127.0.0.1 &) ; sleep 0.2; nc 127.0.0.1 7777 </dev/null"]));
