@@ -4,32 +4,15 @@
 // migration lock, so no RCU grace period to wait for). The suite's other tests run on the hybrid
 // host, where tsrun moves stage 1 itself: this file is what drives the v1-only path end to end.
 import { describe, expect, test } from "bun:test";
-import { closeSync, openSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { leftovers, testEnv } from "./containers.ts";
-import { TSRUN, type Run } from "./helpers.ts";
+import { capture, TSRUN, type Run } from "./helpers.ts";
 
 describe("a host with cgroup v1 only", () => {
   const env = testEnv();
-  let seq = 0;
-  /**
-   * tsrun in a mount namespace where /sys/fs/cgroup/unified is not mounted: detect() sees pure
-   * v1. Output to files: a created container inherits them, and would hold a pipe open.
-   */
-  const v1 = (args: string[]): Run => {
-    const base = join(env.dir, `out-${seq++}`);
-    const out = openSync(`${base}.out`, "w+");
-    const err = openSync(`${base}.err`, "w+");
-    try {
-      const r = Bun.spawnSync(["unshare", "-m", "sh", "-c", 'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"', "sh", TSRUN, "--root", env.root, ...args], { stdin: "ignore", stdout: out, stderr: err });
-      return { code: r.exitCode ?? -1, stdout: readFileSync(`${base}.out`, "utf8"), stderr: readFileSync(`${base}.err`, "utf8") };
-    } finally {
-      closeSync(out);
-      closeSync(err);
-      rmSync(`${base}.out`, { force: true });
-      rmSync(`${base}.err`, { force: true });
-    }
-  };
+  /** tsrun in a mount namespace where /sys/fs/cgroup/unified is not mounted: detect() sees pure v1. */
+  const v1 = (args: string[]): Run => capture(["unshare", "-m", "sh", "-c", 'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"', "sh", TSRUN, "--root", env.root, ...args]);
   const v1Hierarchies = () =>
     readFileSync("/proc/self/cgroup", "utf8")
       .trim()

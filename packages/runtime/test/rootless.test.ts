@@ -4,7 +4,7 @@
 // cgroup: the container runs in none (runc's rootless cgroup manager ignores the permission
 // errors; tsrun says so), and what needs one is refused with the reason.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, chownSync, closeSync, copyFileSync, cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CLONE_FLAGS, MS } from "@tsrun/ocispec/core";
 import { SYNC, type Op } from "../src/plan/ops.ts";
@@ -13,7 +13,7 @@ import { isInitialUidMap, rootlessCgroups } from "../src/container/rootless.ts";
 import { compilePlan, type PlanInput } from "../src/plan/compile.ts";
 import { defaultSpec } from "@tsrun/ocispec/defaults";
 import { busyboxRootfs, leftovers, type Env } from "./containers.ts";
-import { TSRUN, tempDir, type Run } from "./helpers.ts";
+import { capture, TSRUN, tempDir, type Run } from "./helpers.ts";
 import { detect } from "../src/cgroups/detect.ts";
 import { PR, WNOHANG } from "../src/linux/constants.ts";
 import { prctl, waitpid } from "../src/linux/libc.ts";
@@ -94,7 +94,6 @@ describe("an unprivileged user", () => {
   const work = join(dir, "user");
   const bundle = join(work, "bundle");
   const runcBundle = join(work, "runc-bundle");
-  let seq = 0;
 
   /**
    * Runs `argv` as the user in `cwd`, output to files (a detached container keeps them open).
@@ -102,24 +101,12 @@ describe("an unprivileged user", () => {
    * then becomes the user: tsrun then runs where a delegated subtree would have put it.
    */
   function asUser(argv: string[], cwd = bundle, env: Record<string, string> = {}, fromCgroup?: string): Run {
-    const base = join(dir, `out-${seq++}`);
-    const out = openSync(`${base}.out`, "w+");
-    const err = openSync(`${base}.err`, "w+");
-    try {
-      const vars = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", HOME: home, USER: name, XDG_RUNTIME_DIR: xdg, ...env };
-      const envArgs = Object.entries(vars)
-        .filter(([, v]) => v !== "")
-        .map(([k, v]) => `${k}=${v}`);
-      const setpriv = ["setpriv", "--reuid", String(uid), "--regid", String(gid), "--init-groups", "env", "-i", ...envArgs, ...argv];
-      const cmd = fromCgroup === undefined ? setpriv : ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', fromCgroup, ...setpriv];
-      const r = Bun.spawnSync(cmd, { cwd, stdin: "ignore", stdout: out, stderr: err });
-      return { code: r.exitCode ?? -1, stdout: readFileSync(`${base}.out`, "utf8"), stderr: readFileSync(`${base}.err`, "utf8") };
-    } finally {
-      closeSync(out);
-      closeSync(err);
-      rmSync(`${base}.out`, { force: true });
-      rmSync(`${base}.err`, { force: true });
-    }
+    const vars = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", HOME: home, USER: name, XDG_RUNTIME_DIR: xdg, ...env };
+    const envArgs = Object.entries(vars)
+      .filter(([, v]) => v !== "")
+      .map(([k, v]) => `${k}=${v}`);
+    const setpriv = ["setpriv", "--reuid", String(uid), "--regid", String(gid), "--init-groups", "env", "-i", ...envArgs, ...argv];
+    return capture(fromCgroup === undefined ? setpriv : ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', fromCgroup, ...setpriv], { cwd });
   }
   // The user runs a copy of the binary in the opened-up directory, as it would run an installed
   // one: the repository may be where the user cannot reach it (a root user's clone in /root, 0700).
