@@ -12,6 +12,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, statfsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { until } from "../wait.ts";
 
 const repo = join(import.meta.dir, "../..");
 const TSRUN = process.env.TSRUN ?? join(repo, "dist/tsrun");
@@ -62,14 +63,6 @@ const mountsUnder = (dir: string) =>
 
 /** The cgroup parent's directories, one per hierarchy (podman makes it in every directory under /sys/fs/cgroup, mounted or not). */
 const parents = () => readdirSync("/sys/fs/cgroup").map((h) => join("/sys/fs/cgroup", h, CGROUP_PARENT)).filter((d) => existsSync(d));
-
-async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(50);
-  }
-}
 
 test("requirements: root, dist/tsrun, podman, conmon, umoci and jq (scripts/setup.sh installs them)", () => {
   expect(canRun).toBe(true);

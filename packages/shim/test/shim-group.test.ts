@@ -11,6 +11,7 @@ import { DEFAULT_ROOT } from "../src/task/runtime.ts";
 import { GROUP_MAX_ENV } from "../src/bin/manager.ts";
 import { LINGER_ENV } from "../src/bin/daemon.ts";
 import { cmdline, PrivateContainerd } from "./private-containerd.ts";
+import { alive, until } from "../../../test/wait.ts";
 
 const repo = join(import.meta.dir, "../../..");
 const SHIM = join(repo, "dist/containerd-shim-tsrun-v2");
@@ -71,16 +72,6 @@ function exitsOf(id: string): Array<[string, number]> {
     .map((e) => [e.id, e.exit_status ?? 0]);
 }
 
-/** A process that runs (a zombie is dead, waiting for its parent). */
-function alive(pid: number): boolean {
-  try {
-    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
-  } catch {
-    return false;
-  }
-}
-
-
 function taskList(): Map<string, { pid: number; status: string }> {
   const out = new Map<string, { pid: number; status: string }>();
   for (const line of ctr(["tasks", "ls"]).stdout.split("\n").slice(1)) {
@@ -88,14 +79,6 @@ function taskList(): Map<string, { pid: number; status: string }> {
     if (id) out.set(id, { pid: Number(pid), status: status! });
   }
   return out;
-}
-
-async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(50);
-  }
 }
 
 /** A container that exits with `code` on SIGTERM (sh ignores TERM as pid 1 unless trapped). */

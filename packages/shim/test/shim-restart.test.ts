@@ -5,10 +5,11 @@
 // deletes them, hears their exits, and a container that exited while containerd was away has
 // its exit status kept for it. Needs root, containerd, ctr, umoci and jq, and the built binaries.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { DEFAULT_ROOT } from "../src/task/runtime.ts";
 import { cmdline, PrivateContainerd } from "./private-containerd.ts";
+import { alive, until } from "../../../test/wait.ts";
 
 const repo = join(import.meta.dir, "../../..");
 const SHIM = join(repo, "dist/containerd-shim-tsrun-v2");
@@ -38,22 +39,6 @@ function taskList(): Map<string, { pid: number; status: string }> {
 /** The shim daemons of our containerd (those with a -socket argument). */
 function daemons(): number[] {
   return ctd!.processesUsing(sock).filter((pid) => cmdline(pid).includes("-socket"));
-}
-
-function alive(pid: number): boolean {
-  try {
-    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
-  } catch {
-    return false;
-  }
-}
-
-async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(50);
-  }
 }
 
 /** `ctr events` from now on; stop() ends it and returns what it printed. */

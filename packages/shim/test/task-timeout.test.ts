@@ -15,6 +15,7 @@ import { Code, type TtrpcError } from "../src/ttrpc/status.ts";
 import { taskProto, TASK_SERVICE_V2, type Codec } from "../src/task/proto.ts";
 import { mountPoints } from "../src/task/rootfs.ts";
 import { CALL_TIMEOUT_ENV } from "../src/task/service.ts";
+import { alive, until as waitUntil } from "../../../test/wait.ts";
 
 const repo = join(import.meta.dir, "../../..");
 const TSRUN = process.env.TSRUN ?? join(repo, "dist/tsrun");
@@ -106,21 +107,8 @@ const slowHook = (marker: string) => [{ path: "/bin/sh", args: ["sh", "-c", `sle
 
 const mountedUnder = (path: string) => mountPoints().filter((m) => m === path || m.startsWith(`${path}/`));
 
-function alive(pid: number): boolean {
-  try {
-    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
-  } catch {
-    return false;
-  }
-}
-
-async function until(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(50);
-  }
-}
+/** The hooks and the late clean-ups take seconds: waits here allow 15 s unless told. */
+const until = (what: string, cond: () => boolean, ms = 15_000) => waitUntil(what, cond, ms);
 
 test("requirements: root and dist/tsrun (bun scripts/build.ts)", () => {
   expect(canRun).toBe(true);
