@@ -6,61 +6,29 @@
 // lock, held by the slow call in the same process); what the slow call makes late is undone.
 // Needs root and dist/tsrun (`bun scripts/build.ts`).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { umount2, MNT_DETACH } from "@tsrun/runtime/linux";
-import { TtrpcClient } from "../src/ttrpc/client.ts";
-import { Code, type TtrpcError } from "../src/ttrpc/status.ts";
-import { taskProto, TASK_SERVICE_V2, type Codec } from "../src/task/proto.ts";
-import { mountPoints } from "../src/task/rootfs.ts";
+import { Code } from "../src/ttrpc/status.ts";
+import { taskProto } from "../src/task/proto.ts";
 import { CALL_TIMEOUT_ENV } from "../src/task/service.ts";
+import { failure, mountedUnder, runcOptions, ShimDaemon, specBundle } from "./daemon-fixture.ts";
 import { alive, until as waitUntil } from "../../../test/wait.ts";
 
 const repo = join(import.meta.dir, "../../..");
 const TSRUN = process.env.TSRUN ?? join(repo, "dist/tsrun");
-const SHIM = join(repo, "packages/shim/src/bin/shim.ts");
 const NS = "tsrun-timeout-test";
 const BOUND_MS = 1000;
 const HOOK_S = 3;
 const canRun = process.getuid?.() === 0 && existsSync(TSRUN);
 
 const p = taskProto();
-const dir = mkdtempSync(join(tmpdir(), "tsrun-timeout-"));
-const stateRoot = join(dir, "state");
-const layer = join(dir, "layer");
-const shimBundle = join(dir, "shim-bundle");
-let client: TtrpcClient;
-let socket = "";
-let shimPid = 0;
-
-function daemonPid(sock: string): number {
-  for (const entry of new Bun.Glob("[0-9]*").scanSync({ cwd: "/proc", onlyFiles: false })) {
-    try {
-      if (readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").includes(sock)) return Number(entry);
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return 0;
-}
-
-async function call<Req, Res>(method: string, req: Partial<Req>, reqCodec: Codec<Req>, resCodec: Codec<Res>): Promise<Res> {
-  const bytes = await client.call(TASK_SERVICE_V2, method, reqCodec.encode(req), { metadata: { "containerd-namespace-ttrpc": NS }, timeoutMs: 30_000 });
-  return resCodec.decode(bytes);
-}
+const daemon = new ShimDaemon(NS, "tsrun-timeout-", TSRUN);
+const { dir, stateRoot, layer, call } = daemon;
 const start = (id: string) => call("Start", { id }, p.startRequest, p.startResponse);
 const wait = (id: string) => call("Wait", { id }, p.waitRequest, p.waitResponse);
 const del = (id: string) => call("Delete", { id }, p.deleteRequest, p.deleteResponse);
 const pause = (id: string) => call("Pause", { id }, p.idRequest, p.empty);
 const connect = (id: string) => call("Connect", { id }, p.connectRequest, p.connectResponse);
-const failure = (promise: Promise<unknown>) =>
-  promise.then(
-    () => {
-      throw new Error("the call succeeded");
-    },
-    (e: unknown) => e as TtrpcError,
-  );
 /** How long a call took, with its outcome. */
 async function timed<T>(promise: Promise<T>): Promise<{ ms: number; value: T }> {
   const t0 = performance.now();
@@ -72,18 +40,8 @@ let seq = 0;
 /** A bundle running `args` on a read-only bind of the busybox layer; `hooks` goes to config.json. */
 function makeBundle(args: string[], hooks: Record<string, unknown>, binaryName = TSRUN) {
   const id = `timeout-${process.pid}-${seq++}`;
-  const bundle = join(dir, id);
-  const rootfs = join(bundle, "rootfs");
-  mkdirSync(rootfs, { recursive: true });
-  const spec = Bun.spawnSync([TSRUN, "spec"], { cwd: bundle });
-  if (!spec.success) throw new Error(`tsrun spec: ${spec.stderr}`);
-  const config = JSON.parse(readFileSync(join(bundle, "config.json"), "utf8"));
-  config.process.terminal = false;
-  config.process.args = args;
-  config.root = { path: "rootfs", readonly: true };
-  config.hooks = hooks;
-  writeFileSync(join(bundle, "config.json"), JSON.stringify(config));
-  const options = { typeUrl: "containerd.runc.v1.Options", value: p.runcOptions.encode({ binaryName, root: stateRoot }) };
+  const { bundle, rootfs } = specBundle(TSRUN, join(dir, id), args, true, (config) => (config.hooks = hooks));
+  const options = runcOptions(binaryName, stateRoot);
   const request = { id, bundle, rootfs: [{ type: "bind", source: layer, target: "", options: ["ro", "rbind"] }], stdin: "", stdout: "", stderr: "", options };
   return { id, bundle, rootfs, request };
 }
@@ -105,8 +63,6 @@ function processesRunning(argv: string[]): number[] {
 /** A hook (no timeout of its own) that takes HOOK_S seconds, then leaves `marker`. */
 const slowHook = (marker: string) => [{ path: "/bin/sh", args: ["sh", "-c", `sleep ${HOOK_S}; touch ${marker}`] }];
 
-const mountedUnder = (path: string) => mountPoints().filter((m) => m === path || m.startsWith(`${path}/`));
-
 /** The hooks and the late clean-ups take seconds: waits here allow 15 s unless told. */
 const until = (what: string, cond: () => boolean, ms = 15_000) => waitUntil(what, cond, ms);
 
@@ -115,55 +71,13 @@ test("requirements: root and dist/tsrun (bun scripts/build.ts)", () => {
 });
 
 describe(`Task calls bounded at ${BOUND_MS} ms (${CALL_TIMEOUT_ENV}) with hooks that take ${HOOK_S} s (root)`, () => {
-  const hadRunContainerd = existsSync("/run/containerd");
   beforeAll(async () => {
     if (!canRun) throw new Error("requirements missing (see the requirements test)");
-    const mk = Bun.spawnSync(["bash", join(repo, "scripts/make-rootfs.sh"), layer]);
-    if (!mk.success) throw new Error(`make-rootfs.sh: ${mk.stderr}`);
-    mkdirSync(shimBundle);
-    const r = Bun.spawnSync([process.execPath, SHIM, "-namespace", NS, "-address", join(dir, "containerd.sock"), "-publish-binary", "/bin/true", "-id", `shim-${process.pid}`, "start"], {
-      cwd: shimBundle,
-      env: { ...process.env, [CALL_TIMEOUT_ENV]: String(BOUND_MS) },
-      stdin: "ignore",
-      stdout: "pipe",
-      stderr: "pipe",
-    });
-    if (r.exitCode !== 0) throw new Error(`shim start failed (${r.exitCode}): ${r.stdout}${r.stderr}`);
-    socket = r.stdout.toString().slice("unix://".length);
-    shimPid = daemonPid(socket);
-    client = await TtrpcClient.connect(socket);
+    await daemon.start({ [CALL_TIMEOUT_ENV]: String(BOUND_MS) });
   }, 60_000);
 
-  afterAll(async () => {
-    client?.close();
-    if (shimPid > 0) {
-      try {
-        process.kill(shimPid, "SIGKILL");
-      } catch {
-        // Gone.
-      }
-    }
-    // Whatever a failure left: the containers (tsrun's own delete), mounts, the socket, the dir.
-    if (existsSync(join(stateRoot, NS))) Bun.spawnSync(["sh", "-c", `for c in $(ls ${join(stateRoot, NS)}); do ${TSRUN} --root ${join(stateRoot, NS)} delete --force $c; done`]);
-    for (const m of mountedUnder(dir).sort((a, b) => b.length - a.length)) {
-      try {
-        umount2(m, MNT_DETACH);
-      } catch {
-        // Best effort.
-      }
-    }
-    if (socket) rmSync(socket, { force: true });
-    rmSync(dir, { recursive: true, force: true });
-    if (!hadRunContainerd) {
-      for (const d of ["/run/containerd/s", "/run/containerd"]) {
-        try {
-          rmdirSync(d);
-        } catch {
-          // Missing, or not empty (someone else's).
-        }
-      }
-    }
-  }, 30_000);
+  // Whatever a failure left: the daemon, the containers (tsrun's own delete), mounts, the socket, the dir.
+  afterAll(() => daemon.stop(), 30_000);
 
   test("Create held up by a createRuntime hook: DEADLINE_EXCEEDED at the bound, other calls answered meanwhile, the id kept until the late container is killed and removed", async () => {
     const marker = join(dir, "create-hook-done");
@@ -172,7 +86,7 @@ describe(`Task calls bounded at ${BOUND_MS} ms (${CALL_TIMEOUT_ENV}) with hooks 
     await Bun.sleep(200);
     // The daemon's event loop is free while the hook runs.
     const c = await timed(connect(b.id));
-    expect(c.value.shimPid).toBe(shimPid);
+    expect(c.value.shimPid).toBe(daemon.pid);
     expect(c.ms).toBeLessThan(500);
     // The id stays taken while the runtime's create goes on.
     expect((await failure(call("Create", b.request, p.createRequest, p.createResponse))).code).toBe(Code.ALREADY_EXISTS);
@@ -237,7 +151,7 @@ describe(`Task calls bounded at ${BOUND_MS} ms (${CALL_TIMEOUT_ENV}) with hooks 
     await until("the stuck runtime to be killed", () => processesRunning(stuck).length === 0, 5000);
     await until("the rootfs to be unmounted", () => mountedUnder(b.rootfs).length === 0, 5000);
     // The daemon answers, and the id is free again (the late create's failure was undone).
-    expect((await connect(b.id)).shimPid).toBe(shimPid);
+    expect((await connect(b.id)).shimPid).toBe(daemon.pid);
     const again = await failure(call("Create", b.request, p.createRequest, p.createResponse));
     expect(again.code).toBe(Code.DEADLINE_EXCEEDED);
     await until("the second stuck runtime to be killed", () => processesRunning(stuck).length === 0, 5000);

@@ -3,51 +3,21 @@
 // busybox rootfs mounted by the shim (overlay, or a read-only bind) and stdio through fifos.
 // Needs root and dist/tsrun (`bun scripts/build.ts`).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmdirSync, rmSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { closeSync, constants, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, symlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { mkfifo, umount2, MNT_DETACH } from "@tsrun/runtime/linux";
-import { TtrpcClient } from "../src/ttrpc/client.ts";
-import { Code, TtrpcError } from "../src/ttrpc/status.ts";
-import { taskProto, TASK_SERVICE_V2, TASK_SERVICE_V3, TaskStatus, type Codec, type Mount } from "../src/task/proto.ts";
-import { mountPoints } from "../src/task/rootfs.ts";
+import { mkfifo } from "@tsrun/runtime/linux";
+import { Code } from "../src/ttrpc/status.ts";
+import { taskProto, TASK_SERVICE_V2, TASK_SERVICE_V3, TaskStatus, type Mount } from "../src/task/proto.ts";
+import { failure, mountedUnder, runcOptions, ShimDaemon, specBundle } from "./daemon-fixture.ts";
 
 const repo = join(import.meta.dir, "../../..");
 const TSRUN = process.env.TSRUN ?? join(repo, "dist/tsrun");
-const SHIM = join(repo, "packages/shim/src/bin/shim.ts");
 const NS = "tsrun-task-test";
 const canRun = process.getuid?.() === 0 && existsSync(TSRUN);
 
 const p = taskProto();
-const dir = mkdtempSync(join(tmpdir(), "tsrun-task-"));
-const stateRoot = join(dir, "state");
-const layer = join(dir, "layer");
-const shimBundle = join(dir, "shim-bundle");
-let client: TtrpcClient;
-let socket = "";
-let shimPid = 0;
-
-/** The daemon's pid, found by its -socket argument (start does not print it). */
-function daemonPid(sock: string): number {
-  for (const entry of new Bun.Glob("[0-9]*").scanSync({ cwd: "/proc", onlyFiles: false })) {
-    try {
-      if (readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").includes(sock)) return Number(entry);
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return 0;
-}
-
-function runShim(args: string[], cwd: string): { code: number; stdout: Uint8Array; stderr: string } {
-  const r = Bun.spawnSync([process.execPath, SHIM, "-namespace", NS, "-address", join(dir, "containerd.sock"), "-publish-binary", "/bin/true", ...args], { cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  return { code: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr.toString() };
-}
-
-async function call<Req, Res>(method: string, req: Partial<Req>, reqCodec: Codec<Req>, resCodec: Codec<Res>, service = TASK_SERVICE_V2): Promise<Res> {
-  const bytes = await client.call(service, method, reqCodec.encode(req), { metadata: { "containerd-namespace-ttrpc": NS }, timeoutMs: 30_000 });
-  return resCodec.decode(bytes);
-}
+const daemon = new ShimDaemon(NS, "tsrun-task-", TSRUN);
+const { dir, stateRoot, layer, shimBundle, call } = daemon;
 const create = (req: Parameters<typeof p.createRequest.encode>[0]) => call("Create", req, p.createRequest, p.createResponse);
 const start = (id: string) => call("Start", { id }, p.startRequest, p.startResponse);
 const state = (id: string, service?: string) => call("State", { id }, p.stateRequest, p.stateResponse, service);
@@ -55,12 +25,6 @@ const wait = (id: string) => call("Wait", { id }, p.waitRequest, p.waitResponse)
 const kill = (id: string, signal: number) => call("Kill", { id, signal }, p.killRequest, p.empty);
 const del = (id: string) => call("Delete", { id }, p.deleteRequest, p.deleteResponse);
 const closeIO = (id: string) => call("CloseIO", { id, stdin: true }, p.closeIORequest, p.empty);
-const failure = (promise: Promise<unknown>) => promise.then(
-  () => {
-    throw new Error("the call succeeded");
-  },
-  (e: unknown) => e as TtrpcError,
-);
 
 interface Bundle {
   id: string;
@@ -76,17 +40,7 @@ let seq = 0;
 /** A bundle with the given args; its rootfs is an overlay of the busybox layer, or a read-only bind of it. */
 function makeBundle(args: string[], opts: { bind?: boolean; stdin?: boolean; config?: (c: Record<string, any>) => void } = {}): Bundle {
   const id = `task-${process.pid}-${seq++}`;
-  const bundle = join(dir, id);
-  const rootfs = join(bundle, "rootfs");
-  mkdirSync(rootfs, { recursive: true });
-  const spec = Bun.spawnSync([TSRUN, "spec"], { cwd: bundle });
-  if (!spec.success) throw new Error(`tsrun spec: ${spec.stderr}`);
-  const config = JSON.parse(readFileSync(join(bundle, "config.json"), "utf8"));
-  config.process.terminal = false;
-  config.process.args = args;
-  config.root = { path: "rootfs", readonly: !!opts.bind };
-  opts.config?.(config);
-  writeFileSync(join(bundle, "config.json"), JSON.stringify(config));
+  const { bundle, rootfs } = specBundle(TSRUN, join(dir, id), args, !!opts.bind, opts.config);
   let mounts: Mount[];
   if (opts.bind) {
     mounts = [{ type: "bind", source: layer, target: "", options: ["ro", "rbind"] }];
@@ -106,8 +60,7 @@ function makeBundle(args: string[], opts: { bind?: boolean; stdin?: boolean; con
 }
 
 function createRequest(b: Bundle, binaryName = TSRUN) {
-  const options = { typeUrl: "containerd.runc.v1.Options", value: p.runcOptions.encode({ binaryName, root: stateRoot }) };
-  return { id: b.id, bundle: b.bundle, rootfs: b.mounts, stdin: b.stdin, stdout: b.stdout, stderr: b.stderr, options };
+  return { id: b.id, bundle: b.bundle, rootfs: b.mounts, stdin: b.stdin, stdout: b.stdout, stderr: b.stderr, options: runcOptions(binaryName, stateRoot) };
 }
 
 /** The client's end of an output fifo: opened before Create (non-blocking), drained after the exit. */
@@ -135,10 +88,6 @@ class FifoReader {
   }
 }
 
-function mountedUnder(path: string): string[] {
-  return mountPoints().filter((m) => m === path || m.startsWith(`${path}/`));
-}
-
 function tsrunState(id: string): boolean {
   return existsSync(join(stateRoot, NS, id));
 }
@@ -149,51 +98,15 @@ test("requirements: root and dist/tsrun (bun scripts/build.ts)", () => {
 });
 
 describe("Task service over ttrpc (root)", () => {
-  // The shim's socket goes to /run/containerd/s (containerd's place for shim sockets).
-  const hadRunContainerd = existsSync("/run/containerd");
   beforeAll(async () => {
     if (!canRun) throw new Error("requirements missing (see the requirements test)");
-    const mk = Bun.spawnSync(["bash", join(repo, "scripts/make-rootfs.sh"), layer]);
-    if (!mk.success) throw new Error(`make-rootfs.sh: ${mk.stderr}`);
-    mkdirSync(shimBundle);
-    const r = runShim(["-id", `shim-${process.pid}`, "start"], shimBundle);
-    if (r.code !== 0) throw new Error(`shim start failed (${r.code}): ${new TextDecoder().decode(r.stdout)}${r.stderr}`);
-    const address = new TextDecoder().decode(r.stdout);
+    const address = await daemon.start();
+    // The shim's socket goes to /run/containerd/s (containerd's place for shim sockets).
     expect(address).toMatch(/^unix:\/\/\/run\/containerd\/s\/[0-9a-f]{64}$/);
     expect(readFileSync(join(shimBundle, "address"), "utf8")).toBe(address);
-    socket = address.slice("unix://".length);
-    shimPid = daemonPid(socket);
-    client = await TtrpcClient.connect(socket);
   }, 60_000);
 
-  afterAll(async () => {
-    client?.close();
-    if (shimPid > 0) {
-      try {
-        process.kill(shimPid, "SIGKILL");
-      } catch {
-        // Already gone (the Shutdown test).
-      }
-    }
-    for (const m of mountedUnder(dir).sort((a, b) => b.length - a.length)) {
-      try {
-        umount2(m, MNT_DETACH);
-      } catch {
-        // Best effort.
-      }
-    }
-    if (socket) rmSync(socket, { force: true });
-    rmSync(dir, { recursive: true, force: true });
-    if (!hadRunContainerd) {
-      for (const d of ["/run/containerd/s", "/run/containerd"]) {
-        try {
-          rmdirSync(d);
-        } catch {
-          // Missing, or not empty (someone else's): left as it is.
-        }
-      }
-    }
-  }, 30_000);
+  afterAll(() => daemon.stop(), 30_000);
 
   test("Create, Start, Wait, Delete: exit status and output through fifos, rootfs mounted and unmounted", async () => {
     const b = makeBundle(["sh", "-c", "echo hello; echo oops >&2; test -f /bin/busybox || exit 99; exit 3"]);
@@ -232,7 +145,7 @@ describe("Task service over ttrpc (root)", () => {
         .filter((e) => /^\d+$/.test(e))
         .flatMap((e) => {
           const m = /^\d+ \((.*)\) (\S) (\d+)/.exec(readFileSync(`/proc/${e}/stat`, "utf8").toString());
-          return m && Number(m[3]) === shimPid && m[2] === "Z" ? [`${e} ${m[1]}`] : [];
+          return m && Number(m[3]) === daemon.pid && m[2] === "Z" ? [`${e} ${m[1]}`] : [];
         });
     expect(zombies()).toEqual([]);
   }, 60_000);
@@ -445,7 +358,7 @@ describe("Task service over ttrpc (root)", () => {
     expect((await failure(state("no-such-task"))).code).toBe(Code.NOT_FOUND);
     expect((await failure(kill("no-such-task", 9))).code).toBe(Code.NOT_FOUND);
     expect((await failure(state("no-such-task", TASK_SERVICE_V3))).code).toBe(Code.NOT_FOUND);
-    const checkpoint = await failure(client.call(TASK_SERVICE_V2, "Checkpoint", new Uint8Array(0)));
+    const checkpoint = await failure(daemon.client.call(TASK_SERVICE_V2, "Checkpoint", new Uint8Array(0)));
     expect([checkpoint.code, checkpoint.message]).toEqual([Code.UNIMPLEMENTED, "checkpoint is not supported by containerd-shim-tsrun-v2"]);
     // A terminal asked for by the request but not by config.json: refused, nothing left.
     const b = makeBundle(["true"]);
@@ -455,7 +368,7 @@ describe("Task service over ttrpc (root)", () => {
     expect(tsrunState(b.id)).toBe(false);
     expect(mountedUnder(b.rootfs)).toEqual([]);
     const connected = await call("Connect", { id: "x" }, p.connectRequest, p.connectResponse);
-    expect(connected.shimPid).toBe(shimPid);
+    expect(connected.shimPid).toBe(daemon.pid);
   }, 60_000);
 
   test("the container gets nothing of the shim's process: fds 0-2 only, its own /proc/<pid>/exe, config.json's environment (init and exec)", async () => {
@@ -601,10 +514,10 @@ describe("Task service over ttrpc (root)", () => {
   test("Shutdown ends the daemon; `delete` then cleans up and prints a DeleteResponse", async () => {
     await call("Shutdown", { id: `shim-${process.pid}` }, p.shutdownRequest, p.empty);
     const end = Date.now() + 10_000;
-    while (existsSync(`/proc/${shimPid}`) && Date.now() < end) await Bun.sleep(20);
-    expect(existsSync(`/proc/${shimPid}`)).toBe(false);
-    expect(existsSync(socket)).toBe(false);
-    const r = runShim(["-id", `shim-${process.pid}`, "-bundle", shimBundle, "delete"], shimBundle);
+    while (existsSync(`/proc/${daemon.pid}`) && Date.now() < end) await Bun.sleep(20);
+    expect(existsSync(`/proc/${daemon.pid}`)).toBe(false);
+    expect(existsSync(daemon.socket)).toBe(false);
+    const r = daemon.run(["-id", `shim-${process.pid}`, "-bundle", shimBundle, "delete"], shimBundle);
     expect(r.code).toBe(0);
     const res = p.deleteResponse.decode(r.stdout);
     expect(res.exitStatus).toBe(137);
