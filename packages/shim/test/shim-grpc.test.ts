@@ -6,12 +6,12 @@
 // State/Kill/Delete/Shutdown of a busybox container, and the status codes of what fails.
 // The bootstrap's pure parts run without root; the rest needs root and `bun scripts/build.ts`.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client, credentials, Metadata, Server, ServerCredentials, status, type ServiceError } from "@grpc/grpc-js";
 import protobuf from "protobufjs";
-import { mkfifo, umount2, MNT_DETACH } from "@tsrun/runtime/linux";
+import { mkfifo } from "@tsrun/runtime/linux";
 import {
   announcedVersion,
   bootstrapFromStdin,
@@ -26,11 +26,11 @@ import {
 } from "../src/bin/bootstrap.ts";
 import { SHIM_NAME, SHIM_VERSION } from "../src/bin/name.ts";
 import { SOCKET_DIR } from "../src/bin/manager.ts";
+import { daemonPid, missingSocketDirs, mountedUnder, removeLeftovers, runcOptions, specBundle } from "./daemon-fixture.ts";
 import { eventsProtoCodecs, EVENTS_SERVICE } from "../src/events/proto.ts";
 import { taskProto, TASK_SERVICE_V2, TASK_SERVICE_V3, TaskStatus, type Codec, type Mount } from "../src/task/proto.ts";
 import { TtrpcClient } from "../src/ttrpc/client.ts";
 import { TtrpcServer } from "../src/ttrpc/server.ts";
-import { mountPoints } from "../src/task/rootfs.ts";
 
 const repo = join(import.meta.dir, "../../..");
 const TSRUN = join(repo, "dist/tsrun");
@@ -134,22 +134,9 @@ let versionServer: Server | undefined;
 let eventsServer: TtrpcServer | undefined;
 const daemons = new Set<number>();
 const sockets = new Set<string>();
-const hadRunContainerd = existsSync("/run/containerd");
-const hadSocketDir = existsSync(SOCKET_DIR);
+const madeDirs = missingSocketDirs();
 // Whatever ran (a filtered run skips the root tests' own clean-up), the directory goes.
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-function daemonPid(sock: string): number {
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").includes(sock)) return Number(entry);
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return 0;
-}
 
 async function waitGone(pid: number, ms = 10_000): Promise<boolean> {
   const end = Date.now() + ms;
@@ -220,16 +207,7 @@ const failure = (promise: Promise<unknown>) =>
 let seq = 0;
 function makeBundle(args: string[]): { id: string; bundle: string; rootfs: string; mounts: Mount[]; stdout: string; stderr: string } {
   const id = `grpc-${process.pid}-${seq++}`;
-  const bundle = join(dir, id);
-  const rootfs = join(bundle, "rootfs");
-  mkdirSync(rootfs, { recursive: true });
-  const spec = Bun.spawnSync([TSRUN, "spec"], { cwd: bundle });
-  if (!spec.success) throw new Error(`tsrun spec: ${spec.stderr}`);
-  const config = JSON.parse(readFileSync(join(bundle, "config.json"), "utf8"));
-  config.process.terminal = false;
-  config.process.args = args;
-  config.root = { path: "rootfs", readonly: false };
-  writeFileSync(join(bundle, "config.json"), JSON.stringify(config));
+  const { bundle, rootfs } = specBundle(TSRUN, join(dir, id), args, false);
   mkdirSync(join(dir, `${id}.upper`));
   mkdirSync(join(dir, `${id}.work`));
   const mounts = [{ type: "overlay", source: "overlay", target: "", options: [`workdir=${join(dir, `${id}.work`)}`, `upperdir=${join(dir, `${id}.upper`)}`, `lowerdir=${layer}`] }];
@@ -256,8 +234,6 @@ function fifoReader(path: string): () => string {
     return out;
   };
 }
-
-const mountedUnder = (path: string) => mountPoints().filter((m) => m === path || m.startsWith(`${path}/`));
 
 /** containerd.types.RuntimeInfo as containerd 2.x unmarshals it, the fields the shim writes. */
 function decodeRuntimeInfo(bytes: Uint8Array) {
@@ -364,33 +340,11 @@ describe("the binary behind a fake containerd (root)", () => {
     eventsServer.listen(ttrpcSock);
   }, 60_000);
 
-  afterAll(async () => {
-    for (const pid of daemons) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // Gone already, as it should be.
-      }
-    }
-    for (const m of mountedUnder(dir).sort((a, b) => b.length - a.length)) {
-      try {
-        umount2(m, MNT_DETACH);
-      } catch {
-        // Best effort.
-      }
-    }
-    for (const s of sockets) rmSync(s, { force: true });
+  afterAll(() => {
     eventsServer?.close();
     versionServer?.forceShutdown();
-    rmSync(dir, { recursive: true, force: true });
-    for (const [had, d] of [[hadSocketDir, SOCKET_DIR], [hadRunContainerd, "/run/containerd"]] as const) {
-      if (had) continue;
-      try {
-        rmdirSync(d);
-      } catch {
-        // Not empty (someone else's) or gone.
-      }
-    }
+    // The daemons (gone already, as they should be), mounts, sockets, the directory, the socket dirs made.
+    removeLeftovers({ pids: daemons, dir, sockets, made: madeDirs });
   }, 30_000);
 
   test("containerd 2.0–2.2 (MAX_SHIM_VERSION, an options Any on stdin, Version v2.1.5): v3 over gRPC, the whole lifecycle, the error codes, nothing left", async () => {
@@ -420,7 +374,7 @@ describe("the binary behind a fake containerd (root)", () => {
 
       const out = fifoReader(b.stdout);
       const err = fifoReader(b.stderr);
-      const options = { typeUrl: "containerd.runc.v1.Options", value: p.runcOptions.encode({ binaryName: TSRUN, root: stateRoot }) };
+      const options = runcOptions(TSRUN, stateRoot);
       const { pid } = await c.call("Create", { id: b.id, bundle: b.bundle, rootfs: b.mounts, stdout: b.stdout, stderr: b.stderr, options }, p.createRequest, p.createResponse);
       expect(pid).toBeGreaterThan(0);
       expect(mountedUnder(b.rootfs)).toEqual([b.rootfs]);
