@@ -196,6 +196,17 @@ class TaskGrpc {
   }
 }
 
+/** Over gRPC on `grpcSocket`: Connect (the daemon answering must be `pid`), then Shutdown. */
+async function connectAndShutdown(grpcSocket: string, id: string, pid: number): Promise<void> {
+  const c = new TaskGrpc(grpcSocket, NS);
+  try {
+    expect((await c.call("Connect", { id }, p.connectRequest, p.connectResponse)).shimPid).toBe(pid);
+    await c.call("Shutdown", { id }, p.shutdownRequest, p.empty);
+  } finally {
+    c.close();
+  }
+}
+
 const failure = (promise: Promise<unknown>) =>
   promise.then(
     () => {
@@ -451,13 +462,7 @@ describe("the binary behind a fake containerd (root)", () => {
     expect(JSON.parse(start.stdout)).toMatchObject({ version: 2, protocol: "grpc" });
     const [control, grpcSocket] = track(start.stdout);
     const pid = daemonPid(control!);
-    const c = new TaskGrpc(grpcSocket!, NS);
-    try {
-      expect((await c.call("Connect", { id: b.id }, p.connectRequest, p.connectResponse)).shimPid).toBe(pid);
-      await c.call("Shutdown", { id: b.id }, p.shutdownRequest, p.empty);
-    } finally {
-      c.close();
-    }
+    await connectAndShutdown(grpcSocket!, b.id, pid);
     expect(await waitGone(pid)).toBe(true);
     expect([existsSync(control!), existsSync(grpcSocket!)]).toEqual([false, false]);
   }, 30_000);
@@ -487,13 +492,7 @@ describe("the binary behind a fake containerd (root)", () => {
         }
       } else {
         expect(boot.address).toBe(grpcSocket);
-        const c = new TaskGrpc(grpcSocket!, NS);
-        try {
-          expect((await c.call("Connect", { id: b.id }, p.connectRequest, p.connectResponse)).shimPid).toBe(pid);
-          await c.call("Shutdown", { id: b.id }, p.shutdownRequest, p.empty);
-        } finally {
-          c.close();
-        }
+        await connectAndShutdown(grpcSocket!, b.id, pid);
       }
       expect(await waitGone(pid)).toBe(true);
       expect(existsSync(control!)).toBe(false);
