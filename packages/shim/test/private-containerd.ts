@@ -23,6 +23,33 @@ export interface CtrResult {
 
 const repo = join(import.meta.dir, "../../..");
 
+/** The built shim and runtime (`bun scripts/build.ts`), which the end-to-end tests run. */
+export const BUILT = { shim: join(repo, "dist/containerd-shim-tsrun-v2"), tsrun: join(repo, "dist/tsrun") };
+
+const has = (cmd: string) => Bun.spawnSync(["sh", "-c", `command -v ${cmd}`]).success;
+
+/**
+ * An end-to-end test file's containerd on the built binaries, made when the host can run it:
+ * root, the binaries, containerd, ctr, umoci and jq (scripts/make-image.sh). Otherwise `ctd` is
+ * undefined, the paths are "" and canRun is false, for the file's requirements test to fail on
+ * (nothing is skipped).
+ */
+export function testContainerd(ns: string, prefix: string) {
+  const canRun = process.getuid?.() === 0 && existsSync(BUILT.shim) && existsSync(BUILT.tsrun) && ["containerd", "ctr", "umoci", "jq"].every(has);
+  const ctd = canRun ? new PrivateContainerd(ns, prefix, BUILT) : undefined;
+  const dir = ctd?.dir ?? "";
+  return {
+    canRun,
+    ctd,
+    dir,
+    sock: ctd?.sock ?? "",
+    fifos: ctd?.fifos ?? "",
+    /** containerd's task bundles in the namespace (each holds the address of its shim). */
+    bundles: join(dir, "state/io.containerd.runtime.v2.task", ns),
+    ctr: (args: string[], timeoutMs?: number) => ctd!.ctr(args, timeoutMs),
+  };
+}
+
 export class PrivateContainerd {
   /** Short (under /tmp): containerd's socket path and the shims' must fit in sun_path. */
   readonly dir: string;
@@ -119,6 +146,16 @@ export class PrivateContainerd {
     const p = Bun.spawn(["ctr", "--address", this.sock, "--namespace", this.ns, ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: 120_000 });
     const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
     return { code, stdout, stderr };
+  }
+
+  /** `ctr tasks ls`: each task's init pid and status (RUNNING, STOPPED, ...), by id. */
+  taskList(): Map<string, { pid: number; status: string }> {
+    const out = new Map<string, { pid: number; status: string }>();
+    for (const line of this.ctr(["tasks", "ls"]).stdout.split("\n").slice(1)) {
+      const [id, pid, status] = line.trim().split(/\s+/);
+      if (id) out.set(id, { pid: Number(pid), status: status! });
+    }
+    return out;
   }
 
   /** Processes other than containerd whose command line names `path` (the socket: shim daemons' -address, short shim commands). */

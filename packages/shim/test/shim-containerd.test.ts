@@ -7,27 +7,19 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { DEFAULT_ROOT } from "../src/task/runtime.ts";
 import { LINGER_ENV } from "../src/bin/daemon.ts";
-import { PrivateContainerd } from "./private-containerd.ts";
+import { BUILT, testContainerd } from "./private-containerd.ts";
 import { BinaryTransport, Publisher } from "../src/events/publisher.ts";
 import { Terminal } from "../../../test/conformance/pty.ts";
 
-const repo = join(import.meta.dir, "../../..");
-const SHIM = join(repo, "dist/containerd-shim-tsrun-v2");
-const TSRUN = join(repo, "dist/tsrun");
+const TSRUN = BUILT.tsrun;
 // Per run: the runtime state root and the cgroup parents are host-wide, and another checkout may
 // run this test at the same time (its clean-up sweeps its namespace's state).
 const NS = `tsrun-e2e-${process.pid}`;
 const IMAGE = "localhost/tsrun-e2e:latest";
-const has = (cmd: string) => Bun.spawnSync(["sh", "-c", `command -v ${cmd}`]).success;
-const canRun = process.getuid?.() === 0 && existsSync(SHIM) && existsSync(TSRUN) && ["containerd", "ctr", "umoci", "jq"].every(has);
 
-const ctd = canRun ? new PrivateContainerd(NS, "/tmp/tsrun-ctd-", { shim: SHIM, tsrun: TSRUN }) : undefined;
-const dir = ctd?.dir ?? "";
+const { canRun, ctd, dir, sock, fifos, ctr } = testContainerd(NS, "/tmp/tsrun-ctd-");
 /** The state root of containerd's own runc shim when it drives dist/tsrun (its BinaryName). */
 const runcRoot = join(dir, "runc-root");
-const sock = ctd?.sock ?? "";
-const fifos = ctd?.fifos ?? "";
-const ctr = (args: string[], timeoutMs?: number) => ctd!.ctr(args, timeoutMs);
 const processesUsing = (path: string) => ctd!.processesUsing(path);
 const mountedUnder = (path: string) => ctd!.mountedUnder(path);
 

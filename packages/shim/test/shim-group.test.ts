@@ -10,32 +10,22 @@ import { join } from "node:path";
 import { DEFAULT_ROOT } from "../src/task/runtime.ts";
 import { GROUP_MAX_ENV } from "../src/bin/manager.ts";
 import { LINGER_ENV } from "../src/bin/daemon.ts";
-import { cmdline, PrivateContainerd } from "./private-containerd.ts";
+import { cmdline, testContainerd } from "./private-containerd.ts";
 import { alive, until } from "../../../test/wait.ts";
 
-const repo = join(import.meta.dir, "../../..");
-const SHIM = join(repo, "dist/containerd-shim-tsrun-v2");
-const TSRUN = join(repo, "dist/tsrun");
 const NS = `tsrun-group-${process.pid}`;
 const IMAGE = "localhost/tsrun-group:latest";
 const CAP = 8;
 /** How long an idle shim stays for its group's next container here (the default is longer). */
 const LINGER_MS = 1500;
 const RUNTIME = ["--runtime", "io.containerd.tsrun.v2"];
-const has = (cmd: string) => Bun.spawnSync(["sh", "-c", `command -v ${cmd}`]).success;
-const canRun = process.getuid?.() === 0 && existsSync(SHIM) && existsSync(TSRUN) && ["containerd", "ctr", "umoci", "jq"].every(has);
 
-const ctd = canRun ? new PrivateContainerd(NS, "/tmp/tsrun-grp-", { shim: SHIM, tsrun: TSRUN }) : undefined;
-const dir = ctd?.dir ?? "";
-const sock = ctd?.sock ?? "";
-const fifos = ctd?.fifos ?? "";
-const bundles = join(dir, "state/io.containerd.runtime.v2.task", NS);
+const { canRun, ctd, dir, sock, fifos, bundles, ctr } = testContainerd(NS, "/tmp/tsrun-grp-");
 /** `ctr events` for the whole file: every exit containerd heard of. */
 let watcher: Bun.Subprocess<"ignore", "pipe", "pipe"> | undefined;
 let events = "";
 let reader: Promise<void> | undefined;
 
-const ctr = (args: string[], timeoutMs?: number) => ctd!.ctr(args, timeoutMs);
 /** ctr, without blocking the test's event loop (for runs in parallel). */
 const ctrAsync = (args: string[]) => ctd!.ctrAsync(args);
 /** Processes whose command line names our containerd socket (shims: their -address), not containerd nor the watcher. */
@@ -72,14 +62,7 @@ function exitsOf(id: string): Array<[string, number]> {
     .map((e) => [e.id, e.exit_status ?? 0]);
 }
 
-function taskList(): Map<string, { pid: number; status: string }> {
-  const out = new Map<string, { pid: number; status: string }>();
-  for (const line of ctr(["tasks", "ls"]).stdout.split("\n").slice(1)) {
-    const [id, pid, status] = line.trim().split(/\s+/);
-    if (id) out.set(id, { pid: Number(pid), status: status! });
-  }
-  return out;
-}
+const taskList = () => ctd!.taskList();
 
 /** A container that exits with `code` on SIGTERM (sh ignores TERM as pid 1 unless trapped). */
 const trapping = (id: string, code: number, extra: string[] = []) => ctr(["run", "--null-io", "-d", ...extra, ...RUNTIME, IMAGE, id, "sh", "-c", `trap 'exit ${code}' TERM; sleep 1000 & wait`]);

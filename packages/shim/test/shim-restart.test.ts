@@ -8,33 +8,15 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { DEFAULT_ROOT } from "../src/task/runtime.ts";
-import { cmdline, PrivateContainerd } from "./private-containerd.ts";
+import { cmdline, testContainerd } from "./private-containerd.ts";
 import { alive, until } from "../../../test/wait.ts";
 
-const repo = join(import.meta.dir, "../../..");
-const SHIM = join(repo, "dist/containerd-shim-tsrun-v2");
-const TSRUN = join(repo, "dist/tsrun");
 const NS = `tsrun-restart-${process.pid}`;
 const IMAGE = "localhost/tsrun-restart:latest";
 const RUNTIME = ["--runtime", "io.containerd.tsrun.v2"];
-const has = (cmd: string) => Bun.spawnSync(["sh", "-c", `command -v ${cmd}`]).success;
-const canRun = process.getuid?.() === 0 && existsSync(SHIM) && existsSync(TSRUN) && ["containerd", "ctr", "umoci", "jq"].every(has);
 
-const ctd = canRun ? new PrivateContainerd(NS, "/tmp/tsrun-rst-", { shim: SHIM, tsrun: TSRUN }) : undefined;
-const dir = ctd?.dir ?? "";
-const sock = ctd?.sock ?? "";
-const fifos = ctd?.fifos ?? "";
-const bundles = join(dir, "state/io.containerd.runtime.v2.task", NS);
-const ctr = (args: string[], timeoutMs?: number) => ctd!.ctr(args, timeoutMs);
-
-function taskList(): Map<string, { pid: number; status: string }> {
-  const out = new Map<string, { pid: number; status: string }>();
-  for (const line of ctr(["tasks", "ls"]).stdout.split("\n").slice(1)) {
-    const [id, pid, status] = line.trim().split(/\s+/);
-    if (id) out.set(id, { pid: Number(pid), status: status! });
-  }
-  return out;
-}
+const { canRun, ctd, dir, sock, fifos, bundles, ctr } = testContainerd(NS, "/tmp/tsrun-rst-");
+const taskList = () => ctd!.taskList();
 
 /** The shim daemons of our containerd (those with a -socket argument). */
 function daemons(): number[] {
