@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, rmdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Terminal } from "./pty.ts";
+import { shellSession } from "./pty.ts";
 
 const repo = join(import.meta.dir, "../..");
 const TSRUN = process.env.TSRUN ?? join(repo, "dist/tsrun");
@@ -93,22 +93,13 @@ describe("docker with --runtime tsrun", () => {
   });
 
   test("docker run -it on a terminal: the shell's prompt, a typed command's output, its exit status", async () => {
-    const term = new Terminal(["docker", "-H", `unix://${sock}`, ...RUN, "-it", "--rm", "localhost/busybox:latest", "sh"], { rows: 21, cols: 77 });
-    try {
-      // busybox sh's prompt: an interactive shell, so its stdin is the container's terminal.
-      // (Its line editor then asks the terminal for the cursor position and redraws the prompt.)
-      await term.waitFor(/\/ # /);
-      term.type("tty; stty size; echo typed-$((6 * 7))\n");
-      await term.waitFor(/typed-42\n/);
-      term.type("exit 9\n");
-      expect(await term.exited()).toBe(9);
-    } finally {
-      await term.kill();
-    }
+    const argv = ["docker", "-H", `unix://${sock}`, ...RUN, "-it", "--rm", "localhost/busybox:latest", "sh"];
+    const session = await shellSession(argv, { rows: 21, cols: 77 }, "tty; stty size; echo typed-$((6 * 7))\n", /typed-42\n/, 9);
+    expect(session.code).toBe(9);
     // The typed line comes back echoed by the container's terminal, then its output: the
     // terminal's name, the size the client passed on, the shell's arithmetic.
-    expect(term.text).toContain("echo typed-$((6 * 7))\n");
-    expect(term.text).toMatch(/\n\/dev\/pts\/\d+\n21 77\ntyped-42\n/);
+    expect(session.text).toContain("echo typed-$((6 * 7))\n");
+    expect(session.text).toMatch(/\n\/dev\/pts\/\d+\n21 77\ntyped-42\n/);
     expect(docker(["ps", "-aq"]).stdout).toBe("");
   }, 60_000);
 

@@ -72,3 +72,26 @@ export class Terminal {
     await this.exited();
   }
 }
+
+/**
+ * One line typed at an interactive busybox sh that `argv` runs on a rows×cols terminal, as a user
+ * would: waits for the shell's prompt (an interactive shell, so its stdin is the container's
+ * terminal; its line editor then asks the terminal for the cursor position and redraws the
+ * prompt), types `line`, waits for `done` in the output, then types `exit <status>`. Returns the
+ * status the command ended with and all the terminal showed; the command is killed if any step
+ * fails.
+ */
+export async function shellSession(argv: string[], size: { rows: number; cols: number }, line: string, done: RegExp, status: number): Promise<{ code: number; text: string }> {
+  const term = new Terminal(argv, size);
+  let code: number;
+  try {
+    await term.waitFor(/\/ # /);
+    term.type(line);
+    await term.waitFor(done);
+    term.type(`exit ${status}\n`);
+    code = await term.exited();
+  } finally {
+    await term.kill();
+  }
+  return { code, text: term.text };
+}

@@ -9,7 +9,7 @@ import { DEFAULT_ROOT } from "../src/task/runtime.ts";
 import { LINGER_ENV } from "../src/bin/daemon.ts";
 import { BUILT, testContainerd } from "./private-containerd.ts";
 import { BinaryTransport, Publisher } from "../src/events/publisher.ts";
-import { Terminal } from "../../../test/conformance/pty.ts";
+import { shellSession } from "../../../test/conformance/pty.ts";
 
 const TSRUN = BUILT.tsrun;
 // Per run: the runtime state root and the cgroup parents are host-wide, and another checkout may
@@ -52,21 +52,14 @@ describe("containerd 1.6 runs containers through containerd-shim-tsrun-v2 (root)
   }, 60_000);
 
   test("ctr run -t on a terminal: the shell's prompt, a typed command's output and size, its exit status", async () => {
-    const term = new Terminal(["ctr", "--address", sock, "--namespace", NS, "run", "-t", "--fifo-dir", fifos, "--rm", "--runtime", "io.containerd.tsrun.v2", IMAGE, "e2e-tty", "sh"], { rows: 19, cols: 83 });
-    try {
-      // busybox sh's prompt: an interactive shell, so its stdin is the container's terminal.
-      await term.waitFor(/\/ # /);
-      // ctr passes its size on through ResizePty after Start: the shell asks until it is there.
-      term.type('for i in $(seq 100); do s=$(stty size); test "$s" = "19 83" && break; sleep 0.05; done; tty; echo "size $s"; echo typed-$((6 * 7))\n');
-      await term.waitFor(/typed-42\n/);
-      term.type("exit 9\n");
-      expect(await term.exited()).toBe(9);
-    } finally {
-      await term.kill();
-    }
+    const argv = ["ctr", "--address", sock, "--namespace", NS, "run", "-t", "--fifo-dir", fifos, "--rm", "--runtime", "io.containerd.tsrun.v2", IMAGE, "e2e-tty", "sh"];
+    // ctr passes its size on through ResizePty after Start: the shell asks until it is there.
+    const typed = 'for i in $(seq 100); do s=$(stty size); test "$s" = "19 83" && break; sleep 0.05; done; tty; echo "size $s"; echo typed-$((6 * 7))\n';
+    const session = await shellSession(argv, { rows: 19, cols: 83 }, typed, /typed-42\n/, 9);
+    expect(session.code).toBe(9);
     // Echoed by the container's terminal, then the output.
-    expect(term.text).toContain("echo typed-$((6 * 7))\n");
-    expect(term.text).toMatch(/\n\/dev\/pts\/\d+\nsize 19 83\ntyped-42\n/);
+    expect(session.text).toContain("echo typed-$((6 * 7))\n");
+    expect(session.text).toMatch(/\n\/dev\/pts\/\d+\nsize 19 83\ntyped-42\n/);
     await expectNothingLeft("e2e-tty");
   }, 60_000);
 
