@@ -3,7 +3,7 @@
 // being killed — leaves nothing that `delete --force` cannot remove: the state directory is
 // claimed first, the cgroup is recorded before it is made, and the executor dies with its sync
 // socket.
-import { chownSync, closeSync, constants, openSync, readFileSync, realpathSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
+import { chownSync, closeSync, readFileSync, realpathSync, statfsSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomic } from "../io.ts";
 import { resolve } from "node:path";
@@ -20,7 +20,7 @@ import { runContainerHooks, runContainerHooksAsync, type ContainerHookContext } 
 import { killOwnChild, ownChild, reapOwnChild, recvAsync } from "./children.ts";
 import { cgroupManager, type CgroupManager } from "../cgroups/manager.ts";
 import { UNIFIED } from "../cgroups/paths.ts";
-import { moveSelfText } from "../plan/fold.ts";
+import { moveOfOp, openTasks } from "./cgroup-move.ts";
 import { applyDevicesV1, DEFAULT_ALLOWED } from "../cgroups/v1/devices.ts";
 import { reapMigrationWarmUp, startMigrationWarmUp } from "./warmup.ts";
 import * as linux from "../linux/index.ts";
@@ -499,13 +499,7 @@ function* createSteps(store: Store, opts: CreateOptions): Generator<Step, Create
     if (selfMoveDirs.length) {
       makeCgroup();
       for (const dir of selfMoveDirs) {
-        let fd: number;
-        try {
-          fd = openSync(join(dir, "tasks"), constants.O_WRONLY);
-        } catch (e) {
-          const code = (e as NodeJS.ErrnoException).code ?? "EIO";
-          throw new ContainerError(`container ${opts.id}: cannot move the init into its cgroup ${dir}: ${code}`, { id: opts.id, op: "open", path: join(dir, "tasks"), code, cause: e });
-        }
+        const fd = openTasks(dir, (code, cause) => new ContainerError(`container ${opts.id}: cannot move the init into its cgroup ${dir}: ${code}`, { id: opts.id, op: "open", path: join(dir, "tasks"), code, cause }));
         openedFds.push(fd);
         extraFds.push(fd);
       }
@@ -619,8 +613,7 @@ function* createSteps(store: Store, opts: CreateOptions): Generator<Step, Create
           linux.close(msg.fd);
         } else consoleFd = msg.fd;
       } else if (msg.type === "error") {
-        const op = ops[msg.op];
-        const dir = op?.op === "syscall" ? selfMoveDirs.find((d) => op.what === moveSelfText(d)) : undefined;
+        const dir = moveOfOp(ops, msg.op, selfMoveDirs.map((d) => ({ dir: d })))?.dir;
         if (dir) throw new ContainerError(`container ${opts.id}: cannot move the init into its cgroup ${dir}: ${linux.errnoName(msg.errno)}`, { id: opts.id, op: "write", path: join(dir, "tasks"), code: linux.errnoName(msg.errno) });
         throw new ContainerError(executorFailure(opts.id, ops, msg), { ...executorErrorFields(ops[msg.op], msg.errno), id: opts.id });
       } else if (msg.type === "eof" || msg.type === "exec") {

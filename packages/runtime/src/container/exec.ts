@@ -10,7 +10,6 @@ import { UNIFIED } from "../cgroups/paths.ts";
 import * as linux from "../linux/index.ts";
 import { PlanError } from "../plan/compile.ts";
 import { compileExecPlan } from "../plan/exec.ts";
-import { moveSelfText } from "../plan/fold.ts";
 import type { Op } from "../plan/ops.ts";
 import { SYNC } from "../plan/ops.ts";
 import { encodePlan } from "../plan/wire.ts";
@@ -23,10 +22,11 @@ import { sendSeccompListener } from "./seccomp-agent.ts";
 import { stateDocument } from "./status.ts";
 import { apparmorEnabled, hostTerminal } from "./host.ts";
 import { waitExit, forwardSignals } from "./foreground.ts";
+import { moveOfOp, openTasks } from "./cgroup-move.ts";
 import { killOwnChild, ownChild, reapOwnChild, recvAsync, releaseChild } from "./children.ts";
 import type { Store } from "./store.ts";
 import { trace } from "../trace.ts";
-import { constants, existsSync, openSync, writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 export interface ExecOptions {
@@ -117,15 +117,6 @@ function cgroupMoveError(id: string, j: CgroupJoin, code: string, file: string, 
   return new ContainerError(`exec in ${id}: cannot move the process into the container's cgroup ${j.dir}: ${code}${hint}`, fields);
 }
 
-/** A v1 cgroup's `tasks` file, opened for stage 1 to write "0" to. */
-function openTasks(id: string, j: CgroupJoin): number {
-  try {
-    return openSync(join(j.dir, "tasks"), constants.O_WRONLY);
-  } catch (e) {
-    throw cgroupMoveError(id, j, (e as NodeJS.ErrnoException).code ?? "EIO", "tasks", e);
-  }
-}
-
 /** Moves stage 1 (all its threads: it has one) into a cgroup2 cgroup. */
 function moveToCgroup(id: string, j: CgroupJoin, pid: number): void {
   try {
@@ -133,12 +124,6 @@ function moveToCgroup(id: string, j: CgroupJoin, pid: number): void {
   } catch (e) {
     throw cgroupMoveError(id, j, (e as NodeJS.ErrnoException).code ?? "EIO", "cgroup.procs", e);
   }
-}
-
-/** The v1 join whose self-move is the plan's op `index`, if it is one. */
-function joinOfOp(ops: readonly Op[], index: number, joins: readonly CgroupJoin[]): CgroupJoin | undefined {
-  const op = ops[index];
-  return op?.op === "syscall" ? joins.find((j) => op.what === moveSelfText(j.dir)) : undefined;
 }
 
 /** How long tsrun waits for any one step of the executor. */
@@ -201,7 +186,7 @@ export async function startExec(store: Store, opts: ExecOptions): Promise<Execut
   let initFd = -1;
   let spawned: ReturnType<typeof linux.spawnExecutor>;
   try {
-    for (const j of joins.v1) tasksFds.push(openTasks(opts.id, j));
+    for (const j of joins.v1) tasksFds.push(openTasks(j.dir, (code, cause) => cgroupMoveError(opts.id, j, code, "tasks", cause)));
     try {
       // A rootless container's user namespace denies setgroups: the process skips it, as the init did.
       // The namespaces are joined through a pidfd of the init: a created container's init is not
@@ -277,7 +262,7 @@ export async function startExec(store: Store, opts: ExecOptions): Promise<Execut
       } else if (msg.type === "exec") {
         execd = true;
       } else if (msg.type === "error") {
-        const join = joinOfOp(plan.ops, msg.op, joins.v1);
+        const join = moveOfOp(plan.ops, msg.op, joins.v1);
         if (join) throw cgroupMoveError(opts.id, join, linux.errnoName(msg.errno), "tasks");
         throw new ContainerError(executorFailure(opts.id, plan.ops, msg, `exec in ${opts.id}`), { ...executorErrorFields(plan.ops[msg.op], msg.errno), id: opts.id });
       } else if (msg.type === "eof") {

@@ -5,7 +5,7 @@ import type { LinuxDevice, Mount, Process, Spec } from "@tsrun/ocispec/core";
 import { CAPABILITIES, CLONE_FLAGS, MS, RLIMITS, sysctlNamespace, sysctlPath, type NamespaceType } from "@tsrun/ocispec/core";
 import { isBind, parseMountOptions } from "./mounts.ts";
 import { SYNC, type InitPlan, type Op } from "./ops.ts";
-import { moveSelfToCgroupOps, resetAffinityOp } from "./fold.ts";
+import { moveSelfToCgroupsOps, resetAffinityOp } from "./fold.ts";
 
 /** Where the host's cgroups for this container are, for `type: cgroup` mounts. */
 export type CgroupMountSource =
@@ -140,8 +140,7 @@ export function compilePlan(input: PlanInput): InitPlan {
   const ops: Op[] = [{ op: "stage", name: "tsrun:[1:CHILD]" }];
   // Into the container's cgroups before anything else (a namespace joined, the cgroup namespace
   // made at the fork, whose root is the cgroup the process is in then).
-  const firstTasksFd = 3 + input.preserveFds + Object.keys(input.idmapFds ?? {}).length;
-  (input.cgroupTasks ?? []).forEach((dir, k) => ops.push(...moveSelfToCgroupOps(firstTasksFd + k, dir)));
+  ops.push(...moveSelfToCgroupsOps(3 + input.preserveFds + Object.keys(input.idmapFds ?? {}).length, input.cgroupTasks));
   ops.push({ op: "openFifo", path: input.execFifo });
   // With a new user namespace, bind sources are cloned now (open_tree), with tsrun's
   // credentials: the container's root may not be allowed to search their directories, and a

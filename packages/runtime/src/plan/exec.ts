@@ -4,7 +4,7 @@
 import type { Hook, Process, Spec } from "@tsrun/ocispec/core";
 import { CLONE_FLAGS, NS_PROC_NAMES, type NamespaceType } from "@tsrun/ocispec/core";
 import { DEFAULT_PATH, execOp, PlanError, processOps, seccompOf } from "./compile.ts";
-import { moveSelfToCgroupOps, setnsPidfdOp } from "./fold.ts";
+import { moveSelfToCgroupsOps, setnsPidfdOp } from "./fold.ts";
 import { SYNC, type InitPlan, type Op } from "./ops.ts";
 
 export interface ExecPlanInput {
@@ -58,8 +58,7 @@ export function compileExecPlan(input: ExecPlanInput): InitPlan {
     const k = require("./kernel.ts") as typeof import("./kernel.ts");
     ops.push(k.affinityOp(proc.execCPUAffinity, "initial")!);
   }
-  const firstTasksFd = 3 + input.preserveFds + (input.pidfd ? 1 : 0);
-  (input.cgroupTasks ?? []).forEach((dir, k) => ops.push(...moveSelfToCgroupOps(firstTasksFd + k, dir)));
+  ops.push(...moveSelfToCgroupsOps(3 + input.preserveFds + (input.pidfd ? 1 : 0), input.cgroupTasks));
   ops.push(...joinOps(spec, input.initPid, input.pidfd ? 3 + input.preserveFds : undefined), { op: "stage", name: "tsrun:[2:EXEC]" });
   ops.push(...processOps(proc, { preserveFds: input.preserveFds, seccomp: seccompOp, devConsole: false, linux: spec.linux, exec: true, denySetgroups: input.denySetgroups ?? false }));
   ops.push(execOp(proc, args));

@@ -92,6 +92,11 @@ export function moveSelfToCgroupOps(fd: number, dir: string): SyscallOp[] {
   return [call(moveSelfText(dir), "write", [fd, 0, 1], utf8.encode("0"), 0b10), call(`close the tasks file of ${dir}`, "close", [fd])];
 }
 
+/** moveSelfToCgroupOps for each of `dirs`, whose `tasks` files are the fds from `firstFd` on, in order. */
+export function moveSelfToCgroupsOps(firstFd: number, dirs: readonly string[] = []): SyscallOp[] {
+  return dirs.flatMap((dir, k) => moveSelfToCgroupOps(firstFd + k, dir));
+}
+
 /** The text of moveSelfToCgroupOps's write, by which tsrun tells its failure from others'. */
 export const moveSelfText = (dir: string): string => `move into the cgroup ${dir} (write 0 to its tasks file)`;
 
