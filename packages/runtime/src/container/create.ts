@@ -134,7 +134,7 @@ const DEFAULT_NODE_PATHS: Readonly<Record<string, string>> = {
  * "device cgroup deny"); a config node at a default device's path takes that default's rule away.
  */
 export function deviceRules(spec: Spec): LinuxDeviceCgroup[] {
-  const own = (spec.linux?.resources?.devices ?? []).map((r) => (r.access === undefined ? r : { ...r, access: knownAccess(r.access) }));
+  const own = (spec.linux?.resources?.devices ?? []).map((r) => (r.access === undefined ? r : { ...r, access: splitAccess(r.access).known }));
   const configured = new Set((spec.linux?.devices ?? []).map((d) => d.path));
   const defaults = DEFAULT_ALLOWED.filter((r) => {
     const path = DEFAULT_NODE_PATHS[`${r.type} ${r.major}:${r.minor}`];
@@ -143,21 +143,21 @@ export function deviceRules(spec: Spec): LinuxDeviceCgroup[] {
   return [{ allow: false, access: "rwm" }, ...own, ...defaults];
 }
 
-/** The letters of a device rule's access that mean something (r, w, m), in order. */
-function knownAccess(access: string): string {
-  return [...access].filter((c) => c === "r" || c === "w" || c === "m").join("");
-}
-
 /**
  * runc (libcontainer/devices Permissions) reads only r, w and m in a rule's access and ignores any
- * other letter (its own update test writes "rwa", which it takes as "rw"): tsrun does the same,
- * and says which letters it ignored.
+ * other letter (its own update test writes "rwa", which it takes as "rw"): tsrun does the same.
  */
+function splitAccess(access: string): { known: string; other: string } {
+  const letters = [...access];
+  const isKnown = (c: string) => c === "r" || c === "w" || c === "m";
+  return { known: letters.filter(isKnown).join(""), other: letters.filter((c) => !isKnown(c)).join("") };
+}
+
+/** Says which letters of the config's device rules splitAccess ignores. */
 function warnUnknownAccess(spec: Spec): void {
   (spec.linux?.resources?.devices ?? []).forEach((r, i) => {
-    if (r.access === undefined) return;
-    const other = [...r.access].filter((c) => c !== "r" && c !== "w" && c !== "m");
-    if (other.length) process.stderr.write(`tsrun: warning: /linux/resources/devices/${i}/access: ${JSON.stringify(other.join(""))} ignored in ${JSON.stringify(r.access)}: only r, w and m mean something (as runc reads it)\n`);
+    const other = r.access === undefined ? "" : splitAccess(r.access).other;
+    if (other) process.stderr.write(`tsrun: warning: /linux/resources/devices/${i}/access: ${JSON.stringify(other)} ignored in ${JSON.stringify(r.access)}: only r, w and m mean something (as runc reads it)\n`);
   });
 }
 
