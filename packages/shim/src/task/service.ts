@@ -416,6 +416,18 @@ export class TaskService {
     }
   }
 
+  /** Kills a process the runtime started after its call was answered as failed; resolves once it is reaped. */
+  private killLate(started: Started): Promise<unknown> {
+    if (started.console !== undefined) closeFd(started.console);
+    const exited = this.opts.reaper.watch(started.pid);
+    try {
+      process.kill(started.pid, "SIGKILL");
+    } catch {
+      // Gone already.
+    }
+    return exited;
+  }
+
   /**
    * After a Create that answered DEADLINE_EXCEEDED: once the runtime's create ends, a container it
    * made after all is killed and deleted (containerd was told there is none), and the IO and
@@ -423,15 +435,7 @@ export class TaskService {
    */
   private async undoLateCreate(id: string, runtime: RuntimeDriver, late: Promise<Started>, io: TaskIo, rootfs: string | undefined): Promise<void> {
     try {
-      const started = await late;
-      if (started.console !== undefined) closeFd(started.console);
-      const exited = this.opts.reaper.watch(started.pid);
-      try {
-        process.kill(started.pid, "SIGKILL");
-      } catch {
-        // Gone already.
-      }
-      await exited;
+      await this.killLate(await late);
       await runtime.delete(id, true);
     } catch {
       // The create failed late (the runtime removed what it made), or the delete did: the
@@ -505,21 +509,7 @@ export class TaskService {
         // The exec was reported failed: a process that starts late is killed, and its IO kept
         // open until then (the runtime still has the fds).
         e.io = undefined;
-        void late
-          .then(
-            (s) => {
-              if (s.console !== undefined) closeFd(s.console);
-              const exited = this.opts.reaper.watch(s.pid);
-              try {
-                process.kill(s.pid, "SIGKILL");
-              } catch {
-                // Gone already.
-              }
-              return exited;
-            },
-            () => undefined,
-          )
-          .finally(() => opened.close());
+        void late.then((s) => this.killLate(s), () => undefined).finally(() => opened.close());
       });
       if (started.console !== undefined) e.console = newConsole(started.console, e.io);
       else e.io.release();
